@@ -1,0 +1,29 @@
+//! # tapir-tsp: the TSPI-shaped front end
+//!
+//! Applications (the network API, the CLI, the Windows `.tsp` face) talk to drivers only
+//! through this crate:
+//! - [`front`]: the [`Tsp`] itself: numbered lines from a base, open/close, requests with ids
+//!   and exactly-once completions, checks against capabilities and call state before a driver
+//!   sees a request, and one event loop publishing [`Sequenced`] events to every subscriber;
+//! - [`action`]: what applications ask ([`Action`]) and what they get back ([`Accepted`]);
+//! - [`event`]: what applications are told ([`TspEvent`]);
+//! - [`numbers`]: the hook applying number rules to every dialled and reported number;
+//! - [`tapi`]: TAPI's numeric codes, known nowhere else in tapir.
+//!
+//! The front end does not know where drivers come from (built-in or plugin file): it is handed
+//! a build function per driver instance.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used)]
+
+pub mod action;
+pub mod event;
+pub mod front;
+pub mod numbers;
+pub mod tapi;
+
+pub use action::{Accepted, Action};
+pub use event::{RequestResult, Sequenced, TspEvent};
+pub use front::{call_features, CallSnapshot, HistoryGap, LineSnapshot, Tsp, TspConfig};
+pub use numbers::{NumberRules, Verbatim};

@@ -1,0 +1,108 @@
+//! A scripted driver for the front end's tests: it records every request and lets the test
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+//! decide when and how each completes and which events happen.
+
+use std::sync::{Arc, Mutex};
+use tapir_core::*;
+
+/// What the scripted driver does with the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Accept and keep it pending until the test completes it.
+    Accept,
+    /// Refuse at once.
+    Refuse,
+    /// Panic inside `submit`.
+    Panic,
+}
+
+#[derive(Default)]
+pub struct Shared {
+    pub sink: Option<SharedSink>,
+    pub received: Vec<RequestEnvelope>,
+    pub modes: Vec<Mode>,
+}
+
+#[derive(Clone)]
+pub struct Script(pub Arc<Mutex<Shared>>);
+
+impl Script {
+    pub fn new() -> Self {
+        Script(Arc::new(Mutex::new(Shared::default())))
+    }
+
+    pub fn sink(&self) -> SharedSink {
+        self.0.lock().unwrap().sink.clone().expect("driver built")
+    }
+
+    pub fn push_mode(&self, mode: Mode) {
+        self.0.lock().unwrap().modes.push(mode);
+    }
+
+    pub fn received(&self) -> Vec<RequestEnvelope> {
+        self.0.lock().unwrap().received.clone()
+    }
+
+    pub fn event(&self, event: DriverEvent) {
+        self.sink().event(event);
+    }
+
+    pub fn complete(&self, id: RequestId, outcome: Outcome) {
+        self.sink().complete(id, outcome);
+    }
+
+    /// Builds the driver and announces `lines` lines "L0", "L1", ... with every operation.
+    pub fn build(
+        &self,
+        lines: usize,
+    ) -> impl FnOnce(SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
+        let script = self.clone();
+        move |sink: SharedSink| {
+            for i in 0..lines {
+                sink.event(DriverEvent::LineCreated {
+                    info: LineInfo {
+                        key: LineKey::new(format!("L{i}")),
+                        name: format!("Scripted line {i}"),
+                        caps: LineCaps {
+                            operations: OperationSet::all(),
+                            forward_modes: vec![ForwardMode::Unconditional],
+                            max_calls: 4,
+                            addresses: vec![AddressInfo::default()],
+                        },
+                        in_service: true,
+                    },
+                });
+            }
+            script.0.lock().unwrap().sink = Some(sink);
+            Ok(Box::new(ScriptedDriver(script)) as Box<dyn PhoneDriver>)
+        }
+    }
+}
+
+pub struct ScriptedDriver(pub Script);
+
+impl PhoneDriver for ScriptedDriver {
+    fn submit(&self, request: RequestEnvelope) -> Result<(), DriverError> {
+        let mode = {
+            let mut shared = self.0 .0.lock().unwrap();
+            let mode = if shared.modes.is_empty() {
+                Mode::Accept
+            } else {
+                shared.modes.remove(0)
+            };
+            if mode == Mode::Accept {
+                shared.received.push(request.clone());
+            }
+            mode
+        };
+        match mode {
+            Mode::Accept => Ok(()),
+            Mode::Refuse => Err(DriverError::failed("scripted refusal")),
+            Mode::Panic => panic!("scripted panic"),
+        }
+    }
+
+    fn shutdown(&self) {}
+}
