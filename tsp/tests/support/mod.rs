@@ -1,8 +1,8 @@
 //! A scripted driver for the front end's tests: it records every request and lets the test
+//! decide when and how each completes and which events happen.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
-//! decide when and how each completes and which events happen.
 
 use std::sync::{Arc, Mutex};
 use tapir_core::*;
