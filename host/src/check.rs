@@ -1,0 +1,372 @@
+//! Checking a configuration: every problem found, each with its key path and, for a file, the
+//! line and column it comes from.
+
+use crate::catalog::Catalog;
+use crate::config::{Config, DriverSection, HttpConfig, LogConfig, PinnedLine, Source, TspSection};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use toml_edit::{ImDocument, Item};
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path (`drivers.office.ring_ms`, `lines[2].id`); empty for the whole file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// Line and column (1-based) in the file, when the problem can be placed there.
+    pub location: Option<(usize, usize)>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((line, column)) = self.location {
+            write!(f, "{line}:{column}: ")?;
+        }
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// The result of a check: the configuration when it is usable, and every problem found.
+pub struct Checked {
+    /// The configuration, when it could be read at all.
+    pub config: Option<Config>,
+    /// The drivers the configuration can use (built-ins and its plugin folder), once the
+    /// configuration could be read.
+    pub catalog: Option<Catalog>,
+    /// Problems; empty when the configuration is good.
+    pub problems: Vec<Problem>,
+}
+
+const SECTIONS: [&str; 6] = ["log", "http", "tsp", "plugin_dir", "drivers", "lines"];
+
+/// Reads and checks the configuration from `source`. Driver sections are checked by their
+/// drivers (built-in or loaded from the plugin folder named in the configuration).
+pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> Checked {
+    let mut problems = Vec::new();
+    let text = match source {
+        Source::Embedded => crate::config::EMBEDDED_DEFAULT.to_owned(),
+        Source::File(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                problems.push(Problem {
+                    path: String::new(),
+                    message: format!("cannot read {}: {error}", path.display()),
+                    location: None,
+                });
+                return Checked { config: None, catalog: None, problems };
+            }
+        },
+    };
+    let doc = match ImDocument::parse(text.clone()) {
+        Ok(doc) => doc,
+        Err(error) => {
+            problems.push(Problem {
+                path: String::new(),
+                message: format!("TOML syntax: {}", error.message().trim()),
+                location: error.span().map(|s| line_column(&text, s.start)),
+            });
+            return Checked { config: None, catalog: None, problems };
+        }
+    };
+    let locate = |path: &[PathPart]| locate(&doc, &text, path);
+
+    for (key, _) in doc.as_table().iter() {
+        if !SECTIONS.contains(&key) {
+            let path = [PathPart::Key(key.to_owned())];
+            problems.push(Problem {
+                path: key.to_owned(),
+                message: format!("unknown key; expected one of {}", SECTIONS.join(", ")),
+                location: locate(&path),
+            });
+        }
+    }
+
+    let figment = source.figment();
+    let mut section_problems = |section: &str, result: Result<(), figment::Error>| {
+        if let Err(error) = result {
+            for e in error {
+                let mut parts: Vec<PathPart> = Vec::new();
+                if e.path.first().map(String::as_str) != Some(section) {
+                    parts.push(PathPart::Key(section.to_owned()));
+                }
+                parts.extend(e.path.iter().map(|p| PathPart::parse(p)));
+                let mut message = e.kind.to_string();
+                if let Some(field) = unknown_field(&message) {
+                    parts.push(PathPart::Key(field));
+                }
+                if let Some(meta) = &e.metadata {
+                    if meta.name.contains("environment") {
+                        message.push_str(" (from the environment)");
+                    }
+                }
+                problems.push(Problem {
+                    path: render(&parts),
+                    message,
+                    location: locate(&parts),
+                });
+            }
+        }
+    };
+    section_problems("log", extract::<LogConfig>(&figment, "log"));
+    section_problems("http", extract::<HttpConfig>(&figment, "http"));
+    section_problems("tsp", extract::<TspSection>(&figment, "tsp"));
+    section_problems("plugin_dir", extract::<Option<PathBuf>>(&figment, "plugin_dir"));
+    section_problems(
+        "drivers",
+        extract::<BTreeMap<String, DriverSection>>(&figment, "drivers"),
+    );
+    section_problems("lines", extract::<Vec<PinnedLine>>(&figment, "lines"));
+
+    let config: Option<Config> = figment.extract().ok();
+    let Some(config) = config else {
+        if problems.is_empty() {
+            problems.push(Problem {
+                path: String::new(),
+                message: "the configuration could not be read".to_owned(),
+                location: None,
+            });
+        }
+        return Checked { config: None, catalog: None, problems };
+    };
+
+    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        let parts = [PathPart::key("log"), PathPart::key("level")];
+        problems.push(Problem {
+            path: render(&parts),
+            message: format!("not a log filter: {error}"),
+            location: locate(&parts),
+        });
+    }
+
+    let catalog = catalog_for(&config);
+    for (name, section) in &config.drivers {
+        let base = [PathPart::key("drivers"), PathPart::key(name)];
+        match catalog.validate(&section.driver, &section.settings_json()) {
+            None => {
+                let parts = [PathPart::key("drivers"), PathPart::key(name), PathPart::key("driver")];
+                problems.push(Problem {
+                    path: render(&parts),
+                    message: format!(
+                        "no driver named {:?} (known: {})",
+                        section.driver,
+                        catalog.names().join(", ")
+                    ),
+                    location: locate(&parts),
+                });
+            }
+            Some(Err(message)) => {
+                let mut parts = base.to_vec();
+                if let Some(field) = unknown_field(&message).or_else(|| named_field(&message)) {
+                    parts.push(PathPart::Key(field));
+                }
+                problems.push(Problem {
+                    path: render(&parts),
+                    message: strip_json_position(&message),
+                    location: locate(&parts).or_else(|| locate(&base)),
+                });
+            }
+            Some(Ok(())) => {}
+        }
+    }
+
+    let mut ids: HashMap<u32, usize> = HashMap::new();
+    let mut keys: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, line) in config.lines.iter().enumerate() {
+        if !config.drivers.contains_key(&line.driver) {
+            let parts = [PathPart::key("lines"), PathPart::Index(i), PathPart::key("driver")];
+            problems.push(Problem {
+                path: render(&parts),
+                message: format!("no driver instance named {:?} in [drivers]", line.driver),
+                location: locate(&parts),
+            });
+        }
+        if let Some(first) = ids.insert(line.id, i) {
+            let parts = [PathPart::key("lines"), PathPart::Index(i), PathPart::key("id")];
+            problems.push(Problem {
+                path: render(&parts),
+                message: format!("id {} is already given to lines[{first}]", line.id),
+                location: locate(&parts),
+            });
+        }
+        if let Some(first) = keys.insert((&line.driver, &line.key), i) {
+            let parts = [PathPart::key("lines"), PathPart::Index(i), PathPart::key("key")];
+            problems.push(Problem {
+                path: render(&parts),
+                message: format!("this line is already pinned by lines[{first}]"),
+                location: locate(&parts),
+            });
+        }
+    }
+
+    Checked {
+        config: Some(config),
+        catalog: Some(catalog),
+        problems,
+    }
+}
+
+fn extract<T: DeserializeOwned>(figment: &figment::Figment, key: &str) -> Result<(), figment::Error> {
+    match figment.extract_inner::<T>(key) {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind, figment::error::Kind::MissingField(_)) && e.path.is_empty() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// One step of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathPart {
+    Key(String),
+    Index(usize),
+}
+
+impl PathPart {
+    fn key(k: &str) -> Self {
+        PathPart::Key(k.to_owned())
+    }
+
+    fn parse(p: &str) -> Self {
+        p.parse::<usize>()
+            .map(PathPart::Index)
+            .unwrap_or_else(|_| PathPart::Key(p.to_owned()))
+    }
+}
+
+fn render(parts: &[PathPart]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        match part {
+            PathPart::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            PathPart::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Finds where a key path is written in the file; falls back to the nearest enclosing key.
+fn locate(doc: &ImDocument<String>, text: &str, path: &[PathPart]) -> Option<(usize, usize)> {
+    let mut best = None;
+    let mut item: Option<&Item> = None;
+    let mut table = Some(doc.as_table() as &dyn toml_edit::TableLike);
+    for part in path {
+        match part {
+            PathPart::Key(k) => {
+                let (key, next) = table?.get_key_value(k)?;
+                if let Some(span) = key.span().or_else(|| next.span()) {
+                    best = Some(line_column(text, span.start));
+                }
+                item = Some(next);
+                table = next.as_table_like();
+            }
+            PathPart::Index(i) => {
+                let current = item?;
+                if let Some(array) = current.as_array_of_tables() {
+                    let t = array.get(*i)?;
+                    if let Some(span) = t.span() {
+                        best = Some(line_column(text, span.start));
+                    }
+                    table = Some(t as &dyn toml_edit::TableLike);
+                } else {
+                    let value = current.as_array()?.get(*i)?;
+                    if let Some(span) = value.span() {
+                        best = Some(line_column(text, span.start));
+                    }
+                    table = value.as_inline_table().map(|t| t as &dyn toml_edit::TableLike);
+                }
+            }
+        }
+    }
+    best
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}
+
+/// The field named in serde's "unknown field `x`" message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// A field named at the start of a driver's own message (`ring_ms: must be positive`).
+fn named_field(message: &str) -> Option<String> {
+    let rest = message.split("field `").nth(1)?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// serde_json's "at line 1 column 42" means nothing to a TOML author.
+fn strip_json_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(" column ") => message[..i].to_owned(),
+        _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn check_text(text: &str) -> Vec<Problem> {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        check(&Source::File(file.path().to_owned()), |_| Catalog::builtins_only()).problems
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line_and_column() {
+        let problems = check_text("[log]\nlevel = \"info\"\n[http\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].location.map(|l| l.0), Some(3));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let text = "[log]\nlevel = \"info\"\nformat = \"xml\"\n\n[http]\nlisten = \"not an address\"\n\n[tsp]\nline_bas = 3\n\n[drivers.office]\ndriver = \"no-such-driver\"\n\n[[lines]]\ndriver = \"office\"\nkey = \"1\"\nid = 1\n\n[[lines]]\ndriver = \"nowhere\"\nkey = \"2\"\nid = 1\n";
+        let problems = check_text(text);
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        for expected in ["log.format", "http.listen", "tsp.line_bas"] {
+            assert!(paths.contains(&expected), "{expected} missing in {problems:#?}");
+        }
+        let format = problems.iter().find(|p| p.path == "log.format").expect("format");
+        assert_eq!(format.location, Some((3, 1)));
+        let listen = problems.iter().find(|p| p.path == "http.listen").expect("listen");
+        assert_eq!(listen.location, Some((6, 1)));
+        let typo = problems.iter().find(|p| p.path == "tsp.line_bas").expect("typo");
+        assert_eq!(typo.location, Some((9, 1)));
+    }
+
+    #[test]
+    fn semantic_problems_are_found_when_the_shape_is_right() {
+        let text = "[drivers.office]\ndriver = \"no-such-driver\"\n\n[[lines]]\ndriver = \"office\"\nkey = \"1\"\nid = 1\n\n[[lines]]\ndriver = \"nowhere\"\nkey = \"2\"\nid = 1\n";
+        let problems = check_text(text);
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"drivers.office.driver"), "{problems:#?}");
+        assert!(paths.contains(&"lines[1].driver"), "{problems:#?}");
+        assert!(paths.contains(&"lines[1].id"), "{problems:#?}");
+        let dup = problems.iter().find(|p| p.path == "lines[1].id").expect("dup");
+        assert_eq!(dup.location, Some((12, 1)));
+    }
+
+    #[test]
+    fn the_embedded_default_is_clean() {
+        let checked = check(&Source::Embedded, |_| Catalog::builtins_only());
+        assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    }
+}

@@ -1,0 +1,30 @@
+//! One module per `tapir` subcommand.
+
+pub mod call;
+pub mod check_config;
+pub mod plugins;
+pub mod run;
+
+use crate::catalog::Catalog;
+use crate::check::{check, Checked};
+use crate::config::{Config, Source};
+
+/// Reads and checks the configuration; prints every problem to stderr when there are any.
+pub fn load(source: &Source) -> Option<(Config, Catalog)> {
+    let Checked {
+        config,
+        catalog,
+        problems,
+    } = check(source, |c| Catalog::load(c.plugin_dir.as_deref()));
+    if !problems.is_empty() {
+        let name = source
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "embedded default".to_owned());
+        for problem in &problems {
+            eprintln!("{name}:{problem}");
+        }
+        return None;
+    }
+    Some((config?, catalog?))
+}

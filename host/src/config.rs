@@ -1,0 +1,218 @@
+//! The host's configuration: its typed shape, how it is layered (defaults < TOML file <
+//! `TAPIR_` environment), and the embedded default the host runs on when no file is given.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The configuration the host runs on when no file is given: no phones, loopback ports.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The HTTP endpoint (status, and later the phones' callbacks and the API).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The front end.
+    #[serde(default)]
+    pub tsp: TspSection,
+    /// A folder of driver libraries to load; each file is loaded on its own.
+    #[serde(default)]
+    pub plugin_dir: Option<PathBuf>,
+    /// Driver instances by name. Each names its `driver`; every other key is the driver's own
+    /// configuration and is handed to it as JSON.
+    #[serde(default)]
+    pub drivers: BTreeMap<String, DriverSection>,
+    /// Lines whose device id is fixed, so it survives restarts and reordering.
+    #[serde(default)]
+    pub lines: Vec<PinnedLine>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `tapir_tsp=debug,info`.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// Write logs to this file instead of standard error.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+            file: None,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The HTTP endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where to listen; loopback by default.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Switch the endpoint off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            enabled: true,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8780))
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Front-end settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TspSection {
+    /// The first line device id.
+    #[serde(default)]
+    pub line_base: u32,
+    /// How many past events are kept for clients that reconnect.
+    #[serde(default = "default_history")]
+    pub history: usize,
+}
+
+impl Default for TspSection {
+    fn default() -> Self {
+        Self {
+            line_base: 0,
+            history: default_history(),
+        }
+    }
+}
+
+fn default_history() -> usize {
+    4096
+}
+
+/// One driver instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DriverSection {
+    /// Which driver: a built-in name (`snom`, `sip-refer`, ...) or the name a plugin reports.
+    pub driver: String,
+    /// Set to false to keep the section but not start the driver.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Everything else: the driver's own configuration.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DriverSection {
+    /// The driver's own configuration as JSON text.
+    pub fn settings_json(&self) -> String {
+        serde_json::Value::Object(self.settings.clone()).to_string()
+    }
+}
+
+/// A line with a fixed device id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedLine {
+    /// The driver instance (the name of its `[drivers.NAME]` section).
+    pub driver: String,
+    /// The driver's key for the line.
+    pub key: String,
+    /// The device id it always gets.
+    pub id: u32,
+}
+
+/// Where the configuration came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The embedded default.
+    Embedded,
+    /// A TOML file.
+    File(PathBuf),
+}
+
+impl Source {
+    /// The layered figment for this source: defaults < TOML < `TAPIR_` environment.
+    pub fn figment(&self) -> Figment {
+        let base = Figment::from(Serialized::defaults(Config::empty()));
+        let layered = match self {
+            Source::Embedded => base.merge(Toml::string(EMBEDDED_DEFAULT)),
+            Source::File(path) => base.merge(Toml::file_exact(path)),
+        };
+        layered.merge(Env::prefixed("TAPIR_").split("__"))
+    }
+
+    /// The file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Source::Embedded => None,
+            Source::File(p) => Some(p),
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with every default and nothing configured.
+    pub fn empty() -> Self {
+        Self {
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            tsp: TspSection::default(),
+            plugin_dir: None,
+            drivers: BTreeMap::new(),
+            lines: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_loads_and_has_no_drivers() {
+        let config: Config = Source::Embedded.figment().extract().expect("embedded loads");
+        assert!(config.drivers.is_empty());
+        assert!(config.http.listen.ip().is_loopback());
+    }
+}

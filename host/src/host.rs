@@ -1,0 +1,59 @@
+//! A running host: the front end with every configured driver instance started in it.
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use std::sync::Arc;
+use tapir_core::LineKey;
+use tapir_tsp::{Tsp, TspConfig};
+
+/// The front end plus what the host knows about its drivers.
+pub struct Host {
+    /// The front end every application goes through.
+    pub tsp: Arc<Tsp>,
+    /// Driver instances that failed to start, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Host {
+    /// Starts every enabled driver instance. One that fails is logged and skipped; the host
+    /// goes on with the rest.
+    pub fn start(config: &Config, catalog: &Catalog) -> Self {
+        let tsp = Arc::new(Tsp::new(TspConfig {
+            line_base: config.tsp.line_base,
+            pinned: config
+                .lines
+                .iter()
+                .map(|l| (l.driver.clone(), LineKey::new(l.key.clone()), tapir_core::LineId(l.id)))
+                .collect(),
+            history: config.tsp.history,
+        }));
+        let mut failed = Vec::new();
+        for (name, section) in &config.drivers {
+            if !section.enabled {
+                tracing::info!(instance = %name, driver = %section.driver, "Driver instance disabled in config.");
+                continue;
+            }
+            let json = section.settings_json();
+            match tsp.add_driver(name, |sink| catalog.build(&section.driver, &json, sink)) {
+                Ok(()) => {
+                    tracing::info!(instance = %name, driver = %section.driver, "Driver instance started.")
+                }
+                Err(error) => {
+                    tracing::error!(instance = %name, driver = %section.driver, %error, "Driver instance failed to start.");
+                    failed.push((name.clone(), error.to_string()));
+                }
+            }
+        }
+        tsp.sync();
+        Self { tsp, failed }
+    }
+
+    /// Stops the drivers. Calls still up are logged: an operator may want to know.
+    pub fn shutdown(&self) {
+        let open = self.tsp.shutdown();
+        for call in &open {
+            tracing::warn!(call = %call.id, line = %call.line, state = call.state.name(), "Call still up at shutdown.");
+        }
+        tracing::info!(open_calls = open.len(), "Drivers stopped.");
+    }
+}

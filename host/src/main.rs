@@ -1,0 +1,97 @@
+//! `tapir`: the daemon and its administration commands.
+//!
+//! - `tapir run [--config FILE]`: run the host (embedded default when no file is given);
+//! - `tapir check-config FILE`: report every problem of a configuration file;
+//! - `tapir plugins [--plugin-dir DIR] [--json]`: list drivers and refused plugin files;
+//! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events.
+
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
+
+mod builtins;
+mod catalog;
+mod check;
+mod commands;
+mod config;
+mod host;
+mod http;
+mod logging;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "tapir", version, about = "An open CTI driver host: control desk phones from TAPI-style applications.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host until SIGINT or SIGTERM.
+    Run {
+        /// Configuration file; without it the embedded default is used (no phones, loopback).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and report every problem with its place.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+    /// List the drivers this host can start, and the plugin files it refused.
+    Plugins {
+        /// A folder of driver libraries.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Place one call, print every event as a JSON line, exit 0 when it ended normally.
+    Call {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The line: its device id, or its driver key.
+        #[arg(long)]
+        line: String,
+        /// The address (identity) to call from.
+        #[arg(long, default_value_t = 0)]
+        address: u32,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Hang up this many seconds after the call is connected.
+        #[arg(long)]
+        hangup_after: Option<u64>,
+        /// What to dial.
+        number: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => commands::run::run(config),
+        Command::CheckConfig { file } => commands::check_config::run(&file),
+        Command::Plugins { plugin_dir, json } => commands::plugins::run(plugin_dir.as_deref(), json),
+        Command::Call {
+            config,
+            line,
+            address,
+            timeout,
+            hangup_after,
+            number,
+        } => commands::call::run(commands::call::Args {
+            config,
+            line,
+            address,
+            timeout: std::time::Duration::from_secs(timeout),
+            hangup_after: hangup_after.map(std::time::Duration::from_secs),
+            number,
+        }),
+    }
+}
