@@ -66,6 +66,11 @@ impl Catalog {
             })
             .collect();
         drivers.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        for expected in crate::builtins::EXPECTED {
+            if !drivers.iter().any(|(e, _)| e.name == *expected) {
+                tracing::error!(driver = expected, "Built-in driver missing from this build.");
+            }
+        }
         Self {
             drivers,
             refused: Vec::new(),
