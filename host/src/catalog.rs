@@ -86,9 +86,13 @@ impl Catalog {
         let scan = tapir_plugin_abi::scan_dir(dir);
         for refused in scan.refused {
             tracing::warn!(file = %refused.path.display(), reason = %refused.error, "Plugin refused.");
+            // The error names the file already; the listing shows it in its own column.
+            let full = refused.error.to_string();
+            let prefix = format!("{}: ", refused.path.display());
+            let reason = full.strip_prefix(&prefix).unwrap_or(&full).to_owned();
             catalog.refused.push(Refused {
                 path: refused.path,
-                reason: refused.error.to_string(),
+                reason,
             });
         }
         for plugin in scan.loaded {

@@ -92,14 +92,21 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     let mut section_problems = |section: &str, result: Result<(), figment::Error>| {
         if let Err(error) = result {
             for e in error {
+                // figment names the extracted section at the end of some paths; drop it.
+                let mut path = e.path.clone();
+                if path.len() > 1 && path.last().map(String::as_str) == Some(section) {
+                    path.pop();
+                }
                 let mut parts: Vec<PathPart> = Vec::new();
-                if e.path.first().map(String::as_str) != Some(section) {
+                if path.first().map(String::as_str) != Some(section) {
                     parts.push(PathPart::Key(section.to_owned()));
                 }
-                parts.extend(e.path.iter().map(|p| PathPart::parse(p)));
+                parts.extend(path.iter().map(|p| PathPart::parse(p)));
                 let mut message = e.kind.to_string();
                 if let Some(field) = unknown_field(&message) {
-                    parts.push(PathPart::Key(field));
+                    if path.last() != Some(&field) {
+                        parts.push(PathPart::Key(field));
+                    }
                 }
                 if let Some(meta) = &e.metadata {
                     if meta.name.contains("environment") {
@@ -300,7 +307,10 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// The field named in serde's "unknown field `x`" message.
 fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.split("unknown field `").nth(1)?;
+    let rest = message
+        .split("unknown field `")
+        .nth(1)
+        .or_else(|| message.split("unknown field: found `").nth(1))?;
     Some(rest.split('`').next()?.to_owned())
 }
 
@@ -350,6 +360,14 @@ mod tests {
         assert_eq!(listen.location, Some((6, 1)));
         let typo = problems.iter().find(|p| p.path == "tsp.line_bas").expect("typo");
         assert_eq!(typo.location, Some((9, 1)));
+    }
+
+    #[test]
+    fn nested_keys_are_placed() {
+        let problems = check_text("[drivers.office]\ndriver = \"x\"\nenabled = \"yes\"\n\n[[lines]]\ndriver = \"office\"\nkey = \"1\"\nid = -4\n");
+        let paths: Vec<_> = problems.iter().map(|p| (p.path.as_str(), p.location)).collect();
+        assert!(paths.contains(&("drivers.office.enabled", Some((3, 1)))), "{problems:#?}");
+        assert!(paths.contains(&("lines[0].id", Some((8, 1)))), "{problems:#?}");
     }
 
     #[test]

@@ -8,15 +8,6 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
-mod builtins;
-mod catalog;
-mod check;
-mod commands;
-mod config;
-mod host;
-mod http;
-mod logging;
-
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,9 +66,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => commands::run::run(config),
-        Command::CheckConfig { file } => commands::check_config::run(&file),
-        Command::Plugins { plugin_dir, json } => commands::plugins::run(plugin_dir.as_deref(), json),
+        Command::Run { config } => tapir_host::commands::run::run(config),
+        Command::CheckConfig { file } => tapir_host::commands::check_config::run(&file),
+        Command::Plugins { plugin_dir, json } => tapir_host::commands::plugins::run(plugin_dir.as_deref(), json),
         Command::Call {
             config,
             line,
@@ -85,7 +76,7 @@ fn main() -> ExitCode {
             timeout,
             hangup_after,
             number,
-        } => commands::call::run(commands::call::Args {
+        } => tapir_host::commands::call::run(tapir_host::commands::call::Args {
             config,
             line,
             address,

@@ -1,0 +1,25 @@
+//! # tapir-host: the daemon behind the `tapir` binary
+//!
+//! - [`config`]: the configuration's typed shape, its layering (defaults < TOML < `TAPIR_`
+//!   environment) and the embedded default;
+//! - [`check`]: every problem of a configuration, with key path, line and column;
+//! - [`catalog`]: the drivers this host can start, built-in or from the plugin folder;
+//! - [`builtins`]: the built-in driver crates, named so the linker keeps them;
+//! - [`host`]: a running host: the front end with the configured driver instances;
+//! - [`http`]: the HTTP endpoint;
+//! - [`logging`]: the tracing subscriber;
+//! - [`commands`]: one module per subcommand of `tapir`.
+//!
+//! Only this crate reads files, the environment, or signals.
+
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
+
+pub mod builtins;
+pub mod catalog;
+pub mod check;
+pub mod commands;
+pub mod config;
+pub mod host;
+pub mod http;
+pub mod logging;

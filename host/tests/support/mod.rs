@@ -1,0 +1,126 @@
+//! Helpers for the `tapir` binary's tests: the example plugin built and copied into a folder,
+//! configuration files, and a child process that is always killed by PID.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn tapir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tapir"))
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The example driver library, built if it is not there yet.
+pub fn example_library() -> PathBuf {
+    let lib = target_dir().join("debug").join(format!(
+        "{}tapir_example_virtual_phone{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    if !lib.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "tapir-example-virtual-phone"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the example plugin failed");
+    }
+    lib
+}
+
+/// A fresh folder holding only the example plugin.
+pub fn plugin_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lib = example_library();
+    std::fs::copy(&lib, dir.path().join(lib.file_name().expect("file name"))).expect("copy plugin");
+    dir
+}
+
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("tapir.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("tapir runs")
+}
+
+/// A child process killed by PID when dropped, also when the test fails.
+pub struct Daemon {
+    pub child: Child,
+}
+
+impl Daemon {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tapir starts");
+        Daemon { child }
+    }
+
+    /// Sends a signal and waits (bounded) for the exit; returns status and stderr.
+    pub fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-s", signal, &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        (status, stderr)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `url` with a plain HTTP/1.0 GET until it answers or the deadline passes.
+pub fn http_get(addr: &str, path: &str, within: Duration) -> Option<String> {
+    use std::io::Write;
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && !out.is_empty() {
+                return Some(out);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
