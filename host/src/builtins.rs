@@ -17,7 +17,10 @@ mod tests {
         super::link();
         let names: Vec<_> = tapir_core::builtin_drivers().map(|d| d.name).collect();
         for expected in super::EXPECTED {
-            assert!(names.contains(expected), "{expected} missing from {names:?}");
+            assert!(
+                names.contains(expected),
+                "{expected} missing from {names:?}"
+            );
         }
     }
 }

@@ -68,7 +68,10 @@ impl Catalog {
         drivers.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         for expected in crate::builtins::EXPECTED {
             if !drivers.iter().any(|(e, _)| e.name == *expected) {
-                tracing::error!(driver = expected, "Built-in driver missing from this build.");
+                tracing::error!(
+                    driver = expected,
+                    "Built-in driver missing from this build."
+                );
             }
         }
         Self {
@@ -138,11 +141,10 @@ impl Catalog {
     pub fn validate(&self, driver: &str, config_json: &str) -> Option<Result<(), String>> {
         let (_, source) = self.drivers.iter().find(|(e, _)| e.name == driver)?;
         Some(match source {
-            Source::BuiltIn(d) => {
-                std::panic::catch_unwind(|| (d.validate)(config_json)).unwrap_or_else(|_| {
+            Source::BuiltIn(d) => std::panic::catch_unwind(|| (d.validate)(config_json))
+                .unwrap_or_else(|_| {
                     Err("the driver panicked while checking its configuration".to_owned())
-                })
-            }
+                }),
             Source::Plugin(p) => p.validate(config_json),
         })
     }

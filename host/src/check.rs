@@ -60,7 +60,11 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
                     message: format!("cannot read {}: {error}", path.display()),
                     location: None,
                 });
-                return Checked { config: None, catalog: None, problems };
+                return Checked {
+                    config: None,
+                    catalog: None,
+                    problems,
+                };
             }
         },
     };
@@ -72,7 +76,11 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
                 message: format!("TOML syntax: {}", error.message().trim()),
                 location: error.span().map(|s| line_column(&text, s.start)),
             });
-            return Checked { config: None, catalog: None, problems };
+            return Checked {
+                config: None,
+                catalog: None,
+                problems,
+            };
         }
     };
     let locate = |path: &[PathPart]| locate(&doc, &text, path);
@@ -89,59 +97,75 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     }
 
     let figment = source.figment();
-    let mut section_problems = |section: &str, result: Result<(), figment::Error>| {
-        if let Err(error) = result {
-            for e in error {
-                // figment names the extracted section at the end of some paths; drop it.
-                let mut path = e.path.clone();
-                if path.len() > 1 && path.last().map(String::as_str) == Some(section) {
-                    path.pop();
-                }
-                let mut parts: Vec<PathPart> = Vec::new();
-                if path.first().map(String::as_str) != Some(section) {
-                    parts.push(PathPart::Key(section.to_owned()));
-                }
-                parts.extend(path.iter().map(|p| PathPart::parse(p)));
-                let mut message = e.kind.to_string();
-                if let Some(field) = unknown_field(&message) {
-                    if path.last() != Some(&field) {
-                        parts.push(PathPart::Key(field));
-                    }
-                }
-                if let Some(meta) = &e.metadata {
-                    if meta.name.contains("environment") {
-                        message.push_str(" (from the environment)");
-                    }
-                }
-                problems.push(Problem {
-                    path: render(&parts),
-                    message,
-                    location: locate(&parts),
-                });
+    let mut report = |section: &str, error: figment::Error| {
+        for e in error {
+            // figment names the extracted section at the end of some paths; drop it.
+            let mut path = e.path.clone();
+            if path.len() > 1 && path.last().map(String::as_str) == Some(section) {
+                path.pop();
             }
-        }
-    };
-    section_problems("log", extract::<LogConfig>(&figment, "log"));
-    section_problems("http", extract::<HttpConfig>(&figment, "http"));
-    section_problems("tsp", extract::<TspSection>(&figment, "tsp"));
-    section_problems("plugin_dir", extract::<Option<PathBuf>>(&figment, "plugin_dir"));
-    section_problems(
-        "drivers",
-        extract::<BTreeMap<String, DriverSection>>(&figment, "drivers"),
-    );
-    section_problems("lines", extract::<Vec<PinnedLine>>(&figment, "lines"));
-
-    let config: Option<Config> = figment.extract().ok();
-    let Some(config) = config else {
-        if problems.is_empty() {
+            let mut parts: Vec<PathPart> = Vec::new();
+            if path.first().map(String::as_str) != Some(section) {
+                parts.push(PathPart::Key(section.to_owned()));
+            }
+            parts.extend(path.iter().map(|p| PathPart::parse(p)));
+            let mut message = e.kind.to_string();
+            if let Some(field) = unknown_field(&message) {
+                if path.last() != Some(&field) {
+                    parts.push(PathPart::Key(field));
+                }
+            }
+            if let Some(meta) = &e.metadata {
+                if meta.name.contains("environment") {
+                    message.push_str(" (from the environment)");
+                }
+            }
             problems.push(Problem {
-                path: String::new(),
-                message: "the configuration could not be read".to_owned(),
-                location: None,
+                path: render(&parts),
+                message,
+                location: locate(&parts),
             });
         }
-        return Checked { config: None, catalog: None, problems };
     };
+    macro_rules! section {
+        ($ty:ty, $name:literal) => {
+            match extract::<$ty>(&figment, $name) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    report($name, error);
+                    None
+                }
+            }
+        };
+    }
+    let log = section!(LogConfig, "log");
+    let http = section!(HttpConfig, "http");
+    let tsp = section!(TspSection, "tsp");
+    let plugin_dir = section!(Option<PathBuf>, "plugin_dir");
+    let drivers = section!(BTreeMap<String, DriverSection>, "drivers");
+    let lines = section!(Vec<PinnedLine>, "lines");
+    let whole: Option<Config> = if problems.is_empty() {
+        figment.extract().ok()
+    } else {
+        None
+    };
+    // The sections that could be read are checked further even when others could not, so one
+    // run reports every problem.
+    let config = Config {
+        log: log.flatten().unwrap_or_default(),
+        http: http.flatten().unwrap_or_default(),
+        tsp: tsp.flatten().unwrap_or_default(),
+        plugin_dir: plugin_dir.flatten().flatten(),
+        drivers: drivers.flatten().unwrap_or_default(),
+        lines: lines.flatten().unwrap_or_default(),
+    };
+    if whole.is_none() && problems.is_empty() {
+        problems.push(Problem {
+            path: String::new(),
+            message: "the configuration could not be read".to_owned(),
+            location: None,
+        });
+    }
 
     if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         let parts = [PathPart::key("log"), PathPart::key("level")];
@@ -157,7 +181,11 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
         let base = [PathPart::key("drivers"), PathPart::key(name)];
         match catalog.validate(&section.driver, &section.settings_json()) {
             None => {
-                let parts = [PathPart::key("drivers"), PathPart::key(name), PathPart::key("driver")];
+                let parts = [
+                    PathPart::key("drivers"),
+                    PathPart::key(name),
+                    PathPart::key("driver"),
+                ];
                 problems.push(Problem {
                     path: render(&parts),
                     message: format!(
@@ -187,7 +215,11 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     let mut keys: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, line) in config.lines.iter().enumerate() {
         if !config.drivers.contains_key(&line.driver) {
-            let parts = [PathPart::key("lines"), PathPart::Index(i), PathPart::key("driver")];
+            let parts = [
+                PathPart::key("lines"),
+                PathPart::Index(i),
+                PathPart::key("driver"),
+            ];
             problems.push(Problem {
                 path: render(&parts),
                 message: format!("no driver instance named {:?} in [drivers]", line.driver),
@@ -195,7 +227,11 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
             });
         }
         if let Some(first) = ids.insert(line.id, i) {
-            let parts = [PathPart::key("lines"), PathPart::Index(i), PathPart::key("id")];
+            let parts = [
+                PathPart::key("lines"),
+                PathPart::Index(i),
+                PathPart::key("id"),
+            ];
             problems.push(Problem {
                 path: render(&parts),
                 message: format!("id {} is already given to lines[{first}]", line.id),
@@ -203,7 +239,11 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
             });
         }
         if let Some(first) = keys.insert((&line.driver, &line.key), i) {
-            let parts = [PathPart::key("lines"), PathPart::Index(i), PathPart::key("key")];
+            let parts = [
+                PathPart::key("lines"),
+                PathPart::Index(i),
+                PathPart::key("key"),
+            ];
             problems.push(Problem {
                 path: render(&parts),
                 message: format!("this line is already pinned by lines[{first}]"),
@@ -213,16 +253,22 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     }
 
     Checked {
-        config: Some(config),
+        config: whole,
         catalog: Some(catalog),
         problems,
     }
 }
 
-fn extract<T: DeserializeOwned>(figment: &figment::Figment, key: &str) -> Result<(), figment::Error> {
+/// One section; `Ok(None)` when it is absent (its defaults apply).
+fn extract<T: DeserializeOwned>(
+    figment: &figment::Figment,
+    key: &str,
+) -> Result<Option<T>, figment::Error> {
     match figment.extract_inner::<T>(key) {
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.kind, figment::error::Kind::MissingField(_)) && e.path.is_empty() => Ok(()),
+        Ok(value) => Ok(Some(value)),
+        Err(e) if matches!(e.kind, figment::error::Kind::MissingField(_)) && e.path.is_empty() => {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -290,7 +336,9 @@ fn locate(doc: &ImDocument<String>, text: &str, path: &[PathPart]) -> Option<(us
                     if let Some(span) = value.span() {
                         best = Some(line_column(text, span.start));
                     }
-                    table = value.as_inline_table().map(|t| t as &dyn toml_edit::TableLike);
+                    table = value
+                        .as_inline_table()
+                        .map(|t| t as &dyn toml_edit::TableLike);
                 }
             }
         }
@@ -301,7 +349,12 @@ fn locate(doc: &ImDocument<String>, text: &str, path: &[PathPart]) -> Option<(us
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, column)
 }
 
@@ -336,7 +389,10 @@ mod tests {
     fn check_text(text: &str) -> Vec<Problem> {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(text.as_bytes()).expect("write");
-        check(&Source::File(file.path().to_owned()), |_| Catalog::builtins_only()).problems
+        check(&Source::File(file.path().to_owned()), |_| {
+            Catalog::builtins_only()
+        })
+        .problems
     }
 
     #[test]
@@ -352,22 +408,43 @@ mod tests {
         let problems = check_text(text);
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         for expected in ["log.format", "http.listen", "tsp.line_bas"] {
-            assert!(paths.contains(&expected), "{expected} missing in {problems:#?}");
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing in {problems:#?}"
+            );
         }
-        let format = problems.iter().find(|p| p.path == "log.format").expect("format");
+        let format = problems
+            .iter()
+            .find(|p| p.path == "log.format")
+            .expect("format");
         assert_eq!(format.location, Some((3, 1)));
-        let listen = problems.iter().find(|p| p.path == "http.listen").expect("listen");
+        let listen = problems
+            .iter()
+            .find(|p| p.path == "http.listen")
+            .expect("listen");
         assert_eq!(listen.location, Some((6, 1)));
-        let typo = problems.iter().find(|p| p.path == "tsp.line_bas").expect("typo");
+        let typo = problems
+            .iter()
+            .find(|p| p.path == "tsp.line_bas")
+            .expect("typo");
         assert_eq!(typo.location, Some((9, 1)));
     }
 
     #[test]
     fn nested_keys_are_placed() {
         let problems = check_text("[drivers.office]\ndriver = \"x\"\nenabled = \"yes\"\n\n[[lines]]\ndriver = \"office\"\nkey = \"1\"\nid = -4\n");
-        let paths: Vec<_> = problems.iter().map(|p| (p.path.as_str(), p.location)).collect();
-        assert!(paths.contains(&("drivers.office.enabled", Some((3, 1)))), "{problems:#?}");
-        assert!(paths.contains(&("lines[0].id", Some((8, 1)))), "{problems:#?}");
+        let paths: Vec<_> = problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.location))
+            .collect();
+        assert!(
+            paths.contains(&("drivers.office.enabled", Some((3, 1)))),
+            "{problems:#?}"
+        );
+        assert!(
+            paths.contains(&("lines[0].id", Some((8, 1)))),
+            "{problems:#?}"
+        );
     }
 
     #[test]
@@ -378,7 +455,10 @@ mod tests {
         assert!(paths.contains(&"drivers.office.driver"), "{problems:#?}");
         assert!(paths.contains(&"lines[1].driver"), "{problems:#?}");
         assert!(paths.contains(&"lines[1].id"), "{problems:#?}");
-        let dup = problems.iter().find(|p| p.path == "lines[1].id").expect("dup");
+        let dup = problems
+            .iter()
+            .find(|p| p.path == "lines[1].id")
+            .expect("dup");
         assert_eq!(dup.location, Some((12, 1)));
     }
 

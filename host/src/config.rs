@@ -211,7 +211,10 @@ mod tests {
 
     #[test]
     fn embedded_default_loads_and_has_no_drivers() {
-        let config: Config = Source::Embedded.figment().extract().expect("embedded loads");
+        let config: Config = Source::Embedded
+            .figment()
+            .extract()
+            .expect("embedded loads");
         assert!(config.drivers.is_empty());
         assert!(config.http.listen.ip().is_loopback());
     }

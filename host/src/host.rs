@@ -23,7 +23,13 @@ impl Host {
             pinned: config
                 .lines
                 .iter()
-                .map(|l| (l.driver.clone(), LineKey::new(l.key.clone()), tapir_core::LineId(l.id)))
+                .map(|l| {
+                    (
+                        l.driver.clone(),
+                        LineKey::new(l.key.clone()),
+                        tapir_core::LineId(l.id),
+                    )
+                })
                 .collect(),
             history: config.tsp.history,
         }));

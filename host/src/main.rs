@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "tapir", version, about = "An open CTI driver host: control desk phones from TAPI-style applications.")]
+#[command(
+    name = "tapir",
+    version,
+    about = "An open CTI driver host: control desk phones from TAPI-style applications."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,7 +72,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => tapir_host::commands::run::run(config),
         Command::CheckConfig { file } => tapir_host::commands::check_config::run(&file),
-        Command::Plugins { plugin_dir, json } => tapir_host::commands::plugins::run(plugin_dir.as_deref(), json),
+        Command::Plugins { plugin_dir, json } => {
+            tapir_host::commands::plugins::run(plugin_dir.as_deref(), json)
+        }
         Command::Call {
             config,
             line,

@@ -10,15 +10,29 @@ use support::*;
 fn run_on_the_embedded_default_serves_and_stops_on_sigterm() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let daemon = Daemon::spawn(tapir().arg("run").env("TAPIR_HTTP__LISTEN", &addr).env("RUST_LOG", "info"));
+    let daemon = Daemon::spawn(
+        tapir()
+            .arg("run")
+            .env("TAPIR_HTTP__LISTEN", &addr)
+            .env("RUST_LOG", "info"),
+    );
     let health = http_get(&addr, "/healthz", Duration::from_secs(20));
     let lines = http_get(&addr, "/v1/lines", Duration::from_secs(5));
     let (status, stderr) = daemon.stop("TERM");
     let health = health.expect("the HTTP endpoint answered on the port from the environment");
-    assert!(health.contains("200 OK") && health.ends_with("ok\n"), "{health}");
-    assert!(lines.expect("lines answered").ends_with("[]"), "no phones on the default");
+    assert!(
+        health.contains("200 OK") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    assert!(
+        lines.expect("lines answered").ends_with("[]"),
+        "no phones on the default"
+    );
     let first = stderr.lines().next().unwrap_or_default();
-    assert!(first.contains("embedded default"), "first log line: {first}\n{stderr}");
+    assert!(
+        first.contains("embedded default"),
+        "first log line: {first}\n{stderr}"
+    );
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert_eq!(status, Some(0), "{stderr}");
 }
@@ -34,13 +48,26 @@ fn check_config_reports_every_problem_with_line_and_column() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let name = config.display().to_string();
-    assert!(stderr.contains(&format!("{name}:3:1: log.format")), "{stderr}");
-    assert!(stderr.contains(&format!("{name}:6:1: tsp.line_bas")), "{stderr}");
-    assert!(stderr.contains(&format!("{name}:9:1: drivers.office.driver")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{name}:3:1: log.format")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{name}:6:1: tsp.line_bas")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{name}:9:1: drivers.office.driver")),
+        "{stderr}"
+    );
 
     let good = write_config(dir.path(), "[log]\nlevel = \"debug\"\n");
     let out = run(tapir().arg("check-config").arg(&good));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -58,7 +85,9 @@ fn plugins_lists_the_example_and_refuses_junk() {
     let dir = plugin_dir();
     std::fs::write(dir.path().join("junk.so"), b"\x7fELF not really").expect("junk");
     std::fs::write(dir.path().join("notes.txt"), b"hello").expect("notes");
-    let out = run(tapir().args(["plugins", "--json", "--plugin-dir"]).arg(dir.path()));
+    let out = run(tapir()
+        .args(["plugins", "--json", "--plugin-dir"])
+        .arg(dir.path()));
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let drivers = json["drivers"].as_array().expect("drivers");
@@ -67,14 +96,26 @@ fn plugins_lists_the_example_and_refuses_junk() {
         .find(|d| d["name"] == "virtual-phone")
         .unwrap_or_else(|| panic!("example missing: {json:#}"));
     assert_eq!(example["origin"]["kind"], "file");
-    assert!(example["origin"]["path"].as_str().unwrap_or_default().ends_with(".so"));
+    assert!(example["origin"]["path"]
+        .as_str()
+        .unwrap_or_default()
+        .ends_with(".so"));
     let refused = json["refused"].as_array().expect("refused");
     assert_eq!(refused.len(), 2, "{json:#}");
-    assert!(refused.iter().any(|r| r["path"].as_str().unwrap_or_default().ends_with("junk.so")));
-    assert!(refused.iter().any(|r| r["reason"].as_str().unwrap_or_default().contains("not a shared library")));
+    assert!(refused
+        .iter()
+        .any(|r| r["path"].as_str().unwrap_or_default().ends_with("junk.so")));
+    assert!(refused.iter().any(|r| r["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("not a shared library")));
 }
 
-fn virtual_config(dir: &std::path::Path, plugins: &std::path::Path, extra: &str) -> std::path::PathBuf {
+fn virtual_config(
+    dir: &std::path::Path,
+    plugins: &std::path::Path,
+    extra: &str,
+) -> std::path::PathBuf {
     write_config(
         dir,
         &format!(
@@ -97,11 +138,22 @@ fn call_shows_dialing_ringback_connected_and_ends_idle() {
     let plugins = plugin_dir();
     let dir = tempfile::tempdir().expect("dir");
     let config = virtual_config(dir.path(), plugins.path(), "");
-    let out = run(tapir().args(["call", "--timeout", "20", "--line", "100", "--config"]).arg(&config).arg("200"));
+    let out = run(tapir()
+        .args(["call", "--timeout", "20", "--line", "100", "--config"])
+        .arg(&config)
+        .arg("200"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
+    assert!(
+        out.status.success(),
+        "exit {:?}: {stderr}",
+        out.status.code()
+    );
     let seen = states(&out.stdout);
-    assert_eq!(seen, ["dialing", "ringback", "connected", "disconnected", "idle"], "{stderr}");
+    assert_eq!(
+        seen,
+        ["dialing", "ringback", "connected", "disconnected", "idle"],
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -109,7 +161,10 @@ fn call_to_a_busy_number_fails_with_the_reason() {
     let plugins = plugin_dir();
     let dir = tempfile::tempdir().expect("dir");
     let config = virtual_config(dir.path(), plugins.path(), "");
-    let out = run(tapir().args(["call", "--timeout", "20", "--line", "100", "--config"]).arg(&config).arg("486"));
+    let out = run(tapir()
+        .args(["call", "--timeout", "20", "--line", "100", "--config"])
+        .arg(&config)
+        .arg("486"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("busy"), "{stderr}");
@@ -122,10 +177,21 @@ fn call_times_out_with_its_own_status() {
     let dir = tempfile::tempdir().expect("dir");
     let config = write_config(
         dir.path(),
-        &format!("plugin_dir = {:?}\n\n[drivers.office]\ndriver = \"virtual-phone\"\nring_ms = 60000\n", plugins.path()),
+        &format!(
+            "plugin_dir = {:?}\n\n[drivers.office]\ndriver = \"virtual-phone\"\nring_ms = 60000\n",
+            plugins.path()
+        ),
     );
-    let out = run(tapir().args(["call", "--timeout", "1", "--line", "100", "--config"]).arg(&config).arg("200"));
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(tapir()
+        .args(["call", "--timeout", "1", "--line", "100", "--config"])
+        .arg(&config)
+        .arg("200"));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -140,7 +206,13 @@ fn sigint_reports_open_calls_and_stops_the_drivers() {
             plugins.path()
         ),
     );
-    let daemon = Daemon::spawn(tapir().arg("run").arg("--config").arg(&config).env("RUST_LOG", "info"));
+    let daemon = Daemon::spawn(
+        tapir()
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info"),
+    );
     let addr = format!("127.0.0.1:{port}");
     let mut offered = false;
     for _ in 0..100 {

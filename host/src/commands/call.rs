@@ -61,8 +61,14 @@ fn place(host: &Host, args: &Args) -> ExitCode {
         _ => match lines.iter().find(|l| l.key.as_str() == args.line) {
             Some(l) => l.id,
             None => {
-                let known: Vec<_> = lines.iter().map(|l| format!("{} ({})", l.id, l.key)).collect();
-                return fail(2, &format!("no line {:?}; lines: {}", args.line, known.join(", ")));
+                let known: Vec<_> = lines
+                    .iter()
+                    .map(|l| format!("{} ({})", l.id, l.key))
+                    .collect();
+                return fail(
+                    2,
+                    &format!("no line {:?}; lines: {}", args.line, known.join(", ")),
+                );
             }
         },
     };
@@ -118,9 +124,11 @@ fn place(host: &Host, args: &Args) -> ExitCode {
             Err(error) => eprintln!("tapir call: cannot print an event: {error}"),
         }
         match &event.event {
-            TspEvent::Completed { request, result: RequestResult::Err(error), .. }
-                if *request == accepted.request =>
-            {
+            TspEvent::Completed {
+                request,
+                result: RequestResult::Err(error),
+                ..
+            } if *request == accepted.request => {
                 return fail(1, &format!("the call failed: {error}"));
             }
             TspEvent::CallState { call: c, state, .. } if *c == call => match state {

@@ -49,7 +49,11 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         }
     };
     let host = Arc::new(Host::start(&config, &catalog));
-    tracing::info!(lines = host.tsp.lines().len(), failed = host.failed.len(), "Drivers started.");
+    tracing::info!(
+        lines = host.tsp.lines().len(),
+        failed = host.failed.len(),
+        "Drivers started."
+    );
     let code = runtime.block_on(serve(&config, Arc::clone(&host)));
     let stopping = Arc::clone(&host);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -58,7 +62,10 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         let _ = done_tx.send(());
     });
     if done_rx.recv_timeout(SHUTDOWN_DEADLINE).is_err() {
-        tracing::error!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "Drivers did not stop in time; leaving without them.");
+        tracing::error!(
+            deadline_s = SHUTDOWN_DEADLINE.as_secs(),
+            "Drivers did not stop in time; leaving without them."
+        );
     }
     runtime.shutdown_timeout(Duration::from_secs(2));
     tracing::info!("tapir stopped.");
@@ -70,7 +77,10 @@ async fn serve(config: &crate::config::Config, host: Arc<Host>) -> ExitCode {
     let server = if config.http.enabled {
         match crate::http::bind(config.http.listen).await {
             Ok(listener) => {
-                let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                let addr = listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
                 tracing::info!(listen = %addr, "HTTP endpoint listening.");
                 let app = crate::http::router(Arc::clone(&host.tsp));
                 let mut stop = stop_rx.clone();
@@ -78,7 +88,10 @@ async fn serve(config: &crate::config::Config, host: Arc<Host>) -> ExitCode {
                     let shutdown = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
-                    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                    if let Err(error) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
                         tracing::error!(%error, "HTTP endpoint failed.");
                     }
                 }))
@@ -95,7 +108,10 @@ async fn serve(config: &crate::config::Config, host: Arc<Host>) -> ExitCode {
     tracing::info!(signal, "Shutting down.");
     let _ = stop_tx.send(true);
     if let Some(server) = server {
-        if tokio::time::timeout(Duration::from_secs(5), server).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .is_err()
+        {
             tracing::warn!("HTTP endpoint did not stop in time.");
         }
     }
