@@ -11,6 +11,7 @@
 //! and only enqueues work in `submit`.
 
 use crate::{CallId, DriverError, DriverEvent, Outcome, RequestEnvelope, RequestId};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Where a driver sends its events and completions. The host provides it; it is cheap to clone
@@ -26,6 +27,13 @@ pub trait EventSink: Send + Sync {
     /// Allocates the id for a call the driver discovered on its own (an incoming call, a call
     /// dialled on the phone's keypad).
     fn new_call_id(&self) -> CallId;
+
+    /// The URL under which this driver instance's HTTP callbacks reach the host
+    /// (`http://pbx.example.com:8781/phones/office`), for drivers that tell phones where to
+    /// report (snom Action URLs). `None` when the host has no phone-facing endpoint.
+    fn callback_url(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The sink as drivers hold it.
@@ -44,9 +52,57 @@ pub trait PhoneDriver: Send + Sync {
     /// operation); then the request is finished and must not be completed through the sink.
     fn submit(&self, request: RequestEnvelope) -> Result<(), DriverError>;
 
+    /// Answers an HTTP request a phone sent to the host for this driver instance (snom Action
+    /// URLs, provisioning downloads). The host serves them under `/phones/{instance}/...` on
+    /// its phone-facing listener and passes the rest of the path. Must not block for long: it
+    /// runs on a blocking-task thread of the host. The default answers 404.
+    fn http_callback(&self, request: HttpCallback) -> HttpReply {
+        let _ = request;
+        HttpReply::text(404, "this driver takes no callbacks\n")
+    }
+
     /// Stops the driver: pending requests are completed (with an error if need be), timers and
     /// connections are released. No event may follow once it returns.
     fn shutdown(&self);
+}
+
+/// An HTTP request from a phone, as the host received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpCallback {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path below `/phones/{instance}`, starting with `/`.
+    pub path: String,
+    /// The raw query string, without `?` (still percent-encoded).
+    pub query: String,
+    /// Request headers (names in lower case).
+    pub headers: Vec<(String, String)>,
+    /// The peer's socket address as text (`192.0.2.7:41234`).
+    pub peer: String,
+    /// The body, as text (phones send form data or XML).
+    pub body: String,
+}
+
+/// The answer to an [`HttpCallback`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpReply {
+    /// HTTP status code.
+    pub status: u16,
+    /// Content type of the body.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpReply {
+    /// A plain-text reply.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8".to_owned(),
+            body: body.into(),
+        }
+    }
 }
 
 /// How a driver is built from its configuration section.

@@ -96,7 +96,9 @@ pub use call::{
     BusyMode, CallDirection, CallInfo, CallReason, CallState, DialToneMode, DisconnectMode, Party,
 };
 pub use caps::{AddressInfo, LineCaps, LineInfo, Operation, OperationSet};
-pub use driver::{BuildFn, EventSink, PhoneDriver, SharedSink, ValidateFn};
+pub use driver::{
+    BuildFn, EventSink, HttpCallback, HttpReply, PhoneDriver, SharedSink, ValidateFn,
+};
 pub use error::{DriverError, ErrorKind};
 pub use event::DriverEvent;
 pub use ids::{AddressId, CallId, LineId, LineKey, RequestId};

@@ -2,7 +2,9 @@
 //! line and column it comes from.
 
 use crate::catalog::Catalog;
-use crate::config::{Config, DriverSection, HttpConfig, LogConfig, PinnedLine, Source, TspSection};
+use crate::config::{
+    Config, DriverSection, HttpConfig, LogConfig, PhonesConfig, PinnedLine, Source, TspSection,
+};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -44,7 +46,15 @@ pub struct Checked {
     pub problems: Vec<Problem>,
 }
 
-const SECTIONS: [&str; 6] = ["log", "http", "tsp", "plugin_dir", "drivers", "lines"];
+const SECTIONS: [&str; 7] = [
+    "log",
+    "http",
+    "phones",
+    "tsp",
+    "plugin_dir",
+    "drivers",
+    "lines",
+];
 
 /// Reads and checks the configuration from `source`. Driver sections are checked by their
 /// drivers (built-in or loaded from the plugin folder named in the configuration).
@@ -140,6 +150,7 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     }
     let log = section!(LogConfig, "log");
     let http = section!(HttpConfig, "http");
+    let phones = section!(PhonesConfig, "phones");
     let tsp = section!(TspSection, "tsp");
     let plugin_dir = section!(Option<PathBuf>, "plugin_dir");
     let drivers = section!(BTreeMap<String, DriverSection>, "drivers");
@@ -154,6 +165,7 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     let config = Config {
         log: log.flatten().unwrap_or_default(),
         http: http.flatten().unwrap_or_default(),
+        phones: phones.flatten().unwrap_or_default(),
         tsp: tsp.flatten().unwrap_or_default(),
         plugin_dir: plugin_dir.flatten().flatten(),
         drivers: drivers.flatten().unwrap_or_default(),

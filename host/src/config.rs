@@ -21,6 +21,9 @@ pub struct Config {
     /// The HTTP endpoint (status, and later the phones' callbacks and the API).
     #[serde(default)]
     pub http: HttpConfig,
+    /// The endpoint phones call back to (Action URLs, provisioning), apart from the API.
+    #[serde(default)]
+    pub phones: PhonesConfig,
     /// The front end.
     #[serde(default)]
     pub tsp: TspSection,
@@ -103,6 +106,52 @@ fn default_listen() -> SocketAddr {
 
 fn yes() -> bool {
     true
+}
+
+/// The phone-facing HTTP endpoint. It only serves `/phones/{instance}/...` to the drivers and
+/// never grants access to the application API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PhonesConfig {
+    /// Where to listen. Loopback by default; phones on the LAN need `0.0.0.0:8781` or the
+    /// host's LAN address.
+    #[serde(default = "default_phones_listen")]
+    pub listen: SocketAddr,
+    /// The base URL phones are told to use (`http://pbx.example.com:8781`), for NAT or a
+    /// dynamic-DNS name; by default `http://{listen}`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Switch the endpoint off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for PhonesConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_phones_listen(),
+            public_url: None,
+            enabled: true,
+        }
+    }
+}
+
+impl PhonesConfig {
+    /// The base of every callback URL handed to drivers (`…/phones`).
+    pub fn callback_base(&self) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let base = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen));
+        Some(format!("{}/phones", base.trim_end_matches('/')))
+    }
+}
+
+fn default_phones_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8781))
 }
 
 /// Front-end settings.
@@ -197,6 +246,7 @@ impl Config {
         Self {
             log: LogConfig::default(),
             http: HttpConfig::default(),
+            phones: PhonesConfig::default(),
             tsp: TspSection::default(),
             plugin_dir: None,
             drivers: BTreeMap::new(),

@@ -2,8 +2,9 @@
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use tapir_core::LineKey;
+use tapir_core::{LineKey, PhoneDriver};
 use tapir_tsp::{Tsp, TspConfig};
 
 /// The front end plus what the host knows about its drivers.
@@ -12,6 +13,8 @@ pub struct Host {
     pub tsp: Arc<Tsp>,
     /// Driver instances that failed to start, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Running driver instances by name, for the phone-facing callbacks.
+    pub drivers: BTreeMap<String, Arc<dyn PhoneDriver>>,
 }
 
 impl Host {
@@ -32,8 +35,10 @@ impl Host {
                 })
                 .collect(),
             history: config.tsp.history,
+            callback_base: config.phones.callback_base(),
         }));
         let mut failed = Vec::new();
+        let mut drivers = BTreeMap::new();
         for (name, section) in &config.drivers {
             if !section.enabled {
                 tracing::info!(instance = %name, driver = %section.driver, "Driver instance disabled in config.");
@@ -41,8 +46,9 @@ impl Host {
             }
             let json = section.settings_json();
             match tsp.add_driver(name, |sink| catalog.build(&section.driver, &json, sink)) {
-                Ok(()) => {
-                    tracing::info!(instance = %name, driver = %section.driver, "Driver instance started.")
+                Ok(driver) => {
+                    tracing::info!(instance = %name, driver = %section.driver, "Driver instance started.");
+                    drivers.insert(name.clone(), driver);
                 }
                 Err(error) => {
                     tracing::error!(instance = %name, driver = %section.driver, %error, "Driver instance failed to start.");
@@ -51,7 +57,11 @@ impl Host {
             }
         }
         tsp.sync();
-        Self { tsp, failed }
+        Self {
+            tsp,
+            failed,
+            drivers,
+        }
     }
 
     /// Stops the drivers. Calls still up are logged: an operator may want to know.

@@ -4,10 +4,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tapir_tsp::{CallSnapshot, LineSnapshot, Tsp};
-use tokio::net::TcpListener;
 
 /// Builds the routes.
 pub fn router(tsp: Arc<Tsp>) -> Router {
@@ -24,12 +22,4 @@ async fn lines(State(tsp): State<Arc<Tsp>>) -> Json<Vec<LineSnapshot>> {
 
 async fn calls(State(tsp): State<Arc<Tsp>>) -> Json<Vec<CallSnapshot>> {
     Json(tsp.calls())
-}
-
-/// Binds the listener; the caller serves it.
-///
-/// # Errors
-/// The address cannot be bound.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

@@ -8,6 +8,7 @@
 //! - [`host`]: a running host: the front end with the configured driver instances;
 //! - [`http`]: the HTTP endpoint;
 //! - [`logging`]: the tracing subscriber;
+//! - [`phones`]: the phone-facing callback endpoint, apart from the API;
 //! - [`commands`]: one module per subcommand of `tapir`.
 //!
 //! Only this crate reads files, the environment, or signals.
@@ -23,3 +24,4 @@ pub mod config;
 pub mod host;
 pub mod http;
 pub mod logging;
+pub mod phones;

@@ -119,7 +119,7 @@ fn virtual_config(
     write_config(
         dir,
         &format!(
-            "plugin_dir = {plugins:?}\n\n[log]\nlevel = \"warn\"\n\n[drivers.office]\ndriver = \"virtual-phone\"\ndial_ms = 50\nring_ms = 100\nhangup_after_ms = 200\nbusy_numbers = [\"486\"]\n{extra}\n"
+            "plugin_dir = {plugins:?}\n\n[phones]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n[drivers.office]\ndriver = \"virtual-phone\"\ndial_ms = 50\nring_ms = 100\nhangup_after_ms = 200\nbusy_numbers = [\"486\"]\n{extra}\n"
         ),
     )
 }
@@ -202,7 +202,7 @@ fn sigint_reports_open_calls_and_stops_the_drivers() {
     let config = write_config(
         dir.path(),
         &format!(
-            "plugin_dir = {:?}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[drivers.office]\ndriver = \"virtual-phone\"\nincoming = [{{ line = \"100\", after_ms = 50, from = \"0301234567\" }}]\n",
+            "plugin_dir = {:?}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[phones]\nlisten = \"127.0.0.1:0\"\n\n[drivers.office]\ndriver = \"virtual-phone\"\nincoming = [{{ line = \"100\", after_ms = 50, from = \"0301234567\" }}]\n",
             plugins.path()
         ),
     );

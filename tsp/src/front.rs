@@ -31,6 +31,9 @@ pub struct TspConfig {
     pub pinned: Vec<(String, LineKey, LineId)>,
     /// How many past events are kept for subscribers that resume.
     pub history: usize,
+    /// Where phones reach the host's callback endpoint; each driver instance is told
+    /// `{callback_base}/{instance}`.
+    pub callback_base: Option<String>,
 }
 
 impl Default for TspConfig {
@@ -39,6 +42,7 @@ impl Default for TspConfig {
             line_base: 0,
             pinned: Vec::new(),
             history: 4096,
+            callback_base: None,
         }
     }
 }
@@ -90,6 +94,7 @@ struct Inner {
     next_call: Arc<AtomicU64>,
     next_request: AtomicU64,
     rules: Arc<dyn NumberRules>,
+    callback_base: Option<String>,
 }
 
 enum Input {
@@ -165,6 +170,7 @@ struct Sink {
     driver: usize,
     tx: mpsc::Sender<Input>,
     next_call: Arc<AtomicU64>,
+    callback_url: Option<String>,
 }
 
 impl EventSink for Sink {
@@ -179,6 +185,10 @@ impl EventSink for Sink {
 
     fn new_call_id(&self) -> CallId {
         CallId(self.next_call.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn callback_url(&self) -> Option<String> {
+        self.callback_url.clone()
     }
 }
 
@@ -220,6 +230,7 @@ impl Tsp {
             next_call: Arc::new(AtomicU64::new(1)),
             next_request: AtomicU64::new(1),
             rules,
+            callback_base: config.callback_base.clone(),
         });
         let loop_inner = Arc::clone(&inner);
         let worker = std::thread::Builder::new()
@@ -237,9 +248,11 @@ impl Tsp {
 
     /// Builds a driver instance named `name` and routes its lines through this front end.
     ///
+    /// Returns the driver handle, for the host's phone-facing HTTP callbacks.
+    ///
     /// # Errors
     /// Whatever `build` returns, or an error if it panicked.
-    pub fn add_driver<F>(&self, name: &str, build: F) -> Result<(), DriverError>
+    pub fn add_driver<F>(&self, name: &str, build: F) -> Result<Arc<dyn PhoneDriver>, DriverError>
     where
         F: FnOnce(SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError>,
     {
@@ -261,14 +274,20 @@ impl Tsp {
             driver: index,
             tx: self.inner.tx.clone(),
             next_call: Arc::clone(&self.inner.next_call),
+            callback_url: self
+                .inner
+                .callback_base
+                .as_ref()
+                .map(|base| format!("{}/{name}", base.trim_end_matches('/'))),
         });
         let built = catch_unwind(AssertUnwindSafe(|| build(sink)))
             .unwrap_or_else(|panic| Err(DriverError::failed(panic_text("building", &panic))))?;
+        let driver: Arc<dyn PhoneDriver> = Arc::from(built);
         let mut st = self.inner.lock();
         if let Some(slot) = st.drivers.get_mut(index) {
-            slot.driver = Some(Arc::from(built));
+            slot.driver = Some(Arc::clone(&driver));
         }
-        Ok(())
+        Ok(driver)
     }
 
     /// All lines, in device id order.

@@ -1,12 +1,14 @@
 //! `tapir run`: the daemon. Starts the drivers and the HTTP endpoint, waits for SIGINT or
 //! SIGTERM, then stops in order: HTTP first, then the drivers (open calls are reported).
 
-use crate::config::Source;
+use crate::config::{Config, Source};
 use crate::host::Host;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
 
 /// How long the drivers get to stop before the host leaves without them.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -48,13 +50,17 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut config = config;
+    let Some(listeners) = runtime.block_on(bind_all(&mut config)) else {
+        return ExitCode::FAILURE;
+    };
     let host = Arc::new(Host::start(&config, &catalog));
     tracing::info!(
         lines = host.tsp.lines().len(),
         failed = host.failed.len(),
         "Drivers started."
     );
-    let code = runtime.block_on(serve(&config, Arc::clone(&host)));
+    let code = runtime.block_on(serve(listeners, Arc::clone(&host)));
     let stopping = Arc::clone(&host);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -72,50 +78,97 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     code
 }
 
-async fn serve(config: &crate::config::Config, host: Arc<Host>) -> ExitCode {
+async fn serve(listeners: Listeners, host: Arc<Host>) -> ExitCode {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = if config.http.enabled {
-        match crate::http::bind(config.http.listen).await {
-            Ok(listener) => {
-                let addr = listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
-                tracing::info!(listen = %addr, "HTTP endpoint listening.");
-                let app = crate::http::router(Arc::clone(&host.tsp));
-                let mut stop = stop_rx.clone();
-                Some(tokio::spawn(async move {
-                    let shutdown = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    if let Err(error) = axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                    {
-                        tracing::error!(%error, "HTTP endpoint failed.");
-                    }
-                }))
-            }
-            Err(error) => {
-                tracing::error!(listen = %config.http.listen, %error, "Cannot listen for HTTP.");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        None
-    };
+    let mut servers = Vec::new();
+    if let Some(listener) = listeners.http {
+        let app = crate::http::router(Arc::clone(&host.tsp));
+        servers.push(serve_on("HTTP endpoint", listener, app, stop_rx.clone()));
+    }
+    if let Some(listener) = listeners.phones {
+        let app = crate::phones::router(host.drivers.clone());
+        servers.push(serve_on(
+            "Phone callback endpoint",
+            listener,
+            app,
+            stop_rx.clone(),
+        ));
+    }
     let signal = wait_for_signal().await;
     tracing::info!(signal, "Shutting down.");
     let _ = stop_tx.send(true);
-    if let Some(server) = server {
+    for server in servers {
         if tokio::time::timeout(Duration::from_secs(5), server)
             .await
             .is_err()
         {
-            tracing::warn!("HTTP endpoint did not stop in time.");
+            tracing::warn!("An HTTP endpoint did not stop in time.");
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The bound listeners of a daemon.
+struct Listeners {
+    http: Option<TcpListener>,
+    phones: Option<TcpListener>,
+}
+
+/// Binds the configured listeners before the drivers start, so that drivers are told the
+/// phone endpoint's real address (also when the configured port is 0).
+async fn bind_all(config: &mut Config) -> Option<Listeners> {
+    let http = if config.http.enabled {
+        Some(bind("HTTP endpoint", config.http.listen).await?)
+    } else {
+        None
+    };
+    let phones = if config.phones.enabled {
+        let listener = bind("Phone callback endpoint", config.phones.listen).await?;
+        if let Ok(addr) = listener.local_addr() {
+            config.phones.listen = addr;
+        }
+        Some(listener)
+    } else {
+        None
+    };
+    Some(Listeners { http, phones })
+}
+
+/// Binds a listener; logs and returns `None` when the address cannot be bound.
+pub(crate) async fn bind(what: &'static str, addr: SocketAddr) -> Option<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(error) => {
+            tracing::error!(listen = %addr, %error, "{what} cannot listen.");
+            None
+        }
+    }
+}
+
+/// Serves `app` on `listener` until the stop signal.
+pub(crate) fn serve_on(
+    what: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(listen = %bound, "{what} listening.");
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(error) = axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "{what} failed.");
+        }
+    })
 }
 
 #[cfg(unix)]
