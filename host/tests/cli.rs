@@ -14,6 +14,7 @@ fn run_on_the_embedded_default_serves_and_stops_on_sigterm() {
         tapir()
             .arg("run")
             .env("TAPIR_HTTP__LISTEN", &addr)
+            .env("TAPIR_PHONES__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info"),
     );
     let health = http_get(&addr, "/healthz", Duration::from_secs(20));
@@ -178,7 +179,7 @@ fn call_times_out_with_its_own_status() {
     let config = write_config(
         dir.path(),
         &format!(
-            "plugin_dir = {:?}\n\n[drivers.office]\ndriver = \"virtual-phone\"\nring_ms = 60000\n",
+            "plugin_dir = {:?}\n\n[phones]\nlisten = \"127.0.0.1:0\"\n\n[drivers.office]\ndriver = \"virtual-phone\"\nring_ms = 60000\n",
             plugins.path()
         ),
     );
