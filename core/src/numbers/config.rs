@@ -112,6 +112,10 @@ pub struct LocationConfig {
     /// The phone system reports call numbers with the outside-line prefix in front (ready for a
     /// call-back), and it must be removed before the number is made canonical; default `false`.
     pub strip_outside_line_prefix: Option<bool>,
+    /// A reported number of exactly this many digits, without any prefix, is a national number
+    /// written without the national prefix (area code and subscriber number), as North
+    /// American phone systems report ten-digit numbers; default none.
+    pub national_number_length: Option<usize>,
 }
 
 impl LocationConfig {
@@ -135,6 +139,10 @@ impl LocationConfig {
             strip_outside_line_prefix: pick(
                 &self.strip_outside_line_prefix,
                 &over.strip_outside_line_prefix,
+            ),
+            national_number_length: pick(
+                &self.national_number_length,
+                &over.national_number_length,
             ),
         }
     }

@@ -17,6 +17,7 @@ pub struct Location {
     base_number: String,
     dial_area_code_locally: bool,
     strip_outside_line_prefix: bool,
+    national_number_length: usize,
 }
 
 /// A conversion's result, with a note on what was done for the check tool.
@@ -100,6 +101,16 @@ impl Location {
             });
         }
         let internal_length = cfg.internal_length.unwrap_or(0);
+        if cfg
+            .national_number_length
+            .is_some_and(|n| n <= internal_length)
+        {
+            problems.push(LocationProblem {
+                field: "national_number_length",
+                value: cfg.national_number_length.unwrap_or(0).to_string(),
+                reason: "must be longer than internal_length",
+            });
+        }
         if internal_length > 15 {
             problems.push(LocationProblem {
                 field: "internal_length",
@@ -132,6 +143,7 @@ impl Location {
             base_number,
             dial_area_code_locally: cfg.dial_area_code_locally.unwrap_or(false),
             strip_outside_line_prefix: cfg.strip_outside_line_prefix.unwrap_or(false),
+            national_number_length: cfg.national_number_length.unwrap_or(0),
         })
     }
 
@@ -159,10 +171,23 @@ impl Location {
     fn dial_canonical(&self, c: &Canonical) -> Conversion {
         let out = self.outside_line_prefix.as_str();
         let national_number = match &c.split {
-            Some((cc, _)) => (*cc == self.country_code).then(|| &c.digits[cc.len()..]),
-            None => c.digits.strip_prefix(self.country_code.as_str()),
+            Some((cc, area)) if *cc == self.country_code => {
+                let nsn = &c.digits[cc.len()..];
+                // "+49 (089) …": the national prefix written inside the parentheses by mistake.
+                match area.strip_prefix(self.national_prefix.as_str()) {
+                    Some(bare) if !self.national_prefix.is_empty() && !bare.is_empty() => {
+                        Some((&nsn[self.national_prefix.len()..], Some(bare)))
+                    }
+                    _ => Some((nsn, Some(area.as_str()))),
+                }
+            }
+            Some(_) => None,
+            None => c
+                .digits
+                .strip_prefix(self.country_code.as_str())
+                .map(|nsn| (nsn, None)),
         };
-        let Some(nsn) = national_number else {
+        let Some((nsn, area_hint)) = national_number else {
             return Conversion::new(
                 format!("{out}{}{}", self.international_prefix, c.digits),
                 "other country: international prefix",
@@ -171,8 +196,8 @@ impl Location {
         let local = if self.area_code.is_empty() {
             Some(nsn)
         } else {
-            match &c.split {
-                Some((_, area)) => (*area == self.area_code).then(|| &nsn[area.len()..]),
+            match area_hint {
+                Some(area) => (area == self.area_code).then(|| &nsn[area.len()..]),
                 None => nsn.strip_prefix(self.area_code.as_str()),
             }
         };
@@ -232,8 +257,8 @@ impl Location {
     /// is removed if `strip_outside_line_prefix`; an extension (at most `internal_length`
     /// digits) stays as it is, or gets country, area and base number when `base_number` is
     /// set; a number starting with the international prefix gets `+` instead; one starting with
-    /// the national prefix gets `+` and the country code instead; any other gets `+`, country
-    /// code and area code. Service codes and non-numbers are left unchanged.
+    /// the national prefix gets `+` and the country code instead; one of `national_number_length`
+    /// digits gets `+` and the country code; any other gets `+`, country code and area code. Service codes and non-numbers are left unchanged.
     pub fn to_canonical(&self, number: &str) -> Conversion {
         let digits = match canonical::read(number) {
             Shape::Empty => return Conversion::new("", "empty"),
@@ -266,6 +291,9 @@ impl Location {
         }
         if let Some(rest) = non_empty_after(d, &self.national_prefix) {
             return Conversion::new(format!("+{cc}{rest}"), "national prefix: own country");
+        }
+        if d.len() == self.national_number_length {
+            return Conversion::new(format!("+{cc}{d}"), "national number without prefix");
         }
         Conversion::new(
             format!("+{cc}{}{d}", self.area_code),
@@ -366,6 +394,9 @@ mod tests {
             (&pbx, "+49 30 99 1234", "991234"),
             (&zurich, "+41 44 668 18 00", "0446681800"),
             (&zurich, "+41 31 123 45 67", "0311234567"),
+            (&munich, "+49 (089) 1234567", "01234567"),
+            (&munich, "+49 (030) 1234567", "00301234567"),
+            (&munich, "+41 (044) 1234567", "000410441234567"),
         ];
         for (loc, input, want) in cases {
             assert_eq!(loc.to_dialable(input).number, want, "{input:?}");
@@ -382,6 +413,11 @@ mod tests {
         let pbx = location("49", "30", |c| {
             c.base_number = Some("12345".into());
             c.internal_length = Some(3);
+        });
+        let nanp = location("1", "206", |c| {
+            c.international_prefix = Some("011".into());
+            c.national_prefix = Some("1".into());
+            c.national_number_length = Some(10);
         });
         let cases = [
             (&munich, "0891234567", "+49891234567"),
@@ -400,6 +436,10 @@ mod tests {
             (&stripping, "0004930123", "+4930123"),
             (&stripping, "01234567", "+49891234567"),
             (&pbx, "200", "+493012345200"),
+            (&nanp, "4255551212", "+14255551212"),
+            (&nanp, "14255551212", "+14255551212"),
+            (&nanp, "5551212", "+12065551212"),
+            (&nanp, "01144207946", "+44207946"),
         ];
         for (loc, input, want) in cases {
             assert_eq!(loc.to_canonical(input).number, want, "{input:?}");

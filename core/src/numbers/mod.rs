@@ -33,6 +33,7 @@
 //! base_number = "12345"        # the phone system's own number in its area; optional
 //! dial_area_code_locally = false
 //! strip_outside_line_prefix = false
+//! national_number_length = 10  # North America: 10 digits without prefix are national
 //!
 //! [[numbers.dial]]
 //! search = "^80(.*)"
@@ -67,6 +68,10 @@
 //!   `$` is literal: the regex crate's own `$1` syntax is not used. A group that did not take
 //!   part in the match inserts nothing; a group the expression does not have is refused when
 //!   the config is compiled.
+//! - **Dialect.** Expressions are those of the Rust `regex` crate, which covers everything the
+//!   manual lists (`^ $ | . * + ? ( ) [ ] [^ ]`); look-around and back-references are refused
+//!   when compiling. `\d` matches any Unicode digit: write `[0-9]`, as the manual does, for
+//!   ASCII digits only.
 //! - **Order.** Rules are tried in order; the first that matches decides, the rest are not
 //!   tried. A number no rule matches passes unchanged. An empty replacement of the whole number
 //!   (the manual's "withhold all internal numbers") gives an empty number.
@@ -89,7 +94,8 @@
 //!   - own country: outside-line prefix, national prefix, area code and number;
 //!   - another country: outside-line prefix, international prefix, country code and number.
 //!
-//!   Parentheses in TAPI input say exactly where the area code is; without them, country and
+//!   Parentheses in TAPI input say exactly where the area code is (a national prefix written
+//!   inside them for the own country, "+49 (089) …", is forgiven); without them, country and
 //!   area code are recognised as prefixes of the digits. A number without `+` is taken as
 //!   already dialable: only separators are removed, no prefix is added (that is what the
 //!   manual's rule "add an initial 0 for outside lines" is for).
@@ -98,8 +104,9 @@
 //!   removed), then the rules, then made full canonical: `+` kept; outside-line prefix removed
 //!   if `strip_outside_line_prefix`; an extension of at most `internal_length` digits stays as
 //!   it is (or becomes `+`, country, area, base number and extension when `base_number` is
-//!   set); international prefix → `+`; national prefix → `+` and country code; anything else
-//!   → `+`, country code and area code. So "0891234567" becomes "+49891234567" and "004930123"
+//!   set); international prefix → `+`; national prefix → `+` and country code; exactly
+//!   `national_number_length` digits → `+` and country code; anything else → `+`, country
+//!   code and area code. So "0891234567" becomes "+49891234567" and "004930123"
 //!   becomes "+4930123".
 //! - **Kept as they are**: `+`, `*` and `#`. A number with `*` or `#` is a service code
 //!   ("**12", "*21#") and never gets or loses prefixes. Names and URIs whose user part is not a

@@ -43,6 +43,13 @@ pub struct Formatted {
     pub steps: Vec<String>,
 }
 
+impl MatchedRule {
+    /// Its index in the category's list, from 0.
+    pub fn index(&self) -> usize {
+        self.position.saturating_sub(1)
+    }
+}
+
 impl Formatted {
     /// Whether the number came out different from the raw one.
     pub fn changed(&self) -> bool {

@@ -219,6 +219,13 @@ fn canonical_round_trips() {
         }),
         ..NumberPlanConfig::default()
     });
+    let rome = plan(&NumberPlanConfig {
+        location: Some(LocationConfig {
+            national_prefix: Some(String::new()),
+            ..location("39", "")
+        }),
+        ..NumberPlanConfig::default()
+    });
     // (plan, application's number, what is dialled, canonical number reported back)
     let cases = [
         (&munich, "+49 (89) 1234567", "01234567", "+49891234567"),
@@ -263,6 +270,9 @@ fn canonical_round_trips() {
             "90049891234567",
             "+49891234567",
         ),
+        (&rome, "+39 06 1234 5678", "0612345678", "+390612345678"),
+        (&rome, "+39 (333) 123 4567", "3331234567", "+393331234567"),
+        (&rome, "+41 44 668 18 00", "0041446681800", "+41446681800"),
     ];
     for (plan, app, dialled, canonical) in cases {
         let dialled = dialled.replace(' ', "");
@@ -271,6 +281,41 @@ fn canonical_round_trips() {
         check(plan, Category::Outgoing, &dialled, canonical);
         check(plan, Category::Incoming, canonical, canonical);
     }
+}
+
+/// North American phone systems report ten-digit numbers without the national prefix.
+#[test]
+fn north_american_numbers() {
+    let p = plan(&NumberPlanConfig {
+        location: Some(LocationConfig {
+            international_prefix: Some("011".into()),
+            national_prefix: Some("1".into()),
+            national_number_length: Some(10),
+            internal_length: Some(4),
+            ..location("1", "206")
+        }),
+        ..NumberPlanConfig::default()
+    });
+    let cases = [
+        (Category::Incoming, "(425) 555-1212", "+14255551212"),
+        (Category::Incoming, "1-425-555-1212", "+14255551212"),
+        (Category::Incoming, "555-0100", "+12065550100"),
+        (Category::Incoming, "2001", "2001"),
+        (Category::Incoming, "011 44 20 7946 0958", "+442079460958"),
+        (Category::Dial, "+1 (206) 555-0100", "5550100"),
+        (Category::Dial, "+1 (425) 555-1212", "14255551212"),
+    ];
+    for (category, input, want) in cases {
+        check(&p, category, input, want);
+    }
+}
+
+#[test]
+fn plans_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<NumberPlan>();
+    shared::<Formatted>();
+    shared::<NumberPlanError>();
 }
 
 /// What the location does with numbers that are not plain digits.
