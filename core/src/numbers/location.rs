@@ -245,8 +245,10 @@ impl Location {
         };
         let note = if from_uri {
             "user part of the URI"
-        } else {
+        } else if cleaned != number {
             "separators removed"
+        } else {
+            "nothing to clean"
         };
         Conversion::new(cleaned, note)
     }

@@ -33,7 +33,7 @@
 //! base_number = "12345"        # the phone system's own number in its area; optional
 //! dial_area_code_locally = false
 //! strip_outside_line_prefix = false
-//! national_number_length = 10  # North America: 10 digits without prefix are national
+//! # national_number_length = 10  # North America: 10 digits without prefix are national
 //!
 //! [[numbers.dial]]
 //! search = "^80(.*)"

@@ -2,7 +2,7 @@
 
 use super::config::{Category, NumberPlanConfig};
 use super::error::{NumberPlanError, PlanProblem};
-use super::location::Location;
+use super::location::{Conversion, Location};
 use super::rules::RuleList;
 use serde::Serialize;
 use std::fmt;
@@ -134,10 +134,7 @@ impl NumberPlan {
             } else {
                 loc.to_dialable(&current)
             };
-            steps.push(format!(
-                "location: `{current}` -> `{}` ({})",
-                conv.number, conv.note
-            ));
+            steps.push(location_step(&current, &conv));
             current = conv.number;
         }
         let rules = self.rules(category);
@@ -169,10 +166,7 @@ impl NumberPlan {
         };
         if let (Some(loc), true) = (location, category.is_reported()) {
             let conv = loc.to_canonical(&current);
-            steps.push(format!(
-                "location: `{current}` -> `{}` ({})",
-                conv.number, conv.note
-            ));
+            steps.push(location_step(&current, &conv));
             current = conv.number;
         }
         Formatted {
@@ -181,5 +175,13 @@ impl NumberPlan {
             matched,
             steps,
         }
+    }
+}
+
+fn location_step(before: &str, conv: &Conversion) -> String {
+    if before == conv.number {
+        format!("location: `{before}` unchanged ({})", conv.note)
+    } else {
+        format!("location: `{before}` -> `{}` ({})", conv.number, conv.note)
     }
 }

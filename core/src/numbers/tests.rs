@@ -651,3 +651,51 @@ proptest! {
         }
     }
 }
+
+/// What the check tool prints: the steps, the rule that matched, and the result.
+#[test]
+fn check_tool_report() {
+    let p = plan(&NumberPlanConfig {
+        dial: Some(vec![
+            RuleConfig::new("^9(.*)", r"\1"),
+            RuleConfig {
+                comment: Some("old outside line".into()),
+                ..RuleConfig::new("^80(.*)", r"0\1")
+            },
+        ]),
+        ..NumberPlanConfig::default()
+    });
+    let hit = p.format(Category::Dial, "80123");
+    let matched = hit.matched.clone();
+    assert_eq!(
+        matched.as_ref().map(|m| (m.position, m.index())),
+        Some((2, 1))
+    );
+    assert_eq!(
+        matched.and_then(|m| m.comment).as_deref(),
+        Some("old outside line")
+    );
+    assert!(hit.changed());
+    let cases = [
+        (
+            Category::Dial,
+            "80123",
+            "dial rule 2 (`^80(.*)` -> `0\\1`) matched: `80123` -> `0123`",
+        ),
+        (Category::Dial, "80123", "result: `0123`"),
+        (
+            Category::Dial,
+            "123",
+            "none of the 2 dial rules matched: unchanged",
+        ),
+        (Category::Dial, "123", "result: `123`"),
+        (Category::Incoming, "123", "no incoming rules"),
+    ];
+    for (category, input, line) in cases {
+        let report = p.format(category, input).to_string();
+        assert!(
+            report.lines().any(|l| l == line),
+            "{line:?} not in\n{report}"
+        );
+    }
+}
