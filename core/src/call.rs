@@ -65,10 +65,7 @@ impl CallState {
     pub fn is_outgoing_setup(&self) -> bool {
         matches!(
             self,
-            CallState::Dialtone(_)
-                | CallState::Dialing
-                | CallState::Proceeding
-                | CallState::Ringback
+            CallState::Dialtone(_) | CallState::Dialing | CallState::Proceeding | CallState::Ringback
         )
     }
 

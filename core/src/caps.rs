@@ -81,10 +81,7 @@ impl Operation {
             Operation::BlindTransfer => matches!(state, S::Connected | S::OnHold),
             Operation::SetupTransfer => matches!(state, S::Connected | S::OnHold),
             Operation::CompleteTransfer => matches!(state, S::OnHoldPendingTransfer | S::OnHold),
-            Operation::SwapHold => matches!(
-                state,
-                S::Connected | S::Dialtone(_) | S::Ringback | S::Dialing | S::Proceeding
-            ),
+            Operation::SwapHold => matches!(state, S::Connected | S::Dialtone(_) | S::Ringback | S::Dialing | S::Proceeding),
             Operation::Dial => matches!(
                 state,
                 S::Dialtone(_) | S::Dialing | S::Proceeding | S::Ringback | S::Connected

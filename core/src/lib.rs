@@ -101,8 +101,8 @@ pub use driver::{BuildFn, EventSink, PhoneDriver, SharedSink, ValidateFn};
 pub use error::{DriverError, ErrorKind};
 pub use event::DriverEvent;
 pub use ids::{AddressId, CallId, LineId, LineKey, RequestId};
-pub use inventory;
 pub use registry::{builtin_driver, builtin_drivers, DriverDescriptor};
 pub use request::{
     AddressStatus, Completion, ForwardMode, Forwarding, Outcome, Request, RequestEnvelope,
 };
+pub use inventory;
