@@ -89,6 +89,7 @@ pub mod driver;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod numbers;
 pub mod registry;
 pub mod request;
 
