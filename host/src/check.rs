@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
+use tapir_core::numbers::NumberPlanConfig;
 use toml_edit::{ImDocument, Item};
 
 /// One thing wrong with a configuration.
@@ -46,7 +47,8 @@ pub struct Checked {
     pub problems: Vec<Problem>,
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
+    "numbers",
     "log",
     "http",
     "phones",
@@ -154,6 +156,7 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     let tsp = section!(TspSection, "tsp");
     let plugin_dir = section!(Option<PathBuf>, "plugin_dir");
     let drivers = section!(BTreeMap<String, DriverSection>, "drivers");
+    let numbers = section!(NumberPlanConfig, "numbers");
     let lines = section!(Vec<PinnedLine>, "lines");
     let whole: Option<Config> = if problems.is_empty() {
         figment.extract().ok()
@@ -169,6 +172,7 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
         tsp: tsp.flatten().unwrap_or_default(),
         plugin_dir: plugin_dir.flatten().flatten(),
         drivers: drivers.flatten().unwrap_or_default(),
+        numbers: numbers.flatten().unwrap_or_default(),
         lines: lines.flatten().unwrap_or_default(),
     };
     if whole.is_none() && problems.is_empty() {
@@ -186,6 +190,17 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
             message: format!("not a log filter: {error}"),
             location: locate(&parts),
         });
+    }
+
+    if let Err(plan_problems) = crate::numbers::HostNumbers::compile(&config) {
+        for (path, message) in plan_problems {
+            let parts: Vec<PathPart> = parse_path(&path);
+            problems.push(Problem {
+                location: locate(&parts),
+                path,
+                message,
+            });
+        }
     }
 
     let catalog = catalog_for(&config);
@@ -238,7 +253,7 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
                 location: locate(&parts),
             });
         }
-        if let Some(first) = ids.insert(line.id, i) {
+        if let Some(first) = line.id.and_then(|id| ids.insert(id, i)) {
             let parts = [
                 PathPart::key("lines"),
                 PathPart::Index(i),
@@ -246,7 +261,10 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
             ];
             problems.push(Problem {
                 path: render(&parts),
-                message: format!("id {} is already given to lines[{first}]", line.id),
+                message: format!(
+                    "id {} is already given to lines[{first}]",
+                    line.id.unwrap_or_default()
+                ),
                 location: locate(&parts),
             });
         }
@@ -302,6 +320,27 @@ impl PathPart {
             .map(PathPart::Index)
             .unwrap_or_else(|_| PathPart::Key(p.to_owned()))
     }
+}
+
+/// Parses `a.b[2].c` back into parts.
+fn parse_path(path: &str) -> Vec<PathPart> {
+    let mut parts = Vec::new();
+    for segment in path.split('.') {
+        let mut rest = segment;
+        if let Some(open) = rest.find('[') {
+            parts.push(PathPart::key(&rest[..open]));
+            rest = &rest[open..];
+            while let Some(close) = rest.find(']') {
+                if let Ok(i) = rest[1..close].parse() {
+                    parts.push(PathPart::Index(i));
+                }
+                rest = &rest[close + 1..];
+            }
+        } else {
+            parts.push(PathPart::key(rest));
+        }
+    }
+    parts
 }
 
 fn render(parts: &[PathPart]) -> String {
@@ -472,6 +511,20 @@ mod tests {
             .find(|p| p.path == "lines[1].id")
             .expect("dup");
         assert_eq!(dup.location, Some((12, 1)));
+    }
+
+    #[test]
+    fn bad_number_rules_are_placed_by_category_and_position() {
+        let text = "[numbers]\n[[numbers.incoming]]\nsearch = \"^0(.*)\"\nreplace = '\\1'\n[[numbers.incoming]]\nsearch = \"^50[0-9](.*\"\nreplace = ''\n";
+        let problems = check_text(text);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].path, "numbers.incoming[1]");
+        assert_eq!(problems[0].location, Some((5, 1)));
+        assert!(
+            problems[0].message.contains("incoming rule 2"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

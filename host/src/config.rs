@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tapir_core::numbers::NumberPlanConfig;
 
 /// The configuration the host runs on when no file is given: no phones, loopback ports.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -34,7 +35,10 @@ pub struct Config {
     /// configuration and is handed to it as JSON.
     #[serde(default)]
     pub drivers: BTreeMap<String, DriverSection>,
-    /// Lines whose device id is fixed, so it survives restarts and reordering.
+    /// Number formatting for every line: location and rule lists (dial, incoming, outgoing).
+    #[serde(default)]
+    pub numbers: NumberPlanConfig,
+    /// Settings of single lines: a fixed device id, number rules of their own.
     #[serde(default)]
     pub lines: Vec<PinnedLine>,
 }
@@ -199,7 +203,7 @@ impl DriverSection {
     }
 }
 
-/// A line with a fixed device id.
+/// Settings of one line, found by driver instance and line key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PinnedLine {
@@ -207,8 +211,12 @@ pub struct PinnedLine {
     pub driver: String,
     /// The driver's key for the line.
     pub key: String,
-    /// The device id it always gets.
-    pub id: u32,
+    /// The device id it always gets, across restarts and reordering.
+    #[serde(default)]
+    pub id: Option<u32>,
+    /// Number formatting for this line; each part given here replaces the host's.
+    #[serde(default)]
+    pub numbers: Option<NumberPlanConfig>,
 }
 
 /// Where the configuration came from.
@@ -250,6 +258,7 @@ impl Config {
             tsp: TspSection::default(),
             plugin_dir: None,
             drivers: BTreeMap::new(),
+            numbers: NumberPlanConfig::default(),
             lines: Vec::new(),
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::numbers::HostNumbers;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tapir_core::{LineKey, PhoneDriver};
@@ -21,22 +22,38 @@ impl Host {
     /// Starts every enabled driver instance. One that fails is logged and skipped; the host
     /// goes on with the rest.
     pub fn start(config: &Config, catalog: &Catalog) -> Self {
-        let tsp = Arc::new(Tsp::new(TspConfig {
-            line_base: config.tsp.line_base,
-            pinned: config
-                .lines
-                .iter()
-                .map(|l| {
-                    (
-                        l.driver.clone(),
-                        LineKey::new(l.key.clone()),
-                        tapir_core::LineId(l.id),
-                    )
-                })
-                .collect(),
-            history: config.tsp.history,
-            callback_base: config.phones.callback_base(),
-        }));
+        let rules: Arc<dyn tapir_tsp::NumberRules> = match HostNumbers::compile(config) {
+            Ok(rules) => Arc::new(rules),
+            Err(problems) => {
+                // check-config refuses such a configuration before the host starts; this
+                // only guards callers that skip it.
+                for (path, problem) in problems {
+                    tracing::error!(%path, %problem, "Number rules refused; numbers pass unchanged.");
+                }
+                Arc::new(tapir_tsp::Verbatim)
+            }
+        };
+        let pinned = config
+            .lines
+            .iter()
+            .filter_map(|l| {
+                let id = l.id?;
+                Some((
+                    l.driver.clone(),
+                    LineKey::new(l.key.clone()),
+                    tapir_core::LineId(id),
+                ))
+            })
+            .collect();
+        let tsp = Arc::new(Tsp::with_rules(
+            TspConfig {
+                line_base: config.tsp.line_base,
+                pinned,
+                history: config.tsp.history,
+                callback_base: config.phones.callback_base(),
+            },
+            rules,
+        ));
         let mut failed = Vec::new();
         let mut drivers = BTreeMap::new();
         for (name, section) in &config.drivers {

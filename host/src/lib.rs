@@ -8,6 +8,7 @@
 //! - [`host`]: a running host: the front end with the configured driver instances;
 //! - [`http`]: the HTTP endpoint;
 //! - [`logging`]: the tracing subscriber;
+//! - [`numbers`]: the configured number plans, applied by the front end to every line;
 //! - [`phones`]: the phone-facing callback endpoint, apart from the API;
 //! - [`commands`]: one module per subcommand of `tapir`.
 //!
@@ -24,4 +25,5 @@ pub mod config;
 pub mod host;
 pub mod http;
 pub mod logging;
+pub mod numbers;
 pub mod phones;

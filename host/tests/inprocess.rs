@@ -95,7 +95,8 @@ fn configured_lines_keep_their_pinned_id() {
     config.lines.push(tapir_host::config::PinnedLine {
         driver: "office".into(),
         key: "101".into(),
-        id: 7,
+        id: Some(7),
+        numbers: None,
     });
     let host = Host::start(&config, &catalog);
     let ids: Vec<_> = host

@@ -7,7 +7,7 @@
 //! [`Sequenced`] events. That thread is the only sender of events, so subscribers never see two
 //! events at once or out of order.
 
-use crate::numbers::{format_info, NumberRules, Verbatim};
+use crate::numbers::{format_info, LineRef, NumberRules, Verbatim};
 use crate::{Accepted, Action, RequestResult, Sequenced, TspEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -500,7 +500,17 @@ impl Tsp {
                 .and_then(|d| d.driver.clone())
                 .ok_or_else(|| err(ErrorKind::Disconnected, "the line's driver did not start"))?;
             let mut new_call = || CallId(self.inner.next_call.fetch_add(1, Ordering::Relaxed));
-            let dial = |n: &str| rules.dial(line_id, n);
+            let driver_name = st
+                .drivers
+                .get(driver_index)
+                .map(|d| d.name.clone())
+                .unwrap_or_default();
+            let line_ref = LineRef {
+                id: line_id,
+                driver: &driver_name,
+                key: &key,
+            };
+            let dial = |n: &str| rules.dial(line_ref, n);
             let (request, created) = to_request(action, &mut new_call, &dial);
             let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
             for call in &created {
@@ -1018,7 +1028,7 @@ fn on_driver_event(
                 tracing::warn!(call = %call, "Driver announced a call id twice; ignored.");
                 return;
             }
-            format_info(inner.rules.as_ref(), line, &mut info);
+            format_rules(inner, st, driver, line, &mut info);
             st.calls.insert(
                 call,
                 CallEntry {
@@ -1050,7 +1060,7 @@ fn on_driver_event(
             }
         }
         DriverEvent::CallInfo { call, mut info, .. } => {
-            format_info(inner.rules.as_ref(), line, &mut info);
+            format_rules(inner, st, driver, line, &mut info);
             let Some(entry) = st.calls.get_mut(&call).filter(|c| c.line == line) else {
                 return;
             };
@@ -1077,6 +1087,23 @@ fn on_driver_event(
             }
         }
     }
+}
+
+fn format_rules(inner: &Inner, st: &State, driver: usize, line: LineId, info: &mut CallInfo) {
+    let Some(entry) = st.lines.get(&line) else {
+        return;
+    };
+    let driver_name = st
+        .drivers
+        .get(driver)
+        .map(|d| d.name.as_str())
+        .unwrap_or_default();
+    let line_ref = LineRef {
+        id: line,
+        driver: driver_name,
+        key: &entry.info.key,
+    };
+    format_info(inner.rules.as_ref(), line_ref, info);
 }
 
 /// Which operations a call allows now, given the line's capabilities (TAPI's dwCallFeatures).

@@ -26,4 +26,4 @@ pub mod tapi;
 pub use action::{Accepted, Action};
 pub use event::{RequestResult, Sequenced, TspEvent};
 pub use front::{call_features, CallSnapshot, HistoryGap, LineSnapshot, Tsp, TspConfig};
-pub use numbers::{NumberRules, Verbatim};
+pub use numbers::{LineRef, NumberRules, Verbatim};

@@ -4,16 +4,27 @@
 //! number a driver reports; drivers never format numbers themselves. The host plugs in the
 //! configured rules; [`Verbatim`] leaves numbers as they are.
 
-use tapir_core::{CallDirection, CallInfo, LineId, Party};
+use tapir_core::{CallDirection, CallInfo, LineId, LineKey, Party};
+
+/// Which line a number belongs to, by every name it has.
+#[derive(Debug, Clone, Copy)]
+pub struct LineRef<'a> {
+    /// Device id.
+    pub id: LineId,
+    /// Driver instance.
+    pub driver: &'a str,
+    /// The driver's key for the line.
+    pub key: &'a LineKey,
+}
 
 /// Number rewriting per line.
 pub trait NumberRules: Send + Sync {
     /// A number the application dials on `line`, before it goes to the driver.
-    fn dial(&self, line: LineId, number: &str) -> String;
+    fn dial(&self, line: LineRef<'_>, number: &str) -> String;
     /// A number reported for an incoming call on `line`.
-    fn incoming(&self, line: LineId, number: &str) -> String;
+    fn incoming(&self, line: LineRef<'_>, number: &str) -> String;
     /// A number reported for an outgoing call on `line`.
-    fn outgoing(&self, line: LineId, number: &str) -> String;
+    fn outgoing(&self, line: LineRef<'_>, number: &str) -> String;
 }
 
 /// Leaves every number as it is.
@@ -21,20 +32,20 @@ pub trait NumberRules: Send + Sync {
 pub struct Verbatim;
 
 impl NumberRules for Verbatim {
-    fn dial(&self, _line: LineId, number: &str) -> String {
+    fn dial(&self, _line: LineRef<'_>, number: &str) -> String {
         number.to_owned()
     }
-    fn incoming(&self, _line: LineId, number: &str) -> String {
+    fn incoming(&self, _line: LineRef<'_>, number: &str) -> String {
         number.to_owned()
     }
-    fn outgoing(&self, _line: LineId, number: &str) -> String {
+    fn outgoing(&self, _line: LineRef<'_>, number: &str) -> String {
         number.to_owned()
     }
 }
 
 /// Rewrites the parties of a reported call: the raw number is kept, the shown number is the raw
 /// number through the incoming or outgoing rules of the line.
-pub(crate) fn format_info(rules: &dyn NumberRules, line: LineId, info: &mut CallInfo) {
+pub(crate) fn format_info(rules: &dyn NumberRules, line: LineRef<'_>, info: &mut CallInfo) {
     let direction = info.direction;
     for party in [&mut info.calling, &mut info.called, &mut info.connected] {
         format_party(rules, line, direction, party);
@@ -43,7 +54,7 @@ pub(crate) fn format_info(rules: &dyn NumberRules, line: LineId, info: &mut Call
 
 fn format_party(
     rules: &dyn NumberRules,
-    line: LineId,
+    line: LineRef<'_>,
     direction: CallDirection,
     party: &mut Party,
 ) {
