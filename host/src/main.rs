@@ -3,6 +3,7 @@
 //! - `tapir run [--config FILE]`: run the host (embedded default when no file is given);
 //! - `tapir check-config FILE`: report every problem of a configuration file;
 //! - `tapir plugins [--plugin-dir DIR] [--json]`: list drivers and refused plugin files;
+//! - `tapir format [--config FILE] [--line LINE] --category C NUMBER`: the number-rule check tool;
 //! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events.
 
 #![forbid(unsafe_code)]
@@ -45,6 +46,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show how a number is formatted by the number rules: which rule matched, and the result.
+    Format {
+        /// Configuration file; the embedded default (no rules) without it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A line with rules of its own: its key, DRIVER/KEY, or pinned id.
+        #[arg(long)]
+        line: Option<String>,
+        /// dial, incoming or outgoing.
+        #[arg(long)]
+        category: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The number.
+        number: String,
+    },
     /// Place one call, print every event as a JSON line, exit 0 when it ended normally.
     Call {
         /// Configuration file.
@@ -75,6 +93,13 @@ fn main() -> ExitCode {
         Command::Plugins { plugin_dir, json } => {
             tapir_host::commands::plugins::run(plugin_dir.as_deref(), json)
         }
+        Command::Format {
+            config,
+            line,
+            category,
+            json,
+            number,
+        } => tapir_host::commands::format::run(config, line, &category, &number, json),
         Command::Call {
             config,
             line,

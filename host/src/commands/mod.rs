@@ -2,6 +2,7 @@
 
 pub mod call;
 pub mod check_config;
+pub mod format;
 pub mod plugins;
 pub mod run;
 
