@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 use tapir_core::{CallId, DriverEvent, EventSink, Outcome, RequestId};
 
@@ -77,8 +78,8 @@ pub struct Recorder {
 /// What a [`Recorder`] saw.
 #[derive(Default, Clone, Debug)]
 pub struct Recorded {
-    /// Events, in order, with the name of the thread they arrived on.
-    pub events: Vec<(DriverEvent, String)>,
+    /// Events, in order, with the thread they arrived on.
+    pub events: Vec<(DriverEvent, ThreadId)>,
     /// Completions, in order.
     pub completions: Vec<(RequestId, Outcome)>,
 }
@@ -111,10 +112,7 @@ impl Recorder {
 
 impl EventSink for Recorder {
     fn event(&self, event: DriverEvent) {
-        let thread = std::thread::current()
-            .name()
-            .unwrap_or("unnamed")
-            .to_owned();
+        let thread = std::thread::current().id();
         self.state.lock().unwrap().events.push((event, thread));
         self.changed.notify_all();
     }
