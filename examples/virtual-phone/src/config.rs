@@ -61,7 +61,7 @@ impl Default for VirtualPhoneConfig {
 pub struct LineConfig {
     /// The line's key (unique in this driver). Required.
     pub key: String,
-    /// The name applications show. Default: "Virtual <key>".
+    /// The name applications show. Default: "Virtual `key`".
     #[serde(default)]
     pub name: Option<String>,
     /// The line's own number (the calling party of its outgoing calls). Default: the key.
@@ -79,7 +79,7 @@ impl LineConfig {
         }
     }
 
-    /// The name, or "Virtual <key>".
+    /// The name, or "Virtual `key`".
     pub fn display_name(&self) -> String {
         self.name
             .clone()

@@ -1,5 +1,5 @@
 //! The driver object: takes requests from the host, hands them to a worker thread that runs the
-//! [`Phone`] with its timer queue, and stops that thread on shutdown.
+//! `Phone` with its timer queue, and stops that thread on shutdown.
 //!
 //! No async runtime: a plugin owns its threads, and one thread with `recv_timeout` on a
 //! `std::sync::mpsc` channel is all a simulated phone needs.
