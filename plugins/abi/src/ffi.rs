@@ -28,7 +28,7 @@ pub type FfiSinkBox = FfiSink_TO<'static, RBox<()>>;
 /// [`tapir_core::PhoneDriver`].
 ///
 /// The plugin side implements it (in [`crate::plugin`]) around the author's `PhoneDriver`; the
-/// host side wraps it back into a `PhoneDriver` (in [`crate::adapter`]).
+/// host side wraps it back into a `PhoneDriver` (in the crate's `adapter` module).
 #[sabi_trait]
 pub trait FfiDriver: Send + Sync {
     /// Takes a request: `envelope` is the JSON of a [`tapir_core::RequestEnvelope`].

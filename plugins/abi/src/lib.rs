@@ -14,24 +14,11 @@
 //!
 //! ## Writing a plugin
 //!
-//! ```ignore
-//! // Cargo.toml: [lib] crate-type = ["cdylib", "rlib"]
-//! //             dependencies: tapir-core, tapir-plugin-abi
-//! fn validate(config: &str) -> Result<(), String> { /* parse your config */ Ok(()) }
-//! fn build(config: &str, sink: tapir_core::SharedSink)
-//!     -> Result<Box<dyn tapir_core::PhoneDriver>, tapir_core::DriverError> { /* ... */ }
-//!
-//! tapir_plugin_abi::export_driver! {
-//!     name: "my-phone",
-//!     summary: "Reaches My Phones over their HTTP API.",
-//!     version: env!("CARGO_PKG_VERSION"),
-//!     example_config: r#"{ "host": "192.0.2.10" }"#,
-//!     validate: validate,
-//!     build: build,
-//! }
-//! ```
-//!
-//! `examples/virtual-phone` is a complete plugin to copy.
+//! Make the crate `crate-type = ["cdylib", "rlib"]`, depend on `tapir-core` and
+//! `tapir-plugin-abi`, write a `validate` and a `build` function with tapir-core's
+//! [`ValidateFn`](tapir_core::ValidateFn) and [`BuildFn`](tapir_core::BuildFn) signatures, and
+//! call [`export_driver!`] once (its documentation has a complete, compiled example).
+//! `examples/virtual-phone` is a full plugin to copy.
 //!
 //! ## Design decision: payloads cross as JSON
 //!

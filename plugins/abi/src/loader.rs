@@ -117,28 +117,42 @@ impl LoadError {
     }
 }
 
-/// Shortens abi_stable's diagnostics: the lines that state an error (`Error:...`) if there are
-/// any, else the first non-empty lines; at most [`MAX_REASON_LINES`], joined with "; ".
+/// Shortens abi_stable's diagnostics (hundreds of lines of type layouts) to what a person
+/// needs: each distinct `Error:` line with the `Expected:`/`Found:` values that follow it (their
+/// first lines), at most [`MAX_REASON_LINES`] of them, joined with "; ". Text without `Error:`
+/// lines is reduced to its first non-empty lines.
 fn short_reason(full: &str) -> String {
     let lines: Vec<&str> = full
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .collect();
-    let errors: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|line| line.starts_with("Error:"))
-        .collect();
-    let chosen = if errors.is_empty() { lines } else { errors };
-    let mut picked: Vec<&str> = Vec::new();
-    for line in chosen {
-        if !picked.contains(&line) {
-            picked.push(line);
+    let mut picked: Vec<String> = Vec::new();
+    let mut at = 0;
+    while at < lines.len() && picked.len() < MAX_REASON_LINES {
+        let Some(message) = lines[at].strip_prefix("Error:") else {
+            at += 1;
+            continue;
+        };
+        let mut reason = message.trim().to_owned();
+        // abi_stable writes "Expected:" / value / "Found:" / value after the error line.
+        if let [expected_tag, expected, found_tag, found, ..] = &lines[at + 1..] {
+            if *expected_tag == "Expected:" && *found_tag == "Found:" {
+                reason = format!("{reason} (expected {expected}, found {found})");
+                at += 4;
+            }
         }
-        if picked.len() == MAX_REASON_LINES {
-            break;
+        if !picked.contains(&reason) {
+            picked.push(reason);
         }
+        at += 1;
+    }
+    if picked.is_empty() {
+        picked = lines
+            .iter()
+            .take(MAX_REASON_LINES)
+            .map(|line| (*line).to_owned())
+            .collect();
     }
     picked.join("; ")
 }
@@ -304,12 +318,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_reason_keeps_error_lines_only() {
-        let full = "Compared <DriverMod> to <DriverMod>\n  a lot of layout\n\nError:incompatible type size Expected: 72 Found: 64\nmore\nError:too many fields\nError:too many fields\nError:a third\nError:a fourth";
+    fn short_reason_keeps_error_lines_with_their_values() {
+        let full = "Compared <this>:\n  type:DriverMod\n\nError:incompatible type size\nExpected:\n    48\nFound:\n    40\n\nError:too many fields\nExpected:\n 6\nFound:\n 5\nError:too many fields\nExpected:\n 6\nFound:\n 5\nError:mismatched type\nExpected:\n RString\nFound:\n u32\nError:a fourth";
         assert_eq!(
             short_reason(full),
-            "Error:incompatible type size Expected: 72 Found: 64; Error:too many fields; Error:a third"
+            "incompatible type size (expected 48, found 40); too many fields (expected 6, found 5); mismatched type (expected RString, found u32)"
         );
+        assert_eq!(short_reason("Error:bare"), "bare");
         assert_eq!(short_reason("\n first \nsecond\n"), "first; second");
     }
 

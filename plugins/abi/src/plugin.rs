@@ -4,7 +4,7 @@
 //! implementing [`PluginDef`] and exports [`lib_header`] of it. Everything else is generic code
 //! in this module, so it is written (and tested) once: the root module's entry points, the
 //! [`FfiDriver`] wrapper around the author's [`PhoneDriver`], and the [`EventSink`] proxy that
-//! talks to the host's [`FfiSink`].
+//! talks to the host's [`FfiSink`](crate::ffi::FfiSink).
 //!
 //! Every entry point the host can call catches panics on this side of the boundary: abi_stable
 //! would otherwise turn a panic crossing it into `std::process::exit(1)` of the host.
@@ -249,22 +249,49 @@ impl EventSink for SinkProxy {
 
 /// Exports a [`PhoneDriver`] from a `cdylib` as a tapir plugin.
 ///
-/// ```ignore
-/// tapir_plugin_abi::export_driver! {
-///     name: "virtual-phone",
-///     summary: "Simulated phones for testing without hardware.",
-///     version: env!("CARGO_PKG_VERSION"),
-///     example_config: r#"{ "lines": [ { "key": "100" } ] }"#,
-///     validate: crate::validate,   // fn(&str) -> Result<(), String>
-///     build: crate::build,         // fn(&str, SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError>
-/// }
-/// ```
-///
 /// `validate` and `build` have exactly the signatures of [`tapir_core::ValidateFn`] and
-/// [`tapir_core::BuildFn`], so the same functions can also register a built-in driver. The
-/// macro may be used once per library. Panics in `validate`, `build` and in every method of the
-/// built driver are caught in the plugin and reported as errors; the driver's `tracing` output
-/// is forwarded to the host.
+/// [`tapir_core::BuildFn`], so the same functions can also register a built-in driver. Use the
+/// macro once per library. Panics in `validate`, `build` and every method of the built driver
+/// are caught in the plugin and reported as errors; the driver's `tracing` output is forwarded
+/// to the host.
+///
+/// ```
+/// use tapir_core::{DriverError, ErrorKind, PhoneDriver, RequestEnvelope, SharedSink};
+///
+/// /// A driver that refuses everything, to show the shape.
+/// struct MyPhone;
+///
+/// impl PhoneDriver for MyPhone {
+///     fn submit(&self, _request: RequestEnvelope) -> Result<(), DriverError> {
+///         Err(DriverError::unavailable("not written yet"))
+///     }
+///     fn shutdown(&self) {}
+/// }
+///
+/// fn validate(config: &str) -> Result<(), String> {
+///     serde_json::from_str::<serde_json::Value>(config)
+///         .map(|_| ())
+///         .map_err(|e| e.to_string())
+/// }
+///
+/// fn build(config: &str, _sink: SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
+///     validate(config).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
+///     Ok(Box::new(MyPhone))
+/// }
+///
+/// tapir_plugin_abi::export_driver! {
+///     name: "my-phone",
+///     summary: "Reaches My Phones over their HTTP API.",
+///     version: env!("CARGO_PKG_VERSION"),
+///     example_config: r#"{ "host": "192.0.2.10" }"#,
+///     validate: validate,
+///     build: build,
+/// }
+/// # fn main() {
+/// #     let module = tapir_plugin_abi::plugin::root_module::<__TapirPluginDef>();
+/// #     assert_eq!(module.name()().as_str(), "my-phone");
+/// # }
+/// ```
 #[macro_export]
 macro_rules! export_driver {
     (

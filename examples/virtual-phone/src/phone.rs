@@ -1,0 +1,732 @@
+//! The simulated phones: lines, calls and their state machine, driven by requests and timers.
+//!
+//! [`Phone`] owns all state and runs on the driver's worker thread only, so it needs no locks.
+//! It reports through the host's sink, which never blocks.
+//!
+//! Completion rules: most requests complete at once. A request that makes the phone *dial*
+//! (MakeCall with a destination, Dial in dial tone) completes when dialling is done, `dial_ms`
+//! later, when the call rings or turns out busy or unreachable; until then it is pending, and a
+//! Drop or a shutdown completes it with an error. Every accepted request completes exactly once.
+
+use crate::config::{IncomingConfig, LineConfig, VirtualPhoneConfig};
+use crate::timers::TimerQueue;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tapir_core::{
+    AddressId, AddressInfo, AddressStatus, BusyMode, CallDirection, CallId, CallInfo, CallState,
+    Completion, DialToneMode, DisconnectMode, DriverError, DriverEvent, ErrorKind, ForwardMode,
+    Forwarding, LineCaps, LineInfo, LineKey, Operation, OperationSet, Party, Request,
+    RequestEnvelope, RequestId, SharedSink,
+};
+
+/// How many calls a line carries at once.
+pub(crate) const MAX_CALLS: u32 = 4;
+
+/// The forwarding modes the virtual lines accept.
+pub(crate) const FORWARD_MODES: [ForwardMode; 3] = [
+    ForwardMode::Unconditional,
+    ForwardMode::UnconditionalInternal,
+    ForwardMode::UnconditionalExternal,
+];
+
+/// Callers with numbers this long or shorter count as internal for forwarding.
+const INTERNAL_NUMBER_MAX_LEN: usize = 4;
+
+/// Something that happens later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// Dialling of `call` is done (if `seq` is still its latest dialling).
+    DialDone { call: CallId, seq: u64 },
+    /// The far end of `call` answers.
+    FarEndAnswers { call: CallId },
+    /// The far end of `call` hangs up.
+    FarEndHangsUp { call: CallId },
+    /// Scripted incoming call number `script` arrives.
+    Incoming { script: usize },
+    /// The caller of the unanswered incoming `call` gives up.
+    CallerGivesUp { call: CallId },
+}
+
+/// How a handled request completes.
+enum Reply {
+    /// Now, with this result.
+    Now(Completion),
+    /// Later, when dialling is done.
+    Later,
+}
+
+struct Line {
+    config: LineConfig,
+    status: AddressStatus,
+}
+
+struct Call {
+    line: usize,
+    state: CallState,
+    info: CallInfo,
+    /// The digits dialled so far.
+    dialed: String,
+    /// Requests that complete when dialling is done.
+    pending: Vec<RequestId>,
+    /// Bumped whenever dialling (re)starts, so that a stale `DialDone` is ignored.
+    dial_seq: u64,
+    hangup_scheduled: bool,
+}
+
+/// All lines and calls of one driver instance.
+pub(crate) struct Phone {
+    config: VirtualPhoneConfig,
+    sink: SharedSink,
+    lines: Vec<Line>,
+    calls: BTreeMap<CallId, Call>,
+    timers: TimerQueue<Timer>,
+}
+
+impl Phone {
+    /// Sets up the lines and schedules the scripted incoming calls from `now`.
+    pub(crate) fn new(config: VirtualPhoneConfig, sink: SharedSink, now: Instant) -> Self {
+        let lines = config
+            .lines
+            .iter()
+            .map(|line| Line {
+                config: line.clone(),
+                status: AddressStatus::default(),
+            })
+            .collect();
+        let mut timers = TimerQueue::default();
+        for (script, call) in config.incoming.iter().enumerate() {
+            timers.schedule(
+                now + std::time::Duration::from_millis(call.after_ms),
+                Timer::Incoming { script },
+            );
+        }
+        Self {
+            config,
+            sink,
+            lines,
+            calls: BTreeMap::new(),
+            timers,
+        }
+    }
+
+    /// The lines as the driver announces them.
+    pub(crate) fn line_infos(&self) -> Vec<LineInfo> {
+        self.lines
+            .iter()
+            .map(|line| LineInfo {
+                key: LineKey::new(line.config.key.clone()),
+                name: line.config.display_name(),
+                caps: LineCaps {
+                    operations: OperationSet::all(),
+                    forward_modes: FORWARD_MODES.to_vec(),
+                    max_calls: MAX_CALLS,
+                    addresses: vec![AddressInfo {
+                        id: AddressId(0),
+                        number: line.config.own_number().to_owned(),
+                        name: line.config.display_name(),
+                    }],
+                },
+                in_service: true,
+            })
+            .collect()
+    }
+
+    /// When the next timer is due.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Runs every timer due at `now`.
+    pub(crate) fn fire_due(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.fire(timer, now);
+        }
+    }
+
+    /// Completes everything pending with an error and forgets all timers. No event follows.
+    pub(crate) fn shut_down(&mut self) {
+        self.timers.clear();
+        for call in self.calls.values_mut() {
+            for request in call.pending.drain(..) {
+                self.sink.complete(
+                    request,
+                    Err(DriverError::new(
+                        ErrorKind::Uninitialized,
+                        "the virtual phone was shut down",
+                    )),
+                );
+            }
+        }
+    }
+
+    /// Handles one request; it is completed now or (dialling) later.
+    pub(crate) fn handle(&mut self, envelope: RequestEnvelope, now: Instant) {
+        let id = envelope.id;
+        let result = match self.line_index(&envelope.line) {
+            Some(line) => self.dispatch(line, id, envelope.request, now),
+            // `VirtualPhone::submit` refuses unknown lines; this is a second line of defence.
+            None => Err(DriverError::new(
+                ErrorKind::BadDeviceId,
+                format!("no line {}", envelope.line),
+            )),
+        };
+        match result {
+            Ok(Reply::Now(completion)) => self.sink.complete(id, Ok(completion)),
+            Ok(Reply::Later) => {}
+            Err(error) => {
+                tracing::debug!(request = %id, error = %error, "Request failed.");
+                self.sink.complete(id, Err(error));
+            }
+        }
+    }
+
+    fn line_index(&self, key: &LineKey) -> Option<usize> {
+        self.lines
+            .iter()
+            .position(|line| line.config.key == key.as_str())
+    }
+
+    fn dispatch(
+        &mut self,
+        line: usize,
+        id: RequestId,
+        request: Request,
+        now: Instant,
+    ) -> Result<Reply, DriverError> {
+        let operation = request.operation();
+        if let Some(call) = request.target_call() {
+            let state = self.call_on(line, call)?.state;
+            if !operation.valid_in(&state) {
+                return Err(wrong_state(operation, &state));
+            }
+        }
+        match request {
+            Request::MakeCall {
+                call,
+                address,
+                destination,
+            } => self.make_call(line, id, call, address, destination, now),
+            Request::Drop { call } => {
+                self.fail_pending(call, "the call was dropped before dialling finished");
+                self.set_state(call, CallState::Idle, now);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::Answer { call } => {
+                self.update_info(call, |info| info.connected = info.calling.clone());
+                self.set_state(call, CallState::Connected, now);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::Redirect { call, destination }
+            | Request::BlindTransfer { call, destination } => {
+                require_address(&destination)?;
+                tracing::info!(call = %call, to = %destination, "Call handed on.");
+                self.set_state(call, CallState::Idle, now);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::Hold { call } => {
+                self.set_state(call, CallState::OnHold, now);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::Unhold { call } => {
+                self.set_state(call, CallState::Connected, now);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::SetupTransfer { call, consult } => {
+                self.new_outgoing_call(line, consult, AddressId(0), None)
+                    .map_err(|e| {
+                        if e.kind == ErrorKind::InvalidParameter {
+                            DriverError::new(ErrorKind::InvalidConsultCallHandle, e.detail)
+                        } else {
+                            e
+                        }
+                    })?;
+                self.set_state(call, CallState::OnHoldPendingTransfer, now);
+                self.set_state(consult, CallState::Dialtone(DialToneMode::Normal), now);
+                self.emit_info(consult);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::CompleteTransfer { call, consult } => {
+                if consult == call {
+                    return Err(DriverError::new(
+                        ErrorKind::InvalidConsultCallHandle,
+                        "a call cannot be transferred to itself",
+                    ));
+                }
+                let consult_state = self
+                    .call_on(line, consult)
+                    .map_err(|_| {
+                        DriverError::new(
+                            ErrorKind::InvalidConsultCallHandle,
+                            format!("no consultation call {consult} on this line"),
+                        )
+                    })?
+                    .state;
+                if !matches!(
+                    consult_state,
+                    CallState::Ringback | CallState::Connected | CallState::Proceeding
+                ) {
+                    return Err(DriverError::invalid_state(format!(
+                        "the consultation call is {}; it must ring or be connected",
+                        consult_state.name()
+                    )));
+                }
+                self.set_state(consult, CallState::Idle, now);
+                self.set_state(call, CallState::Idle, now);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::SwapHold { active, held } => self.swap_hold(line, active, held, now),
+            Request::Dial { call, digits } => self.dial(id, call, digits, now),
+            Request::Forward { address, forward } => {
+                let status = self.address_status(line, address)?;
+                match forward {
+                    Some(forwarding) => {
+                        if !FORWARD_MODES.contains(&forwarding.mode) {
+                            return Err(DriverError::new(
+                                ErrorKind::InvalidParameter,
+                                format!("forwarding mode {:?} is not supported", forwarding.mode),
+                            ));
+                        }
+                        require_address(&forwarding.destination)?;
+                        status.forwarding.retain(|f| f.mode != forwarding.mode);
+                        status.forwarding.push(forwarding);
+                    }
+                    None => status.forwarding.clear(),
+                }
+                self.emit_address_state(line);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::SetDoNotDisturb { address, enabled } => {
+                self.address_status(line, address)?.do_not_disturb = enabled;
+                self.emit_address_state(line);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Request::QueryAddressStatus { address } => {
+                let status = self.address_status(line, address)?.clone();
+                Ok(Reply::Now(Completion::AddressStatus(status)))
+            }
+        }
+    }
+
+    fn make_call(
+        &mut self,
+        line: usize,
+        id: RequestId,
+        call: CallId,
+        address: AddressId,
+        destination: Option<String>,
+        now: Instant,
+    ) -> Result<Reply, DriverError> {
+        if let Some(destination) = &destination {
+            require_address(destination)?;
+        }
+        self.new_outgoing_call(line, call, address, destination.as_deref())?;
+        match destination {
+            None => {
+                self.set_state(call, CallState::Dialtone(DialToneMode::Normal), now);
+                self.emit_info(call);
+                Ok(Reply::Now(Completion::Done))
+            }
+            Some(destination) => {
+                self.start_dialing(call, id, destination, now);
+                self.emit_info(call);
+                Ok(Reply::Later)
+            }
+        }
+    }
+
+    fn dial(
+        &mut self,
+        id: RequestId,
+        call: CallId,
+        digits: String,
+        now: Instant,
+    ) -> Result<Reply, DriverError> {
+        if digits.is_empty() {
+            return Err(DriverError::new(ErrorKind::InvalidParameter, "no digits"));
+        }
+        let Some(state) = self.calls.get(&call).map(|c| c.state) else {
+            return Err(no_call(call));
+        };
+        match state {
+            CallState::Dialtone(_) => {
+                self.start_dialing(call, id, digits, now);
+                self.emit_info(call);
+                Ok(Reply::Later)
+            }
+            CallState::Dialing => {
+                // More digits while dialling: they extend the number and dialling restarts.
+                let dialed = self
+                    .calls
+                    .get(&call)
+                    .map(|c| format!("{}{digits}", c.dialed))
+                    .unwrap_or(digits);
+                self.start_dialing(call, id, dialed, now);
+                self.emit_info(call);
+                Ok(Reply::Later)
+            }
+            _ => {
+                tracing::debug!(call = %call, digits = %digits, "Digits sent as DTMF.");
+                Ok(Reply::Now(Completion::Done))
+            }
+        }
+    }
+
+    fn swap_hold(
+        &mut self,
+        line: usize,
+        active: CallId,
+        held: CallId,
+        now: Instant,
+    ) -> Result<Reply, DriverError> {
+        if active == held {
+            return Err(DriverError::new(
+                ErrorKind::InvalidParameter,
+                "the active and the held call are the same call",
+            ));
+        }
+        let held_state = self.call_on(line, held)?.state;
+        if !matches!(
+            held_state,
+            CallState::OnHold | CallState::OnHoldPendingTransfer
+        ) {
+            return Err(DriverError::invalid_state(format!(
+                "the call to retrieve is {}, not on hold",
+                held_state.name()
+            )));
+        }
+        let active_state = self.call_on(line, active)?.state;
+        if active_state == CallState::Connected {
+            // The held call's role (plain hold or pending transfer) passes to the other call.
+            self.set_state(active, held_state, now);
+        } else {
+            // A consultation call still being set up cannot be parked: it is abandoned.
+            self.fail_pending(
+                active,
+                "the call was abandoned by swap-hold before it connected",
+            );
+            self.set_state(active, CallState::Idle, now);
+        }
+        self.set_state(held, CallState::Connected, now);
+        Ok(Reply::Now(Completion::Done))
+    }
+
+    /// Creates the record of an outgoing call (no event yet).
+    fn new_outgoing_call(
+        &mut self,
+        line: usize,
+        call: CallId,
+        address: AddressId,
+        destination: Option<&str>,
+    ) -> Result<(), DriverError> {
+        if self.calls.contains_key(&call) {
+            return Err(DriverError::new(
+                ErrorKind::InvalidParameter,
+                format!("call id {call} is already in use"),
+            ));
+        }
+        if address != AddressId(0) {
+            return Err(DriverError::new(
+                ErrorKind::InvalidAddressId,
+                format!("the line has no address {address}"),
+            ));
+        }
+        self.require_room(line)?;
+        let own = &self.lines[line].config;
+        let info = CallInfo {
+            direction: CallDirection::Outgoing,
+            address,
+            calling: Party::number(own.own_number()).with_name(own.display_name()),
+            called: destination.map(Party::number).unwrap_or_default(),
+            ..CallInfo::default()
+        };
+        self.calls.insert(
+            call,
+            Call {
+                line,
+                state: CallState::Unknown,
+                info,
+                dialed: String::new(),
+                pending: Vec::new(),
+                dial_seq: 0,
+                hangup_scheduled: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn require_room(&self, line: usize) -> Result<(), DriverError> {
+        let in_use = self.calls.values().filter(|c| c.line == line).count();
+        if in_use >= MAX_CALLS as usize {
+            return Err(DriverError::new(
+                ErrorKind::ResourceUnavailable,
+                format!("the line already carries {MAX_CALLS} calls"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Puts `call` into Dialing towards `number`; `request` completes when dialling is done.
+    fn start_dialing(&mut self, call: CallId, request: RequestId, number: String, now: Instant) {
+        let dial_after = self.config.dial();
+        let Some(record) = self.calls.get_mut(&call) else {
+            return;
+        };
+        record.dialed = number.clone();
+        record.info.called = Party::number(number);
+        record.pending.push(request);
+        record.dial_seq += 1;
+        let seq = record.dial_seq;
+        self.timers
+            .schedule(now + dial_after, Timer::DialDone { call, seq });
+        if record.state != CallState::Dialing {
+            self.set_state(call, CallState::Dialing, now);
+        }
+    }
+
+    fn fire(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::DialDone { call, seq } => {
+                let Some(record) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                if record.state != CallState::Dialing || record.dial_seq != seq {
+                    return;
+                }
+                let number = record.dialed.clone();
+                let pending = std::mem::take(&mut record.pending);
+                let next = if self.config.busy_numbers.contains(&number) {
+                    CallState::Busy(BusyMode::Station)
+                } else if self.config.unreachable_numbers.contains(&number) {
+                    CallState::Disconnected(DisconnectMode::Unreachable)
+                } else {
+                    self.timers
+                        .schedule(now + self.config.ring(), Timer::FarEndAnswers { call });
+                    CallState::Ringback
+                };
+                self.set_state(call, next, now);
+                for request in pending {
+                    self.sink.complete(request, Ok(Completion::Done));
+                }
+            }
+            Timer::FarEndAnswers { call } => {
+                if self.state_of(call) == Some(CallState::Ringback) {
+                    self.update_info(call, |info| info.connected = info.called.clone());
+                    self.set_state(call, CallState::Connected, now);
+                }
+            }
+            Timer::FarEndHangsUp { call } => {
+                if self.state_of(call).is_some_and(|s| s.is_established()) {
+                    self.set_state(call, CallState::Disconnected(DisconnectMode::Normal), now);
+                }
+            }
+            Timer::CallerGivesUp { call } => {
+                if matches!(
+                    self.state_of(call),
+                    Some(CallState::Offering | CallState::Accepted)
+                ) {
+                    self.set_state(call, CallState::Disconnected(DisconnectMode::NoAnswer), now);
+                }
+            }
+            Timer::Incoming { script } => {
+                let Some(incoming) = self.config.incoming.get(script).cloned() else {
+                    return;
+                };
+                if let Some(repeat) = incoming.repeat_ms {
+                    self.timers.schedule(
+                        now + std::time::Duration::from_millis(repeat),
+                        Timer::Incoming { script },
+                    );
+                }
+                self.offer(&incoming, now);
+            }
+        }
+    }
+
+    /// Presents a scripted incoming call, unless do-not-disturb, forwarding or a full line
+    /// keeps it away.
+    fn offer(&mut self, incoming: &IncomingConfig, now: Instant) {
+        let Some(line) = self
+            .lines
+            .iter()
+            .position(|l| l.config.key == incoming.line)
+        else {
+            return;
+        };
+        let status = &self.lines[line].status;
+        if status.do_not_disturb {
+            tracing::info!(line = %incoming.line, from = %incoming.from, "Incoming call not offered: do not disturb.");
+            return;
+        }
+        let internal = incoming.from.len() <= INTERNAL_NUMBER_MAX_LEN;
+        if let Some(forwarding) = status
+            .forwarding
+            .iter()
+            .find(|f| forwarding_applies(f, internal))
+        {
+            tracing::info!(line = %incoming.line, from = %incoming.from, to = %forwarding.destination, "Incoming call forwarded.");
+            return;
+        }
+        if self.require_room(line).is_err() {
+            tracing::info!(line = %incoming.line, from = %incoming.from, "Incoming call not offered: line full.");
+            return;
+        }
+        let call = self.sink.new_call_id();
+        let own = &self.lines[line].config;
+        let mut calling = Party::number(incoming.from.clone());
+        calling.name = incoming.name.clone();
+        let info = CallInfo {
+            direction: CallDirection::Incoming,
+            calling,
+            called: Party::number(own.own_number()).with_name(own.display_name()),
+            ..CallInfo::default()
+        };
+        self.calls.insert(
+            call,
+            Call {
+                line,
+                state: CallState::Offering,
+                info: info.clone(),
+                dialed: String::new(),
+                pending: Vec::new(),
+                dial_seq: 0,
+                hangup_scheduled: false,
+            },
+        );
+        tracing::info!(line = %incoming.line, call = %call, from = %incoming.from, "Incoming call offered.");
+        self.sink.event(DriverEvent::NewCall {
+            line: self.line_key(line),
+            call,
+            state: CallState::Offering,
+            info,
+        });
+        self.timers.schedule(
+            now + self.config.ring_timeout(),
+            Timer::CallerGivesUp { call },
+        );
+    }
+
+    /// Moves `call` to `state` and reports it. Idle removes the call; the first Connected
+    /// arms the far end's hang-up timer.
+    fn set_state(&mut self, call: CallId, state: CallState, now: Instant) {
+        let hangup_after = self.config.hangup_after();
+        let Some(record) = self.calls.get_mut(&call) else {
+            return;
+        };
+        record.state = state;
+        let line = record.line;
+        if state == CallState::Connected && !record.hangup_scheduled {
+            if let Some(after) = hangup_after {
+                record.hangup_scheduled = true;
+                self.timers
+                    .schedule(now + after, Timer::FarEndHangsUp { call });
+            }
+        }
+        if state.is_idle() {
+            self.calls.remove(&call);
+        }
+        tracing::debug!(call = %call, state = state.name(), "Call state changed.");
+        self.sink.event(DriverEvent::CallState {
+            line: self.line_key(line),
+            call,
+            state,
+        });
+    }
+
+    fn update_info(&mut self, call: CallId, change: impl FnOnce(&mut CallInfo)) {
+        if let Some(record) = self.calls.get_mut(&call) {
+            change(&mut record.info);
+        }
+        self.emit_info(call);
+    }
+
+    fn emit_info(&self, call: CallId) {
+        if let Some(record) = self.calls.get(&call) {
+            self.sink.event(DriverEvent::CallInfo {
+                line: self.line_key(record.line),
+                call,
+                info: record.info.clone(),
+            });
+        }
+    }
+
+    fn emit_address_state(&self, line: usize) {
+        self.sink.event(DriverEvent::AddressState {
+            line: self.line_key(line),
+            address: AddressId(0),
+            status: self.lines[line].status.clone(),
+        });
+    }
+
+    fn fail_pending(&mut self, call: CallId, why: &str) {
+        let pending = match self.calls.get_mut(&call) {
+            Some(record) => std::mem::take(&mut record.pending),
+            None => return,
+        };
+        for request in pending {
+            self.sink.complete(request, Err(DriverError::failed(why)));
+        }
+    }
+
+    fn call_on(&self, line: usize, call: CallId) -> Result<&Call, DriverError> {
+        self.calls
+            .get(&call)
+            .filter(|record| record.line == line)
+            .ok_or_else(|| no_call(call))
+    }
+
+    fn state_of(&self, call: CallId) -> Option<CallState> {
+        self.calls.get(&call).map(|record| record.state)
+    }
+
+    fn address_status(
+        &mut self,
+        line: usize,
+        address: AddressId,
+    ) -> Result<&mut AddressStatus, DriverError> {
+        if address != AddressId(0) {
+            return Err(DriverError::new(
+                ErrorKind::InvalidAddressId,
+                format!("the line has no address {address}"),
+            ));
+        }
+        Ok(&mut self.lines[line].status)
+    }
+
+    fn line_key(&self, line: usize) -> LineKey {
+        LineKey::new(self.lines[line].config.key.clone())
+    }
+}
+
+fn forwarding_applies(forwarding: &Forwarding, internal: bool) -> bool {
+    match forwarding.mode {
+        ForwardMode::Unconditional => true,
+        ForwardMode::UnconditionalInternal => internal,
+        ForwardMode::UnconditionalExternal => !internal,
+        ForwardMode::Busy | ForwardMode::NoAnswer => false,
+    }
+}
+
+fn require_address(destination: &str) -> Result<(), DriverError> {
+    if destination.trim().is_empty() {
+        return Err(DriverError::new(
+            ErrorKind::InvalidAddress,
+            "the destination is empty",
+        ));
+    }
+    Ok(())
+}
+
+fn no_call(call: CallId) -> DriverError {
+    DriverError::new(
+        ErrorKind::InvalidCallHandle,
+        format!("no call {call} on this line"),
+    )
+}
+
+fn wrong_state(operation: Operation, state: &CallState) -> DriverError {
+    DriverError::invalid_state(format!(
+        "{} is not possible while the call is {}",
+        operation.name(),
+        state.name()
+    ))
+}
