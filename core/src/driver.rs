@@ -61,6 +61,12 @@ pub trait PhoneDriver: Send + Sync {
         HttpReply::text(404, "this driver takes no callbacks\n")
     }
 
+    /// The devices behind this driver's lines, for the phone table. Drivers without devices
+    /// of their own (a SIP account) return none.
+    fn devices(&self) -> Vec<crate::DeviceStatus> {
+        Vec::new()
+    }
+
     /// Stops the driver: pending requests are completed (with an error if need be), timers and
     /// connections are released. No event may follow once it returns.
     fn shutdown(&self);

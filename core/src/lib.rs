@@ -7,6 +7,7 @@
 //!   what completes it;
 //! - [`caps`]: [`Operation`], [`LineCaps`] and which call states allow which operation;
 //! - [`event`]: [`DriverEvent`], what drivers report;
+//! - [`device`]: [`DeviceStatus`], the phones behind the lines for the phone table;
 //! - [`error`]: [`DriverError`] with an [`ErrorKind`] that maps one-to-one onto LINEERR codes;
 //! - [`driver`]: the [`PhoneDriver`] contract and the [`EventSink`] drivers report through;
 //! - [`registry`]: the static registry of built-in drivers.
@@ -85,6 +86,7 @@
 
 pub mod call;
 pub mod caps;
+pub mod device;
 pub mod driver;
 pub mod error;
 pub mod event;
@@ -97,6 +99,7 @@ pub use call::{
     BusyMode, CallDirection, CallInfo, CallReason, CallState, DialToneMode, DisconnectMode, Party,
 };
 pub use caps::{AddressInfo, LineCaps, LineInfo, Operation, OperationSet};
+pub use device::{Configuration, Connection, DeviceStatus};
 pub use driver::{
     BuildFn, EventSink, HttpCallback, HttpReply, PhoneDriver, SharedSink, ValidateFn,
 };
