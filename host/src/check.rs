@@ -289,7 +289,9 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     }
 }
 
-/// One section; `Ok(None)` when it is absent (its defaults apply).
+/// One section; `Ok(None)` when it is absent (its defaults apply). The large error is built
+/// once per problem and consumed at once, so boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
 fn extract<T: DeserializeOwned>(
     figment: &figment::Figment,
     key: &str,

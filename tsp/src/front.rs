@@ -98,7 +98,7 @@ struct Inner {
 }
 
 enum Input {
-    Driver(usize, DriverEvent),
+    Driver(usize, Box<DriverEvent>),
     Complete(usize, RequestId, Outcome),
     Barrier(mpsc::Sender<()>),
     Stop,
@@ -176,7 +176,7 @@ struct Sink {
 impl EventSink for Sink {
     fn event(&self, event: DriverEvent) {
         // A send fails only after shutdown, when reports are no longer wanted.
-        let _ = self.tx.send(Input::Driver(self.driver, event));
+        let _ = self.tx.send(Input::Driver(self.driver, Box::new(event)));
     }
 
     fn complete(&self, request: RequestId, outcome: Outcome) {
@@ -879,7 +879,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                 on_complete(inner, &mut st, request, outcome, &mut out)
             }
             Input::Driver(driver, event) => {
-                on_driver_event(inner, &mut st, driver, event, &mut out)
+                on_driver_event(inner, &mut st, driver, *event, &mut out)
             }
         }
         publish(inner, &mut st, out);
