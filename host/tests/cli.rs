@@ -86,6 +86,8 @@ fn plugins_lists_the_example_and_refuses_junk() {
     let dir = plugin_dir();
     std::fs::write(dir.path().join("junk.so"), b"\x7fELF not really").expect("junk");
     std::fs::write(dir.path().join("notes.txt"), b"hello").expect("notes");
+    let bad = bad_abi_library();
+    std::fs::copy(&bad, dir.path().join(bad.file_name().expect("name"))).expect("copy fixture");
     let out = run(tapir()
         .args(["plugins", "--json", "--plugin-dir"])
         .arg(dir.path()));
@@ -102,7 +104,17 @@ fn plugins_lists_the_example_and_refuses_junk() {
         .unwrap_or_default()
         .ends_with(".so"));
     let refused = json["refused"].as_array().expect("refused");
-    assert_eq!(refused.len(), 2, "{json:#}");
+    assert_eq!(refused.len(), 3, "{json:#}");
+    assert!(
+        refused.iter().any(
+            |r| r["path"].as_str().unwrap_or_default().contains("bad_abi")
+                && r["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("incompatible plugin interface")
+        ),
+        "{json:#}"
+    );
     assert!(refused
         .iter()
         .any(|r| r["path"].as_str().unwrap_or_default().ends_with("junk.so")));
@@ -231,4 +243,62 @@ fn sigint_reports_open_calls_and_stops_the_drivers() {
     assert!(stderr.contains("SIGINT"), "{stderr}");
     assert!(stderr.contains("Call still up at shutdown"), "{stderr}");
     assert!(stderr.contains("Drivers stopped"), "{stderr}");
+}
+
+#[test]
+fn number_rules_apply_to_a_call_on_a_line() {
+    let plugins = plugin_dir();
+    let dir = tempfile::tempdir().expect("dir");
+    // The manual's "80 -> 0" dial rule on the host, and a line-specific incoming rule that
+    // removes the initial 0.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "plugin_dir = {:?}\n\n[phones]\nlisten = \"127.0.0.1:0\"\n\n[drivers.office]\ndriver = \"virtual-phone\"\ndial_ms = 20\nring_ms = 20\nhangup_after_ms = 50\n\n[[numbers.dial]]\nsearch = \"^80(.*)\"\nreplace = '0\\1'\n\n[[lines]]\ndriver = \"office\"\nkey = \"100\"\n[[lines.numbers.outgoing]]\nsearch = \"^0(.*)\"\nreplace = '\\1'\n",
+            plugins.path()
+        ),
+    );
+    let out = run(tapir()
+        .args(["call", "--timeout", "20", "--line", "100", "--config"])
+        .arg(&config)
+        .arg("80301234"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let infos: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "call_info")
+        .collect();
+    let called = infos
+        .iter()
+        .map(|e| &e["info"]["called"])
+        .find(|c| !c.is_null())
+        .unwrap_or_else(|| panic!("no called party reported: {infos:?}"));
+    // The driver was asked to dial what the dial rule made of 80301234 ...
+    assert_eq!(called["raw_number"], "0301234", "{called}");
+    // ... and the application sees it through the line's outgoing rule.
+    assert_eq!(called["number"], "301234", "{called}");
+
+    let check = run(tapir()
+        .args(["format", "--category", "dial", "--config"])
+        .arg(&config)
+        .arg("80301234"));
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("dial rule 1") && text.contains("result: `0301234`"),
+        "{text}"
+    );
+    let check = run(tapir()
+        .args([
+            "format",
+            "--category",
+            "outgoing",
+            "--line",
+            "100",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("0301234"));
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(text.contains("result: `301234`"), "{text}");
 }

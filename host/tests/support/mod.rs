@@ -18,21 +18,32 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
-/// The example driver library, built if it is not there yet.
-pub fn example_library() -> PathBuf {
+/// A library of this workspace, built if it is not there yet.
+pub fn library(package: &str) -> PathBuf {
     let lib = target_dir().join("debug").join(format!(
-        "{}tapir_example_virtual_phone{}",
+        "{}{}{}",
         std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
         std::env::consts::DLL_SUFFIX
     ));
     if !lib.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "tapir-example-virtual-phone"])
+            .args(["build", "-p", package])
             .status()
             .expect("cargo runs");
-        assert!(status.success(), "building the example plugin failed");
+        assert!(status.success(), "building {package} failed");
     }
     lib
+}
+
+/// The example driver library.
+pub fn example_library() -> PathBuf {
+    library("tapir-example-virtual-phone")
+}
+
+/// A library built against an incompatible plugin interface.
+pub fn bad_abi_library() -> PathBuf {
+    library("tapir-fixture-bad-abi")
 }
 
 /// A fresh folder holding only the example plugin.
