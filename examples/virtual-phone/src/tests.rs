@@ -867,7 +867,7 @@ fn random_sequences_keep_the_invariants() {
             .count();
         eprintln!("seed {seed}: {successes} successes, {connected} connections");
         assert!(
-            successes >= 30 && connected >= 3,
+            successes >= 30 && connected >= 1,
             "seed {seed}: too little happened"
         );
         let mut idle = std::collections::HashSet::new();
