@@ -370,6 +370,14 @@ mod tests {
     }
 
     #[test]
+    fn host_side_types_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<LoadedPlugin>();
+        shareable::<PluginScan>();
+        shareable::<LoadError>();
+    }
+
+    #[test]
     fn a_missing_file_cannot_be_opened() {
         let error = load_plugin(Path::new("/nonexistent/libnothing.so")).unwrap_err();
         assert!(matches!(error, LoadError::CannotOpen { .. }), "{error}");

@@ -97,6 +97,9 @@ pub fn root_module<P: PluginDef>() -> DriverModRef {
     .leak_into_prefix()
 }
 
+// The four descriptive entry points only wrap a constant; they cannot panic, so they need no
+// `catch_unwind`. `validate`, `new_driver` and the driver's methods can, and catch.
+
 extern "C" fn name<P: PluginDef>() -> RStr<'static> {
     RStr::from_str(P::NAME)
 }
