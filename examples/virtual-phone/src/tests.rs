@@ -766,10 +766,10 @@ fn random_sequences_keep_the_invariants() {
                             state: CallState::Idle,
                             ..
                         } => live.retain(|c| *c != call.0),
-                        DriverEvent::CallState { call, .. } | DriverEvent::NewCall { call, .. } => {
-                            if !live.contains(&call.0) {
-                                live.push(call.0);
-                            }
+                        DriverEvent::CallState { call, .. } | DriverEvent::NewCall { call, .. }
+                            if !live.contains(&call.0) =>
+                        {
+                            live.push(call.0);
                         }
                         _ => {}
                     }
