@@ -258,6 +258,10 @@ impl EventSink for SinkProxy {
 /// are caught in the plugin and reported as errors; the driver's `tracing` output is forwarded
 /// to the host.
 ///
+/// The expansion exports a `#[no_mangle]` static, which the `unsafe_code` lint counts as unsafe;
+/// it allows that lint on the static itself, so the plugin crate may `deny(unsafe_code)` but
+/// not `forbid` it.
+///
 /// ```
 /// use tapir_core::{DriverError, ErrorKind, PhoneDriver, RequestEnvelope, SharedSink};
 ///
