@@ -5,8 +5,10 @@
 //!
 //! Completion rules: most requests complete at once. A request that makes the phone *dial*
 //! (MakeCall with a destination, Dial in dial tone) completes when dialling is done, `dial_ms`
-//! later, when the call rings or turns out busy or unreachable; until then it is pending, and a
-//! Drop or a shutdown completes it with an error. Every accepted request completes exactly once.
+//! later, when the call rings or turns out busy or unreachable. If the call ends before that
+//! (Drop, or swap-hold abandoning it), the pending request completes successfully first: the
+//! call was placed, and then it ended. A shutdown completes pending requests with an error.
+//! Every accepted request completes exactly once.
 
 use crate::config::{IncomingConfig, LineConfig, VirtualPhoneConfig};
 use crate::timers::TimerQueue;
@@ -207,7 +209,7 @@ impl Phone {
                 destination,
             } => self.make_call(line, id, call, address, destination, now),
             Request::Drop { call } => {
-                self.fail_pending(call, "the call was dropped before dialling finished");
+                self.finish_pending(call);
                 self.set_state(call, CallState::Idle, now);
                 Ok(Reply::Now(Completion::Done))
             }
@@ -400,10 +402,7 @@ impl Phone {
             self.set_state(active, held_state, now);
         } else {
             // A consultation call still being set up cannot be parked: it is abandoned.
-            self.fail_pending(
-                active,
-                "the call was abandoned by swap-hold before it connected",
-            );
+            self.finish_pending(active);
             self.set_state(active, CallState::Idle, now);
         }
         self.set_state(held, CallState::Connected, now);
@@ -657,13 +656,14 @@ impl Phone {
         });
     }
 
-    fn fail_pending(&mut self, call: CallId, why: &str) {
+    /// Completes the requests waiting for `call` to finish dialling (it is ending before that).
+    fn finish_pending(&mut self, call: CallId) {
         let pending = match self.calls.get_mut(&call) {
             Some(record) => std::mem::take(&mut record.pending),
             None => return,
         };
         for request in pending {
-            self.sink.complete(request, Err(DriverError::failed(why)));
+            self.sink.complete(request, Ok(Completion::Done));
         }
     }
 

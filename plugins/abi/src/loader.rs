@@ -370,6 +370,63 @@ mod tests {
     }
 
     #[test]
+    fn library_errors_map_to_load_errors() {
+        use abi_stable::library::RootModuleError;
+        use abi_stable::sabi_types::{VersionNumber, VersionStrings};
+        let path = Path::new("/plugins/libx.so");
+        let version = |minor| VersionNumber {
+            major: 0,
+            minor,
+            patch: 0,
+        };
+        let mismatch = LoadError::from_library(
+            path,
+            LibraryError::IncompatibleVersionNumber {
+                library_name: "tapir_plugin",
+                expected_version: version(2),
+                actual_version: version(1),
+            },
+        );
+        assert!(
+            matches!(mismatch, LoadError::Incompatible { .. }),
+            "{mismatch}"
+        );
+        assert!(mismatch.to_string().contains("0.1.0"), "{mismatch}");
+        let failed = LoadError::from_library(
+            path,
+            LibraryError::RootModule {
+                err: RootModuleError::Unwound,
+                module_name: "tapir_plugin",
+                version: VersionStrings::new("0.1.0"),
+            },
+        );
+        assert!(matches!(failed, LoadError::InitFailed { .. }), "{failed}");
+        assert!(failed
+            .to_string()
+            .starts_with("/plugins/libx.so: plugin initialisation failed"));
+        let many = LoadError::from_library(
+            path,
+            LibraryError::Many(
+                vec![LibraryError::RootModule {
+                    err: RootModuleError::Unwound,
+                    module_name: "tapir_plugin",
+                    version: VersionStrings::new("0.1.0"),
+                }]
+                .into(),
+            ),
+        );
+        assert_eq!(many, failed);
+    }
+
+    #[test]
+    fn host_side_types_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<LoadedPlugin>();
+        shareable::<PluginScan>();
+        shareable::<LoadError>();
+    }
+
+    #[test]
     fn a_missing_file_cannot_be_opened() {
         let error = load_plugin(Path::new("/nonexistent/libnothing.so")).unwrap_err();
         assert!(matches!(error, LoadError::CannotOpen { .. }), "{error}");

@@ -97,6 +97,9 @@ pub fn root_module<P: PluginDef>() -> DriverModRef {
     .leak_into_prefix()
 }
 
+// The four descriptive entry points only wrap a constant; they cannot panic, so they need no
+// `catch_unwind`. `validate`, `new_driver` and the driver's methods can, and catch.
+
 extern "C" fn name<P: PluginDef>() -> RStr<'static> {
     RStr::from_str(P::NAME)
 }
@@ -254,6 +257,10 @@ impl EventSink for SinkProxy {
 /// macro once per library. Panics in `validate`, `build` and every method of the built driver
 /// are caught in the plugin and reported as errors; the driver's `tracing` output is forwarded
 /// to the host.
+///
+/// The expansion exports a `#[no_mangle]` static, which the `unsafe_code` lint counts as unsafe;
+/// it allows that lint on the static itself, so the plugin crate may `deny(unsafe_code)` but
+/// not `forbid` it.
 ///
 /// ```
 /// use tapir_core::{DriverError, ErrorKind, PhoneDriver, RequestEnvelope, SharedSink};
