@@ -2,6 +2,7 @@
 
 use crate::config::{LogConfig, LogFormat};
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 
@@ -24,7 +25,10 @@ pub fn init(config: &LogConfig) -> anyhow::Result<()> {
                 LogFormat::Json => builder.json().try_init(),
             }
         }
-        (None, LogFormat::Text) => builder.with_writer(std::io::stderr).try_init(),
+        (None, LogFormat::Text) => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
         (None, LogFormat::Json) => builder.with_writer(std::io::stderr).json().try_init(),
     };
     // A second init (tests running several commands in one process) keeps the first subscriber.

@@ -302,3 +302,68 @@ fn number_rules_apply_to_a_call_on_a_line() {
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(text.contains("result: `301234`"), "{text}");
 }
+
+#[test]
+fn phones_reach_their_driver_through_the_callback_endpoint() {
+    let plugins = plugin_dir();
+    let dir = tempfile::tempdir().expect("dir");
+    let (api, phones) = (free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "plugin_dir = {:?}\n\n[http]\nlisten = \"127.0.0.1:{api}\"\n\n[phones]\nlisten = \"127.0.0.1:{phones}\"\n\n[drivers.office]\ndriver = \"virtual-phone\"\n",
+            plugins.path()
+        ),
+    );
+    let daemon = Daemon::spawn(tapir().arg("run").arg("--config").arg(&config));
+    let api = format!("127.0.0.1:{api}");
+    let phones = format!("127.0.0.1:{phones}");
+    assert!(
+        http_get(&api, "/healthz", Duration::from_secs(20)).is_some(),
+        "host did not start"
+    );
+    let rang = http_get(
+        &phones,
+        "/phones/office/ring?line=100&from=0301234567&name=Bob",
+        Duration::from_secs(5),
+    )
+    .unwrap_or_default();
+    let unknown_instance = http_get(
+        &phones,
+        "/phones/nobody/ring?line=100&from=1",
+        Duration::from_secs(5),
+    )
+    .unwrap_or_default();
+    let junk = http_get(
+        &phones,
+        "/phones/office/ring?from=1",
+        Duration::from_secs(5),
+    )
+    .unwrap_or_default();
+    let api_on_phone_port =
+        http_get(&phones, "/v1/lines", Duration::from_secs(5)).unwrap_or_default();
+    let mut calls = String::new();
+    for _ in 0..100 {
+        calls = http_get(&api, "/v1/calls", Duration::from_secs(5)).unwrap_or_default();
+        if calls.contains("offering") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, stderr) = daemon.stop("TERM");
+    assert!(
+        rang.starts_with("HTTP/1.0 202") || rang.starts_with("HTTP/1.1 202"),
+        "{rang}\n{stderr}"
+    );
+    assert!(unknown_instance.contains(" 404 "), "{unknown_instance}");
+    assert!(junk.contains(" 400 "), "{junk}");
+    assert!(
+        api_on_phone_port.contains(" 404 "),
+        "the phone port must not serve the API: {api_on_phone_port}"
+    );
+    assert!(
+        calls.contains("offering") && calls.contains("0301234567") && calls.contains("Bob"),
+        "{calls}"
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+}

@@ -4,7 +4,7 @@
 //! No async runtime: a plugin owns its threads, and one thread with `recv_timeout` on a
 //! `std::sync::mpsc` channel is all a simulated phone needs.
 
-use crate::config::VirtualPhoneConfig;
+use crate::config::{IncomingConfig, VirtualPhoneConfig};
 use crate::phone::Phone;
 use std::collections::HashSet;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -12,15 +12,24 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 use tapir_core::{
-    DriverError, DriverEvent, ErrorKind, PhoneDriver, Request, RequestEnvelope, SharedSink,
+    Configuration, Connection, DeviceStatus, DriverError, DriverEvent, ErrorKind, HttpCallback,
+    HttpReply, LineKey, PhoneDriver, Request, RequestEnvelope, SharedSink,
 };
+
+/// What the worker thread is asked to do.
+enum Work {
+    /// A request from the host.
+    Request(RequestEnvelope),
+    /// Ring now, as asked over HTTP (`/ring`).
+    Ring(IncomingConfig),
+}
 
 /// A running virtual phone driver.
 pub struct VirtualPhone {
     lines: HashSet<String>,
     panic_on_number: Option<String>,
     /// `None` once shut down; dropping the sender is what stops the worker.
-    requests: Mutex<Option<mpsc::Sender<RequestEnvelope>>>,
+    requests: Mutex<Option<mpsc::Sender<Work>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -90,9 +99,65 @@ impl PhoneDriver for VirtualPhone {
                 "the virtual phone is shut down",
             ));
         };
-        sender.send(envelope).map_err(|_| {
+        sender.send(Work::Request(envelope)).map_err(|_| {
             DriverError::new(ErrorKind::Uninitialized, "the virtual phone has stopped")
         })
+    }
+
+    /// `GET` or `POST /ring?line=KEY&from=NUMBER[&name=NAME]` makes an incoming call arrive
+    /// now: a way for testers to ring a line on demand. Everything else is 404.
+    fn http_callback(&self, request: HttpCallback) -> HttpReply {
+        if request.path != "/ring" {
+            return HttpReply::text(404, "the virtual phone knows only /ring\n");
+        }
+        let mut line = None;
+        let mut from = None;
+        let mut name = None;
+        for pair in request.query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value);
+            match key {
+                "line" => line = Some(value),
+                "from" => from = Some(value),
+                "name" => name = Some(value),
+                _ => {}
+            }
+        }
+        let (Some(line), Some(from)) = (line, from) else {
+            return HttpReply::text(400, "usage: /ring?line=KEY&from=NUMBER[&name=NAME]\n");
+        };
+        if !self.lines.contains(&line) {
+            return HttpReply::text(404, format!("no line {line}\n"));
+        }
+        let incoming = IncomingConfig {
+            line,
+            after_ms: 0,
+            from,
+            name,
+            repeat_ms: None,
+        };
+        let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        match requests.as_ref().map(|s| s.send(Work::Ring(incoming))) {
+            Some(Ok(())) => HttpReply::text(202, "ringing\n"),
+            _ => HttpReply::text(503, "the virtual phone is shut down\n"),
+        }
+    }
+
+    /// One row per line: a virtual phone is always connected and configured.
+    fn devices(&self) -> Vec<DeviceStatus> {
+        let mut keys: Vec<_> = self.lines.iter().cloned().collect();
+        keys.sort();
+        keys.into_iter()
+            .map(|key| DeviceStatus {
+                model: Some("virtual phone".to_owned()),
+                number: Some(key.clone()),
+                connection: Connection::Connected,
+                configuration: Configuration::Correct,
+                lines: vec![LineKey::new(key.clone())],
+                key,
+                ..DeviceStatus::default()
+            })
+            .collect()
     }
 
     fn shutdown(&self) {
@@ -134,7 +199,7 @@ impl Drop for VirtualPhone {
 
 /// The worker: runs due timers, waits for the next request or deadline, and finishes pending
 /// requests when the driver shuts down.
-fn run(mut phone: Phone, requests: mpsc::Receiver<RequestEnvelope>) {
+fn run(mut phone: Phone, requests: mpsc::Receiver<Work>) {
     loop {
         phone.fire_due(Instant::now());
         let next = match phone.next_deadline() {
@@ -142,10 +207,52 @@ fn run(mut phone: Phone, requests: mpsc::Receiver<RequestEnvelope>) {
             None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match next {
-            Ok(envelope) => phone.handle(envelope, Instant::now()),
+            Ok(Work::Request(envelope)) => phone.handle(envelope, Instant::now()),
+            Ok(Work::Ring(incoming)) => phone.offer(&incoming, Instant::now()),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     phone.shut_down();
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding) in a query value; malformed escapes stay as
+/// they are.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::percent_decode;
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(percent_decode("Anna+M%C3%BCller"), "Anna Müller");
+        assert_eq!(percent_decode("%2B49"), "+49");
+        assert_eq!(percent_decode("50%"), "50%");
+        assert_eq!(percent_decode("%zz1"), "%zz1");
+    }
 }

@@ -543,7 +543,7 @@ impl Phone {
 
     /// Presents a scripted incoming call, unless do-not-disturb, forwarding or a full line
     /// keeps it away.
-    fn offer(&mut self, incoming: &IncomingConfig, now: Instant) {
+    pub(crate) fn offer(&mut self, incoming: &IncomingConfig, now: Instant) {
         let Some(line) = self
             .lines
             .iter()

@@ -18,7 +18,7 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
-/// A library of this workspace, built if it is not there yet.
+/// A library of this workspace, built (or found up to date) by cargo first.
 pub fn library(package: &str) -> PathBuf {
     let lib = target_dir().join("debug").join(format!(
         "{}{}{}",
@@ -26,13 +26,11 @@ pub fn library(package: &str) -> PathBuf {
         package.replace('-', "_"),
         std::env::consts::DLL_SUFFIX
     ));
-    if !lib.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", package])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building {package} failed");
-    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", package])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {package} failed");
     lib
 }
 

@@ -5,11 +5,12 @@
 
 use crate::ffi::{FfiDriverBox, FfiSink, LogLevel};
 use crate::{logging, wire};
-use abi_stable::std_types::{RErr, ROk, RStr};
+use abi_stable::std_types::{RErr, ROk, RStr, RString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tapir_core::{
-    CallId, DriverError, DriverEvent, Outcome, PhoneDriver, RequestEnvelope, RequestId, SharedSink,
+    CallId, DeviceStatus, DriverError, DriverEvent, HttpCallback, HttpReply, Outcome, PhoneDriver,
+    RequestEnvelope, RequestId, SharedSink,
 };
 
 /// A driver living in a plugin library, seen as an ordinary [`PhoneDriver`].
@@ -27,6 +28,25 @@ impl PhoneDriver for DylibDriver {
             ROk(()) => Ok(()),
             RErr(error) => Err(wire::decode_error(error.as_str())),
         }
+    }
+
+    fn http_callback(&self, request: HttpCallback) -> HttpReply {
+        let Ok(json) = wire::encode(&request) else {
+            return HttpReply::text(500, "cannot pass the callback to the plugin\n");
+        };
+        let reply = self.driver.http_callback(json.as_rstr());
+        serde_json::from_str(reply.as_str()).unwrap_or_else(|e| {
+            tracing::warn!(plugin = %self.plugin, error = %e, "Unreadable callback reply from a plugin.");
+            HttpReply::text(500, "unreadable reply from the driver\n")
+        })
+    }
+
+    fn devices(&self) -> Vec<DeviceStatus> {
+        let json = self.driver.devices();
+        serde_json::from_str(json.as_str()).unwrap_or_else(|e| {
+            tracing::warn!(plugin = %self.plugin, error = %e, "Unreadable phone table from a plugin.");
+            Vec::new()
+        })
     }
 
     fn shutdown(&self) {
@@ -103,6 +123,14 @@ impl FfiSink for HostSink {
                 std::process::abort()
             }
         }
+    }
+
+    fn callback_url(&self) -> RString {
+        catch_unwind(AssertUnwindSafe(|| self.sink.callback_url()))
+            .ok()
+            .flatten()
+            .map(RString::from)
+            .unwrap_or_default()
     }
 
     fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {

@@ -37,6 +37,13 @@ pub trait FfiDriver: Send + Sync {
     /// (or the driver panicked on it) and will never be completed.
     fn submit(&self, envelope: RStr<'_>) -> RResult<(), RString>;
 
+    /// Answers a phone's HTTP callback: `request` is the JSON of a
+    /// [`tapir_core::HttpCallback`], the result the JSON of a [`tapir_core::HttpReply`].
+    fn http_callback(&self, request: RStr<'_>) -> RString;
+
+    /// The phone table: the JSON of a `Vec<`[`tapir_core::DeviceStatus`]`>`.
+    fn devices(&self) -> RString;
+
     /// Stops the driver; see [`tapir_core::PhoneDriver::shutdown`].
     #[sabi(last_prefix_field)]
     fn shutdown(&self);
@@ -55,6 +62,9 @@ pub trait FfiSink: Send + Sync {
 
     /// Allocates a call id for a call the driver discovered itself.
     fn new_call_id(&self) -> u64;
+
+    /// The URL of this instance's phone callbacks; empty when the host has none.
+    fn callback_url(&self) -> RString;
 
     /// Emits a log line of the plugin through the host's `tracing` output. `target` is the
     /// plugin-side target (module path); `message` is the message with its fields formatted.

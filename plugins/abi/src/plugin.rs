@@ -20,8 +20,8 @@ use abi_stable::std_types::{RErr, ROk, RResult, RStr, RString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tapir_core::{
-    BuildFn, CallId, DriverError, DriverEvent, ErrorKind, EventSink, Outcome, PhoneDriver,
-    RequestEnvelope, RequestId, SharedSink, ValidateFn,
+    BuildFn, CallId, DriverError, DriverEvent, ErrorKind, EventSink, HttpCallback, HttpReply,
+    Outcome, PhoneDriver, RequestEnvelope, RequestId, SharedSink, ValidateFn,
 };
 
 /// What [`export_driver!`](crate::export_driver) declares about a driver. Not meant to be
@@ -189,6 +189,37 @@ impl FfiDriver for DriverProxy {
         }
     }
 
+    fn http_callback(&self, request: RStr<'_>) -> RString {
+        let reply = match (
+            &self.inner,
+            serde_json::from_str::<HttpCallback>(request.as_str()),
+        ) {
+            (None, _) => HttpReply::text(503, "driver is gone\n"),
+            (Some(_), Err(e)) => HttpReply::text(400, format!("unreadable callback: {e}\n")),
+            (Some(inner), Ok(request)) => {
+                catch_unwind(AssertUnwindSafe(|| inner.http_callback(request))).unwrap_or_else(
+                    |payload| {
+                        tracing::error!(
+                            panic = %wire::panic_message(&*payload),
+                            "Driver panicked on an HTTP callback."
+                        );
+                        HttpReply::text(500, "the driver failed\n")
+                    },
+                )
+            }
+        };
+        wire::encode(&reply).unwrap_or_default()
+    }
+
+    fn devices(&self) -> RString {
+        let devices = self
+            .inner
+            .as_ref()
+            .and_then(|inner| catch_unwind(AssertUnwindSafe(|| inner.devices())).ok())
+            .unwrap_or_default();
+        wire::encode(&devices).unwrap_or_default()
+    }
+
     fn shutdown(&self) {
         if let Some(inner) = &self.inner {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| inner.shutdown())) {
@@ -247,6 +278,11 @@ impl EventSink for SinkProxy {
 
     fn new_call_id(&self) -> CallId {
         CallId(self.ffi.new_call_id())
+    }
+
+    fn callback_url(&self) -> Option<String> {
+        let url = self.ffi.callback_url();
+        (!url.is_empty()).then(|| url.into_string())
     }
 }
 
@@ -362,6 +398,9 @@ mod tests {
         }
         fn new_call_id(&self) -> u64 {
             41
+        }
+        fn callback_url(&self) -> RString {
+            RString::new()
         }
         fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
             self.0
