@@ -281,3 +281,99 @@ fn shutdown_completes_pending_requests_and_reports_open_calls() {
     assert_eq!(refused.map_err(|e| e.kind), Err(ErrorKind::Uninitialized));
     let _ = Duration::from_millis(0);
 }
+
+#[test]
+fn lines_appear_and_go_at_run_time_and_keep_their_id() {
+    let (tsp, script) = setup(1);
+    let mut first = tsp.subscribe();
+    let mut second = tsp.subscribe();
+    let info = LineInfo {
+        key: LineKey::new("phone-7"),
+        name: "A phone that reported in".into(),
+        caps: LineCaps::default(),
+        in_service: true,
+    };
+    script.event(DriverEvent::LineCreated { info: info.clone() });
+    tsp.sync();
+    let created = tsp
+        .lines()
+        .into_iter()
+        .find(|l| l.key.as_str() == "phone-7")
+        .expect("new line");
+    assert_eq!(created.id, LineId(1));
+    for rx in [&mut first, &mut second] {
+        let events = drain(rx);
+        assert_eq!(
+            events,
+            vec![TspEvent::LineCreated {
+                line: LineId(1),
+                name: info.name.clone()
+            }]
+        );
+    }
+    tsp.open_line(LineId(1)).expect("opens");
+    script.event(DriverEvent::LineRemoved {
+        line: LineKey::new("phone-7"),
+    });
+    tsp.sync();
+    assert!(tsp.line(LineId(1)).is_none());
+    let refused = tsp.submit(Action::MakeCall {
+        line: LineId(1),
+        address: AddressId(0),
+        destination: Some("1".into()),
+    });
+    assert_eq!(refused.map_err(|e| e.kind), Err(ErrorKind::BadDeviceId));
+    assert!(drain(&mut first).contains(&TspEvent::LineRemoved { line: LineId(1) }));
+    // The phone comes back: same device id.
+    script.event(DriverEvent::LineCreated { info });
+    tsp.sync();
+    assert_eq!(
+        tsp.line(LineId(1)).map(|l| l.key.0),
+        Some("phone-7".to_owned())
+    );
+}
+
+#[test]
+fn out_of_service_lines_refuse_requests_and_say_so() {
+    let (tsp, script) = setup(1);
+    let mut rx = tsp.subscribe();
+    tsp.open_line(LineId(0)).expect("opens");
+    script.event(DriverEvent::LineOutOfService {
+        line: LineKey::new("L0"),
+        reason: "phone unreachable".into(),
+    });
+    tsp.sync();
+    let refused = tsp.submit(Action::MakeCall {
+        line: LineId(0),
+        address: AddressId(0),
+        destination: Some("1".into()),
+    });
+    assert_eq!(refused.map_err(|e| e.kind), Err(ErrorKind::Disconnected));
+    script.event(DriverEvent::LineInService {
+        line: LineKey::new("L0"),
+    });
+    tsp.sync();
+    let events = drain(&mut rx);
+    assert_eq!(
+        events,
+        vec![
+            TspEvent::LineService {
+                line: LineId(0),
+                in_service: false,
+                reason: Some("phone unreachable".into())
+            },
+            TspEvent::LineService {
+                line: LineId(0),
+                in_service: true,
+                reason: None
+            },
+        ]
+    );
+    assert!(tsp
+        .submit(Action::MakeCall {
+            line: LineId(0),
+            address: AddressId(0),
+            destination: Some("1".into())
+        })
+        .is_ok());
+}
