@@ -185,6 +185,8 @@ pub async fn ws(
     ApiQuery(query): ApiQuery<EventsQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // The resume position is checked first: a gap is the more useful answer.
+    let stream = open(&state, query.after)?;
     let upgrade = upgrade.map_err(|e| {
         ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
@@ -192,7 +194,6 @@ pub async fn ws(
             e.body_text(),
         )
     })?;
-    let stream = open(&state, query.after)?;
     Ok(upgrade.on_upgrade(move |socket| pump(socket, stream)))
 }
 
