@@ -12,9 +12,9 @@
 #![warn(clippy::unwrap_used)]
 
 use clap::{Parser, Subcommand};
-use tapir_host::commands::remote::{self, Remote, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tapir_host::commands::remote::{self, Remote, Target};
 
 #[derive(Parser)]
 #[command(

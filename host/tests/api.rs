@@ -14,7 +14,11 @@ use tokio_tungstenite::tungstenite::Message;
 const DRIVER: &str = "dial_ms = 50\nring_ms = 100\nbusy_numbers = [\"486\"]\n";
 
 /// Reads WebSocket events until `pred` matched every one of `want` events; returns them all.
-async fn ws_until<S>(ws: &mut S, within: Duration, mut done: impl FnMut(&Value) -> bool) -> Vec<Value>
+async fn ws_until<S>(
+    ws: &mut S,
+    within: Duration,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Vec<Value>
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -94,8 +98,19 @@ async fn a_script_drives_a_call_through_rest_and_both_event_streams() {
     assert_eq!(lines.status, 200, "{}", lines.text);
     assert!(lines.headers.contains_key("x-tapir-seq"));
     let line = lines.body[0]["id"].clone();
-    assert_eq!(lines.body[0]["opens"], 1, "the API opened the line: {:#}", lines.body);
-    let detail = call(&http, "GET", &format!("{base}/v1/lines/{line}"), Some(READ), None).await;
+    assert_eq!(
+        lines.body[0]["opens"], 1,
+        "the API opened the line: {:#}",
+        lines.body
+    );
+    let detail = call(
+        &http,
+        "GET",
+        &format!("{base}/v1/lines/{line}"),
+        Some(READ),
+        None,
+    )
+    .await;
     assert_eq!(detail.status, 200);
     let ops = detail.body["caps"]["operations"].as_array().expect("caps");
     assert!(ops.contains(&json!("make_call")) && ops.contains(&json!("blind_transfer")));
@@ -144,8 +159,19 @@ async fn a_script_drives_a_call_through_rest_and_both_event_streams() {
     let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 
-    let detail = call(&http, "GET", &format!("{base}/v1/calls/{call_id}"), Some(READ), None).await;
-    assert_eq!(detail.body["state"]["state"], "connected", "{}", detail.text);
+    let detail = call(
+        &http,
+        "GET",
+        &format!("{base}/v1/calls/{call_id}"),
+        Some(READ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        detail.body["state"]["state"], "connected",
+        "{}",
+        detail.text
+    );
     let features = detail.body["features"].as_array().expect("features");
     assert!(features.contains(&json!("hold")) && !features.contains(&json!("answer")));
 
@@ -179,7 +205,10 @@ async fn a_script_drives_a_call_through_rest_and_both_event_streams() {
         "PUT",
         &format!("{base}/v1/lines/{line}/addresses/0/forwarding?wait=5"),
         Some(CONTROL),
-        Some(("application/json", r#"{"mode": "unconditional", "destination": "300"}"#)),
+        Some((
+            "application/json",
+            r#"{"mode": "unconditional", "destination": "300"}"#,
+        )),
     )
     .await;
     assert_eq!(fwd.status, 200, "{}", fwd.text);
@@ -204,7 +233,11 @@ async fn a_script_drives_a_call_through_rest_and_both_event_streams() {
     let status = &query.body["result"]["ok"];
     assert_eq!(status["kind"], "address_status", "{}", query.text);
     assert_eq!(status["do_not_disturb"], true, "{}", query.text);
-    assert_eq!(status["forwarding"][0]["destination"], "300", "{}", query.text);
+    assert_eq!(
+        status["forwarding"][0]["destination"], "300",
+        "{}",
+        query.text
+    );
     let address = poll(
         &http,
         &format!("{base}/v1/lines/{line}/addresses/0"),
@@ -233,7 +266,10 @@ async fn a_script_drives_a_call_through_rest_and_both_event_streams() {
     )
     .await;
     assert_eq!(dropped.status, 200, "{}", dropped.text);
-    ws_until(&mut ws, Duration::from_secs(10), |e| is_state(e, &call_id, "idle")).await;
+    ws_until(&mut ws, Duration::from_secs(10), |e| {
+        is_state(e, &call_id, "idle")
+    })
+    .await;
 
     // SSE from the start of the history replays the whole call, ids are the seqs.
     let mut sse = http
@@ -243,11 +279,16 @@ async fn a_script_drives_a_call_through_rest_and_both_event_streams() {
         .await
         .expect("SSE");
     assert_eq!(sse.status(), 200);
-    let replay = sse_until(&mut sse, Duration::from_secs(10), |e| is_state(e, &call_id, "idle")).await;
+    let replay = sse_until(&mut sse, Duration::from_secs(10), |e| {
+        is_state(e, &call_id, "idle")
+    })
+    .await;
     for (id, e) in &replay {
         assert_eq!(id.as_deref(), Some(e["seq"].to_string().as_str()));
     }
-    assert!(replay.iter().any(|(_, e)| is_state(e, &call_id, "connected")));
+    assert!(replay
+        .iter()
+        .any(|(_, e)| is_state(e, &call_id, "connected")));
     let first_seq: u64 = replay
         .iter()
         .filter_map(|(_, e)| e["seq"].as_u64())
@@ -274,10 +315,17 @@ async fn a_script_drives_a_call_through_rest_and_both_event_streams() {
         "tapir_active_calls 0",
         "tapir_request_completions_total{result=\"ok\"}",
     ] {
-        assert!(metrics.text.contains(needle), "{needle} missing:\n{}", metrics.text);
+        assert!(
+            metrics.text.contains(needle),
+            "{needle} missing:\n{}",
+            metrics.text
+        );
     }
     let stderr = host.stop();
-    assert!(!stderr.contains(CONTROL) && !stderr.contains(READ), "a token was logged:\n{stderr}");
+    assert!(
+        !stderr.contains(CONTROL) && !stderr.contains(READ),
+        "a token was logged:\n{stderr}"
+    );
     assert!(stderr.contains("API access needs a token"), "{stderr}");
 }
 
@@ -313,7 +361,10 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         let lines = call(&http, "GET", &format!("{base}/v1/lines"), Some(READ), None).await;
         let calls = call(&http, "GET", &format!("{base}/v1/calls"), Some(READ), None).await;
         (
-            lines.headers["x-tapir-seq"].to_str().expect("seq").to_owned(),
+            lines.headers["x-tapir-seq"]
+                .to_str()
+                .expect("seq")
+                .to_owned(),
             lines.body,
             calls.body,
         )
@@ -322,40 +373,225 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
 
     let json_body = Some(("application/json", r#"{"destination": "201"}"#));
     let cases: Vec<(&str, String, Option<&str>, Option<(&str, &str)>, u16, &str)> = vec![
-        ("POST", format!("/v1/lines/{line}/calls"), None, json_body, 401, "missing_token"),
-        ("POST", format!("/v1/lines/{line}/calls"), Some("not-a-token"), json_body, 401, "invalid_token"),
-        ("GET", "/v1/lines".into(), Some("nearly-control-token-for-tests-0001"), None, 401, "invalid_token"),
+        (
+            "POST",
+            format!("/v1/lines/{line}/calls"),
+            None,
+            json_body,
+            401,
+            "missing_token",
+        ),
+        (
+            "POST",
+            format!("/v1/lines/{line}/calls"),
+            Some("not-a-token"),
+            json_body,
+            401,
+            "invalid_token",
+        ),
+        (
+            "GET",
+            "/v1/lines".into(),
+            Some("nearly-control-token-for-tests-0001"),
+            None,
+            401,
+            "invalid_token",
+        ),
         ("GET", "/v1/events".into(), None, None, 401, "missing_token"),
         ("GET", "/metrics".into(), None, None, 401, "missing_token"),
-        ("POST", format!("/v1/lines/{line}/calls"), Some(READ), json_body, 403, "forbidden"),
-        ("POST", format!("/v1/calls/{call_id}/drop"), Some(READ), None, 403, "forbidden"),
-        ("PUT", format!("/v1/lines/{line}/addresses/0/dnd"), Some(READ), Some(("application/json", r#"{"enabled": true}"#)), 403, "forbidden"),
-        ("GET", "/v1/lines/77".into(), Some(READ), None, 404, "bad_device_id"),
-        ("POST", "/v1/lines/77/calls".into(), Some(CONTROL), json_body, 404, "bad_device_id"),
-        ("GET", "/v1/calls/999".into(), Some(READ), None, 404, "invalid_call_handle"),
-        ("POST", "/v1/calls/999/drop".into(), Some(CONTROL), None, 404, "invalid_call_handle"),
-        ("GET", format!("/v1/lines/{line}/addresses/5"), Some(READ), None, 404, "invalid_address_id"),
-        ("POST", format!("/v1/calls/{call_id}/answer"), Some(CONTROL), None, 409, "invalid_call_state"),
-        ("POST", format!("/v1/calls/{call_id}/unhold"), Some(CONTROL), None, 409, "invalid_call_state"),
-        ("POST", format!("/v1/calls/{call_id}/redirect"), Some(CONTROL), Some(("application/json", r#"{"destination": "300"}"#)), 409, "invalid_call_state"),
-        ("POST", format!("/v1/lines/{line}/calls"), Some(CONTROL), Some(("application/json", "{\"destination\": ")), 400, "bad_request"),
-        ("POST", format!("/v1/lines/{line}/calls"), Some(CONTROL), Some(("application/json", r#"{"destination": 5}"#)), 400, "bad_request"),
-        ("POST", format!("/v1/lines/{line}/calls"), Some(CONTROL), Some(("application/json", r#"{"destinaton": "5"}"#)), 400, "bad_request"),
-        ("POST", format!("/v1/lines/{line}/calls"), Some(CONTROL), Some(("text/plain", "200")), 415, "unsupported_media_type"),
-        ("POST", format!("/v1/calls/{call_id}/dial"), Some(CONTROL), Some(("application/json", "[]")), 400, "bad_request"),
-        ("POST", "/v1/calls/abc/drop".into(), Some(CONTROL), None, 400, "bad_request"),
-        ("POST", format!("/v1/calls/{call_id}/drop?wait=soon"), Some(CONTROL), None, 400, "bad_request"),
-        ("GET", "/v1/events?after=x".into(), Some(READ), None, 400, "bad_request"),
-        ("GET", "/v1/nothing".into(), Some(READ), None, 404, "no_route"),
-        ("DELETE", "/v1/lines".into(), Some(CONTROL), None, 405, "method_not_allowed"),
-        ("GET", "/v1/events/ws".into(), Some(READ), None, 426, "websocket_required"),
+        (
+            "POST",
+            format!("/v1/lines/{line}/calls"),
+            Some(READ),
+            json_body,
+            403,
+            "forbidden",
+        ),
+        (
+            "POST",
+            format!("/v1/calls/{call_id}/drop"),
+            Some(READ),
+            None,
+            403,
+            "forbidden",
+        ),
+        (
+            "PUT",
+            format!("/v1/lines/{line}/addresses/0/dnd"),
+            Some(READ),
+            Some(("application/json", r#"{"enabled": true}"#)),
+            403,
+            "forbidden",
+        ),
+        (
+            "GET",
+            "/v1/lines/77".into(),
+            Some(READ),
+            None,
+            404,
+            "bad_device_id",
+        ),
+        (
+            "POST",
+            "/v1/lines/77/calls".into(),
+            Some(CONTROL),
+            json_body,
+            404,
+            "bad_device_id",
+        ),
+        (
+            "GET",
+            "/v1/calls/999".into(),
+            Some(READ),
+            None,
+            404,
+            "invalid_call_handle",
+        ),
+        (
+            "POST",
+            "/v1/calls/999/drop".into(),
+            Some(CONTROL),
+            None,
+            404,
+            "invalid_call_handle",
+        ),
+        (
+            "GET",
+            format!("/v1/lines/{line}/addresses/5"),
+            Some(READ),
+            None,
+            404,
+            "invalid_address_id",
+        ),
+        (
+            "POST",
+            format!("/v1/calls/{call_id}/answer"),
+            Some(CONTROL),
+            None,
+            409,
+            "invalid_call_state",
+        ),
+        (
+            "POST",
+            format!("/v1/calls/{call_id}/unhold"),
+            Some(CONTROL),
+            None,
+            409,
+            "invalid_call_state",
+        ),
+        (
+            "POST",
+            format!("/v1/calls/{call_id}/redirect"),
+            Some(CONTROL),
+            Some(("application/json", r#"{"destination": "300"}"#)),
+            409,
+            "invalid_call_state",
+        ),
+        (
+            "POST",
+            format!("/v1/lines/{line}/calls"),
+            Some(CONTROL),
+            Some(("application/json", "{\"destination\": ")),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/v1/lines/{line}/calls"),
+            Some(CONTROL),
+            Some(("application/json", r#"{"destination": 5}"#)),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/v1/lines/{line}/calls"),
+            Some(CONTROL),
+            Some(("application/json", r#"{"destinaton": "5"}"#)),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/v1/lines/{line}/calls"),
+            Some(CONTROL),
+            Some(("text/plain", "200")),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            format!("/v1/calls/{call_id}/dial"),
+            Some(CONTROL),
+            Some(("application/json", "[]")),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/calls/abc/drop".into(),
+            Some(CONTROL),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/v1/calls/{call_id}/drop?wait=soon"),
+            Some(CONTROL),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/events?after=x".into(),
+            Some(READ),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/nothing".into(),
+            Some(READ),
+            None,
+            404,
+            "no_route",
+        ),
+        (
+            "DELETE",
+            "/v1/lines".into(),
+            Some(CONTROL),
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/v1/events/ws".into(),
+            Some(READ),
+            None,
+            426,
+            "websocket_required",
+        ),
     ];
     for (method, path, token, body, status, code) in &cases {
         let a = call(&http, method, &format!("{base}{path}"), *token, *body).await;
         assert_eq!(a.status, *status, "{method} {path}: {}", a.text);
-        assert_eq!(a.body["error"]["code"], *code, "{method} {path}: {}", a.text);
-        assert_eq!(a.body["error"]["status"], *status, "{method} {path}: {}", a.text);
-        assert!(a.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(
+            a.body["error"]["code"], *code,
+            "{method} {path}: {}",
+            a.text
+        );
+        assert_eq!(
+            a.body["error"]["status"], *status,
+            "{method} {path}: {}",
+            a.text
+        );
+        assert!(a.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
         if *status == 401 {
             assert!(a.headers.contains_key("www-authenticate"));
         }
@@ -363,7 +599,10 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let after = snapshot(http.clone(), base.clone()).await;
     assert_eq!(before, after, "a refused request changed something");
     let stderr = host.stop();
-    assert!(!stderr.contains(CONTROL) && !stderr.contains(READ), "{stderr}");
+    assert!(
+        !stderr.contains(CONTROL) && !stderr.contains(READ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,15 +621,37 @@ async fn a_resume_older_than_the_history_is_a_clear_gap() {
     )
     .await;
     assert!(made.status == 200 || made.status == 202, "{}", made.text);
-    poll(&http, &format!("{base}/v1/calls"), None, Duration::from_secs(10), |b| {
-        b[0]["state"]["state"] == "connected"
-    })
+    poll(
+        &http,
+        &format!("{base}/v1/calls"),
+        None,
+        Duration::from_secs(10),
+        |b| b[0]["state"]["state"] == "connected",
+    )
     .await;
-    let gap = call(&http, "GET", &format!("{base}/v1/events?after=0"), None, None).await;
+    let gap = call(
+        &http,
+        "GET",
+        &format!("{base}/v1/events?after=0"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(gap.status, 410, "{}", gap.text);
     assert_eq!(gap.body["error"]["code"], "history_gap");
-    assert!(gap.body["error"]["oldest"].as_u64().is_some_and(|o| o > 1), "{}", gap.text);
-    let ws = call(&http, "GET", &format!("{base}/v1/events/ws?after=0"), None, None).await;
+    assert!(
+        gap.body["error"]["oldest"].as_u64().is_some_and(|o| o > 1),
+        "{}",
+        gap.text
+    );
+    let ws = call(
+        &http,
+        "GET",
+        &format!("{base}/v1/events/ws?after=0"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(ws.status, 410, "{}", ws.text);
     let stderr = host.stop();
     assert!(stderr.starts_with("exit Some(0)"), "{stderr}");

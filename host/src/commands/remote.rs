@@ -173,7 +173,10 @@ async fn execute(client: &Client, as_json: bool, what: Remote) -> Result<(), Cli
             let id = line_id(client, &line).await?;
             let body = json!({ "destination": number, "address": address });
             let reply = client
-                .post(&format!("/v1/lines/{id}/calls{}", wait_query(wait)), Some(&body))
+                .post(
+                    &format!("/v1/lines/{id}/calls{}", wait_query(wait)),
+                    Some(&body),
+                )
                 .await?;
             if as_json {
                 println!("{reply}");

@@ -55,7 +55,11 @@ impl Running {
     /// Waits until `/healthz` answers (plain HTTP only).
     pub fn wait_ready(self) -> Self {
         let health = http_get(&self.addr, "/healthz", Duration::from_secs(30));
-        assert!(health.is_some(), "the daemon did not come up: {}", self.stop());
+        assert!(
+            health.is_some(),
+            "the daemon did not come up: {}",
+            self.stop()
+        );
         self
     }
 
