@@ -269,18 +269,22 @@ async fn execute(client: &Client, as_json: bool, what: Remote) -> Result<(), Cli
     Ok(())
 }
 
-/// A line id from an id, key or name.
+/// A line id from an id, key or name: a number that is a line's id wins, then a key, then a
+/// name (driver keys are often digits, like extension numbers).
 async fn line_id(client: &Client, line: &str) -> Result<u64, ClientError> {
-    if let Ok(id) = line.parse::<u64>() {
-        return Ok(id);
-    }
     let lines = client.get("/v1/lines").await?;
-    lines
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|l| l["key"] == line || l["name"] == line)
-        .and_then(|l| l["id"].as_u64())
+    let all: Vec<&Value> = lines.as_array().into_iter().flatten().collect();
+    let by_id = line
+        .parse::<u64>()
+        .ok()
+        .filter(|id| all.iter().any(|l| l["id"].as_u64() == Some(*id)));
+    by_id
+        .or_else(|| {
+            all.iter()
+                .find(|l| l["key"] == line)
+                .or_else(|| all.iter().find(|l| l["name"] == line))
+                .and_then(|l| l["id"].as_u64())
+        })
         .ok_or_else(|| ClientError::Api {
             status: 404,
             code: "bad_device_id".to_owned(),
