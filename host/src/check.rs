@@ -303,6 +303,8 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
 }
 
 /// One section; `Ok(None)` when it is absent (its defaults apply).
+// figment's error is large, but it is built once per bad section while checking a file.
+#[allow(clippy::result_large_err)]
 fn extract<T: DeserializeOwned>(
     figment: &figment::Figment,
     key: &str,

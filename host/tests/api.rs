@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const DRIVER: &str = "dial_ms = 50\nring_ms = 100\nbusy_numbers = [\"486\"]\n";
 
-/// Reads WebSocket events until `pred` matched every one of `want` events; returns them all.
+/// Reads WebSocket events until `done` says so; returns them all.
 async fn ws_until<S>(
     ws: &mut S,
     within: Duration,
@@ -140,14 +140,14 @@ async fn a_script_drives_a_call_through_rest_and_both_event_streams() {
     let request_id = made.body["request"].clone();
     assert!(call_id.is_u64() && request_id.is_u64(), "{}", made.text);
 
-    let mut completed = false;
+    let (mut completed, mut connected) = (false, false);
     let events = ws_until(&mut ws, Duration::from_secs(10), |e| {
         if e["event"] == "completed" && e["request"] == request_id {
             assert!(e["result"]["ok"].is_object(), "{e}");
             completed = true;
         }
-        completed && is_state(e, &call_id, "connected")
-            || is_state(e, &call_id, "connected") && completed
+        connected |= is_state(e, &call_id, "connected");
+        completed && connected
     })
     .await;
     let states: Vec<&str> = events
@@ -372,7 +372,16 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let before = snapshot(http.clone(), base.clone()).await;
 
     let json_body = Some(("application/json", r#"{"destination": "201"}"#));
-    let cases: Vec<(&str, String, Option<&str>, Option<(&str, &str)>, u16, &str)> = vec![
+    /// Method, path, token, (content type, body), status, error code.
+    type Case<'a> = (
+        &'a str,
+        String,
+        Option<&'a str>,
+        Option<(&'a str, &'a str)>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST",
             format!("/v1/lines/{line}/calls"),

@@ -38,7 +38,7 @@ pub struct EventsQuery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     /// An event.
-    Event(Sequenced),
+    Event(Box<Sequenced>),
     /// Events were lost; the stream ends after this.
     Gap(GapNotice),
 }
@@ -106,7 +106,7 @@ async fn next(mut c: Cursor) -> Option<(Item, Cursor)> {
         if let Some(e) = c.backlog.pop_front() {
             if e.seq > c.last {
                 c.last = e.seq;
-                return Some((Item::Event(e), c));
+                return Some((Item::Event(Box::new(e)), c));
             }
             continue;
         }
@@ -117,7 +117,7 @@ async fn next(mut c: Cursor) -> Option<(Item, Cursor)> {
         match received {
             Ok(e) if e.seq > c.last => {
                 c.last = e.seq;
-                return Some((Item::Event(e), c));
+                return Some((Item::Event(Box::new(e)), c));
             }
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => match c.tsp.resume(c.last) {
