@@ -543,6 +543,29 @@ mod tests {
     }
 
     #[test]
+    fn an_open_api_off_loopback_and_short_tokens_are_refused() {
+        let problems = check_text("[http]\nlisten = \"0.0.0.0:8780\"\n");
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].path, "http.listen");
+        assert_eq!(problems[0].location, Some((2, 1)));
+        let problems = check_text(
+            "[http]\nlisten = \"0.0.0.0:8780\"\n\n[[api.tokens]]\nname = \"crm\"\ntoken = \"short\"\naccess = \"control\"\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].path, "api.tokens[0].token");
+        assert_eq!(problems[0].location, Some((6, 1)));
+        let problems = check_text(
+            "[[api.tokens]]\nname = \"crm\"\ntoken = \"0123456789abcdef\"\naccess = \"admin\"\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].path.starts_with("api.tokens"), "{problems:#?}");
+        assert!(
+            !format!("{problems:?}").contains("0123456789abcdef"),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
     fn the_embedded_default_is_clean() {
         let checked = check(&Source::Embedded, |_| Catalog::builtins_only());
         assert!(checked.problems.is_empty(), "{:?}", checked.problems);

@@ -615,9 +615,15 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resume_older_than_the_history_is_a_clear_gap() {
-    // A tiny history, and no tokens: the loopback API is open.
-    let host = start(DRIVER, "", "[tsp]\nhistory = 4\n", true).wait_ready();
+async fn an_old_resume_is_a_clear_gap_and_ended_calls_are_forgotten() {
+    // A tiny history, a short linger, and no tokens: the loopback API is open.
+    let host = start(
+        DRIVER,
+        "",
+        "[tsp]\nhistory = 4\n\n[api]\nidle_call_linger_s = 1\n",
+        true,
+    )
+    .wait_ready();
     let base = host.base.clone();
     let http = client();
     // No tokens configured: the loopback API is open.
@@ -662,6 +668,25 @@ async fn a_resume_older_than_the_history_is_a_clear_gap() {
     )
     .await;
     assert_eq!(ws.status, 410, "{}", ws.text);
+    // An ended call is forgotten after the configured linger.
+    let call_id = made.body["call"].clone();
+    let dropped = call(
+        &http,
+        "POST",
+        &format!("{base}/v1/calls/{call_id}/drop?wait=5"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(dropped.status, 200, "{}", dropped.text);
+    poll(
+        &http,
+        &format!("{base}/v1/calls"),
+        None,
+        Duration::from_secs(5),
+        |b| b.as_array().is_some_and(Vec::is_empty),
+    )
+    .await;
     let stderr = host.stop();
     assert!(stderr.starts_with("exit Some(0)"), "{stderr}");
     assert!(
