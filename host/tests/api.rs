@@ -84,6 +84,16 @@ async fn sse_until(
     panic!("not seen in time: {seen:#?}");
 }
 
+trait JsonOrNull {
+    async fn json_or_null(self) -> Value;
+}
+
+impl JsonOrNull for reqwest::Response {
+    async fn json_or_null(self) -> Value {
+        serde_json::from_str(&self.text().await.unwrap_or_default()).unwrap_or(Value::Null)
+    }
+}
+
 fn is_state(e: &Value, call: &Value, state: &str) -> bool {
     e["event"] == "call_state" && &e["call"] == call && e["state"]["state"] == state
 }
@@ -605,6 +615,17 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
             assert!(a.headers.contains_key("www-authenticate"));
         }
     }
+    // Another web site's page cannot make a browser change anything, even with a token.
+    let cross = http
+        .post(format!("{base}/v1/calls/{call_id}/drop"))
+        .bearer_auth(CONTROL)
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(cross.status(), 403);
+    let body: Value = cross.json_or_null().await;
+    assert_eq!(body["error"]["code"], "cross_origin", "{body}");
     let after = snapshot(http.clone(), base.clone()).await;
     assert_eq!(before, after, "a refused request changed something");
     let stderr = host.stop();
@@ -668,6 +689,16 @@ async fn an_old_resume_is_a_clear_gap_and_ended_calls_are_forgotten() {
     )
     .await;
     assert_eq!(ws.status, 410, "{}", ws.text);
+    // Open without tokens, the API answers only requests addressed to a loopback name: a
+    // rebound DNS name gets nothing.
+    let rebound = raw_get(&host.addr, "/v1/lines", "tapir.evil.example");
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    assert!(rebound.contains("host_not_allowed"), "{rebound}");
+    let page = raw_get(&host.addr, "/", "tapir.evil.example");
+    assert!(
+        page.starts_with("HTTP/1.1 200"),
+        "the page itself holds no data: {page}"
+    );
     // An ended call is forgotten after the configured linger.
     let call_id = made.body["call"].clone();
     let dropped = call(
@@ -693,4 +724,20 @@ async fn an_old_resume_is_a_clear_gap_and_ended_calls_are_forgotten() {
         stderr.contains("No API tokens configured"),
         "the open API is announced: {stderr}"
     );
+}
+
+/// A GET with a chosen Host header, over a plain socket.
+fn raw_get(addr: &str, path: &str, host: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }

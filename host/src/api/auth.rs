@@ -6,6 +6,11 @@
 //! - With no token configured the API is open, which [`check_config`] allows only while the
 //!   endpoint listens on a loopback address; the host says so in its first log lines.
 //! - Tokens are never logged: the holder's `name` is.
+//! - Browsers: a request that changes something and carries an `Origin` other than the host
+//!   it was sent to is refused (403 `cross_origin`), so another web site cannot make a
+//!   visitor's browser drop calls (a bodiless POST needs no CORS preflight). While the API is
+//!   open, the `Host` header must name a loopback host (403 `host_not_allowed`), which defeats
+//!   DNS rebinding.
 
 use super::error::ApiError;
 use super::ApiState;
@@ -105,7 +110,9 @@ pub async fn authorize(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    match state.auth.check(header, need) {
+    let checked =
+        browser_guard(&state.auth, &request, need).and_then(|()| state.auth.check(header, need));
+    match checked {
         Ok(_holder) => Ok(next.run(request).await),
         Err(error) => {
             metrics::counter!("tapir_api_auth_failures_total", "code" => error.code).increment(1);
@@ -113,6 +120,53 @@ pub async fn authorize(
             Err(error)
         }
     }
+}
+
+/// Refuses cross-origin changes and, while the API is open, non-loopback `Host` names.
+fn browser_guard(auth: &Auth, request: &Request, need: Need) -> Result<(), ApiError> {
+    if need == Need::Public {
+        return Ok(());
+    }
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    if matches!(auth, Auth::Open) && !is_loopback_host(host) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            "without tokens the API answers only requests addressed to a loopback host",
+        ));
+    }
+    if need == Need::Control {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if !authority.eq_ignore_ascii_case(host) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "cross_origin",
+                    "a page of another origin may not change anything here",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Problems of the `[api]` and TLS settings, as (key path, message).
@@ -227,6 +281,27 @@ mod tests {
             status(Some("Bearer control-token-0123456789"), Need::Control),
             StatusCode::OK
         );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost:8780",
+            "127.0.0.1:8780",
+            "127.1.2.3",
+            "[::1]:8780",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example:8780",
+            "192.0.2.1:8780",
+            "[2001:db8::1]:80",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]
