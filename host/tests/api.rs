@@ -626,6 +626,22 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     assert_eq!(cross.status(), 403);
     let body: Value = cross.json_or_null().await;
     assert_eq!(body["error"]["code"], "cross_origin", "{body}");
+    let mut hijack = format!("ws://{}/v1/events/ws", host.addr)
+        .into_client_request()
+        .expect("ws request");
+    hijack.headers_mut().insert(
+        "authorization",
+        format!("Bearer {READ}").parse().expect("header"),
+    );
+    hijack
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().expect("header"));
+    match tokio_tungstenite::connect_async(hijack).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a cross-origin WebSocket was accepted: {other:?}"),
+    }
     let after = snapshot(http.clone(), base.clone()).await;
     assert_eq!(before, after, "a refused request changed something");
     let stderr = host.stop();

@@ -6,11 +6,11 @@
 //! - With no token configured the API is open, which [`check_config`] allows only while the
 //!   endpoint listens on a loopback address; the host says so in its first log lines.
 //! - Tokens are never logged: the holder's `name` is.
-//! - Browsers: a request that changes something and carries an `Origin` other than the host
-//!   it was sent to is refused (403 `cross_origin`), so another web site cannot make a
-//!   visitor's browser drop calls (a bodiless POST needs no CORS preflight). While the API is
-//!   open, the `Host` header must name a loopback host (403 `host_not_allowed`), which defeats
-//!   DNS rebinding.
+//! - Browsers: a request carrying an `Origin` other than the host it was sent to is refused
+//!   (403 `cross_origin`), so another web site cannot make a visitor's browser drop calls (a
+//!   bodiless POST needs no CORS preflight) or open the event stream over a WebSocket (not
+//!   covered by CORS). While the API is open, the `Host` header must name a loopback host
+//!   (403 `host_not_allowed`), which defeats DNS rebinding.
 
 use super::error::ApiError;
 use super::ApiState;
@@ -140,17 +140,17 @@ fn browser_guard(auth: &Auth, request: &Request, need: Need) -> Result<(), ApiEr
             "without tokens the API answers only requests addressed to a loopback host",
         ));
     }
-    if need == Need::Control {
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or_default();
-            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            if !authority.eq_ignore_ascii_case(host) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "cross_origin",
-                    "a page of another origin may not change anything here",
-                ));
-            }
+    // Also for reads: a WebSocket is not covered by CORS, so another site's page could
+    // otherwise open the event stream of an open API.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if !authority.eq_ignore_ascii_case(host) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "cross_origin",
+                "pages of another origin may not use this API",
+            ));
         }
     }
     Ok(())
