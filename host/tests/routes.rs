@@ -62,14 +62,27 @@ fn desk(sink: SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
 }
 
 struct Served {
+    /// The desk driver's sink, to report on its line.
+    sink: SharedSink,
     base: String,
     phones: String,
     state: Arc<ApiState>,
 }
 
 async fn serve() -> Served {
-    let tsp = Arc::new(Tsp::new(TspConfig::default()));
-    let driver = tsp.add_driver("desk", desk).expect("driver builds");
+    serve_with(TspConfig::default()).await
+}
+
+async fn serve_with(config: TspConfig) -> Served {
+    let tsp = Arc::new(Tsp::new(config));
+    let mut kept = None;
+    let driver = tsp
+        .add_driver("desk", |sink| {
+            kept = Some(Arc::clone(&sink));
+            desk(sink)
+        })
+        .expect("driver builds");
+    let sink = kept.expect("the desk was built");
     tsp.sync();
     let mut drivers = BTreeMap::new();
     drivers.insert("desk".to_owned(), driver);
@@ -101,6 +114,7 @@ async fn serve() -> Served {
         .await;
     });
     Served {
+        sink,
         base,
         phones,
         state,
@@ -248,4 +262,72 @@ async fn phone_callbacks_are_counted_by_reply() {
     )
     .await;
     assert_eq!(api_there.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_falls_behind_the_history_gets_a_gap_and_ends() {
+    use futures_util::StreamExt;
+    let served = serve_with(TspConfig {
+        history: 8,
+        ..TspConfig::default()
+    })
+    .await;
+    let tsp = Arc::clone(&served.state.host.tsp);
+    // The pump opens the line; service changes are published only for open lines.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tsp.lines().first().is_none_or(|l| l.opens == 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the line was never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sink = Arc::clone(&served.sink);
+    let mut stream = Box::pin(api::events::open(&served.state, None).expect("opens"));
+    let start = tsp.last_seq();
+    // More events than the channel and the history hold, while the client reads nothing.
+    for i in 0..40 {
+        let line = LineKey::new("desk-1");
+        sink.event(if i % 2 == 0 {
+            DriverEvent::LineOutOfService {
+                line,
+                reason: "unplugged".into(),
+            }
+        } else {
+            DriverEvent::LineInService { line }
+        });
+    }
+    tsp.sync();
+    assert!(tsp.last_seq() >= start + 40);
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an item in time")
+        .expect("an item");
+    match first {
+        api::events::Item::Gap(gap) => {
+            assert_eq!(gap.after, start);
+            assert!(gap.oldest > start + 1, "{gap:?}");
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the end in time");
+    assert!(end.is_none(), "the stream ends after a gap");
+
+    // A client that keeps up gets every event in order, from the present.
+    let mut stream = Box::pin(api::events::open(&served.state, None).expect("opens"));
+    let now = tsp.last_seq();
+    sink.event(DriverEvent::LineOutOfService {
+        line: LineKey::new("desk-1"),
+        reason: "unplugged".into(),
+    });
+    let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("in time")
+        .expect("an event");
+    match next {
+        api::events::Item::Event(e) => assert_eq!(e.seq, now + 1),
+        other => panic!("{other:?}"),
+    }
 }

@@ -74,9 +74,13 @@ pub fn open(
     let tsp = Arc::clone(&state.host.tsp);
     let (backlog, rx, last) = match after {
         None => {
-            let rx = tsp.subscribe();
-            // Nothing older than what the receiver gets is wanted; the filter below uses it.
-            (Vec::new(), rx, 0)
+            // From the present: the position now, taken atomically with the subscription
+            // (when the history is off and an event slips in between, plain live events).
+            let now = tsp.last_seq();
+            match tsp.resume(now) {
+                Ok((missed, rx)) => (missed, rx, now),
+                Err(_) => (Vec::new(), tsp.subscribe(), now),
+            }
         }
         Some(after) => {
             let (missed, rx) = tsp.resume(after).map_err(|gap| {
