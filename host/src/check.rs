@@ -3,7 +3,8 @@
 
 use crate::catalog::Catalog;
 use crate::config::{
-    Config, DriverSection, HttpConfig, LogConfig, PhonesConfig, PinnedLine, Source, TspSection,
+    ApiConfig, Config, DriverSection, HttpConfig, LogConfig, PhonesConfig, PinnedLine, Source,
+    TspSection,
 };
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -47,7 +48,7 @@ pub struct Checked {
     pub problems: Vec<Problem>,
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "numbers",
     "log",
     "http",
@@ -56,6 +57,7 @@ const SECTIONS: [&str; 8] = [
     "plugin_dir",
     "drivers",
     "lines",
+    "api",
 ];
 
 /// Reads and checks the configuration from `source`. Driver sections are checked by their
@@ -158,6 +160,7 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
     let drivers = section!(BTreeMap<String, DriverSection>, "drivers");
     let numbers = section!(NumberPlanConfig, "numbers");
     let lines = section!(Vec<PinnedLine>, "lines");
+    let api = section!(ApiConfig, "api");
     let whole: Option<Config> = if problems.is_empty() {
         figment.extract().ok()
     } else {
@@ -174,6 +177,7 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
         drivers: drivers.flatten().unwrap_or_default(),
         numbers: numbers.flatten().unwrap_or_default(),
         lines: lines.flatten().unwrap_or_default(),
+        api: api.flatten().unwrap_or_default(),
     };
     if whole.is_none() && problems.is_empty() {
         problems.push(Problem {
@@ -201,6 +205,15 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
                 message,
             });
         }
+    }
+
+    for (path, message) in crate::api::auth::check_config(&config) {
+        let parts = parse_path(&path);
+        problems.push(Problem {
+            location: locate(&parts),
+            path,
+            message,
+        });
     }
 
     let catalog = catalog_for(&config);
@@ -526,6 +539,29 @@ mod tests {
             problems[0].message.contains("incoming rule 2"),
             "{}",
             problems[0].message
+        );
+    }
+
+    #[test]
+    fn an_open_api_off_loopback_and_short_tokens_are_refused() {
+        let problems = check_text("[http]\nlisten = \"0.0.0.0:8780\"\n");
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].path, "http.listen");
+        assert_eq!(problems[0].location, Some((2, 1)));
+        let problems = check_text(
+            "[http]\nlisten = \"0.0.0.0:8780\"\n\n[[api.tokens]]\nname = \"crm\"\ntoken = \"short\"\naccess = \"control\"\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].path, "api.tokens[0].token");
+        assert_eq!(problems[0].location, Some((6, 1)));
+        let problems = check_text(
+            "[[api.tokens]]\nname = \"crm\"\ntoken = \"0123456789abcdef\"\naccess = \"admin\"\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].path.starts_with("api.tokens"), "{problems:#?}");
+        assert!(
+            !format!("{problems:?}").contains("0123456789abcdef"),
+            "{problems:#?}"
         );
     }
 

@@ -41,6 +41,9 @@ pub struct Config {
     /// Settings of single lines: a fixed device id, number rules of their own.
     #[serde(default)]
     pub lines: Vec<PinnedLine>,
+    /// The application API: access tokens and request limits.
+    #[serde(default)]
+    pub api: ApiConfig,
 }
 
 /// Logging settings.
@@ -93,6 +96,12 @@ pub struct HttpConfig {
     /// Switch the endpoint off.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// A PEM certificate chain: with `tls_key`, the endpoint speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -100,8 +109,73 @@ impl Default for HttpConfig {
         Self {
             listen: default_listen(),
             enabled: true,
+            tls_cert: None,
+            tls_key: None,
         }
     }
+}
+
+impl HttpConfig {
+    /// Whether TLS is configured (both files named).
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+}
+
+/// The application API on the `[http]` listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Access tokens. With none, the API is open to every client, which the host only
+    /// allows while `[http] listen` is a loopback address.
+    #[serde(default)]
+    pub tokens: Vec<ApiToken>,
+    /// The longest `?wait=SECONDS` honoured; longer waits are cut to this.
+    #[serde(default = "default_wait_max")]
+    pub wait_max_s: u64,
+    /// How long an ended (Idle) call stays readable in `/v1/calls` before the host forgets it.
+    #[serde(default = "default_idle_linger")]
+    pub idle_call_linger_s: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            wait_max_s: default_wait_max(),
+            idle_call_linger_s: default_idle_linger(),
+        }
+    }
+}
+
+fn default_wait_max() -> u64 {
+    30
+}
+
+fn default_idle_linger() -> u64 {
+    10
+}
+
+/// One API token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds it (shown in logs instead of the token).
+    pub name: String,
+    /// The token, sent as `Authorization: Bearer TOKEN`. Never logged.
+    pub token: crate::secret::Secret,
+    /// What it may do.
+    pub access: Access,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Read lines, calls, phones, events and metrics.
+    Read,
+    /// Everything `read` may, and operations that change calls and lines.
+    Control,
 }
 
 fn default_listen() -> SocketAddr {
@@ -260,6 +334,7 @@ impl Config {
             drivers: BTreeMap::new(),
             numbers: NumberPlanConfig::default(),
             lines: Vec::new(),
+            api: ApiConfig::default(),
         }
     }
 }

@@ -6,7 +6,10 @@
 //! - [`catalog`]: the drivers this host can start, built-in or from the plugin folder;
 //! - [`builtins`]: the built-in driver crates, named so the linker keeps them;
 //! - [`host`]: a running host: the front end with the configured driver instances;
-//! - [`http`]: the HTTP endpoint;
+//! - [`http`]: the application endpoint (`[http]` listener, plain or TLS);
+//! - [`api`]: everything served there: the REST API, event stream, page, metrics;
+//! - [`client`]: the HTTP client of the CLI commands that talk to a running host;
+//! - [`secret`]: a string that is never printed (API tokens);
 //! - [`logging`]: the tracing subscriber;
 //! - [`numbers`]: the configured number plans, applied by the front end to every line;
 //! - [`phones`]: the phone-facing callback endpoint, apart from the API;
@@ -17,9 +20,11 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+pub mod api;
 pub mod builtins;
 pub mod catalog;
 pub mod check;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod host;
@@ -27,3 +32,4 @@ pub mod http;
 pub mod logging;
 pub mod numbers;
 pub mod phones;
+pub mod secret;

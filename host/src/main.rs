@@ -5,6 +5,8 @@
 //! - `tapir plugins [--plugin-dir DIR] [--json]`: list drivers and refused plugin files;
 //! - `tapir format [--config FILE] [--line LINE] --category C NUMBER`: the number-rule check tool;
 //! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events.
+//! - `tapir lines | dial LINE NUMBER | drop CALL | events | phones`: talk to a running host
+//!   over its API (`--url` or `--config`, token from `TAPIR_TOKEN`, `--json` for scripts).
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
@@ -12,6 +14,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tapir_host::commands::remote::{self, Remote, Target};
 
 #[derive(Parser)]
 #[command(
@@ -83,6 +86,52 @@ enum Command {
         /// What to dial.
         number: String,
     },
+    /// List the lines of a running host with their calls.
+    Lines {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Place a call through a running host.
+    Dial {
+        #[command(flatten)]
+        target: Target,
+        /// The address (identity) to call from.
+        #[arg(long, default_value_t = 0)]
+        address: u32,
+        /// Wait up to this many seconds for the request to complete.
+        #[arg(long)]
+        wait: Option<f64>,
+        /// The line: its device id, key or name.
+        line: String,
+        /// What to dial.
+        number: String,
+    },
+    /// Hang up a call through a running host.
+    Drop {
+        #[command(flatten)]
+        target: Target,
+        /// Wait up to this many seconds for the request to complete.
+        #[arg(long)]
+        wait: Option<f64>,
+        /// The call id.
+        call: u64,
+    },
+    /// Follow the event stream of a running host.
+    Events {
+        #[command(flatten)]
+        target: Target,
+        /// Resume after this event position.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Show the phone table of a running host.
+    Phones {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,5 +164,28 @@ fn main() -> ExitCode {
             hangup_after: hangup_after.map(std::time::Duration::from_secs),
             number,
         }),
+        Command::Lines { target } => remote::run(target, Remote::Lines),
+        Command::Dial {
+            target,
+            address,
+            wait,
+            line,
+            number,
+        } => remote::run(
+            target,
+            Remote::Dial {
+                line,
+                number,
+                address,
+                wait,
+            },
+        ),
+        Command::Drop { target, wait, call } => remote::run(target, Remote::Drop { call, wait }),
+        Command::Events {
+            target,
+            after,
+            count,
+        } => remote::run(target, Remote::Events { after, count }),
+        Command::Phones { target } => remote::run(target, Remote::Phones),
     }
 }

@@ -73,6 +73,7 @@ async fn dispatch(
     body: Bytes,
 ) -> Response {
     let Some(driver) = drivers.get(&instance).cloned() else {
+        count(StatusCode::NOT_FOUND);
         return (StatusCode::NOT_FOUND, "no such driver instance\n").into_response();
     };
     let request = HttpCallback {
@@ -95,10 +96,23 @@ async fn dispatch(
     .await
     .unwrap_or_else(|_| HttpReply::text(500, "the driver failed\n"));
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    count(status);
     (
         status,
         [(axum::http::header::CONTENT_TYPE, reply.content_type)],
         reply.body,
     )
         .into_response()
+}
+
+/// Counts a callback by its reply: 2xx accepted, 4xx rejected, anything else failed.
+fn count(status: StatusCode) {
+    let result = if status.is_success() {
+        "accepted"
+    } else if status.is_client_error() {
+        "rejected"
+    } else {
+        "failed"
+    };
+    metrics::counter!("tapir_phone_callbacks_total", "result" => result).increment(1);
 }

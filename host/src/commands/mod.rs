@@ -4,6 +4,7 @@ pub mod call;
 pub mod check_config;
 pub mod format;
 pub mod plugins;
+pub mod remote;
 pub mod run;
 
 use crate::catalog::Catalog;

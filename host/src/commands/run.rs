@@ -39,6 +39,8 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
             "Starting tapir."
         ),
     }
+    log_access(&config);
+    crate::http::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tapir-host")
@@ -60,7 +62,7 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         failed = host.failed.len(),
         "Drivers started."
     );
-    let code = runtime.block_on(serve(listeners, Arc::clone(&host)));
+    let code = runtime.block_on(serve(listeners, Arc::clone(&host), &config));
     let stopping = Arc::clone(&host);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -78,12 +80,54 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     code
 }
 
-async fn serve(listeners: Listeners, host: Arc<Host>) -> ExitCode {
+/// Says in the first log lines who may use the API, loudly when anybody may.
+fn log_access(config: &Config) {
+    if !config.http.enabled {
+        return;
+    }
+    let scheme = if config.http.tls() { "https" } else { "http" };
+    if config.api.tokens.is_empty() {
+        tracing::warn!(
+            http = %config.http.listen,
+            "No API tokens configured: the API is open to every client that can reach {scheme}://{}; only loopback is allowed so. Add [[api.tokens]] to require tokens.",
+            config.http.listen
+        );
+    } else {
+        let names: Vec<&str> = config.api.tokens.iter().map(|t| t.name.as_str()).collect();
+        tracing::info!(
+            http = %config.http.listen,
+            tokens = names.len(),
+            holders = ?names,
+            "API access needs a token ({scheme})."
+        );
+    }
+}
+
+async fn serve(listeners: Listeners, host: Arc<Host>, config: &Config) -> ExitCode {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
+    let api = Arc::new(crate::api::ApiState::new(Arc::clone(&host), config));
+    let _pump = crate::api::pump::spawn(
+        Arc::clone(&host.tsp),
+        Duration::from_secs(config.api.idle_call_linger_s),
+    );
     if let Some(listener) = listeners.http {
-        let app = crate::http::router(Arc::clone(&host.tsp));
-        servers.push(serve_on("HTTP endpoint", listener, app, stop_rx.clone()));
+        let app = crate::http::router(Arc::clone(&api));
+        match crate::http::serve(
+            "HTTP endpoint",
+            listener,
+            app,
+            &config.http,
+            stop_rx.clone(),
+        )
+        .await
+        {
+            Ok(server) => servers.push(server),
+            Err(error) => {
+                tracing::error!(%error, "The HTTP endpoint cannot start.");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     if let Some(listener) = listeners.phones {
         let app = crate::phones::router(host.drivers.clone());
@@ -96,6 +140,7 @@ async fn serve(listeners: Listeners, host: Arc<Host>) -> ExitCode {
     }
     let signal = wait_for_signal().await;
     tracing::info!(signal, "Shutting down.");
+    api.stop();
     let _ = stop_tx.send(true);
     for server in servers {
         if tokio::time::timeout(Duration::from_secs(5), server)

@@ -1,0 +1,72 @@
+//! The API's background task. Events are published only for open lines (TAPI's rule), so the
+//! API opens every line once, at start and whenever one appears, and never closes them. It
+//! also forgets ended calls after a while (TSPI's CloseCall) and counts completions.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tapir_core::LineId;
+use tapir_tsp::{RequestResult, Tsp, TspEvent};
+use tokio::sync::broadcast::error::RecvError;
+
+/// Starts the task; it ends when the front end's event stream closes or the runtime stops.
+pub fn spawn(tsp: Arc<Tsp>, linger: Duration) -> tokio::task::JoinHandle<()> {
+    // Subscribed before the lines are opened, so a line created in between is not missed.
+    let mut rx = tsp.subscribe();
+    let mut open = HashSet::new();
+    open_all(&tsp, &mut open);
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => match e.event {
+                    TspEvent::LineCreated { line, .. } => open_one(&tsp, &mut open, line),
+                    TspEvent::LineRemoved { line } => {
+                        open.remove(&line);
+                    }
+                    TspEvent::CallState { call, state, .. } if state.is_idle() => {
+                        let tsp = Arc::clone(&tsp);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(linger).await;
+                            // Gone already (the line was removed) is fine.
+                            let _ = tsp.close_call(call);
+                        });
+                    }
+                    TspEvent::Completed { result, .. } => match result {
+                        RequestResult::Ok(_) => {
+                            metrics::counter!("tapir_request_completions_total", "result" => "ok")
+                                .increment(1);
+                        }
+                        RequestResult::Err(error) => {
+                            let kind = error.kind.name();
+                            metrics::counter!("tapir_request_completions_total", "result" => kind)
+                                .increment(1);
+                            metrics::counter!("tapir_driver_errors_total", "kind" => kind)
+                                .increment(1);
+                        }
+                    },
+                    _ => {}
+                },
+                Err(RecvError::Lagged(_)) => open_all(&tsp, &mut open),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+fn open_all(tsp: &Tsp, open: &mut HashSet<LineId>) {
+    for line in tsp.lines() {
+        open_one(tsp, open, line.id);
+    }
+}
+
+fn open_one(tsp: &Tsp, open: &mut HashSet<LineId>, line: LineId) {
+    if open.contains(&line) {
+        return;
+    }
+    match tsp.open_line(line) {
+        Ok(()) => {
+            open.insert(line);
+        }
+        Err(error) => tracing::warn!(line = %line, %error, "Could not open a line for the API."),
+    }
+}
