@@ -67,10 +67,10 @@ fn run(provider: &Provider, mut events: broadcast::Receiver<Sequenced>) {
 pub fn translate(st: &mut State, event: TspEvent) {
     match event {
         TspEvent::LineCreated { line, name } => {
+            // Lines counted at enumeration, already bound, or already announced are known.
             if st.by_line.contains_key(&line)
-                || st.pending_create.values().any(|l| *l == line)
-                || (st.base.is_none() && st.enumerated.contains(&line))
                 || st.enumerated.contains(&line)
+                || st.pending_create.values().any(|l| *l == line)
             {
                 return;
             }
@@ -296,5 +296,191 @@ fn invoke(provider: &Provider, callback: Callback) {
                 rec.ht_call = ht_call;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::OpenLine;
+    use tapir_core::{
+        AddressId, AddressStatus, CallId, CallInfo, DriverError, ErrorKind, LineId, RequestId,
+    };
+    use tapir_tsp::tapi::call_info_state;
+
+    extern "system" fn ignore(_: usize, _: usize, _: u32, _: usize, _: usize, _: usize) {}
+
+    fn state_with_open_line(line_states: u32, address_states: u32) -> State {
+        let mut st = State::default();
+        st.base = Some(10);
+        st.enumerated = vec![LineId(0)];
+        st.devices.insert(10, LineId(0));
+        st.by_line.insert(LineId(0), 10);
+        st.open.insert(
+            1,
+            OpenLine {
+                line: LineId(0),
+                device_id: 10,
+                ht_line: 0x1111,
+                event_proc: ignore,
+                version: 0x0002_0002,
+                line_states,
+                address_states,
+                gone: false,
+            },
+        );
+        st
+    }
+
+    #[test]
+    fn a_new_call_is_announced_then_its_state() {
+        let mut st = state_with_open_line(0, 0);
+        let (line, call) = (LineId(0), CallId(5));
+        translate(
+            &mut st,
+            TspEvent::NewCall {
+                line,
+                call,
+                info: CallInfo::default(),
+            },
+        );
+        translate(
+            &mut st,
+            TspEvent::CallState {
+                line,
+                call,
+                state: CallState::Offering,
+            },
+        );
+        let out: Vec<_> = st.outbox.drain(..).collect();
+        assert_eq!(out[0], Callback::NewCall { hd_line: 1, call });
+        assert!(matches!(
+            out[1],
+            Callback::Line { msg: line_msg::CALLSTATE, p1: 0x2, call: Some(c), .. } if c == call
+        ));
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn status_messages_are_filtered() {
+        let line = LineId(0);
+        let service = TspEvent::LineService {
+            line,
+            in_service: false,
+            reason: None,
+        };
+        let address = TspEvent::AddressState {
+            line,
+            address: AddressId(0),
+            status: AddressStatus::default(),
+        };
+        let mut st = state_with_open_line(0, 0);
+        translate(&mut st, service.clone());
+        translate(&mut st, address.clone());
+        assert!(st.outbox.is_empty(), "nothing enabled, nothing sent");
+        let mut st = state_with_open_line(line_dev_state::OUTOFSERVICE, address_state::FORWARD);
+        translate(&mut st, service);
+        translate(&mut st, address);
+        let msgs: Vec<_> = st
+            .outbox
+            .iter()
+            .map(|c| match c {
+                Callback::Line { msg, p1, .. } => (*msg, *p1),
+                _ => (u32::MAX, 0),
+            })
+            .collect();
+        assert_eq!(
+            msgs,
+            vec![
+                (
+                    line_msg::LINEDEVSTATE,
+                    line_dev_state::OUTOFSERVICE as usize
+                ),
+                (line_msg::ADDRESSSTATE, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn completions_go_to_the_tapi_request_once() {
+        let mut st = state_with_open_line(0, 0);
+        st.requests.insert(RequestId(3), 77);
+        let failed = TspEvent::Completed {
+            request: RequestId(3),
+            line: LineId(0),
+            result: RequestResult::Err(DriverError::new(ErrorKind::InvalidCallState, "x")),
+        };
+        translate(&mut st, failed.clone());
+        translate(&mut st, failed);
+        assert_eq!(
+            st.outbox.drain(..).collect::<Vec<_>>(),
+            vec![Callback::Completion {
+                request: 77,
+                result: 0x8000_001Cu32 as i32
+            }]
+        );
+    }
+
+    #[test]
+    fn lines_appearing_later_are_created_and_removed() {
+        let mut st = state_with_open_line(0, 0);
+        translate(
+            &mut st,
+            TspEvent::LineCreated {
+                line: LineId(0),
+                name: "known".into(),
+            },
+        );
+        assert!(
+            st.outbox.is_empty(),
+            "an enumerated line is not created twice"
+        );
+        translate(
+            &mut st,
+            TspEvent::LineCreated {
+                line: LineId(1),
+                name: "new".into(),
+            },
+        );
+        let Some(Callback::Create { temp }) = st.outbox.pop_front() else {
+            panic!("LINE_CREATE expected");
+        };
+        assert_eq!(st.pending_create.get(&temp), Some(&LineId(1)));
+        translate(&mut st, TspEvent::LineRemoved { line: LineId(0) });
+        let out: Vec<_> = st.outbox.drain(..).collect();
+        assert!(matches!(
+            out[0],
+            Callback::Line {
+                msg: line_msg::CLOSE,
+                hd_line: 1,
+                ..
+            }
+        ));
+        assert_eq!(out[1], Callback::Remove { device_id: 10 });
+    }
+
+    #[test]
+    fn call_info_changes_name_what_changed() {
+        let mut st = state_with_open_line(0, 0);
+        let (line, call) = (LineId(0), CallId(5));
+        translate(
+            &mut st,
+            TspEvent::NewCall {
+                line,
+                call,
+                info: CallInfo::default(),
+            },
+        );
+        st.outbox.clear();
+        let info = CallInfo {
+            connected: tapir_core::Party::number("200"),
+            ..CallInfo::default()
+        };
+        translate(&mut st, TspEvent::CallInfo { line, call, info });
+        assert!(matches!(
+            st.outbox.pop_front(),
+            Some(Callback::Line { msg: line_msg::CALLINFO, p1, .. })
+                if p1 == call_info_state::CONNECTEDID as usize
+        ));
     }
 }

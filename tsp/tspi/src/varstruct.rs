@@ -114,9 +114,7 @@ impl<'a> VarWriter<'a> {
     /// Writes dwNeededSize and dwUsedSize; dwTotalSize stays the caller's.
     pub fn finish(mut self) -> (u32, u32) {
         let (needed, used) = (self.needed as u32, self.used as u32);
-        let fixed = self.fixed;
-        // The size fields lie at 4 and 8, inside every fixed part.
-        self.fixed = fixed.max(USED_SIZE + 4);
+        // The size fields lie at 4 and 8, inside every fixed part (`new` checked).
         self.put(NEEDED_SIZE, needed);
         self.put(USED_SIZE, used);
         (needed, used)
@@ -150,18 +148,19 @@ mod tests {
 
     #[test]
     fn items_that_do_not_fit_are_left_out_whole() {
-        let mut buf = vec![0xAAu8; 24 + 6];
-        let mut w = VarWriter::new(&mut buf, 24).expect("fits");
+        let mut buf = vec![0xAAu8; 28 + 6];
+        let mut w = VarWriter::new(&mut buf, 28).expect("fits");
         w.clear_fixed(&[]);
         assert!(w.append(12, &[1, 2, 3, 4]));
-        assert!(!w.append(16, &[5, 6, 7, 8]));
-        assert_eq!(w.finish(), (32, 28));
+        assert!(!w.append(20, &[5, 6, 7, 8]));
+        assert_eq!(w.finish(), (36, 32));
         assert_eq!(get(&buf, 12), Some(4));
-        assert_eq!(get(&buf, 16), Some(24));
+        assert_eq!(get(&buf, 16), Some(28));
         assert_eq!(get(&buf, 20), Some(0));
-        assert_eq!(&buf[24..28], &[1, 2, 3, 4]);
+        assert_eq!(get(&buf, 24), Some(0));
+        assert_eq!(&buf[28..32], &[1, 2, 3, 4]);
         assert_eq!(
-            &buf[28..30],
+            &buf[32..34],
             &[0xAA, 0xAA],
             "nothing of the second item written"
         );

@@ -148,7 +148,10 @@ fn the_c_harness_drives_the_library_like_tapisrv() {
         "no callback after providerShutdown returned",
         "no callback was entered while another ran",
     ] {
-        assert!(stdout.contains(rule), "check {rule:?} did not run:\n{stdout}");
+        assert!(
+            stdout.contains(rule),
+            "check {rule:?} did not run:\n{stdout}"
+        );
     }
 }
 
