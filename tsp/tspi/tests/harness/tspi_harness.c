@@ -602,6 +602,21 @@ int main(int argc, char **argv) {
     CHECK(Forward(110, hd1, 0, 0, NULL, 0, 0, &consult, NULL) == 110 &&
               wait_completion(110, 5000, &result) >= 0 && result == 0,
           "lineForward(NULL) cancels, completes 0");
+    /* Line 11 never enabled status messages: its forwarding is not announced. */
+    int before_quiet = n_events;
+    CHECK(Forward(111, hd2, 0, 0, fwd, 0, 0, &consult, NULL) == 111 &&
+              wait_completion(111, 5000, &result) >= 0 && result == 0,
+          "lineForward on line 11 completes 0");
+    usleep(300 * 1000);
+    int quiet = 1;
+    pthread_mutex_lock(&lock);
+    for (int k = before_quiet; k < n_events; k++)
+        if (events[k].kind == 0 && events[k].msg == LINE_ADDRESSSTATE) quiet = 0;
+    pthread_mutex_unlock(&lock);
+    CHECK(quiet, "no LINE_ADDRESSSTATE for a line without lineSetStatusMessages");
+    CHECK(Forward(112, hd2, 0, 0, NULL, 0, 0, &consult, NULL) == 112 &&
+              wait_completion(112, 5000, &result) >= 0 && result == 0,
+          "line 11 forwarding cancelled");
 
     /* 13. Drop: IDLE; the handle stays valid until lineCloseCall. */
     CHECK(Drop(106, hdc, NULL, 0) == 106, "lineDrop accepted as 106");
@@ -653,7 +668,7 @@ out:
     CHECK(Close(hd1) == LINEERR_INVALLINEHANDLE, "a closed line's handle is INVALLINEHANDLE");
 
     /* 16. Exactly one completion per accepted request, none for refused ones. */
-    DWORD accepted_ids[] = {101, 102, 103, 106, 107, 108, 109, 110};
+    DWORD accepted_ids[] = {101, 102, 103, 106, 107, 108, 109, 110, 111, 112};
     int once = 1;
     for (size_t k = 0; k < sizeof accepted_ids / sizeof *accepted_ids; k++)
         if (count_completions(accepted_ids[k]) != 1) {
