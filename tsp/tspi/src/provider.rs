@@ -897,3 +897,70 @@ impl Provider {
         self.lock().call(hd_call).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapir_host::catalog::Catalog;
+    use tapir_host::config::Config;
+
+    extern "system" fn ignore(_: usize, _: usize, _: u32, _: usize, _: usize, _: usize) {}
+
+    /// A provider over a host without drivers: only the argument checks can be exercised.
+    fn empty_provider() -> Provider {
+        Provider::new(Host::start(&Config::empty(), &Catalog::load(None)))
+    }
+
+    #[test]
+    fn unknown_devices_and_handles_are_refused() {
+        let p = empty_provider();
+        assert_eq!(p.lock().enumerated.len(), 0);
+        assert_eq!(
+            p.open(0, 1, version::TAPI_2_2, Some(ignore)),
+            Err(TspiError::BadDeviceId)
+        );
+        assert_eq!(p.close(1), Err(TspiError::InvalidLineHandle));
+        assert_eq!(
+            p.make_call(5, 1, 2, Some("200".into()), |_| {}),
+            Err(TspiError::InvalidLineHandle)
+        );
+        assert_eq!(
+            p.call_request(6, 42, |call| Action::Drop { call }),
+            Err(TspiError::InvalidCallHandle)
+        );
+        assert_eq!(p.close_call(42), Err(TspiError::InvalidCallHandle));
+        assert_eq!(
+            p.complete_transfer(7, 1, 2, 2),
+            Err(TspiError::InvalidTransferMode)
+        );
+        let mut buf = vec![0u8; 512];
+        assert_eq!(
+            p.get_dev_caps(3, version::TAPI_2_2, &mut buf),
+            Err(TspiError::BadDeviceId)
+        );
+        assert!(
+            p.lock().requests.is_empty(),
+            "nothing refused is waiting for completion"
+        );
+        p.stop_all();
+    }
+
+    #[test]
+    fn created_lines_are_bound_to_the_id_tapi_gives() {
+        let p = empty_provider();
+        let temp = {
+            let mut st = p.lock();
+            let temp = st.next_temp();
+            st.pending_create.insert(temp, LineId(9));
+            temp
+        };
+        assert_eq!(
+            p.create_line_device(temp + 1, 30),
+            Err(TspiError::BadDeviceId)
+        );
+        assert_eq!(p.create_line_device(temp, 30), Ok(()));
+        assert_eq!(p.lock().devices.get(&30), Some(&LineId(9)));
+        assert_eq!(p.create_line_device(temp, 31), Err(TspiError::BadDeviceId));
+        p.stop_all();
+    }
+}
