@@ -657,6 +657,36 @@ mod tests {
     }
 
     #[test]
+    fn forward_modes_round_trip() {
+        for mode in [
+            ForwardMode::Unconditional,
+            ForwardMode::UnconditionalInternal,
+            ForwardMode::UnconditionalExternal,
+            ForwardMode::Busy,
+            ForwardMode::NoAnswer,
+        ] {
+            assert_eq!(forward_mode_from(forward_mode(mode)), Some(mode));
+        }
+        assert_eq!(
+            forward_mode_from(0x8),
+            None,
+            "UNCONDSPECIFIC is not modelled"
+        );
+    }
+
+    #[test]
+    fn fixed_parts_follow_the_spec() {
+        assert_eq!(layout::varstring::SIZE, 24);
+        assert_eq!(layout::linedevcaps::SIZE_2_0, 252);
+        assert_eq!(layout::lineaddresscaps::SIZE, 228);
+        assert_eq!(layout::linecallinfo::SIZE_2_0, 324);
+        assert_eq!(layout::linecallstatus::SIZE, 56);
+        assert_eq!(layout::lineaddressstatus::SIZE, 64);
+        assert_eq!(layout::linedevstatus::SIZE, 88);
+        assert_eq!(line_msg::NEWCALL, 500);
+    }
+
+    #[test]
     fn call_states_use_the_tapi_bits() {
         assert_eq!(call_state(&CallState::Idle).0, 0x1);
         assert_eq!(

@@ -50,6 +50,9 @@ typedef LONG (*GetAddressID_t)(DWORD_PTR, DWORD *, DWORD, const WCHAR *, DWORD);
 typedef LONG (*Forward_t)(DWORD, DWORD_PTR, DWORD, DWORD, const void *, DWORD, DWORD_PTR,
                           DWORD_PTR *, const void *);
 typedef LONG (*GetCallIDs_t)(DWORD_PTR, DWORD *, DWORD *, DWORD *);
+typedef LONG (*SetupTransfer_t)(DWORD, DWORD_PTR, DWORD_PTR, DWORD_PTR *, const void *);
+typedef LONG (*Dial_t)(DWORD, DWORD_PTR, const WCHAR *, DWORD);
+typedef LONG (*CompleteTransfer_t)(DWORD, DWORD_PTR, DWORD_PTR, DWORD_PTR, DWORD_PTR *, DWORD);
 
 #define INITIALIZE_NEGOTIATION 0xFFFFFFFFu
 #define TAPI_2_0 0x00020000u
@@ -73,7 +76,11 @@ typedef LONG (*GetCallIDs_t)(DWORD_PTR, DWORD *, DWORD *, DWORD *);
 #define LINECALLSTATE_DIALING 0x10
 #define LINECALLSTATE_RINGBACK 0x20
 #define LINECALLSTATE_CONNECTED 0x100
+#define LINECALLSTATE_DIALTONE 0x8
 #define LINECALLSTATE_ONHOLD 0x400
+#define LINECALLSTATE_ONHOLDPENDTRANSFER 0x2000
+#define LINETRANSFERMODE_TRANSFER 1
+#define LINETRANSFERMODE_CONFERENCE 2
 #define LINECALLFEATURE_DROP 0x80
 #define LINECALLFEATURE_HOLD 0x800
 #define LINECALLFEATURE_UNHOLD 0x8000000
@@ -378,6 +385,9 @@ int main(int argc, char **argv) {
     GetAddressID_t GetAddressID = sym("TSPI_lineGetAddressID");
     Forward_t Forward = sym("TSPI_lineForward");
     GetCallIDs_t GetCallIDs = sym("TSPI_lineGetCallIDs");
+    SetupTransfer_t SetupTransfer = sym("TSPI_lineSetupTransfer");
+    Dial_t Dial = sym("TSPI_lineDial");
+    CompleteTransfer_t CompleteTransfer = sym("TSPI_lineCompleteTransfer");
     if (failures) return failures;
 
     /* 1. Provider-level negotiation, before anything else. */
@@ -631,6 +641,34 @@ int main(int argc, char **argv) {
           "after lineCloseCall the handle is INVALCALLHANDLE");
     free(status);
 
+    /* 13b. Consultation transfer: setup (new call with dial tone), dial, complete. */
+    const DWORD_PTR hta = 0x7101, htb = 0x7102;
+    DWORD_PTR hda = 0, hdb = 0;
+    to_wide("201", dest);
+    CHECK(MakeCall(120, hd1, hta, &hda, dest, 0, NULL) == 120 &&
+              wait_state(hta, LINECALLSTATE_CONNECTED, 5000) >= 0 &&
+              wait_completion(120, 5000, &result) >= 0 && result == 0,
+          "a second call connects");
+    r = SetupTransfer(121, hda, htb, &hdb, NULL);
+    CHECK(r == 121 && hdb != 0 && hdb != hda,
+          "lineSetupTransfer accepted as 121, consultation handle set before return");
+    CHECK(wait_state(hta, LINECALLSTATE_ONHOLDPENDTRANSFER, 5000) >= 0 &&
+              wait_state(htb, LINECALLSTATE_DIALTONE, 5000) >= 0 &&
+              wait_completion(121, 5000, &result) >= 0 && result == 0,
+          "call ONHOLDPENDTRANSFER, consultation call (TAPI's htConsultCall) DIALTONE");
+    to_wide("202", dest);
+    CHECK(Dial(122, hdb, dest, 0) == 122 && wait_state(htb, LINECALLSTATE_RINGBACK, 5000) >= 0 &&
+              wait_completion(122, 5000, &result) >= 0 && result == 0,
+          "lineDial on the consultation call: RINGBACK, completes 0");
+    r = CompleteTransfer(124, hda, hdb, 0, NULL, LINETRANSFERMODE_CONFERENCE);
+    CHECK(r < 0, "lineCompleteTransfer as a conference is refused at once (0x%x)", (unsigned)r);
+    CHECK(CompleteTransfer(123, hda, hdb, 0, NULL, LINETRANSFERMODE_TRANSFER) == 123 &&
+              wait_state(hta, LINECALLSTATE_IDLE, 5000) >= 0 &&
+              wait_state(htb, LINECALLSTATE_IDLE, 5000) >= 0 &&
+              wait_completion(123, 5000, &result) >= 0 && result == 0,
+          "lineCompleteTransfer: both calls IDLE, completes 0");
+    CHECK(CloseCall(hda) == 0 && CloseCall(hdb) == 0, "lineCloseCall both transfer calls");
+
     /* 14. Incoming call on line 11: LINE_NEWCALL immediately followed by OFFERING. */
     end = now_ms() + 10000;
     while (find_event(0, 0, 0, LINE_NEWCALL, 0, 0) < 0 && now_ms() < end) usleep(5000);
@@ -668,7 +706,7 @@ out:
     CHECK(Close(hd1) == LINEERR_INVALLINEHANDLE, "a closed line's handle is INVALLINEHANDLE");
 
     /* 16. Exactly one completion per accepted request, none for refused ones. */
-    DWORD accepted_ids[] = {101, 102, 103, 106, 107, 108, 109, 110, 111, 112};
+    DWORD accepted_ids[] = {101, 102, 103, 106, 107, 108, 109, 110, 111, 112, 120, 121, 122, 123};
     int once = 1;
     for (size_t k = 0; k < sizeof accepted_ids / sizeof *accepted_ids; k++)
         if (count_completions(accepted_ids[k]) != 1) {
@@ -677,7 +715,8 @@ out:
             once = 0;
         }
     CHECK(once, "every accepted request completed exactly once");
-    CHECK(count_completions(104) == 0 && count_completions(105) == 0,
+    CHECK(count_completions(104) == 0 && count_completions(105) == 0 &&
+              count_completions(124) == 0,
           "refused requests never complete");
 
     /* 17. Shutdown: nothing afterwards, nothing ever re-entered. */
