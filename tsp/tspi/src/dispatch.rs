@@ -20,6 +20,8 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 
 /// How long the dispatcher sleeps when there is nothing to send.
 const IDLE: Duration = Duration::from_millis(2);
+/// How many 100 µs waits the dispatcher allows for a new call's first state (50 ms).
+const NEWCALL_PATIENCE: u32 = 500;
 
 /// Starts the dispatcher thread.
 ///
@@ -39,9 +41,19 @@ fn run(provider: &Provider, mut events: broadcast::Receiver<Sequenced>) {
         let stopping = provider.stopping();
         let batch: Vec<Callback> = {
             let mut st = provider.lock();
+            let mut waited = 0;
             loop {
                 match events.try_recv() {
                     Ok(event) => translate(&mut st, event.event),
+                    // The front end publishes a new call's first state right after the call;
+                    // wait for it so that nothing can be sent between the two.
+                    Err(TryRecvError::Empty)
+                        if matches!(st.outbox.back(), Some(Callback::NewCall { .. }))
+                            && waited < NEWCALL_PATIENCE =>
+                    {
+                        waited += 1;
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
                     Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
                     Err(TryRecvError::Lagged(missed)) => {
                         tracing::error!(missed, "The TSP fell behind the front end; events lost.");
