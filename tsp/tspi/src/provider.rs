@@ -257,7 +257,8 @@ pub fn init(
     base: u32,
     completion: Option<CompletionProc>,
 ) -> Result<(), TspiError> {
-    if !crate::version::is_supported(tspi_version) {
+    // TAPI passes the negotiated version; a newer one is served as 2.2, an older one refused.
+    if tspi_version < crate::version::LOWEST {
         return Err(TspiError::IncompatibleApiVersion);
     }
     // TAPI always enumerates first; a caller that does not still gets a host.

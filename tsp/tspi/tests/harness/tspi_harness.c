@@ -732,6 +732,21 @@ out:
     CHECK(GetDevCaps(10, TAPI_2_2, 0, caps) < 0, "after shutdown functions refuse");
     free(caps);
 
+    /* 18. Shutdown released everything: the provider starts again in the same process. */
+    shut_down = 0;
+    r = EnumDevices(7, &lines, &phones, (DWORD_PTR)0xABC, line_create_event, NULL);
+    CHECK(r == 0 && lines == 2, "providerEnumDevices again after shutdown: 2 lines");
+    CHECK(Init(TAPI_2_2, 7, 20, 0, lines, 0, completion, &options) == 0 &&
+              Negotiate(20, TAPI_2_0, TAPI_2_2, &version) == 0 &&
+              Negotiate(10, TAPI_2_0, TAPI_2_2, &version) == LINEERR_BADDEVICEID,
+          "providerInit again with base 20: the new ids hold, the old ones are gone");
+    CHECK(Shutdown(TAPI_2_2, 7) == 0, "providerShutdown again");
+    shut_down = 1;
+    int count_at_second = n_events;
+    usleep(200 * 1000);
+    CHECK(n_events == count_at_second && reentered == 0 && after_shutdown == 0,
+          "no callback after the second shutdown either");
+
     printf("%d checks, %d failures, %d callbacks\n", checks, failures, n_events);
     if (failures == 0) printf("HARNESS PASS\n");
     return failures;
