@@ -102,8 +102,20 @@ pub fn translate(st: &mut State, event: TspEvent) {
                     p3: 0,
                 });
             }
-            st.calls
-                .retain(|_, c| st.open.get(&c.hd_line).is_none_or(|o| o.line != line));
+            // The front end forgets the line's calls; TAPI's handles stay valid until
+            // lineCloseCall and report Idle from now on.
+            let on_line: Vec<usize> = st
+                .open
+                .iter()
+                .filter(|(_, o)| o.line == line)
+                .map(|(hd, _)| *hd)
+                .collect();
+            for rec in st.calls.values_mut() {
+                if on_line.contains(&rec.hd_line) {
+                    rec.state = CallState::Idle;
+                    rec.entered = SystemTime::now();
+                }
+            }
             if let Some(device_id) = st.by_line.get(&line).copied() {
                 st.outbox.push_back(Callback::Remove { device_id });
             }
@@ -458,7 +470,23 @@ mod tests {
             panic!("LINE_CREATE expected");
         };
         assert_eq!(st.pending_create.get(&temp), Some(&LineId(1)));
+        st.calls.insert(
+            CallId(8),
+            CallRec {
+                hd_line: 1,
+                ht_call: 0x77,
+                state: CallState::Connected,
+                entered: SystemTime::now(),
+                info: CallInfo::default(),
+                app_specific: 0,
+            },
+        );
         translate(&mut st, TspEvent::LineRemoved { line: LineId(0) });
+        assert_eq!(
+            st.calls.get(&CallId(8)).map(|c| c.state),
+            Some(CallState::Idle),
+            "the handle stays valid until lineCloseCall, as Idle"
+        );
         let out: Vec<_> = st.outbox.drain(..).collect();
         assert!(matches!(
             out[0],

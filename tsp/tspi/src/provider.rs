@@ -712,7 +712,12 @@ impl Provider {
             .open
             .get(&rec.hd_line)
             .ok_or(TspiError::InvalidCallHandle)?;
-        let line = self.snapshot(open.line)?;
+        // A removed line's calls keep answering (as Idle) until lineCloseCall.
+        let caps = self
+            .tsp()
+            .line(open.line)
+            .map(|l| l.caps)
+            .unwrap_or_default();
         let view = CallView {
             device_id: open.device_id,
             call_id: call.0 as u32,
@@ -720,7 +725,7 @@ impl Provider {
             entered: rec.entered,
             info: &rec.info,
             app_specific: rec.app_specific,
-            caps: &line.caps,
+            caps: &caps,
         };
         f(&view)
     }
