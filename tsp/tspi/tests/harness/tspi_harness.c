@@ -719,6 +719,21 @@ out:
               count_completions(124) == 0,
           "refused requests never complete");
 
+    /* 16b. IDLE is final: no LINE_CALLSTATE or LINE_CALLINFO about a call after its IDLE. */
+    int after_idle = 0;
+    pthread_mutex_lock(&lock);
+    for (int k = 0; k < n_events; k++) {
+        if (events[k].kind != 0 || events[k].msg != LINE_CALLSTATE ||
+            events[k].p1 != LINECALLSTATE_IDLE)
+            continue;
+        for (int m = k + 1; m < n_events; m++)
+            if (events[m].kind == 0 && events[m].ht_call == events[k].ht_call &&
+                (events[m].msg == LINE_CALLSTATE || events[m].msg == LINE_CALLINFO))
+                after_idle++;
+    }
+    pthread_mutex_unlock(&lock);
+    CHECK(after_idle == 0, "no call message follows a call's IDLE");
+
     /* 17. Shutdown: nothing afterwards, nothing ever re-entered. */
     r = Shutdown(TAPI_2_2, 7);
     shut_down = 1;
