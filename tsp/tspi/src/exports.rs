@@ -4,9 +4,14 @@
 //! [`crate::ffi`], calls the safe [`crate::provider`], and turns the outcome into TAPI's
 //! LONG. A panic never crosses the boundary: it becomes LINEERR_OPERATIONFAILED.
 //!
-//! # Safety (for every function here)
+//! Functions that read or write through a caller's pointer are `unsafe fn`s.
+//!
+//! # Safety (for those functions)
 //! The caller keeps TAPI's contract for the function: pointers are NULL or valid for what
 //! the TSPI reference says, structures are `dwTotalSize` bytes long, strings end with NUL.
+//!
+//! Every export carries `#[allow(unsafe_code)]` because the lint also flags `#[no_mangle]`;
+//! the functions that touch no pointer are safe functions.
 
 #![allow(non_snake_case)]
 
@@ -141,12 +146,9 @@ pub unsafe extern "system" fn TSPI_providerInit(
 }
 
 /// TSPI_providerShutdown.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_providerShutdown(
+pub extern "system" fn TSPI_providerShutdown(
     _dwTSPIVersion: u32,
     _dwPermanentProviderID: u32,
 ) -> i32 {
@@ -157,35 +159,23 @@ pub unsafe extern "system" fn TSPI_providerShutdown(
 }
 
 /// TSPI_providerCreateLineDevice.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_providerCreateLineDevice(
-    dwTempID: usize,
-    dwDeviceID: u32,
-) -> i32 {
+pub extern "system" fn TSPI_providerCreateLineDevice(dwTempID: usize, dwDeviceID: u32) -> i32 {
     guarded(|| ok(provider::current()?.create_line_device(dwTempID, dwDeviceID)))
 }
 
 /// TSPI_providerFreeDialogInstance: tapir opens no dialogs.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_providerFreeDialogInstance(_hdDlgInst: usize) -> i32 {
+pub extern "system" fn TSPI_providerFreeDialogInstance(_hdDlgInst: usize) -> i32 {
     0
 }
 
 /// TSPI_providerGenericDialogData: tapir opens no dialogs, so there is nothing to receive.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_providerGenericDialogData(
+pub extern "system" fn TSPI_providerGenericDialogData(
     _dwObjectID: usize,
     _dwObjectType: u32,
     _lpParams: *mut c_void,
@@ -281,22 +271,16 @@ pub unsafe extern "system" fn TSPI_lineOpen(
 }
 
 /// TSPI_lineClose.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineClose(hdLine: usize) -> i32 {
+pub extern "system" fn TSPI_lineClose(hdLine: usize) -> i32 {
     guarded(|| ok(provider::current()?.close(hdLine)))
 }
 
 /// TSPI_lineSetStatusMessages.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineSetStatusMessages(
+pub extern "system" fn TSPI_lineSetStatusMessages(
     hdLine: usize,
     dwLineStates: u32,
     dwAddressStates: u32,
@@ -305,25 +289,16 @@ pub unsafe extern "system" fn TSPI_lineSetStatusMessages(
 }
 
 /// TSPI_lineSetDefaultMediaDetection.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineSetDefaultMediaDetection(
-    hdLine: usize,
-    dwMediaModes: u32,
-) -> i32 {
+pub extern "system" fn TSPI_lineSetDefaultMediaDetection(hdLine: usize, dwMediaModes: u32) -> i32 {
     guarded(|| ok(provider::current()?.media_detection(hdLine, dwMediaModes)))
 }
 
 /// TSPI_lineConditionalMediaDetection.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineConditionalMediaDetection(
+pub extern "system" fn TSPI_lineConditionalMediaDetection(
     hdLine: usize,
     dwMediaModes: u32,
     _lpCallParams: *const u8,
@@ -544,12 +519,9 @@ pub unsafe extern "system" fn TSPI_lineNegotiateExtVersion(
 }
 
 /// TSPI_lineSelectExtVersion: only "no extension" (0).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineSelectExtVersion(hdLine: usize, dwExtVersion: u32) -> i32 {
+pub extern "system" fn TSPI_lineSelectExtVersion(hdLine: usize, dwExtVersion: u32) -> i32 {
     guarded(|| {
         provider::current()?.check_line(hdLine)?;
         if dwExtVersion == 0 {
@@ -561,12 +533,9 @@ pub unsafe extern "system" fn TSPI_lineSelectExtVersion(hdLine: usize, dwExtVers
 }
 
 /// TSPI_lineDevSpecific: none (refused at once, no completion).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineDevSpecific(
+pub extern "system" fn TSPI_lineDevSpecific(
     _dwRequestID: u32,
     _hdLine: usize,
     _dwAddressID: u32,
@@ -578,12 +547,9 @@ pub unsafe extern "system" fn TSPI_lineDevSpecific(
 }
 
 /// TSPI_lineDevSpecificFeature: none (refused at once, no completion).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineDevSpecificFeature(
+pub extern "system" fn TSPI_lineDevSpecificFeature(
     _dwRequestID: u32,
     _hdLine: usize,
     _dwFeature: u32,
@@ -627,12 +593,9 @@ pub unsafe extern "system" fn TSPI_lineMakeCall(
 }
 
 /// TSPI_lineDrop (user-user information is not sent).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineDrop(
+pub extern "system" fn TSPI_lineDrop(
     dwRequestID: u32,
     hdCall: usize,
     _lpsUserUserInfo: *const u8,
@@ -642,12 +605,9 @@ pub unsafe extern "system" fn TSPI_lineDrop(
 }
 
 /// TSPI_lineAnswer (user-user information is not sent).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineAnswer(
+pub extern "system" fn TSPI_lineAnswer(
     dwRequestID: u32,
     hdCall: usize,
     _lpsUserUserInfo: *const u8,
@@ -657,22 +617,16 @@ pub unsafe extern "system" fn TSPI_lineAnswer(
 }
 
 /// TSPI_lineHold.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineHold(dwRequestID: u32, hdCall: usize) -> i32 {
+pub extern "system" fn TSPI_lineHold(dwRequestID: u32, hdCall: usize) -> i32 {
     call_action(dwRequestID, hdCall, |call| Action::Hold { call })
 }
 
 /// TSPI_lineUnhold.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineUnhold(dwRequestID: u32, hdCall: usize) -> i32 {
+pub extern "system" fn TSPI_lineUnhold(dwRequestID: u32, hdCall: usize) -> i32 {
     call_action(dwRequestID, hdCall, |call| Action::Unhold { call })
 }
 
@@ -766,12 +720,9 @@ pub unsafe extern "system" fn TSPI_lineSetupTransfer(
 }
 
 /// TSPI_lineCompleteTransfer (LINETRANSFERMODE_TRANSFER; conference is refused).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineCompleteTransfer(
+pub extern "system" fn TSPI_lineCompleteTransfer(
     dwRequestID: u32,
     hdCall: usize,
     hdConsultCall: usize,
@@ -789,12 +740,9 @@ pub unsafe extern "system" fn TSPI_lineCompleteTransfer(
 }
 
 /// TSPI_lineSwapHold.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineSwapHold(
+pub extern "system" fn TSPI_lineSwapHold(
     dwRequestID: u32,
     hdActiveCall: usize,
     hdHeldCall: usize,
@@ -852,12 +800,9 @@ pub unsafe extern "system" fn TSPI_lineForward(
 }
 
 /// TSPI_lineSendUserUserInfo: not supported (refused at once).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineSendUserUserInfo(
+pub extern "system" fn TSPI_lineSendUserUserInfo(
     _dwRequestID: u32,
     _hdCall: usize,
     _lpsUserUserInfo: *const u8,
@@ -867,12 +812,9 @@ pub unsafe extern "system" fn TSPI_lineSendUserUserInfo(
 }
 
 /// TSPI_lineSetCallData: not supported (refused at once).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineSetCallData(
+pub extern "system" fn TSPI_lineSetCallData(
     _dwRequestID: u32,
     _hdCall: usize,
     _lpCallData: *mut c_void,
@@ -882,12 +824,9 @@ pub unsafe extern "system" fn TSPI_lineSetCallData(
 }
 
 /// TSPI_lineCloseCall: the handle is invalid afterwards.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineCloseCall(hdCall: usize) -> i32 {
+pub extern "system" fn TSPI_lineCloseCall(hdCall: usize) -> i32 {
     guarded(|| ok(provider::current()?.close_call(hdCall)))
 }
 
@@ -964,24 +903,18 @@ pub unsafe extern "system" fn TSPI_lineGetCallIDs(
 }
 
 /// TSPI_lineSetAppSpecific.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TSPI_lineSetAppSpecific(hdCall: usize, dwAppSpecific: u32) -> i32 {
+pub extern "system" fn TSPI_lineSetAppSpecific(hdCall: usize, dwAppSpecific: u32) -> i32 {
     guarded(|| ok(provider::current()?.set_app_specific(hdCall, dwAppSpecific)))
 }
 
 // ---- UI (TUISPI) ------------------------------------------------------------------------------
 
 /// TUISPI_lineConfigDialog: tapir's lines are configured in its TOML file; no dialog.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TUISPI_lineConfigDialog(
+pub extern "system" fn TUISPI_lineConfigDialog(
     _lpfnUIDLLCallback: TuiCallback,
     _dwDeviceID: u32,
     _hwndOwner: *mut c_void,
@@ -1014,12 +947,9 @@ pub unsafe extern "system" fn TUISPI_lineConfigDialogEdit(
 }
 
 /// TUISPI_providerConfig: no dialog (see the README for the configuration file).
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TUISPI_providerConfig(
+pub extern "system" fn TUISPI_providerConfig(
     _lpfnUIDLLCallback: TuiCallback,
     _hwndOwner: *mut c_void,
     _dwPermanentProviderID: u32,
@@ -1028,12 +958,9 @@ pub unsafe extern "system" fn TUISPI_providerConfig(
 }
 
 /// TUISPI_providerInstall: nothing to set up beyond the configuration file.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TUISPI_providerInstall(
+pub extern "system" fn TUISPI_providerInstall(
     _lpfnUIDLLCallback: TuiCallback,
     _hwndOwner: *mut c_void,
     _dwPermanentProviderID: u32,
@@ -1042,12 +969,9 @@ pub unsafe extern "system" fn TUISPI_providerInstall(
 }
 
 /// TUISPI_providerRemove: nothing to clean up.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TUISPI_providerRemove(
+pub extern "system" fn TUISPI_providerRemove(
     _lpfnUIDLLCallback: TuiCallback,
     _hwndOwner: *mut c_void,
     _dwPermanentProviderID: u32,
@@ -1056,12 +980,9 @@ pub unsafe extern "system" fn TUISPI_providerRemove(
 }
 
 /// TUISPI_providerGenericDialog: tapir never asks for one.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TUISPI_providerGenericDialog(
+pub extern "system" fn TUISPI_providerGenericDialog(
     _lpfnUIDLLCallback: TuiCallback,
     _htDlgInst: u32,
     _lpParams: *mut c_void,
@@ -1072,12 +993,9 @@ pub unsafe extern "system" fn TUISPI_providerGenericDialog(
 }
 
 /// TUISPI_providerGenericDialogData: tapir never asks for one.
-///
-/// # Safety
-/// See the module documentation.
 #[no_mangle]
 #[allow(unsafe_code)]
-pub unsafe extern "system" fn TUISPI_providerGenericDialogData(
+pub extern "system" fn TUISPI_providerGenericDialogData(
     _htDlgInst: u32,
     _lpParams: *mut c_void,
     _dwSize: u32,
