@@ -310,7 +310,8 @@ impl Source {
             Source::Embedded => base.merge(Toml::string(EMBEDDED_DEFAULT)),
             Source::File(path) => base.merge(Toml::file_exact(path)),
         };
-        layered.merge(Env::prefixed("TAPIR_").split("__"))
+        // TAPIR_CONFIG names the file itself (the Windows TSP reads it) and is no key.
+        layered.merge(Env::prefixed("TAPIR_").ignore(&["config"]).split("__"))
     }
 
     /// The file, if any.
