@@ -6,6 +6,8 @@
 //! - [`catalog`]: the drivers this host can start, built-in or from the plugin folder;
 //! - [`builtins`]: the built-in driver crates, named so the linker keeps them;
 //! - [`host`]: a running host: the front end with the configured driver instances;
+//! - [`embedded`]: a host inside another program (`tapir call`, the TSP library) with the
+//!   phone-facing endpoint on a runtime of its own;
 //! - [`http`]: the application endpoint (`[http]` listener, plain or TLS);
 //! - [`api`]: everything served there: the REST API, event stream, page, metrics;
 //! - [`client`]: the HTTP client of the CLI commands that talk to a running host;
@@ -27,6 +29,7 @@ pub mod check;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod embedded;
 pub mod host;
 pub mod http;
 pub mod logging;

@@ -7,6 +7,7 @@
 //! status and the reason on stderr.
 
 use crate::config::Source;
+use crate::embedded::Embedded;
 use crate::host::Host;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,44 +43,11 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("tapir: cannot set up logging: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(error) => return fail(2, &format!("cannot start the async runtime: {error}")),
-    };
     // Drivers that learn call state from phone callbacks need the phone endpoint while the
-    // call runs. When its port is taken (a daemon runs already), the call goes on without it.
-    let listener = if config.phones.enabled {
-        runtime.block_on(super::run::bind(
-            "Phone callback endpoint",
-            config.phones.listen,
-        ))
-    } else {
-        None
-    };
-    match listener.as_ref().and_then(|l| l.local_addr().ok()) {
-        Some(addr) => config.phones.listen = addr,
-        None => config.phones.enabled = false,
-    }
-    let host = Host::start(&config, &catalog);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = listener.map(|listener| {
-        let app = crate::phones::router(host.drivers.clone());
-        let _guard = runtime.enter();
-        super::run::serve_on("Phone callback endpoint", listener, app, stop_rx)
-    });
+    // call runs; the embedded host serves it (or goes on without it when the port is taken).
+    let host = Embedded::start(config, &catalog);
     let code = place(&host, &args);
-    let _ = stop_tx.send(true);
-    if let Some(server) = server {
-        let _ = runtime.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(2), server).await
-        });
-    }
     host.shutdown();
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
 }
 

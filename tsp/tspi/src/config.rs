@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use tapir_host::config::Source;
-use tapir_host::host::Host;
+use tapir_host::embedded::Embedded;
 
 /// The environment variable naming the configuration file.
 pub const ENV_VAR: &str = "TAPIR_CONFIG";
@@ -55,14 +55,14 @@ pub fn locate() -> Result<PathBuf, ConfigError> {
 ///
 /// # Errors
 /// [`ConfigError`].
-pub fn start_host() -> Result<Host, ConfigError> {
+pub fn start_host() -> Result<Embedded, ConfigError> {
     let path = locate()?;
     let source = Source::File(path.clone());
     let (config, catalog) =
         tapir_host::commands::load(&source).ok_or(ConfigError::Refused(path))?;
     // A second provider start in the same process finds a subscriber already set: keep it.
     let _ = tapir_host::logging::init(&config.log);
-    let host = Host::start(&config, &catalog);
+    let host = Embedded::start(config, &catalog);
     for (name, error) in &host.failed {
         tracing::error!(instance = %name, %error, "Driver instance failed to start.");
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 use tapir_core::{AddressId, CallId, CallInfo, CallState, Forwarding, LineId, RequestId};
-use tapir_host::host::Host;
+use tapir_host::embedded::Embedded;
 use tapir_tsp::tapi::{self, call_info_state, line_msg, value as v, version};
 use tapir_tsp::{Action, LineSnapshot, Sequenced, Tsp};
 use tokio::sync::broadcast;
@@ -185,7 +185,7 @@ impl State {
 /// A running provider: the host inside the library and the state TAPI sees.
 pub struct Provider {
     state: Mutex<State>,
-    host: Host,
+    host: Embedded,
     events: Mutex<Option<broadcast::Receiver<Sequenced>>>,
     stop: AtomicBool,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
@@ -304,7 +304,7 @@ pub fn shutdown() {
 
 impl Provider {
     /// A provider over a started host; its lines are counted now.
-    pub fn new(host: Host) -> Self {
+    pub fn new(host: Embedded) -> Self {
         let events = host.tsp.subscribe();
         let enumerated = host.tsp.lines().iter().map(|l| l.id).collect();
         Self {
@@ -914,7 +914,9 @@ mod tests {
 
     /// A provider over a host without drivers: only the argument checks can be exercised.
     fn empty_provider() -> Provider {
-        Provider::new(Host::start(&Config::empty(), &Catalog::load(None)))
+        let mut config = Config::empty();
+        config.phones.enabled = false;
+        Provider::new(Embedded::start(config, &Catalog::load(None)))
     }
 
     #[test]
