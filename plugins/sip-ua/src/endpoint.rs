@@ -476,7 +476,11 @@ impl Task {
         }
     }
 
+    /// Adds our Via unless the message has one already (a CANCEL reuses its INVITE's Via).
     fn add_via(&self, msg: &mut Message, target: &Target) {
+        if msg.header("Via").is_some() {
+            return;
+        }
         let local = match target.transport {
             Transport::Udp => self.udp_addr,
             Transport::Tcp => self.tcp_addr,

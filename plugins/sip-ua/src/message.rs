@@ -459,6 +459,15 @@ impl Message {
             .flat_map(|(_, v)| split_commas(v))
     }
 
+    /// Every value of a header, one per header line, not split at commas (for headers whose
+    /// values contain commas, like `WWW-Authenticate`).
+    pub fn header_values_raw<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Appends a header.
     pub fn push(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
         self.headers.push((name.to_owned(), value.into()));
