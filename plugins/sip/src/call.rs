@@ -12,7 +12,9 @@ use tapir_sip_ua::dialog::{new_call_id, new_tag};
 use tapir_sip_ua::digest::{self, Challenge, Credentials, RequestParts};
 use tapir_sip_ua::header::{NameAddr, Uri};
 use tapir_sip_ua::refer::{no_subscription, ReferNotify};
-use tapir_sip_ua::{ClientEvent, ClientTx, Dialog, Endpoint, Incoming, Message, Method, Resolver, Target};
+use tapir_sip_ua::{
+    ClientEvent, ClientTx, Dialog, Endpoint, Incoming, Message, Method, Resolver, Target,
+};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -76,7 +78,12 @@ struct Call {
 }
 
 /// Runs one click-to-dial to its end. `destination_uri` is already checked.
-pub async fn run(ctx: Arc<LineCtx>, rep: Reporter, ctl: mpsc::Receiver<Ctl>, destination_uri: String) {
+pub async fn run(
+    ctx: Arc<LineCtx>,
+    rep: Reporter,
+    ctl: mpsc::Receiver<Ctl>,
+    destination_uri: String,
+) {
     let line = &ctx.line;
     let domain = line.domain();
     let user = &line.cfg.user;
@@ -86,13 +93,23 @@ pub async fn run(ctx: Arc<LineCtx>, rep: Reporter, ctl: mpsc::Receiver<Ctl>, des
     } else {
         match &line.phone_addr {
             // Alternative mode: the phone itself, by address.
-            Some(addr) if ctx.mode == Mode::Refer => Uri::sip(Some(&phone), &addr.host, addr.port).to_string(),
+            Some(addr) if ctx.mode == Mode::Refer => {
+                Uri::sip(Some(&phone), &addr.host, addr.port).to_string()
+            }
             _ => format!("sip:{phone}@{domain}"),
         }
     };
     let (first_uri, refer_to, first_who) = match ctx.mode {
-        Mode::Refer => (phone_uri.clone(), destination_uri.clone(), format!("the user's phone ({phone_uri})")),
-        Mode::Reverse => (destination_uri.clone(), format!("sip:{phone}@{domain}"), format!("the callee ({destination_uri})")),
+        Mode::Refer => (
+            phone_uri.clone(),
+            destination_uri.clone(),
+            format!("the user's phone ({phone_uri})"),
+        ),
+        Mode::Reverse => (
+            destination_uri.clone(),
+            format!("sip:{phone}@{domain}"),
+            format!("the callee ({destination_uri})"),
+        ),
     };
     let host_for_id = line.domain_host().to_owned();
     let call_id = new_call_id(&host_for_id);
@@ -144,7 +161,11 @@ impl Call {
             realm: if cfg.ignore_realm {
                 None
             } else {
-                Some(cfg.realm.clone().unwrap_or_else(|| self.ctx.line.domain_host().to_owned()))
+                Some(
+                    cfg.realm
+                        .clone()
+                        .unwrap_or_else(|| self.ctx.line.domain_host().to_owned()),
+                )
             },
         }
     }
@@ -154,25 +175,39 @@ impl Call {
     }
 
     /// Answers a 401/407 for `req`: returns the header (name, value) to add.
-    fn answer_challenge(&self, req: &Message, resp: &Message) -> Result<(&'static str, String), ClickToDialError> {
+    fn answer_challenge(
+        &self,
+        req: &Message,
+        resp: &Message,
+    ) -> Result<(&'static str, String), ClickToDialError> {
         let (challenge_name, auth_name) = if resp.code() == Some(407) {
             ("Proxy-Authenticate", "Proxy-Authorization")
         } else {
             ("WWW-Authenticate", "Authorization")
         };
         let challenge = Challenge::choose(resp.header_values_raw(challenge_name)).map_err(|e| {
-            ClickToDialError::AuthRejected { user: self.auth_user(), detail: format!("cannot answer the challenge: {e}") }
+            ClickToDialError::AuthRejected {
+                user: self.auth_user(),
+                detail: format!("cannot answer the challenge: {e}"),
+            }
         })?;
         let uri = req.request_uri().unwrap_or_default();
         let method = req.method().map(|m| m.to_string()).unwrap_or_default();
         let value = digest::authorization(
             &challenge,
             &self.creds(),
-            RequestParts { method: &method, uri, body: &req.body },
+            RequestParts {
+                method: &method,
+                uri,
+                body: &req.body,
+            },
             &digest::new_cnonce(),
             1,
         )
-        .map_err(|e| ClickToDialError::AuthRejected { user: self.auth_user(), detail: e.to_string() })?;
+        .map_err(|e| ClickToDialError::AuthRejected {
+            user: self.auth_user(),
+            detail: e.to_string(),
+        })?;
         Ok((auth_name, value))
     }
 
@@ -191,18 +226,31 @@ impl Call {
             })?;
             (uri, None)
         };
-        let targets = self.ctx.resolver.resolve(&hop, line.transport).await.map_err(|e| ClickToDialError::Unreachable {
-            who: self.first_who.clone(),
-            detail: e.to_string(),
-        })?;
-        let target = *targets.first().ok_or_else(|| ClickToDialError::Unreachable {
-            who: self.first_who.clone(),
-            detail: format!("no address for {hop}"),
-        })?;
+        let targets = self
+            .ctx
+            .resolver
+            .resolve(&hop, line.transport)
+            .await
+            .map_err(|e| ClickToDialError::Unreachable {
+                who: self.first_who.clone(),
+                detail: e.to_string(),
+            })?;
+        let target = *targets
+            .first()
+            .ok_or_else(|| ClickToDialError::Unreachable {
+                who: self.first_who.clone(),
+                detail: format!("no address for {hop}"),
+            })?;
         Ok((target, route))
     }
 
-    fn build_invite(&self, seq: u32, route: Option<&str>, auth: Option<&(&'static str, String)>, target: &Target) -> Message {
+    fn build_invite(
+        &self,
+        seq: u32,
+        route: Option<&str>,
+        auth: Option<&(&'static str, String)>,
+        target: &Target,
+    ) -> Message {
         let cfg = &self.ctx.line.cfg;
         let local = self.ctx.endpoint.local_addr_for(target);
         let mut m = Message::request(Method::Invite, self.first_uri.clone());
@@ -240,23 +288,37 @@ impl Call {
         let (target, route) = self.first_target().await?;
         self.target = Some(target);
         let local = self.ctx.endpoint.local_addr_for(&target);
-        let tp = if target.transport == tapir_sip_ua::Transport::Tcp { ";transport=tcp" } else { "" };
+        let tp = if target.transport == tapir_sip_ua::Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
         let host = match local.ip() {
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
             std::net::IpAddr::V4(v4) => v4.to_string(),
         };
-        self.contact = format!("<sip:{}@{host}:{}{tp}>", self.ctx.line.cfg.user, local.port());
+        self.contact = format!(
+            "<sip:{}@{host}:{}{tp}>",
+            self.ctx.line.cfg.user,
+            local.port()
+        );
         let ring_secs = self.ctx.line.cfg.ring_timeout_secs;
         let ring_deadline = Instant::now() + Duration::from_secs(ring_secs);
         let mut auth: Option<(&'static str, String)> = None;
         let mut auth_tries = 0;
         let mut ringing = false;
         loop {
-            let invite = self.build_invite(self.invite_seq, route.as_deref(), auth.as_ref(), &target);
-            let mut tx = self.ctx.endpoint.request(invite, target).await.map_err(|e| ClickToDialError::Unreachable {
-                who: self.first_who.clone(),
-                detail: e.to_string(),
-            })?;
+            let invite =
+                self.build_invite(self.invite_seq, route.as_deref(), auth.as_ref(), &target);
+            let mut tx = self
+                .ctx
+                .endpoint
+                .request(invite, target)
+                .await
+                .map_err(|e| ClickToDialError::Unreachable {
+                    who: self.first_who.clone(),
+                    detail: e.to_string(),
+                })?;
             let mut provisional = false;
             let mut cancelling: Option<(ClickToDialError, Instant)> = None;
             let mut cancel_sent = false;
@@ -392,7 +454,13 @@ impl Call {
     async fn dialog_target(&self, dialog: &Dialog) -> Option<Target> {
         let hop = dialog.next_hop()?;
         let transport = self.ctx.line.transport;
-        self.ctx.resolver.resolve(&hop, transport).await.ok()?.first().copied()
+        self.ctx
+            .resolver
+            .resolve(&hop, transport)
+            .await
+            .ok()?
+            .first()
+            .copied()
     }
 
     async fn send_ack(&self, dialog: &Dialog, seq: u32) {
@@ -403,7 +471,12 @@ impl Call {
     }
 
     /// Sends an in-dialog request (answering one challenge), returns its transaction.
-    async fn in_dialog(&mut self, method: Method, extra: &[(&str, String)], auth: Option<(&'static str, String)>) -> Option<ClientTx> {
+    async fn in_dialog(
+        &mut self,
+        method: Method,
+        extra: &[(&str, String)],
+        auth: Option<(&'static str, String)>,
+    ) -> Option<ClientTx> {
         let contact = self.contact.clone();
         let dialog = self.dialog.as_mut()?;
         let mut m = dialog.request(method.clone());
@@ -425,9 +498,15 @@ impl Call {
     async fn refer(&mut self) -> End {
         self.rep.state(CallState::Proceeding);
         let ours = self.from_uri();
-        let extra = vec![("Refer-To", format!("<{}>", self.refer_to)), ("Referred-By", format!("<{ours}>"))];
+        let extra = vec![
+            ("Refer-To", format!("<{}>", self.refer_to)),
+            ("Referred-By", format!("<{ours}>")),
+        ];
         let Some(mut tx) = self.in_dialog(Method::Refer, &extra, None).await else {
-            return End::Failed(ClickToDialError::Unreachable { who: self.first_who.clone(), detail: "cannot send the REFER".into() });
+            return End::Failed(ClickToDialError::Unreachable {
+                who: self.first_who.clone(),
+                detail: "cannot send the REFER".into(),
+            });
         };
         let notify_secs = self.ctx.line.cfg.notify_timeout_secs;
         let mut accepted = false;
@@ -495,7 +574,9 @@ impl Call {
     }
 
     fn from_uri(&self) -> String {
-        NameAddr::parse(&self.from).map(|n| n.uri).unwrap_or_default()
+        NameAddr::parse(&self.from)
+            .map(|n| n.uri)
+            .unwrap_or_default()
     }
 
     async fn on_refer_incoming(
@@ -510,7 +591,10 @@ impl Call {
             self.on_stray(inc).await;
             return None;
         };
-        let in_dialog = self.dialog.as_mut().is_some_and(|d| d.matches(&msg) && d.accept_remote_seq(&msg));
+        let in_dialog = self
+            .dialog
+            .as_mut()
+            .is_some_and(|d| d.matches(&msg) && d.accept_remote_seq(&msg));
         let method = msg.method();
         if !in_dialog {
             let r = Message::response_to(&msg, 481, "Call/Transaction Does Not Exist", None);
@@ -524,7 +608,11 @@ impl Call {
                     let _ = self.ctx.endpoint.respond(key, r).await;
                     return None;
                 };
-                let _ = self.ctx.endpoint.respond(key, Message::response_to(&msg, 200, "OK", None)).await;
+                let _ = self
+                    .ctx
+                    .endpoint
+                    .respond(key, Message::response_to(&msg, 200, "OK", None))
+                    .await;
                 // A NOTIFY implies the REFER was accepted, even if its 2xx is still on the way.
                 *accepted = true;
                 notify_deadline.get_or_insert(Instant::now() + Duration::from_secs(notify_secs));
@@ -533,7 +621,9 @@ impl Call {
                         *last = format!("{} {}", f.code, f.reason);
                         self.rep.state(progress_state(f.code));
                         if n.terminated {
-                            return Some(End::Failed(ClickToDialError::NoFinalStatus { target: self.refer_to.clone() }));
+                            return Some(End::Failed(ClickToDialError::NoFinalStatus {
+                                target: self.refer_to.clone(),
+                            }));
                         }
                     }
                     Some(f) if f.code < 300 => return Some(End::Success { note: None }),
@@ -545,17 +635,25 @@ impl Call {
                         }))
                     }
                     None if n.terminated => {
-                        return Some(End::Failed(ClickToDialError::NoFinalStatus { target: self.refer_to.clone() }));
+                        return Some(End::Failed(ClickToDialError::NoFinalStatus {
+                            target: self.refer_to.clone(),
+                        }));
                     }
                     None => {}
                 }
                 None
             }
             Some(Method::Bye) => {
-                let _ = self.ctx.endpoint.respond(key, Message::response_to(&msg, 200, "OK", None)).await;
+                let _ = self
+                    .ctx
+                    .endpoint
+                    .respond(key, Message::response_to(&msg, 200, "OK", None))
+                    .await;
                 self.remote_gone = true;
                 if !*accepted {
-                    return Some(End::Failed(ClickToDialError::HungUp { who: self.first_who.clone() }));
+                    return Some(End::Failed(ClickToDialError::HungUp {
+                        who: self.first_who.clone(),
+                    }));
                 }
                 None
             }
@@ -563,15 +661,24 @@ impl Call {
                 // A re-INVITE (often the phone holding us before it calls the target): accept.
                 let mut r = Message::response_to(&msg, 200, "OK", None);
                 r.push("Contact", self.contact.clone());
-                let ip = self.target.map(|t| self.ctx.endpoint.local_addr_for(&t).ip());
+                let ip = self
+                    .target
+                    .map(|t| self.ctx.endpoint.local_addr_for(&t).ip());
                 if let Some(ip) = ip {
-                    r.set_body("application/sdp", sdp_offer(ip, Some(&msg.body)).into_bytes());
+                    r.set_body(
+                        "application/sdp",
+                        sdp_offer(ip, Some(&msg.body)).into_bytes(),
+                    );
                 }
                 let _ = self.ctx.endpoint.respond(key, r).await;
                 None
             }
             Some(Method::Options | Method::Info | Method::Update) => {
-                let _ = self.ctx.endpoint.respond(key, Message::response_to(&msg, 200, "OK", None)).await;
+                let _ = self
+                    .ctx
+                    .endpoint
+                    .respond(key, Message::response_to(&msg, 200, "OK", None))
+                    .await;
                 None
             }
             _ => {
@@ -587,16 +694,23 @@ impl Call {
     async fn on_stray(&mut self, inc: Incoming) {
         match inc {
             Incoming::Request { key, msg } => {
-                let (code, text) = if msg.method() == Some(Method::Bye) && self.dialog.as_ref().is_some_and(|d| d.matches(&msg)) {
+                let (code, text) = if msg.method() == Some(Method::Bye)
+                    && self.dialog.as_ref().is_some_and(|d| d.matches(&msg))
+                {
                     self.remote_gone = true;
                     (200, "OK")
                 } else {
                     (481, "Call/Transaction Does Not Exist")
                 };
-                let _ = self.ctx.endpoint.respond(key, Message::response_to(&msg, code, text, None)).await;
+                let _ = self
+                    .ctx
+                    .endpoint
+                    .respond(key, Message::response_to(&msg, code, text, None))
+                    .await;
             }
             Incoming::StrayResponse(resp) => {
-                let is_invite_2xx = resp.cseq().is_some_and(|c| c.method == Method::Invite) && resp.code().is_some_and(|c| (200..300).contains(&c));
+                let is_invite_2xx = resp.cseq().is_some_and(|c| c.method == Method::Invite)
+                    && resp.code().is_some_and(|c| (200..300).contains(&c));
                 if is_invite_2xx {
                     if let Some(d) = self.dialog.clone() {
                         self.send_ack(&d, self.invite_seq).await;
@@ -690,7 +804,9 @@ pub fn sdp_offer(ip: std::net::IpAddr, offer: Option<&[u8]>) -> String {
         std::net::IpAddr::V4(v4) => ("IP4", v4.to_string()),
         std::net::IpAddr::V6(v6) => ("IP6", v6.to_string()),
     };
-    let offered = offer.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("");
+    let offered = offer
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("");
     let direction = if offered.contains("a=sendonly") {
         "recvonly"
     } else if offered.contains("a=recvonly") {
@@ -706,13 +822,19 @@ pub fn sdp_offer(ip: std::net::IpAddr, offer: Option<&[u8]>) -> String {
         .and_then(|l| l.split_whitespace().nth(3))
         .filter(|pt| pt.chars().all(|c| c.is_ascii_digit()) && !pt.is_empty())
         .unwrap_or("0");
-    let formats = if offer.is_some() { first_pt.to_owned() } else { "0 8 101".to_owned() };
+    let formats = if offer.is_some() {
+        first_pt.to_owned()
+    } else {
+        "0 8 101".to_owned()
+    };
     let version = if offer.is_some() { 2 } else { 1 };
     let mut s = format!(
         "v=0\r\no=tapir 1 {version} IN {family} {addr}\r\ns=tapir\r\nc=IN {family} {addr}\r\nt=0 0\r\nm=audio 9 RTP/AVP {formats}\r\n"
     );
     if offer.is_none() {
-        s.push_str("a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n");
+        s.push_str(
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
     }
     s.push_str(&format!("a={direction}\r\n"));
     s

@@ -63,7 +63,10 @@ impl AutoAnswerHeader {
     /// The (name, value) pairs to add.
     pub fn headers(self, domain: &str) -> Vec<(&'static str, String)> {
         let call_info = ("Call-Info", format!("<sip:{domain}>;answer-after=0"));
-        let alert = ("Alert-Info", "<http://127.0.0.1>;info=alert-autoanswer;delay=0".to_owned());
+        let alert = (
+            "Alert-Info",
+            "<http://127.0.0.1>;info=alert-autoanswer;delay=0".to_owned(),
+        );
         let ring = ("Alert-Info", "Ring Answer".to_owned());
         let dash = ("Alert-Info", "ring-answer".to_owned());
         match self {
@@ -211,7 +214,8 @@ fn host_uri(text: &str, what: &str) -> Result<Uri, String> {
     } else {
         format!("sip:{text}")
     };
-    let uri = Uri::parse(&candidate).ok_or_else(|| format!("{what} {text:?} is not a host[:port] or sip: URI"))?;
+    let uri = Uri::parse(&candidate)
+        .ok_or_else(|| format!("{what} {text:?} is not a host[:port] or sip: URI"))?;
     if uri.scheme == "sips" {
         return Err(format!("{what} {text:?}: sips/TLS is not supported"));
     }
@@ -223,7 +227,8 @@ fn host_uri(text: &str, what: &str) -> Result<Uri, String> {
 /// # Errors
 /// A sentence naming the first problem.
 pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
-    let cfg: DriverConfig = serde_json::from_str(json).map_err(|e| format!("invalid SIP driver configuration: {e}"))?;
+    let cfg: DriverConfig =
+        serde_json::from_str(json).map_err(|e| format!("invalid SIP driver configuration: {e}"))?;
     if cfg.lines.is_empty() {
         return Err("the SIP driver needs at least one line".into());
     }
@@ -241,8 +246,18 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
             return Err(ctx(format!("user {:?} is not a SIP user name", l.user)));
         }
         let domain_uri = host_uri(&l.domain, "domain").map_err(ctx)?;
-        let proxy_uri = l.outbound_proxy.as_deref().map(|p| host_uri(p, "outbound_proxy")).transpose().map_err(ctx)?;
-        let phone_addr = l.phone_address.as_deref().map(|p| host_uri(p, "phone_address")).transpose().map_err(ctx)?;
+        let proxy_uri = l
+            .outbound_proxy
+            .as_deref()
+            .map(|p| host_uri(p, "outbound_proxy"))
+            .transpose()
+            .map_err(ctx)?;
+        let phone_addr = l
+            .phone_address
+            .as_deref()
+            .map(|p| host_uri(p, "phone_address"))
+            .transpose()
+            .map_err(ctx)?;
         let transport = Transport::parse(&l.transport)
             .ok_or_else(|| ctx(format!("transport {:?} is not udp or tcp", l.transport)))?;
         let bind_text = l.bind.as_deref().unwrap_or(&cfg.bind);
@@ -258,7 +273,14 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
         if l.max_calls == 0 {
             return Err(ctx("max_calls must be at least 1".into()));
         }
-        lines.push(Line { cfg: l.clone(), domain_uri, proxy_uri, phone_addr, transport, bind });
+        lines.push(Line {
+            cfg: l.clone(),
+            domain_uri,
+            proxy_uri,
+            phone_addr,
+            transport,
+            bind,
+        });
     }
     Ok((cfg, lines))
 }
@@ -316,6 +338,9 @@ mod tests {
             vec![("Call-Info", "<sip:pbx>;answer-after=0".to_owned())]
         );
         assert_eq!(AutoAnswerHeader::All.headers("pbx").len(), 4);
-        assert_eq!(AutoAnswerHeader::AlertInfoRingAnswer.headers("x")[0].1, "Ring Answer");
+        assert_eq!(
+            AutoAnswerHeader::AlertInfoRingAnswer.headers("x")[0].1,
+            "Ring Answer"
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapir_core::{
-    AddressId, AddressInfo, CallId, DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo, LineKey, Operation,
-    OperationSet, PhoneDriver, Request, RequestEnvelope, SharedSink,
+    AddressId, AddressInfo, CallId, DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo,
+    LineKey, Operation, OperationSet, PhoneDriver, Request, RequestEnvelope, SharedSink,
 };
 use tapir_sip_ua::{Endpoint, EndpointConfig, Resolver};
 use tokio::sync::mpsc;
@@ -42,14 +42,24 @@ pub struct SipDriver {
 /// # Errors
 /// `InvalidParameter` for a bad configuration, `ResourceUnavailable` when a socket cannot be
 /// bound.
-pub fn build(mode: Mode, config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
-    let (_, lines) = config::parse(config_json).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
+pub fn build(
+    mode: Mode,
+    config_json: &str,
+    sink: SharedSink,
+) -> Result<Box<dyn PhoneDriver>, DriverError> {
+    let (_, lines) =
+        config::parse(config_json).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tapir-sip")
         .enable_all()
         .build()
-        .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, format!("cannot start the SIP runtime: {e}")))?;
+        .map_err(|e| {
+            DriverError::new(
+                ErrorKind::ResourceUnavailable,
+                format!("cannot start the SIP runtime: {e}"),
+            )
+        })?;
     let resolver = Arc::new(Resolver::new());
     // Bind on a thread of our own: `build` may be called from inside another runtime.
     let binds: Vec<SocketAddr> = lines.iter().map(|l| l.bind).collect();
@@ -61,9 +71,13 @@ pub fn build(mode: Mode, config_json: &str, sink: SharedSink) -> Result<Box<dyn 
                     if eps.contains_key(&bind) {
                         continue;
                     }
-                    let ep = Endpoint::start(EndpointConfig { bind, user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")), ..EndpointConfig::default() })
-                        .await
-                        .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
+                    let ep = Endpoint::start(EndpointConfig {
+                        bind,
+                        user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")),
+                        ..EndpointConfig::default()
+                    })
+                    .await
+                    .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
                     eps.insert(bind, ep);
                 }
                 Ok(eps)
@@ -82,20 +96,41 @@ pub fn build(mode: Mode, config_json: &str, sink: SharedSink) -> Result<Box<dyn 
         let key = LineKey::new(line.cfg.key.clone());
         let info = LineInfo {
             key: key.clone(),
-            name: line.cfg.name.clone().unwrap_or_else(|| line.cfg.key.clone()),
+            name: line
+                .cfg
+                .name
+                .clone()
+                .unwrap_or_else(|| line.cfg.key.clone()),
             caps: LineCaps {
-                operations: OperationSet::empty().with(Operation::MakeCall).with(Operation::Drop),
+                operations: OperationSet::empty()
+                    .with(Operation::MakeCall)
+                    .with(Operation::Drop),
                 forward_modes: Vec::new(),
                 max_calls: line.cfg.max_calls,
                 addresses: vec![AddressInfo {
                     id: AddressId(0),
-                    number: line.cfg.phone_user.clone().unwrap_or_else(|| line.cfg.user.clone()),
+                    number: line
+                        .cfg
+                        .phone_user
+                        .clone()
+                        .unwrap_or_else(|| line.cfg.user.clone()),
                     name: line.cfg.display_name.clone().unwrap_or_default(),
                 }],
             },
             in_service: true,
         };
-        ctxs.insert(key, (Arc::new(LineCtx { line, endpoint, resolver: resolver.clone(), mode }), info));
+        ctxs.insert(
+            key,
+            (
+                Arc::new(LineCtx {
+                    line,
+                    endpoint,
+                    resolver: resolver.clone(),
+                    mode,
+                }),
+                info,
+            ),
+        );
     }
     let mut lines = HashMap::new();
     for (key, (ctx, info)) in ctxs {
@@ -104,34 +139,58 @@ pub fn build(mode: Mode, config_json: &str, sink: SharedSink) -> Result<Box<dyn 
     }
     let handle = rt.handle().clone();
     Ok(Box::new(SipDriver {
-        inner: Arc::new(Inner { gate, lines, calls: Mutex::new(HashMap::new()), shut: AtomicBool::new(false) }),
+        inner: Arc::new(Inner {
+            gate,
+            lines,
+            calls: Mutex::new(HashMap::new()),
+            shut: AtomicBool::new(false),
+        }),
         handle,
         rt: Mutex::new(Some(rt)),
     }))
 }
 
 impl SipDriver {
-    fn make_call(&self, env: &RequestEnvelope, call: CallId, address: AddressId, destination: Option<&str>) -> Result<(), DriverError> {
-        let ctx = self
-            .inner
-            .lines
-            .get(&env.line)
-            .cloned()
-            .ok_or_else(|| DriverError::new(ErrorKind::BadDeviceId, format!("no SIP line {}", env.line)))?;
+    fn make_call(
+        &self,
+        env: &RequestEnvelope,
+        call: CallId,
+        address: AddressId,
+        destination: Option<&str>,
+    ) -> Result<(), DriverError> {
+        let ctx = self.inner.lines.get(&env.line).cloned().ok_or_else(|| {
+            DriverError::new(ErrorKind::BadDeviceId, format!("no SIP line {}", env.line))
+        })?;
         if address != AddressId(0) {
-            return Err(DriverError::new(ErrorKind::InvalidAddressId, "SIP lines have one address (0)"));
+            return Err(DriverError::new(
+                ErrorKind::InvalidAddressId,
+                "SIP lines have one address (0)",
+            ));
         }
-        let destination = destination.ok_or_else(|| DriverError::unavailable("SIP click-to-dial needs a destination (no dial tone)"))?;
-        let uri = destination_uri(destination, &ctx.line.domain()).map_err(|e| DriverError::new(ErrorKind::InvalidAddress, e.0))?;
-        let mut calls = self.inner.calls.lock().map_err(|_| DriverError::failed("call table poisoned"))?;
+        let destination = destination.ok_or_else(|| {
+            DriverError::unavailable("SIP click-to-dial needs a destination (no dial tone)")
+        })?;
+        let uri = destination_uri(destination, &ctx.line.domain())
+            .map_err(|e| DriverError::new(ErrorKind::InvalidAddress, e.0))?;
+        let mut calls = self
+            .inner
+            .calls
+            .lock()
+            .map_err(|_| DriverError::failed("call table poisoned"))?;
         if calls.contains_key(&call) {
-            return Err(DriverError::new(ErrorKind::InvalidCallHandle, format!("call {call} exists already")));
+            return Err(DriverError::new(
+                ErrorKind::InvalidCallHandle,
+                format!("call {call} exists already"),
+            ));
         }
         let on_line = calls.values().filter(|c| c.line == env.line).count();
         if on_line >= ctx.line.cfg.max_calls as usize {
             return Err(DriverError::new(
                 ErrorKind::ResourceUnavailable,
-                format!("line {} already carries {on_line} call(s), its maximum", env.line),
+                format!(
+                    "line {} already carries {on_line} call(s), its maximum",
+                    env.line
+                ),
             ));
         }
         let shared = Arc::new(CallShared::default());
@@ -139,9 +198,22 @@ impl SipDriver {
             *m = Some(env.id);
         }
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
-        calls.insert(call, CallEntry { line: env.line.clone(), ctl: ctl_tx, shared: shared.clone() });
+        calls.insert(
+            call,
+            CallEntry {
+                line: env.line.clone(),
+                ctl: ctl_tx,
+                shared: shared.clone(),
+            },
+        );
         drop(calls);
-        let rep = Reporter::new(self.inner.gate.clone(), env.line.clone(), call, shared, destination.to_owned());
+        let rep = Reporter::new(
+            self.inner.gate.clone(),
+            env.line.clone(),
+            call,
+            shared,
+            destination.to_owned(),
+        );
         let inner = self.inner.clone();
         self.handle.spawn(async move {
             call::run(ctx, rep, ctl_rx, uri).await;
@@ -153,11 +225,20 @@ impl SipDriver {
     }
 
     fn drop_call(&self, env: &RequestEnvelope, call: CallId) -> Result<(), DriverError> {
-        let calls = self.inner.calls.lock().map_err(|_| DriverError::failed("call table poisoned"))?;
+        let calls = self
+            .inner
+            .calls
+            .lock()
+            .map_err(|_| DriverError::failed("call table poisoned"))?;
         let entry = calls
             .get(&call)
             .filter(|e| e.line == env.line)
-            .ok_or_else(|| DriverError::new(ErrorKind::InvalidCallHandle, format!("no call {call} on line {}", env.line)))?;
+            .ok_or_else(|| {
+                DriverError::new(
+                    ErrorKind::InvalidCallHandle,
+                    format!("no call {call} on line {}", env.line),
+                )
+            })?;
         if let Ok(mut d) = entry.shared.drops.lock() {
             d.push(env.id);
         }
@@ -166,7 +247,9 @@ impl SipDriver {
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 // The task is ending on its own right now; the call is gone.
                 for id in entry.shared.take_drops() {
-                    self.inner.gate.complete(id, Ok(tapir_core::Completion::Done));
+                    self.inner
+                        .gate
+                        .complete(id, Ok(tapir_core::Completion::Done));
                 }
             }
         }
@@ -177,12 +260,17 @@ impl SipDriver {
 impl PhoneDriver for SipDriver {
     fn submit(&self, env: RequestEnvelope) -> Result<(), DriverError> {
         if self.inner.shut.load(Ordering::SeqCst) {
-            return Err(DriverError::new(ErrorKind::Uninitialized, "the SIP driver has shut down"));
+            return Err(DriverError::new(
+                ErrorKind::Uninitialized,
+                "the SIP driver has shut down",
+            ));
         }
         match &env.request {
-            Request::MakeCall { call, address, destination } => {
-                self.make_call(&env, *call, *address, destination.as_deref())
-            }
+            Request::MakeCall {
+                call,
+                address,
+                destination,
+            } => self.make_call(&env, *call, *address, destination.as_deref()),
             Request::Drop { call } => self.drop_call(&env, *call),
             other => Err(DriverError::unavailable(format!(
                 "{} is not supported by the SIP click-to-dial drivers",
@@ -207,7 +295,13 @@ impl PhoneDriver for SipDriver {
         // Give calls a moment to CANCEL/BYE their legs.
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
-            if self.inner.calls.lock().map(|c| c.is_empty()).unwrap_or(true) {
+            if self
+                .inner
+                .calls
+                .lock()
+                .map(|c| c.is_empty())
+                .unwrap_or(true)
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -215,10 +309,14 @@ impl PhoneDriver for SipDriver {
         if let Ok(calls) = self.inner.calls.lock() {
             for e in calls.values() {
                 if let Some(id) = e.shared.take_make_call() {
-                    self.inner.gate.complete(id, Err(ClickToDialError::Shutdown.to_driver_error()));
+                    self.inner
+                        .gate
+                        .complete(id, Err(ClickToDialError::Shutdown.to_driver_error()));
                 }
                 for id in e.shared.take_drops() {
-                    self.inner.gate.complete(id, Ok(tapir_core::Completion::Done));
+                    self.inner
+                        .gate
+                        .complete(id, Ok(tapir_core::Completion::Done));
                 }
             }
         }

@@ -171,15 +171,22 @@ pub struct BadDestination(pub String);
 pub fn destination_uri(dest: &str, domain: &str) -> Result<String, BadDestination> {
     let dest = dest.trim();
     if dest.to_ascii_lowercase().starts_with("sip:") {
-        let uri = Uri::parse(dest).ok_or_else(|| BadDestination(format!("{dest:?} is not a valid SIP URI")))?;
+        let uri = Uri::parse(dest)
+            .ok_or_else(|| BadDestination(format!("{dest:?} is not a valid SIP URI")))?;
         return Ok(uri.to_string());
     }
     if dest.to_ascii_lowercase().starts_with("sips:") {
-        return Err(BadDestination("sips: destinations are not supported".into()));
+        return Err(BadDestination(
+            "sips: destinations are not supported".into(),
+        ));
     }
     let (number, host) = match dest.split_once('@') {
         Some((n, h)) if !h.is_empty() && !h.contains(['<', '>', ' ', '"']) => (n, h),
-        Some(_) => return Err(BadDestination(format!("{dest:?} is not a number or SIP address"))),
+        Some(_) => {
+            return Err(BadDestination(format!(
+                "{dest:?} is not a number or SIP address"
+            )))
+        }
         None => (dest, domain),
     };
     let mut user = String::with_capacity(number.len());
@@ -188,7 +195,11 @@ pub fn destination_uri(dest: &str, domain: &str) -> Result<String, BadDestinatio
             '0'..='9' | '+' | '*' | 'a'..='z' | 'A'..='Z' | '_' => user.push(ch),
             '#' => user.push_str("%23"),
             ' ' | '-' | '.' | '/' | '(' | ')' => {}
-            other => return Err(BadDestination(format!("{other:?} cannot be dialled in {dest:?}"))),
+            other => {
+                return Err(BadDestination(format!(
+                    "{other:?} cannot be dialled in {dest:?}"
+                )))
+            }
         }
     }
     if user.is_empty() {
@@ -203,10 +214,19 @@ mod tests {
 
     #[test]
     fn numbers_keep_plus_star_hash() {
-        assert_eq!(destination_uri("+49 (30) 123-45", "pbx"), Ok("sip:+493012345@pbx".into()));
+        assert_eq!(
+            destination_uri("+49 (30) 123-45", "pbx"),
+            Ok("sip:+493012345@pbx".into())
+        );
         assert_eq!(destination_uri("*21#", "pbx"), Ok("sip:*21%23@pbx".into()));
-        assert_eq!(destination_uri("sip:bob@10.0.0.1:5070;transport=tcp", "pbx"), Ok("sip:bob@10.0.0.1:5070;transport=tcp".into()));
-        assert_eq!(destination_uri("bob@other.example", "pbx"), Ok("sip:bob@other.example".into()));
+        assert_eq!(
+            destination_uri("sip:bob@10.0.0.1:5070;transport=tcp", "pbx"),
+            Ok("sip:bob@10.0.0.1:5070;transport=tcp".into())
+        );
+        assert_eq!(
+            destination_uri("bob@other.example", "pbx"),
+            Ok("sip:bob@other.example".into())
+        );
         assert!(destination_uri("", "pbx").is_err());
         assert!(destination_uri("12<3", "pbx").is_err());
         assert!(destination_uri("sip:", "pbx").is_err());
@@ -229,10 +249,18 @@ mod tests {
 
     #[test]
     fn errors_say_what_happened() {
-        let e = ClickToDialError::ReferredFailed { target: "sip:1@x".into(), code: 486, reason: "Busy Here".into() };
+        let e = ClickToDialError::ReferredFailed {
+            target: "sip:1@x".into(),
+            code: 486,
+            reason: "Busy Here".into(),
+        };
         assert_eq!(e.mode(), DisconnectMode::Busy);
         assert_eq!(e.to_string(), "the call to sip:1@x failed: 486 Busy Here");
-        let t = ClickToDialError::NotifyTimeout { target: "t".into(), secs: 25, last: "180 Ringing".into() };
+        let t = ClickToDialError::NotifyTimeout {
+            target: "t".into(),
+            secs: 25,
+            last: "180 Ringing".into(),
+        };
         assert_eq!(t.mode(), DisconnectMode::NoAnswer);
         assert_eq!(e.to_driver_error().kind, ErrorKind::OperationFailed);
     }

@@ -4,7 +4,8 @@
 use crate::outcome::ClickToDialError;
 use std::sync::{Arc, Mutex, RwLock};
 use tapir_core::{
-    CallDirection, CallId, CallInfo, CallState, Completion, DriverEvent, LineKey, Party, RequestId, SharedSink,
+    CallDirection, CallId, CallInfo, CallState, Completion, DriverEvent, LineKey, Party, RequestId,
+    SharedSink,
 };
 
 /// Forwards to the host's sink until closed.
@@ -16,7 +17,10 @@ pub struct Gate {
 impl Gate {
     /// A gate in front of `sink`, open.
     pub fn new(sink: SharedSink) -> Gate {
-        Gate { sink, open: RwLock::new(true) }
+        Gate {
+            sink,
+            open: RwLock::new(true),
+        }
     }
 
     /// Forwards an event if still open.
@@ -63,7 +67,10 @@ impl CallShared {
 
     /// Takes all pending Drop ids.
     pub fn take_drops(&self) -> Vec<RequestId> {
-        self.drops.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default()
+        self.drops
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
     }
 }
 
@@ -79,8 +86,21 @@ pub struct Reporter {
 
 impl Reporter {
     /// A reporter for one call.
-    pub fn new(gate: Arc<Gate>, line: LineKey, call: CallId, shared: Arc<CallShared>, destination: String) -> Reporter {
-        Reporter { gate, line, call, shared, destination, idle: false }
+    pub fn new(
+        gate: Arc<Gate>,
+        line: LineKey,
+        call: CallId,
+        shared: Arc<CallShared>,
+        destination: String,
+    ) -> Reporter {
+        Reporter {
+            gate,
+            line,
+            call,
+            shared,
+            destination,
+            idle: false,
+        }
     }
 
     /// Reports a state (nothing after Idle).
@@ -89,7 +109,11 @@ impl Reporter {
             return;
         }
         self.idle = state.is_idle();
-        self.gate.event(DriverEvent::CallState { line: self.line.clone(), call: self.call, state });
+        self.gate.event(DriverEvent::CallState {
+            line: self.line.clone(),
+            call: self.call,
+            state,
+        });
     }
 
     /// Reports the call's info with its SIP Call-ID.
@@ -100,13 +124,22 @@ impl Reporter {
             driver_key: Some(call_id.to_owned()),
             ..CallInfo::default()
         };
-        self.gate.event(DriverEvent::CallInfo { line: self.line.clone(), call: self.call, info });
+        self.gate.event(DriverEvent::CallInfo {
+            line: self.line.clone(),
+            call: self.call,
+            info,
+        });
     }
 
     /// Completes MakeCall, once.
     pub fn complete_make_call(&self, result: Result<(), ClickToDialError>) {
         if let Some(id) = self.shared.take_make_call() {
-            self.gate.complete(id, result.map(|()| Completion::Done).map_err(|e| e.to_driver_error()));
+            self.gate.complete(
+                id,
+                result
+                    .map(|()| Completion::Done)
+                    .map_err(|e| e.to_driver_error()),
+            );
         }
     }
 
