@@ -145,7 +145,8 @@ pub enum StartLine {
 pub struct Message {
     /// Request-Line or Status-Line.
     pub start: StartLine,
-    /// Headers in wire order, names in canonical long form.
+    /// Headers in wire order, names in canonical long form (Content-Length is not kept: it
+    /// always follows the body).
     pub headers: Vec<(String, String)>,
     /// The body (Content-Length is recomputed on serialization).
     pub body: Vec<u8>,
@@ -306,8 +307,11 @@ impl Message {
                 let Some(last) = headers.last_mut() else {
                     return Err(ParseError::HeaderLine);
                 };
-                last.1.push(' ');
-                last.1.push_str(line.trim());
+                let more = line.trim();
+                if !last.1.is_empty() && !more.is_empty() {
+                    last.1.push(' ');
+                }
+                last.1.push_str(more);
                 continue;
             }
             if headers.len() >= MAX_HEADERS {
@@ -337,6 +341,8 @@ impl Message {
             None if stream => return Err(ParseError::ContentLength),
             None => (body_bytes.len(), body_bytes.len()),
         };
+        // Content-Length is implied by the body and rewritten on serialization.
+        headers.retain(|(n, _)| n != "Content-Length");
         let msg = Message {
             start,
             headers,

@@ -91,16 +91,24 @@ fn start_kamailio(bin: &Path, phone_port: u16, algorithm: &str) -> Kamailio {
     let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("log file");
     let child = Command::new(bin)
         .current_dir(dir.path())
-        .arg("-f").arg(&cfg)
+        .arg("-f")
+        .arg(&cfg)
         .args(["-DD", "-E", "-n", "1", "-m", "64", "-M", "8"])
-        .arg("-Y").arg(dir.path())
-        .arg("-w").arg(dir.path())
+        .arg("-Y")
+        .arg(dir.path())
+        .arg("-w")
+        .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn kamailio");
-    let mut peer = Peer { child, port, name: format!("kamailio {algorithm}"), dir };
+    let mut peer = Peer {
+        child,
+        port,
+        name: format!("kamailio {algorithm}"),
+        dir,
+    };
     // Ready when its UDP port is taken (or it died: show its log).
     let end = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -108,10 +116,14 @@ fn start_kamailio(bin: &Path, phone_port: u16, algorithm: &str) -> Kamailio {
             break;
         }
         if let Ok(Some(status)) = peer.child.try_wait() {
-            let log = std::fs::read_to_string(peer.dir.path().join("kamailio.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(peer.dir.path().join("kamailio.log")).unwrap_or_default();
             panic!("kamailio exited at start ({status}):\n{log}");
         }
-        assert!(std::time::Instant::now() < end, "kamailio did not open its port");
+        assert!(
+            std::time::Instant::now() < end,
+            "kamailio did not open its port"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Kamailio { peer }
@@ -129,11 +141,17 @@ fn line_via_proxy(kamailio_port: u16, password: &str) -> serde_json::Value {
 }
 
 fn run_through_kamailio(algorithm: &str, driver_name: &str, scenario: &str) {
-    let (Some(sipp_bin), Some(kam_bin)) = (sipp(), kamailio()) else { return };
+    let (Some(sipp_bin), Some(kam_bin)) = (sipp(), kamailio()) else {
+        return;
+    };
     let mut phone = start_sipp(&sipp_bin, scenario, false, 1, &[]);
     let kam = start_kamailio(&kam_bin, phone.port, algorithm);
     let rec = Recorder::new();
-    let driver = build(driver_name, &line_via_proxy(kam.peer.port, "secret"), rec.clone());
+    let driver = build(
+        driver_name,
+        &line_via_proxy(kam.peer.port, "secret"),
+        rec.clone(),
+    );
     let id = make_call(driver.as_ref(), "alice", 1, "0301234");
     let outcome = rec.wait_complete(id, T);
     assert!(outcome.is_ok(), "{:?}", outcome);
@@ -144,12 +162,20 @@ fn run_through_kamailio(algorithm: &str, driver_name: &str, scenario: &str) {
     // Kamailio logged our answer and its verdict: accepted (rc 1) with the wanted algorithm.
     let log = std::fs::read_to_string(kam.peer.dir.path().join("kamailio.log")).unwrap_or_default();
     let accepted = log.lines().any(|l| {
-        l.contains("auth rc=1 ") && l.contains(&format!("algorithm={algorithm},")) && l.contains("qop=auth")
+        l.contains("auth rc=1 ")
+            && l.contains(&format!("algorithm={algorithm},"))
+            && l.contains("qop=auth")
     });
-    assert!(accepted, "Kamailio did not accept a {algorithm} answer:\n{log}");
+    assert!(
+        accepted,
+        "Kamailio did not accept a {algorithm} answer:\n{log}"
+    );
     // Loose routing: our in-dialog requests followed the Record-Route through Kamailio.
     for method in ["ACK", "REFER", "BYE"] {
-        assert!(log.contains(&format!("request {method} ")), "{method} bypassed Kamailio:\n{log}");
+        assert!(
+            log.contains(&format!("request {method} ")),
+            "{method} bypassed Kamailio:\n{log}"
+        );
     }
 }
 
@@ -170,18 +196,31 @@ fn reverse_through_kamailio_with_sha256_digest() {
 
 #[test]
 fn kamailio_refusing_our_credentials_is_a_clear_auth_failure() {
-    let (Some(sipp_bin), Some(kam_bin)) = (sipp(), kamailio()) else { return };
+    let (Some(sipp_bin), Some(kam_bin)) = (sipp(), kamailio()) else {
+        return;
+    };
     let phone = start_sipp(&sipp_bin, "phone_ok_any", false, 1, &[]);
     let kam = start_kamailio(&kam_bin, phone.port, "MD5");
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line_via_proxy(kam.peer.port, "wrong"), rec.clone());
+    let driver = build(
+        "sip-refer",
+        &line_via_proxy(kam.peer.port, "wrong"),
+        rec.clone(),
+    );
     let id = make_call(driver.as_ref(), "alice", 2, "0301234");
     let outcome = rec.wait_complete(id, T);
     let text = match &outcome {
         Ok(_) => String::from("ok"),
         Err(e) => e.detail.clone(),
     };
-    assert!(text.contains("refused our credentials for user \"alice\""), "{text}");
-    rec.wait_state(CallId(2), CallState::Disconnected(DisconnectMode::Blocked), T);
+    assert!(
+        text.contains("refused our credentials for user \"alice\""),
+        "{text}"
+    );
+    rec.wait_state(
+        CallId(2),
+        CallState::Disconnected(DisconnectMode::Blocked),
+        T,
+    );
     driver.shutdown();
 }
