@@ -296,7 +296,7 @@ impl Via {
     /// Parses one Via value.
     pub fn parse(text: &str) -> Option<Via> {
         let text = text.trim();
-        let (proto, rest) = text.split_once(|c: char| c == ' ' || c == '\t')?;
+        let (proto, rest) = text.split_once([' ', '\t'])?;
         let mut p = proto.split('/');
         let (Some(name), Some(version), Some(transport), None) =
             (p.next(), p.next(), p.next(), p.next())

@@ -497,7 +497,7 @@ impl Call {
     /// Phase 2: REFER the answered leg and follow the NOTIFYs.
     async fn refer(&mut self) -> End {
         self.rep.state(CallState::Proceeding);
-        let ours = self.from_uri();
+        let ours = self.our_uri();
         let extra = vec![
             ("Refer-To", format!("<{}>", self.refer_to)),
             ("Referred-By", format!("<{ours}>")),
@@ -573,7 +573,7 @@ impl Call {
         }
     }
 
-    fn from_uri(&self) -> String {
+    fn our_uri(&self) -> String {
         NameAddr::parse(&self.from)
             .map(|n| n.uri)
             .unwrap_or_default()

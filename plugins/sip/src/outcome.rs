@@ -15,7 +15,7 @@ pub fn disconnect_mode(code: u16) -> DisconnectMode {
         487 => DisconnectMode::Cancelled,
         410 => DisconnectMode::NumberChanged,
         488 | 606 | 415 => DisconnectMode::Incompatible,
-        502 | 503 | 504 => DisconnectMode::TempFailure,
+        502..=504 => DisconnectMode::TempFailure,
         _ => DisconnectMode::Unavailable,
     }
 }
@@ -23,7 +23,7 @@ pub fn disconnect_mode(code: u16) -> DisconnectMode {
 /// The call state a provisional sipfrag (or INVITE provisional) means.
 pub fn progress_state(code: u16) -> CallState {
     match code {
-        180 | 181 | 182 | 183 => CallState::Ringback,
+        180 | 183 => CallState::Ringback,
         _ => CallState::Proceeding,
     }
 }

@@ -98,7 +98,7 @@ impl Drop for Peer {
             // Keep SIPp's traces for the failure report.
             let keep = std::env::temp_dir()
                 .join("tapir-sipp-failures")
-                .join(&self.name.replace(' ', "_"));
+                .join(self.name.replace(' ', "_"));
             let _ = std::fs::create_dir_all(&keep);
             if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
                 for e in rd.flatten() {
