@@ -18,11 +18,15 @@ use crate::resolve::{Target, Transport};
 use crate::transaction::{new_branch, LayerEvent, LayerStats, Timers, TransactionLayer, TxKey};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
+
+/// Most datagrams waiting for the socket.
+const MAX_UDP_QUEUE: usize = 65_536;
 
 /// Endpoint settings.
 #[derive(Debug, Clone)]
@@ -142,6 +146,34 @@ pub struct EndpointStats {
     pub malformed: u64,
 }
 
+/// Process-wide counters over every endpoint (for metrics and the benchmark).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GlobalStats {
+    /// Retransmissions sent by all transaction layers.
+    pub retransmissions: u64,
+    /// Transactions created.
+    pub transactions: u64,
+    /// Transaction timeouts.
+    pub timeouts: u64,
+    /// Datagrams and stream messages dropped as unparseable.
+    pub malformed: u64,
+}
+
+static RETRANSMISSIONS: AtomicU64 = AtomicU64::new(0);
+static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
+static TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+static MALFORMED: AtomicU64 = AtomicU64::new(0);
+
+/// Reads the process-wide counters.
+pub fn global_stats() -> GlobalStats {
+    GlobalStats {
+        retransmissions: RETRANSMISSIONS.load(Ordering::Relaxed),
+        transactions: TRANSACTIONS.load(Ordering::Relaxed),
+        timeouts: TIMEOUTS.load(Ordering::Relaxed),
+        malformed: MALFORMED.load(Ordering::Relaxed),
+    }
+}
+
 /// Handle to a running endpoint. Cheap to clone; the task stops when the last handle is
 /// dropped.
 #[derive(Clone)]
@@ -191,12 +223,10 @@ impl Endpoint {
     /// # Errors
     /// [`EndpointError::Bind`] when a socket cannot be bound.
     pub async fn start(config: EndpointConfig) -> Result<Endpoint, EndpointError> {
-        let udp = UdpSocket::bind(config.bind)
-            .await
-            .map_err(|source| EndpointError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let udp = bind_udp(config.bind).map_err(|source| EndpointError::Bind {
+            addr: config.bind,
+            source,
+        })?;
         let udp_addr = udp.local_addr().map_err(|source| EndpointError::Bind {
             addr: config.bind,
             source,
@@ -229,6 +259,10 @@ impl Endpoint {
             server_routes: HashMap::new(),
             inbound_tx: in_tx,
             malformed: 0,
+            udp_out: std::collections::VecDeque::new(),
+            next_sweep: Instant::now(),
+            published: LayerStats::default(),
+            published_malformed: 0,
         };
         tokio::spawn(task.run(cmd_rx, in_rx, tcp));
         Ok(Endpoint {
@@ -369,6 +403,10 @@ struct Task {
     server_routes: HashMap<TxKey, ()>,
     inbound_tx: mpsc::Sender<Inbound>,
     malformed: u64,
+    udp_out: std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
+    next_sweep: Instant,
+    published: LayerStats,
+    published_malformed: u64,
 }
 
 impl Task {
@@ -434,7 +472,7 @@ impl Task {
                     .layer
                     .send_request(msg, peer, target.transport.reliable(), now)
                     .map(|key| {
-                        let (tx, rx) = mpsc::channel(32);
+                        let (tx, rx) = mpsc::channel(8);
                         self.clients.insert(key.clone(), (tx, peer));
                         ClientTx {
                             key,
@@ -614,18 +652,66 @@ impl Task {
                 }
             }
         }
-        // Client entries of transactions the layer already dropped (INVITE after 2xx/Timer M).
-        if self.clients.len() > self.layer.len() {
+        self.publish_stats();
+        // Once a second: forget client entries whose user stopped listening or whose
+        // transaction the layer already dropped (their channel buffers are the bulk of it).
+        if now >= self.next_sweep {
+            self.next_sweep = now + Duration::from_secs(1);
             let layer = &self.layer;
-            self.clients.retain(|k, _| layer.state(k).is_some());
+            self.clients
+                .retain(|k, (tx, _)| !tx.is_closed() && layer.state(k).is_some());
+            self.server_routes.retain(|k, ()| layer.state(k).is_some());
         }
-        self.server_routes
-            .retain(|k, ()| self.layer.state(k).is_some());
         // Respond-ins from dispatch may have queued more transmissions.
         while let Some(LayerEvent::Transmit { peer, bytes, .. }) = self.layer.pop_event() {
             self.transmit(peer, bytes);
         }
-        tokio::task::yield_now().await;
+        self.send_queued().await;
+    }
+
+    /// Sends the queued datagrams in order, each waiting at most a second for buffer space.
+    async fn send_queued(&mut self) {
+        while let Some((addr, bytes)) = self.udp_out.pop_front() {
+            let sent = match self.udp.try_send_to(&bytes, addr) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match tokio::time::timeout(
+                    Duration::from_secs(1),
+                    self.udp.send_to(&bytes, addr),
+                )
+                .await
+                {
+                    Ok(r) => r.map(|_| ()),
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "socket not writable",
+                    )),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
+                tracing::debug!(to = %addr, error = %e, "UDP send failed");
+            }
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        let now = self.layer.stats();
+        let last = self.published;
+        RETRANSMISSIONS.fetch_add(
+            now.retransmissions.saturating_sub(last.retransmissions),
+            Ordering::Relaxed,
+        );
+        TRANSACTIONS.fetch_add(now.created.saturating_sub(last.created), Ordering::Relaxed);
+        TIMEOUTS.fetch_add(
+            now.timeouts.saturating_sub(last.timeouts),
+            Ordering::Relaxed,
+        );
+        MALFORMED.fetch_add(
+            self.malformed.saturating_sub(self.published_malformed),
+            Ordering::Relaxed,
+        );
+        self.published = now;
+        self.published_malformed = self.malformed;
     }
 
     fn dispatch_request(&mut self, key: TxKey, msg: Message, now: Instant) {
@@ -675,8 +761,12 @@ impl Task {
     fn transmit(&mut self, peer: Peer, bytes: Vec<u8>) {
         match peer.transport {
             Transport::Udp => {
-                if let Err(e) = self.udp.try_send_to(&bytes, peer.addr) {
-                    tracing::debug!(to = %peer.addr, error = %e, "UDP send failed");
+                // Sent in order by `send_queued`, waiting for the socket when its buffer is full
+                // (a dropped ACK would overtake nothing but still cost a retransmission).
+                if self.udp_out.len() < MAX_UDP_QUEUE {
+                    self.udp_out.push_back((peer.addr, bytes));
+                } else {
+                    tracing::warn!(to = %peer.addr, "UDP send queue full, datagram dropped");
                 }
             }
             Transport::Tcp => {
@@ -756,6 +846,21 @@ impl Task {
         });
     }
 }
+
+/// Binds the UDP socket with large buffers (bursts of hundreds of calls must not overflow
+/// the kernel's default ~200 KiB and cost retransmissions).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Requested UDP socket buffer size (the kernel caps it at `net.core.rmem_max`).
+const UDP_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Adds `received` and fills `rport` in the top Via of a request (RFC 3261 §18.2.1, RFC 3581).
 fn fix_received(msg: &mut Message, source: SocketAddr) {

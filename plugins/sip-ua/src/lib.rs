@@ -26,7 +26,10 @@ pub mod resolve;
 pub mod transaction;
 
 pub use dialog::Dialog;
-pub use endpoint::{ClientEvent, ClientTx, Endpoint, EndpointConfig, EndpointError, Incoming};
+pub use endpoint::{
+    global_stats, ClientEvent, ClientTx, Endpoint, EndpointConfig, EndpointError, GlobalStats,
+    Incoming,
+};
 pub use header::{NameAddr, Uri, Via};
 pub use message::{Message, Method, ParseError, StartLine};
 pub use resolve::{Resolver, Target, Transport};

@@ -372,6 +372,10 @@ impl<P: Clone> TransactionLayer<P> {
             return Err(TxError::Unknown);
         }
         tx.wire = response.to_bytes();
+        if code >= 200 {
+            // The user answered: the guard's fallback 500 is not needed any more.
+            tx.request = None;
+        }
         self.events.push_back(LayerEvent::Transmit {
             peer: entry.peer.clone(),
             bytes: tx.wire.clone(),
@@ -436,6 +440,9 @@ impl<P: Clone> TransactionLayer<P> {
                     tx.state = TxState::Proceeding;
                 } else if code < 300 {
                     tx.state = TxState::Accepted;
+                    // Nothing is retransmitted any more: free the request.
+                    tx.request = None;
+                    tx.wire = Vec::new();
                     tx.timeout_at = None;
                     tx.end_at = Some(now + 64 * t.t1); // Timer M
                 } else {
@@ -446,6 +453,8 @@ impl<P: Clone> TransactionLayer<P> {
                         steps.push(Step::Send(a.clone()));
                     }
                     tx.ack = ack;
+                    tx.request = None;
+                    tx.wire = Vec::new();
                     // Timer D
                     tx.end_at = Some(
                         now + if tx.reliable {
@@ -472,6 +481,7 @@ impl<P: Clone> TransactionLayer<P> {
                     tx.state = TxState::Completed;
                     tx.retransmit_at = None;
                     tx.timeout_at = None;
+                    tx.wire = Vec::new();
                     tx.end_at = Some(now + if tx.reliable { Duration::ZERO } else { t.t4 });
                     // K
                 }

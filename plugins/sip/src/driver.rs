@@ -207,13 +207,21 @@ impl SipDriver {
             },
         );
         drop(calls);
-        let rep = Reporter::new(
+        let mut rep = Reporter::new(
             self.inner.gate.clone(),
             env.line.clone(),
             call,
             shared,
             destination.to_owned(),
         );
+        let weak = Arc::downgrade(&self.inner);
+        rep.set_on_idle(Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                if let Ok(mut calls) = inner.calls.lock() {
+                    calls.remove(&call);
+                }
+            }
+        }));
         let inner = self.inner.clone();
         self.handle.spawn(async move {
             call::run(ctx, rep, ctl_rx, uri).await;

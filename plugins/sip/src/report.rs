@@ -82,6 +82,7 @@ pub struct Reporter {
     shared: Arc<CallShared>,
     destination: String,
     idle: bool,
+    on_idle: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
 impl Reporter {
@@ -100,7 +101,14 @@ impl Reporter {
             shared,
             destination,
             idle: false,
+            on_idle: None,
         }
+    }
+
+    /// Runs `f` just before Idle is reported (the driver frees the call id there, so an
+    /// application that sees Idle can reuse the line at once).
+    pub fn set_on_idle(&mut self, f: Box<dyn FnOnce() + Send + Sync>) {
+        self.on_idle = Some(f);
     }
 
     /// Reports a state (nothing after Idle).
@@ -109,6 +117,11 @@ impl Reporter {
             return;
         }
         self.idle = state.is_idle();
+        if self.idle {
+            if let Some(f) = self.on_idle.take() {
+                f();
+            }
+        }
         self.gate.event(DriverEvent::CallState {
             line: self.line.clone(),
             call: self.call,

@@ -122,6 +122,18 @@ fn wait_port_taken(port: u16) {
 
 /// Starts SIPp as a UAS running `scenario` (a file in tests/scenarios) for `calls` calls.
 pub fn start_sipp(bin: &Path, scenario: &str, tcp: bool, calls: u32, extra: &[&str]) -> Peer {
+    start_sipp_with(bin, scenario, tcp, calls, extra, true)
+}
+
+/// Like [`start_sipp`]; `trace` adds `-trace_msg` (off for benchmarks).
+pub fn start_sipp_with(
+    bin: &Path,
+    scenario: &str,
+    tcp: bool,
+    calls: u32,
+    extra: &[&str],
+    trace: bool,
+) -> Peer {
     let dir = tempfile::tempdir().expect("temp dir");
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/scenarios")
@@ -145,11 +157,11 @@ pub fn start_sipp(bin: &Path, scenario: &str, tcp: bool, calls: u32, extra: &[&s
         .args([
             "-nostdin",
             "-trace_err",
-            "-trace_msg",
             "-timeout",
-            "60s",
+            "300s",
             "-timeout_error",
         ])
+        .args(if trace { &["-trace_msg"][..] } else { &[][..] })
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
