@@ -771,6 +771,9 @@ impl Call {
             }
             End::Failed(ClickToDialError::Shutdown) => {
                 self.release().await;
+                // The driver closes the gate only after its calls ended or 2 s passed.
+                self.rep.complete_make_call(Err(ClickToDialError::Shutdown));
+                self.rep.complete_drops();
             }
             End::Failed(e) => {
                 tracing::info!(call_id = %self.call_id, reason = %e, "click-to-dial failed");

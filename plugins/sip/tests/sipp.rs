@@ -329,3 +329,79 @@ fn unsupported_operations_and_bad_input_are_refused_at_once() {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .is_empty());
 }
+
+#[test]
+fn drop_after_refer_sends_bye() {
+    let Some(bin) = sipp() else { return };
+    let mut phone = start_sipp(&bin, "refer_no_final", false, 1, &[]);
+    let rec = Recorder::new();
+    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let id = make_call(driver.as_ref(), "alice", 13, "900");
+    rec.wait_state(CallId(13), CallState::Proceeding, T);
+    // Let the NOTIFY 100 arrive, then drop: tapir must BYE its leg (the scenario's last step).
+    std::thread::sleep(Duration::from_millis(300));
+    let d = drop_call(driver.as_ref(), "alice", 13);
+    assert!(rec.wait_complete(d, T).is_ok());
+    assert!(err_text(&rec.wait_complete(id, T)).contains("dropped"));
+    rec.wait_state(CallId(13), CallState::Idle, T);
+    phone.assert_scenario_passed(T);
+    assert_eq!(rec.completions_of(id), 1);
+    driver.shutdown();
+}
+
+#[test]
+fn several_lines_on_one_account_call_at_once() {
+    let Some(bin) = sipp() else { return };
+    let mut phone = start_sipp(&bin, "phone_ok_any", false, 3, &[]);
+    let rec = Recorder::new();
+    let mut lines = Vec::new();
+    for key in ["desk-1", "desk-2", "desk-3"] {
+        lines.push(json!({
+            "key": key, "domain": format!("127.0.0.1:{}", phone.port), "user": "alice",
+            "password": "secret", "bind": "127.0.0.1:0",
+        }));
+    }
+    let driver = build("sip-refer", &json!({ "lines": lines }), rec.clone());
+    assert_eq!(rec.lines().len(), 3);
+    let ids: Vec<_> = ["desk-1", "desk-2", "desk-3"]
+        .iter()
+        .enumerate()
+        .map(|(i, key)| make_call(driver.as_ref(), key, 20 + i as u64, &format!("10{i}")))
+        .collect();
+    for id in ids {
+        let outcome = rec.wait_complete(id, T);
+        assert!(outcome.is_ok(), "{}", err_text(&outcome));
+    }
+    phone.assert_scenario_passed(T);
+    driver.shutdown();
+}
+
+#[test]
+fn shutdown_completes_pending_calls_and_silences_events() {
+    let Some(bin) = sipp() else { return };
+    let _phone = start_sipp(&bin, "phone_noanswer", false, 1, &[]);
+    let rec = Recorder::new();
+    let driver = build("sip-refer", &line(_phone.port, json!({})), rec.clone());
+    let id = make_call(driver.as_ref(), "alice", 30, "1");
+    rec.wait_state(CallId(30), CallState::Ringback, T);
+    driver.shutdown();
+    let outcome = rec.wait_complete(id, Duration::from_secs(1));
+    assert!(
+        err_text(&outcome).contains("shut down"),
+        "{}",
+        err_text(&outcome)
+    );
+    let events_after = rec
+        .events
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len();
+    std::thread::sleep(Duration::from_millis(500));
+    let events_later = rec
+        .events
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len();
+    assert_eq!(events_after, events_later, "events after shutdown");
+    assert_eq!(rec.completions_of(id), 1);
+}
