@@ -256,7 +256,6 @@ impl Endpoint {
             conns: HashMap::new(),
             clients: HashMap::new(),
             routes: HashMap::new(),
-            server_routes: HashMap::new(),
             inbound_tx: in_tx,
             malformed: 0,
             udp_out: std::collections::VecDeque::new(),
@@ -399,8 +398,6 @@ struct Task {
     conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     clients: HashMap<TxKey, (mpsc::Sender<ClientEvent>, Peer)>,
     routes: HashMap<String, mpsc::Sender<Incoming>>,
-    /// Server transactions the endpoint answers itself.
-    server_routes: HashMap<TxKey, ()>,
     inbound_tx: mpsc::Sender<Inbound>,
     malformed: u64,
     udp_out: std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
@@ -637,7 +634,6 @@ impl Task {
                     if let Some((tx, _)) = self.clients.remove(&key) {
                         let _ = tx.try_send(ClientEvent::Timeout);
                     }
-                    self.server_routes.remove(&key);
                 }
                 LayerEvent::Request { key, msg, peer: _ } => self.dispatch_request(key, msg, now),
                 LayerEvent::Ack { msg, .. } => {
@@ -660,7 +656,6 @@ impl Task {
             let layer = &self.layer;
             self.clients
                 .retain(|k, (tx, _)| !tx.is_closed() && layer.state(k).is_some());
-            self.server_routes.retain(|k, ()| layer.state(k).is_some());
         }
         // Respond-ins from dispatch may have queued more transmissions.
         while let Some(LayerEvent::Transmit { peer, bytes, .. }) = self.layer.pop_event() {
@@ -754,7 +749,6 @@ impl Task {
             }
         };
         resp.push("Server", self.user_agent.clone());
-        self.server_routes.insert(key.clone(), ());
         let _ = self.layer.respond(&key, resp, now);
     }
 

@@ -120,3 +120,95 @@ fn huge_and_deep_inputs_are_refused_cheaply() {
     let _ = NameAddr::parse(&quotes);
     let _ = Challenge::parse(&format!("Digest {}", "a=\"b\",".repeat(10_000)));
 }
+
+/// A live endpoint flooded with mutated datagrams keeps answering, counts the garbage, and
+/// lets every transaction the garbage created end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_endpoint_survives_garbage() {
+    use tapir_sip_ua::{ClientEvent, Endpoint, EndpointConfig, Method, Target, Transport};
+    let timers = Timers {
+        t1: Duration::from_millis(10),
+        t2: Duration::from_millis(40),
+        t4: Duration::from_millis(50),
+        proceeding_limit: Duration::from_millis(500),
+    };
+    let ep = Endpoint::start(EndpointConfig {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        timers,
+        ..EndpointConfig::default()
+    })
+    .await
+    .expect("endpoint");
+    let target = ep.udp_addr();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("socket");
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for i in 0..3000u64 {
+        let seed = SEEDS[(next() % SEEDS.len() as u64) as usize].as_bytes();
+        let edits: Vec<(usize, u8, u8)> = (0..(next() % 6))
+            .map(|_| (next() as usize, next() as u8, next() as u8))
+            .collect();
+        let mut bytes = mutate(seed, &edits);
+        if i % 7 == 0 {
+            bytes = (0..(next() % 1500)).map(|_| next() as u8).collect();
+        }
+        let _ = sock.send_to(&bytes, target).await;
+        if i % 200 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Still alive: OPTIONS to itself is answered 200.
+    let mut req = Message::request(Method::Options, format!("sip:x@{target}"));
+    req.push("Max-Forwards", "70");
+    req.push("From", "<sip:probe@127.0.0.1>;tag=p1");
+    req.push("To", format!("<sip:x@{target}>"));
+    req.push("Call-ID", "probe-1");
+    req.push("CSeq", "1 OPTIONS");
+    let mut tx = ep
+        .request(
+            req,
+            Target {
+                transport: Transport::Udp,
+                addr: target,
+            },
+        )
+        .await
+        .expect("sent");
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match tx.events.recv().await {
+                Some(ClientEvent::Response(r)) if r.code().is_some_and(|c| c >= 200) => {
+                    return r.code()
+                }
+                Some(ClientEvent::Response(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("answered in time");
+    assert_eq!(got, Some(200));
+    // Every transaction the garbage opened ends (timers are short here).
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = ep.stats().await.expect("stats");
+        if s.transactions == 0 {
+            assert!(s.malformed > 0, "garbage was counted");
+            assert_eq!(s.routes, 0);
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "{} transactions never ended",
+            s.transactions
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

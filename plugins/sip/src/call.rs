@@ -278,7 +278,7 @@ impl Call {
         m
     }
 
-    /// Waits for the next control message or `deadline`; records stops.
+    /// Records why the call must stop (a closed control channel counts as shutdown).
     fn note_ctl(&mut self, ctl: Option<Ctl>) {
         self.stop = Some(ctl.unwrap_or(Ctl::Shutdown));
     }
