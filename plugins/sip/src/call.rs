@@ -211,7 +211,8 @@ impl Call {
         Ok((auth_name, value))
     }
 
-    async fn first_target(&mut self) -> Result<(Target, Option<String>), ClickToDialError> {
+    /// The first hop's targets (RFC 3263 order) and the preloaded Route, if any.
+    async fn first_targets(&mut self) -> Result<(Vec<Target>, Option<String>), ClickToDialError> {
         let line = &self.ctx.line;
         let (hop, route) = if let (Some(addr), Mode::Refer) = (&line.phone_addr, self.ctx.mode) {
             (addr.clone(), None)
@@ -235,13 +236,13 @@ impl Call {
                 who: self.first_who.clone(),
                 detail: e.to_string(),
             })?;
-        let target = *targets
-            .first()
-            .ok_or_else(|| ClickToDialError::Unreachable {
+        if targets.is_empty() {
+            return Err(ClickToDialError::Unreachable {
                 who: self.first_who.clone(),
                 detail: format!("no address for {hop}"),
-            })?;
-        Ok((target, route))
+            });
+        }
+        Ok((targets, route))
     }
 
     fn build_invite(
@@ -283,9 +284,8 @@ impl Call {
         self.stop = Some(ctl.unwrap_or(Ctl::Shutdown));
     }
 
-    /// Phase 1: INVITE the first leg until it answers (dialog formed and ACKed).
-    async fn invite(&mut self) -> Result<(), ClickToDialError> {
-        let (target, route) = self.first_target().await?;
+    /// Uses `target` for the first leg and computes our Contact towards it.
+    fn set_target(&mut self, target: Target) {
         self.target = Some(target);
         let local = self.ctx.endpoint.local_addr_for(&target);
         let tp = if target.transport == tapir_sip_ua::Transport::Tcp {
@@ -302,12 +302,26 @@ impl Call {
             self.ctx.line.cfg.user,
             local.port()
         );
+    }
+
+    /// Phase 1: INVITE the first leg until it answers (dialog formed and ACKed).
+    async fn invite(&mut self) -> Result<(), ClickToDialError> {
+        let (targets, route) = self.first_targets().await?;
+        // RFC 3263 §4.3: on a timeout or transport error before any response, try the next.
+        let mut alternates = targets.into_iter();
+        let Some(mut target) = alternates.next() else {
+            return Err(ClickToDialError::Unreachable {
+                who: self.first_who.clone(),
+                detail: "no address".into(),
+            });
+        };
+        self.set_target(target);
         let ring_secs = self.ctx.line.cfg.ring_timeout_secs;
         let ring_deadline = Instant::now() + Duration::from_secs(ring_secs);
         let mut auth: Option<(&'static str, String)> = None;
         let mut auth_tries = 0;
         let mut ringing = false;
-        loop {
+        'attempts: loop {
             let invite =
                 self.build_invite(self.invite_seq, route.as_deref(), auth.as_ref(), &target);
             let mut tx = self
@@ -320,6 +334,7 @@ impl Call {
                     detail: e.to_string(),
                 })?;
             let mut provisional = false;
+            let mut any_response = false;
             let mut cancelling: Option<(ClickToDialError, Instant)> = None;
             let mut cancel_sent = false;
             loop {
@@ -336,6 +351,18 @@ impl Call {
                                 detail: "the INVITE transaction ended without a final response".into(),
                             }));
                         };
+                        if matches!(ev, ClientEvent::Timeout | ClientEvent::TransportError(_)) && !any_response && cancelling.is_none() {
+                            if let Some(next) = alternates.next() {
+                                tracing::info!(call_id = %self.call_id, from = %target.addr, to = %next.addr, "no answer from target, trying the next");
+                                target = next;
+                                self.set_target(target);
+                                self.invite_seq += 1;
+                                continue 'attempts;
+                            }
+                        }
+                        if matches!(ev, ClientEvent::Response(_)) {
+                            any_response = true;
+                        }
                         match ev {
                             ClientEvent::Response(resp) => {
                                 let code = resp.code().unwrap_or(0);
