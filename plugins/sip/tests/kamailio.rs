@@ -14,6 +14,12 @@ use tapir_core::*;
 const T: Duration = Duration::from_secs(20);
 
 fn config(port: u16, phone_port: u16, algorithm: &str) -> String {
+    let next_hop = if phone_port == 0 {
+        // Registrar mode: find the phone in the location table.
+        "if (!lookup(\"location\")) {\n        sl_send_reply(\"404\", \"Not Found\");\n        exit;\n    }".to_owned()
+    } else {
+        format!("$du = \"sip:127.0.0.1:{phone_port}\";")
+    };
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -32,6 +38,9 @@ loadmodule "textops.so"
 loadmodule "siputils.so"
 loadmodule "xlog.so"
 loadmodule "auth.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+modparam("usrloc", "db_mode", 0)
 modparam("auth", "algorithm", "{algorithm}")
 modparam("auth", "nonce_expire", 60)
 
@@ -62,6 +71,17 @@ request_route {{
         exit;
     }}
     t_check_trans();
+    if (is_method("REGISTER")) {{
+        if (!pv_www_authenticate("tapir.test", "secret", "0")) {{
+            www_challenge("tapir.test", "1");
+            exit;
+        }}
+        consume_credentials();
+        if (!save("location")) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
     if (is_method("INVITE|REFER") && $fU == "alice") {{
         $var(rc) = pv_proxy_authenticate("tapir.test", "secret", "0");
         xlog("L_INFO", "auth rc=$var(rc) pa=[$hdr(Proxy-Authorization)]\n");
@@ -72,7 +92,7 @@ request_route {{
         consume_credentials();
     }}
     record_route();
-    $du = "sip:127.0.0.1:{phone_port}";
+    {next_hop}
     t_relay();
 }}
 "#
@@ -222,5 +242,61 @@ fn kamailio_refusing_our_credentials_is_a_clear_auth_failure() {
         CallState::Disconnected(DisconnectMode::Blocked),
         T,
     );
+    driver.shutdown();
+}
+
+#[test]
+fn refer_to_a_phone_registered_at_kamailio() {
+    let (Some(sipp_bin), Some(kam_bin)) = (sipp(), kamailio()) else {
+        return;
+    };
+    let mut phone = start_sipp(&sipp_bin, "phone_ok_any", false, 1, &[]);
+    let kam = start_kamailio(&kam_bin, 0, "MD5");
+    // The phone registers its address as sip:201@tapir.test, authenticating with digest.
+    let reg_dir = tempfile::tempdir().expect("temp dir");
+    let sf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/register.xml");
+    let child = Command::new(&sipp_bin)
+        .current_dir(reg_dir.path())
+        .arg(format!("127.0.0.1:{}", kam.peer.port))
+        .arg("-sf")
+        .arg(&sf)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+        ])
+        .args([
+            "-key",
+            "phone_port",
+            &phone.port.to_string(),
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp");
+    let mut registrar_client = Peer {
+        child,
+        port: 0,
+        name: "sipp register".into(),
+        dir: reg_dir,
+    };
+    registrar_client.assert_scenario_passed(T);
+    let rec = Recorder::new();
+    let mut cfg = line_via_proxy(kam.peer.port, "secret");
+    cfg["lines"][0]["phone_user"] = json!("201");
+    let driver = build("sip-refer", &cfg, rec.clone());
+    let id = make_call(driver.as_ref(), "alice", 3, "0301234");
+    let outcome = rec.wait_complete(id, T);
+    assert!(outcome.is_ok(), "{:?}", outcome);
+    rec.wait_state(CallId(3), CallState::Idle, T);
+    phone.assert_scenario_passed(T);
     driver.shutdown();
 }

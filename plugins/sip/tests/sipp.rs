@@ -405,3 +405,55 @@ fn shutdown_completes_pending_calls_and_silences_events() {
     assert_eq!(events_after, events_later, "events after shutdown");
     assert_eq!(rec.completions_of(id), 1);
 }
+
+#[test]
+fn refer_answered_200_instead_of_202_is_accepted() {
+    let Some(bin) = sipp() else { return };
+    let mut phone = start_sipp(&bin, "refer_200", false, 1, &[]);
+    let rec = Recorder::new();
+    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let id = make_call(driver.as_ref(), "alice", 40, "41");
+    let outcome = rec.wait_complete(id, T);
+    assert!(outcome.is_ok(), "{}", err_text(&outcome));
+    rec.wait_state(CallId(40), CallState::Idle, T);
+    phone.assert_scenario_passed(T);
+    driver.shutdown();
+}
+
+#[test]
+fn phone_declining_is_disconnected_reject() {
+    let Some(bin) = sipp() else { return };
+    let mut phone = start_sipp(&bin, "phone_decline", false, 1, &[]);
+    let rec = Recorder::new();
+    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let id = make_call(driver.as_ref(), "alice", 41, "42");
+    let text = err_text(&rec.wait_complete(id, T));
+    assert!(
+        text.contains("user's phone") && text.contains("603 Decline"),
+        "{text}"
+    );
+    rec.wait_state(
+        CallId(41),
+        CallState::Disconnected(DisconnectMode::Reject),
+        T,
+    );
+    phone.assert_scenario_passed(T);
+    driver.shutdown();
+}
+
+#[test]
+fn reverse_callee_busy_is_disconnected_busy() {
+    let Some(bin) = sipp() else { return };
+    let mut callee = start_sipp(&bin, "phone_busy", false, 1, &[]);
+    let rec = Recorder::new();
+    let driver = build("sip-reverse", &line(callee.port, json!({})), rec.clone());
+    let id = make_call(driver.as_ref(), "alice", 42, "0301234");
+    let text = err_text(&rec.wait_complete(id, T));
+    assert!(
+        text.contains("the callee (sip:0301234@") && text.contains("486"),
+        "{text}"
+    );
+    rec.wait_state(CallId(42), CallState::Disconnected(DisconnectMode::Busy), T);
+    callee.assert_scenario_passed(T);
+    driver.shutdown();
+}
