@@ -204,6 +204,11 @@ impl Resolver {
         Resolver { dns }
     }
 
+    /// True when DNS (SRV) look-ups are available.
+    pub fn has_dns(&self) -> bool {
+        self.dns.is_some()
+    }
+
     /// Resolves a URI into targets, best first.
     ///
     /// # Errors
@@ -353,6 +358,14 @@ mod tests {
             .map(|r| r.target)
             .collect();
         assert_eq!(order, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn dns_client_builds_outside_a_runtime() {
+        // Drivers build their resolver before their runtime exists.
+        if std::path::Path::new("/etc/resolv.conf").exists() {
+            assert!(Resolver::new().has_dns());
+        }
     }
 
     #[tokio::test]
