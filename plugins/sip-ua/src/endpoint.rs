@@ -46,7 +46,7 @@ impl Default for EndpointConfig {
         EndpointConfig {
             bind: SocketAddr::from(([0, 0, 0, 0], 0)),
             timers: Timers::default(),
-            max_transactions: 100_000,
+            max_transactions: 1_000_000,
             user_agent: "tapir".into(),
         }
     }

@@ -22,6 +22,8 @@ struct Timing {
     finished: u64,
     failures: u64,
     reasons: HashMap<String, u64>,
+    /// Calls left Disconnected: the application drops them (as a TAPI application would).
+    to_drop: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -42,8 +44,12 @@ impl EventSink for Sink {
                         t.refer.entry(call.0).or_insert_with(|| s.elapsed());
                     }
                 }
-                CallState::Idle | CallState::Disconnected(_) => {
+                CallState::Idle => {
                     t.finished += 1;
+                    self.cv.notify_all();
+                }
+                CallState::Disconnected(_) => {
+                    t.to_drop.push(call.0);
                     self.cv.notify_all();
                 }
                 _ => {}
@@ -52,6 +58,9 @@ impl EventSink for Sink {
     }
     fn complete(&self, request: RequestId, outcome: Outcome) {
         let Ok(mut t) = self.t.lock() else { return };
+        if request.0 >= 1_000_000_000 {
+            return; // a Drop
+        }
         // Request ids equal call ids in this benchmark.
         if let Some(s) = t.submitted.get(&request.0).copied() {
             t.done.insert(request.0, s.elapsed());
@@ -147,6 +156,21 @@ fn main() {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if t.finished >= calls || Instant::now() > deadline {
             break;
+        }
+        let drops = std::mem::take(&mut t.to_drop);
+        if !drops.is_empty() {
+            drop(t);
+            for call in drops {
+                let _ = driver.submit(RequestEnvelope {
+                    id: RequestId(1_000_000_000 + call),
+                    line: LineKey::new("bench"),
+                    request: Request::Drop { call: CallId(call) },
+                });
+            }
+            t = sink
+                .t
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         while submitted < calls && submitted - t.finished < conc {
             submitted += 1;
