@@ -59,6 +59,57 @@ fn main() {
     }
     let ser = t.elapsed();
 
+    // Transaction state one click-to-dial leaves behind for the RFC windows (UDP): INVITE client
+    // after 2xx (Timer M), REFER and BYE clients after 2xx (Timer K), three NOTIFY server
+    // transactions after 200 (Timer J).
+    let calls: usize = 20_000;
+    let now = Instant::now();
+    let before_c = rss_kib();
+    let mut layer: TransactionLayer<u32> = TransactionLayer::new(Timers::default(), 10 * calls);
+    let notify_text = "NOTIFY sip:alice@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.20:5062;branch=z9hG4bKnotify{I}x{N}\r\nFrom: <sip:phone@192.0.2.20>;tag=ptag\r\nTo: <sip:alice@pbx.example.com>;tag=9b44e17d47e4\r\nCall-ID: {I}@pbx\r\nCSeq: {N} NOTIFY\r\nEvent: refer\r\nSubscription-State: active;expires=60\r\nContent-Type: message/sipfrag\r\nContent-Length: 20\r\n\r\nSIP/2.0 180 Ringing\n";
+    for i in 0..calls {
+        for (method, branch) in [("INVITE", "i"), ("REFER", "r"), ("BYE", "b")] {
+            let mut req = msg.clone();
+            req.start = tapir_sip_ua::StartLine::Request {
+                method: tapir_sip_ua::Method::parse(method),
+                uri: "sip:alice@pbx.example.com".into(),
+            };
+            req.set("CSeq", format!("1 {method}"));
+            req.set(
+                "Via",
+                format!("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{branch}{i:016x};rport"),
+            );
+            if let Ok(key) = layer.send_request(req.clone(), 1, false, now) {
+                let _ = key;
+                layer.on_message(
+                    Message::response_to(&req, 200, "OK", Some("rt")),
+                    1,
+                    false,
+                    now,
+                );
+            }
+        }
+        for n in 1..=3 {
+            let text = notify_text
+                .replace("{I}", &i.to_string())
+                .replace("{N}", &n.to_string());
+            if let Ok(notify) = Message::parse(text.as_bytes()) {
+                layer.on_message(notify.clone(), 2, false, now);
+                while let Some(ev) = layer.pop_event() {
+                    if let tapir_sip_ua::transaction::LayerEvent::Request { key, msg, .. } = ev {
+                        let _ =
+                            layer.respond(&key, Message::response_to(&msg, 200, "OK", None), now);
+                    }
+                }
+            }
+        }
+        while layer.pop_event().is_some() {}
+    }
+    let after_c = rss_kib();
+    let per_call = (after_c.saturating_sub(before_c)) as f64 * 1024.0 / calls as f64;
+    let live_c = layer.len();
+    drop(layer);
+
     // Memory per dialog.
     let count: usize = 100_000;
     let mut ok = Message::response_to(&msg, 200, "OK", Some("remote-tag-1234"));
@@ -72,8 +123,21 @@ fn main() {
         }
     }
     let after_d = rss_kib();
-    let per_dialog =
+    let per_dialog_rss =
         (after_d.saturating_sub(before_d)) as f64 * 1024.0 / dialogs.len().max(1) as f64;
+    // RSS growth is unreliable here (the heap reuses what earlier steps freed), so also count
+    // the bytes exactly: the struct plus every string it owns (allocator overhead excluded).
+    let per_dialog = dialogs.first().map_or(0, |d| {
+        std::mem::size_of::<Dialog>()
+            + d.call_id.capacity()
+            + d.local_tag.capacity()
+            + d.remote_tag.capacity()
+            + d.local.capacity()
+            + d.remote.capacity()
+            + d.remote_target.capacity()
+            + d.route_set.capacity() * std::mem::size_of::<String>()
+            + d.route_set.iter().map(String::capacity).sum::<usize>()
+    });
 
     // Memory per client transaction (INVITE, UDP: keeps the request bytes and a copy).
     let before = rss_kib();
@@ -111,7 +175,8 @@ fn main() {
     );
     println!("| memory per INVITE client transaction | {per_tx:.0} bytes ({live} live) |");
     println!(
-        "| memory per dialog | {per_dialog:.0} bytes ({} dialogs) |",
+        "| memory per dialog | {per_dialog} bytes owned (RSS growth {per_dialog_rss:.0} bytes; {} dialogs) |",
         dialogs.len()
     );
+    println!("| transaction state one click-to-dial leaves for the UDP timer windows | {per_call:.0} bytes ({live_c} transactions for {calls} calls) |");
 }

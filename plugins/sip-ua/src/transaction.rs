@@ -238,6 +238,16 @@ struct Entry<P> {
     tx: Transaction,
 }
 
+/// A completed non-INVITE transaction that only absorbs retransmissions until Timer J (server)
+/// or K (client) ends it. Kept apart from live transactions in a compact form: at UDP rates of
+/// thousands of calls per second these windows hold most of the state.
+struct Linger<P> {
+    peer: P,
+    /// Server: the final response to replay on a request retransmission.
+    replay: Option<Box<[u8]>>,
+    until: Instant,
+}
+
 /// All live transactions of one endpoint, generic over the peer address type.
 pub struct TransactionLayer<P> {
     timers: Timers,
@@ -246,6 +256,10 @@ pub struct TransactionLayer<P> {
     index: HashMap<TxKey, u64>,
     entries: HashMap<u64, Entry<P>>,
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    lingering: HashMap<TxKey, Linger<P>>,
+    /// Expiry order of `lingering`, one FIFO per window length (so each stays sorted).
+    linger_j: VecDeque<(Instant, TxKey)>,
+    linger_k: VecDeque<(Instant, TxKey)>,
     events: VecDeque<LayerEvent<P>>,
     stats: LayerStats,
 }
@@ -260,19 +274,22 @@ impl<P: Clone> TransactionLayer<P> {
             index: HashMap::new(),
             entries: HashMap::new(),
             heap: BinaryHeap::new(),
+            lingering: HashMap::new(),
+            linger_j: VecDeque::new(),
+            linger_k: VecDeque::new(),
             events: VecDeque::new(),
             stats: LayerStats::default(),
         }
     }
 
-    /// Live transactions.
+    /// Live transactions (including completed ones still absorbing retransmissions).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.lingering.len()
     }
 
     /// True when no transaction is live.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.lingering.is_empty()
     }
 
     /// Counters.
@@ -282,6 +299,9 @@ impl<P: Clone> TransactionLayer<P> {
 
     /// The state of a transaction, if it is live.
     pub fn state(&self, key: &TxKey) -> Option<TxState> {
+        if self.lingering.contains_key(key) {
+            return Some(TxState::Completed);
+        }
         let id = self.index.get(key)?;
         self.entries.get(id).map(|e| e.tx.state)
     }
@@ -300,7 +320,14 @@ impl<P: Clone> TransactionLayer<P> {
             }
             self.heap.pop();
         }
-        self.heap.peek().map(|Reverse((t, _))| *t)
+        [
+            self.heap.peek().map(|Reverse((t, _))| *t),
+            self.linger_j.front().map(|(t, _)| *t),
+            self.linger_k.front().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Starts a client transaction for `request` (which carries its Via with a fresh branch)
@@ -319,10 +346,10 @@ impl<P: Clone> TransactionLayer<P> {
         if key.method == Method::Ack {
             return Err(TxError::Malformed);
         }
-        if self.index.contains_key(&key) {
+        if self.index.contains_key(&key) || self.lingering.contains_key(&key) {
             return Err(TxError::Duplicate);
         }
-        if self.entries.len() >= self.max {
+        if self.len() >= self.max {
             self.stats.overload_rejections += 1;
             return Err(TxError::Overloaded);
         }
@@ -420,7 +447,14 @@ impl<P: Clone> TransactionLayer<P> {
             return;
         };
         let Some(&id) = self.index.get(&key) else {
-            self.events.push_back(LayerEvent::StrayResponse { msg });
+            let lingering = self.lingering.contains_key(&key);
+            let invite_2xx =
+                key.method == Method::Invite && msg.code().is_some_and(|c| (200..300).contains(&c));
+            // Unknown responses and 2xx retransmissions to an accepted INVITE go to the user,
+            // which ACKs each 2xx again (RFC 6026 §7.2); other retransmissions are absorbed.
+            if !lingering || invite_2xx {
+                self.events.push_back(LayerEvent::StrayResponse { msg });
+            }
             return;
         };
         let t = self.timers;
@@ -504,6 +538,18 @@ impl<P: Clone> TransactionLayer<P> {
                 ..
             }
         );
+        if let Some(linger) = self.lingering.get(&key) {
+            // A retransmission of a request we already answered: replay the answer.
+            if let (Some(replay), false) = (&linger.replay, is_ack) {
+                self.events.push_back(LayerEvent::Transmit {
+                    peer: linger.peer.clone(),
+                    bytes: replay.to_vec(),
+                    retransmission: true,
+                });
+                self.stats.retransmissions += 1;
+            }
+            return;
+        }
         if let Some(&id) = self.index.get(&key) {
             let t = self.timers;
             let Some(entry) = self.entries.get_mut(&id) else {
@@ -536,7 +582,7 @@ impl<P: Clone> TransactionLayer<P> {
             self.events.push_back(LayerEvent::Ack { msg, peer });
             return;
         }
-        if self.entries.len() >= self.max {
+        if self.len() >= self.max {
             self.stats.overload_rejections += 1;
             let busy = Message::response_to(&msg, 503, "Service Unavailable", None);
             self.events.push_back(LayerEvent::Transmit {
@@ -597,6 +643,15 @@ impl<P: Clone> TransactionLayer<P> {
 
     /// Runs every timer due at `now`.
     pub fn on_timer(&mut self, now: Instant) {
+        for queue in [&mut self.linger_j, &mut self.linger_k] {
+            while queue.front().is_some_and(|(t, _)| *t <= now) {
+                if let Some((t, key)) = queue.pop_front() {
+                    if self.lingering.get(&key).is_some_and(|l| l.until == t) {
+                        self.lingering.remove(&key);
+                    }
+                }
+            }
+        }
         let mut bounded = self.heap.len() + 1;
         while bounded > 0 {
             bounded -= 1;
@@ -732,6 +787,39 @@ impl<P: Clone> TransactionLayer<P> {
             let key = entry.key.clone();
             self.entries.remove(&id);
             self.index.remove(&key);
+            return;
+        }
+        // Completed non-INVITE over UDP (Timers J, K) and the INVITE client's Accepted state
+        // (Timer M) only absorb or pass on retransmissions.
+        let lingers = match (entry.tx.kind, entry.tx.state) {
+            (Kind::NonInviteClient | Kind::NonInviteServer, TxState::Completed) => {
+                !entry.tx.reliable
+            }
+            (Kind::InviteClient, TxState::Accepted) => true,
+            _ => false,
+        };
+        if let (true, Some(until)) = (lingers, entry.tx.end_at) {
+            let Some(entry) = self.entries.remove(&id) else {
+                return;
+            };
+            self.index.remove(&entry.key);
+            let server = entry.tx.kind == Kind::NonInviteServer;
+            let long = entry.tx.kind != Kind::NonInviteClient; // 64*T1 (J, M) or T4 (K)
+            let replay = server.then(|| entry.tx.wire.into_boxed_slice());
+            let queue = if long {
+                &mut self.linger_j
+            } else {
+                &mut self.linger_k
+            };
+            queue.push_back((until, entry.key.clone()));
+            self.lingering.insert(
+                entry.key,
+                Linger {
+                    peer: entry.peer,
+                    replay,
+                    until,
+                },
+            );
             return;
         }
         if let Some(d) = entry.tx.deadline() {
@@ -1008,6 +1096,51 @@ mod tests {
         });
         assert_eq!(sent.and_then(|m| m.code()), Some(500));
         layer.on_timer(t0 + Duration::from_secs(70));
+        assert!(layer.is_empty());
+    }
+
+    #[test]
+    fn accepted_invite_passes_2xx_retransmissions_on_and_ends_with_timer_m() {
+        let mut layer = TransactionLayer::new(Timers::default(), 10);
+        let t0 = Instant::now();
+        let invite = req("INVITE", "z9hG4bKm");
+        layer
+            .send_request(invite.clone(), 1, false, t0)
+            .expect("starts");
+        drain(&mut layer);
+        let ok = Message::response_to(&invite, 200, "OK", Some("tt"));
+        layer.on_message(ok.clone(), 1, false, t0);
+        assert!(drain(&mut layer)
+            .iter()
+            .any(|e| matches!(e, LayerEvent::Response { .. })));
+        layer.on_message(ok, 1, false, t0 + Duration::from_secs(1));
+        let ev = drain(&mut layer);
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, LayerEvent::StrayResponse { .. })),
+            "2xx retransmission reaches the user"
+        );
+        assert_eq!(transmits(&ev), 0, "the layer does not ACK a 2xx itself");
+        assert_eq!(layer.len(), 1);
+        layer.on_timer(t0 + Duration::from_secs(33)); // Timer M = 64*T1
+        assert!(layer.is_empty());
+    }
+
+    #[test]
+    fn completed_client_absorbs_late_responses() {
+        let mut layer = TransactionLayer::new(Timers::default(), 10);
+        let t0 = Instant::now();
+        let refer = req("REFER", "z9hG4bKn");
+        layer
+            .send_request(refer.clone(), 1, false, t0)
+            .expect("starts");
+        drain(&mut layer);
+        let accepted = Message::response_to(&refer, 202, "Accepted", Some("x"));
+        layer.on_message(accepted.clone(), 1, false, t0);
+        assert_eq!(drain(&mut layer).len(), 1);
+        layer.on_message(accepted, 1, false, t0 + Duration::from_secs(1));
+        assert!(drain(&mut layer).is_empty(), "retransmitted 202 absorbed");
+        layer.on_timer(t0 + Duration::from_secs(6)); // Timer K = T4
         assert!(layer.is_empty());
     }
 
