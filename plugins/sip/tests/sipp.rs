@@ -457,3 +457,30 @@ fn reverse_callee_busy_is_disconnected_busy() {
     callee.assert_scenario_passed(T);
     driver.shutdown();
 }
+
+#[test]
+fn realm_binding_refuses_a_foreign_realm() {
+    let Some(bin) = sipp() else { return };
+    // The phone challenges with realm "sipp.test"; the line only answers realm "pbx.test".
+    let mut phone = start_sipp(&bin, "phone_auth", false, 1, &[]);
+    let rec = Recorder::new();
+    let cfg = line(
+        phone.port,
+        json!({"ignore_realm": false, "realm": "pbx.test"}),
+    );
+    let driver = build("sip-refer", &cfg, rec.clone());
+    let id = make_call(driver.as_ref(), "alice", 50, "51");
+    let text = err_text(&rec.wait_complete(id, T));
+    assert!(
+        text.contains("realm \"sipp.test\" is not the configured realm \"pbx.test\""),
+        "{text}"
+    );
+    rec.wait_state(
+        CallId(50),
+        CallState::Disconnected(DisconnectMode::Blocked),
+        T,
+    );
+    driver.shutdown();
+    // SIPp waits for a second INVITE that never comes; it is stopped by its guard.
+    let _ = phone.wait(Duration::from_millis(10));
+}
