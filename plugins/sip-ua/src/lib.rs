@@ -1,0 +1,39 @@
+//! # tapir-sip-ua: tapir's SIP user agent
+//!
+//! Shared by every SIP driver (click-to-dial, and later the ACD dialer and incoming calls).
+//! The protocol logic is sans-I/O and tested with a virtual clock; one small tokio task does
+//! the I/O:
+//! - [`message`]: parser and serializer (RFC 3261 §7), hostile-input safe;
+//! - [`header`]: URIs, name-addr, Via, CSeq;
+//! - [`transaction`]: client/server, INVITE/non-INVITE transactions with timers A–K;
+//! - [`dialog`]: UAC dialogs, loose and strict routing;
+//! - [`digest`]: digest authentication, MD5/SHA-256/SHA-512-256, qop lists, realm binding;
+//! - [`refer`]: sipfrag and `Subscription-State` of REFER's implicit subscription;
+//! - [`resolve`]: RFC 3263 target selection (SRV ordering, A/AAAA, IP literals);
+//! - [`endpoint`]: the tokio UDP/TCP shell.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used)]
+
+pub mod dialog;
+pub mod digest;
+pub mod endpoint;
+pub mod header;
+pub mod message;
+pub mod refer;
+pub mod resolve;
+pub mod transaction;
+
+pub use dialog::Dialog;
+pub use endpoint::{
+    global_stats, ClientEvent, ClientTx, Endpoint, EndpointConfig, EndpointError, GlobalStats,
+    Incoming,
+};
+pub use header::{NameAddr, Uri, Via};
+pub use message::{Message, Method, ParseError, StartLine};
+pub use resolve::{Resolver, Target, Transport};
+pub use transaction::{Timers, TxKey};
+
+/// The methods tapir's user agent understands, for `Allow` headers.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, REFER, NOTIFY, OPTIONS";

@@ -1,0 +1,682 @@
+//! SIP messages (RFC 3261 §7): a sans-I/O parser and serializer.
+//!
+//! A [`Message`] keeps its start line, its headers as (canonical name, raw value) pairs in wire
+//! order, and its body. Compact header names are expanded on parse (`i` → `Call-ID`), so lookups
+//! need only the long name. The parser never panics: every index is checked and every limit
+//! ([`MAX_MESSAGE`], [`MAX_HEADERS`]) is enforced before allocation grows with the input.
+
+use crate::header::{CSeq, NameAddr, Via};
+use std::fmt::{self, Write as _};
+use thiserror::Error;
+
+/// The largest message accepted (head plus body), in bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// The most header lines accepted in one message.
+pub const MAX_HEADERS: usize = 256;
+
+/// Why bytes are not a SIP message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ParseError {
+    /// The head (start line and headers) is not complete yet.
+    #[error("incomplete message head")]
+    Incomplete,
+    /// The message is larger than [`MAX_MESSAGE`] or has more than [`MAX_HEADERS`] headers.
+    #[error("message too large")]
+    TooLarge,
+    /// The head is not UTF-8.
+    #[error("message head is not UTF-8")]
+    NotUtf8,
+    /// The start line is neither a Request-Line nor a Status-Line.
+    #[error("bad start line: {0}")]
+    StartLine(String),
+    /// A header line has no colon or an empty name.
+    #[error("bad header line")]
+    HeaderLine,
+    /// Content-Length is not a number or larger than the bytes present.
+    #[error("bad Content-Length")]
+    ContentLength,
+    /// A header RFC 3261 §8.1.1 requires is missing or unreadable.
+    #[error("missing or bad {0} header")]
+    Mandatory(&'static str),
+}
+
+/// A SIP method. Unknown methods are kept as [`Method::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// INVITE
+    Invite,
+    /// ACK
+    Ack,
+    /// CANCEL
+    Cancel,
+    /// BYE
+    Bye,
+    /// REFER (RFC 3515)
+    Refer,
+    /// NOTIFY (RFC 6665)
+    Notify,
+    /// OPTIONS
+    Options,
+    /// REGISTER
+    Register,
+    /// SUBSCRIBE
+    Subscribe,
+    /// INFO
+    Info,
+    /// UPDATE
+    Update,
+    /// MESSAGE
+    Message,
+    /// PRACK
+    Prack,
+    /// Any other token.
+    Other(String),
+}
+
+impl Method {
+    /// Parses a method token (case-sensitive, as RFC 3261 says).
+    pub fn parse(token: &str) -> Method {
+        match token {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "CANCEL" => Method::Cancel,
+            "BYE" => Method::Bye,
+            "REFER" => Method::Refer,
+            "NOTIFY" => Method::Notify,
+            "OPTIONS" => Method::Options,
+            "REGISTER" => Method::Register,
+            "SUBSCRIBE" => Method::Subscribe,
+            "INFO" => Method::Info,
+            "UPDATE" => Method::Update,
+            "MESSAGE" => Method::Message,
+            "PRACK" => Method::Prack,
+            other => Method::Other(other.to_owned()),
+        }
+    }
+
+    /// The method token.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Cancel => "CANCEL",
+            Method::Bye => "BYE",
+            Method::Refer => "REFER",
+            Method::Notify => "NOTIFY",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Info => "INFO",
+            Method::Update => "UPDATE",
+            Method::Message => "MESSAGE",
+            Method::Prack => "PRACK",
+            Method::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first line of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    /// `METHOD uri SIP/2.0`
+    Request {
+        /// The method.
+        method: Method,
+        /// The Request-URI, as written.
+        uri: String,
+    },
+    /// `SIP/2.0 code reason`
+    Response {
+        /// The status code (100..=699).
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+}
+
+/// A SIP request or response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Request-Line or Status-Line.
+    pub start: StartLine,
+    /// Headers in wire order, names in canonical long form (Content-Length is not kept: it
+    /// always follows the body).
+    pub headers: Vec<(String, String)>,
+    /// The body (Content-Length is recomputed on serialization).
+    pub body: Vec<u8>,
+}
+
+/// Expands a compact header name and gives well-known names their canonical spelling.
+pub fn canonical_name(name: &str) -> String {
+    const KNOWN: &[(&str, &str)] = &[
+        ("i", "Call-ID"),
+        ("m", "Contact"),
+        ("f", "From"),
+        ("t", "To"),
+        ("v", "Via"),
+        ("l", "Content-Length"),
+        ("c", "Content-Type"),
+        ("e", "Content-Encoding"),
+        ("k", "Supported"),
+        ("s", "Subject"),
+        ("r", "Refer-To"),
+        ("b", "Referred-By"),
+        ("o", "Event"),
+        ("u", "Allow-Events"),
+        ("x", "Session-Expires"),
+        ("call-id", "Call-ID"),
+        ("cseq", "CSeq"),
+        ("www-authenticate", "WWW-Authenticate"),
+        ("proxy-authenticate", "Proxy-Authenticate"),
+        ("max-forwards", "Max-Forwards"),
+        ("record-route", "Record-Route"),
+        ("refer-sub", "Refer-Sub"),
+        ("subscription-state", "Subscription-State"),
+    ];
+    let lower = name.to_ascii_lowercase();
+    for (k, v) in KNOWN {
+        if *k == lower {
+            return (*v).to_owned();
+        }
+    }
+    // Title-case each dash-separated word (Content-Type, Refer-To, ...).
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for ch in lower.chars() {
+        if upper {
+            out.extend(ch.to_uppercase());
+        } else {
+            out.push(ch);
+        }
+        upper = ch == '-';
+    }
+    out
+}
+
+/// Splits a header value at top-level commas (not inside quotes or `<...>`).
+pub fn split_commas(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, ch) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match ch {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                parts.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// Finds the end of the head: the index just past the blank line, if present.
+pub fn head_end(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'\n' {
+            if bytes[i + 1] == b'\n' {
+                return Some(i + 2);
+            }
+            if bytes[i + 1] == b'\r' && bytes.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Reads the Content-Length out of a head (for stream framing); `None` if absent.
+fn content_length_of(headers: &[(String, String)]) -> Result<Option<usize>, ParseError> {
+    match headers.iter().find(|(n, _)| n == "Content-Length") {
+        None => Ok(None),
+        Some((_, v)) => v
+            .trim()
+            .parse::<usize>()
+            .map(Some)
+            .map_err(|_| ParseError::ContentLength),
+    }
+}
+
+impl Message {
+    /// Parses one message from a datagram (the body is what Content-Length says, or the rest).
+    ///
+    /// # Errors
+    /// [`ParseError`] when the bytes are not a well-formed SIP message with the mandatory headers.
+    pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
+        let (msg, _) = Self::parse_prefix(bytes, false)?;
+        Ok(msg)
+    }
+
+    /// Parses one message from the front of a stream buffer and says how many bytes it used.
+    /// On a stream, Content-Length is mandatory (RFC 3261 §18.3) and a short body is
+    /// [`ParseError::Incomplete`].
+    ///
+    /// # Errors
+    /// [`ParseError::Incomplete`] when more bytes are needed; other variants when the bytes can
+    /// never become a message.
+    pub fn parse_stream(bytes: &[u8]) -> Result<(Message, usize), ParseError> {
+        Self::parse_prefix(bytes, true)
+    }
+
+    fn parse_prefix(bytes: &[u8], stream: bool) -> Result<(Message, usize), ParseError> {
+        // Keep-alive CRLFs before a message are skipped (RFC 5626 §3.5.1).
+        let mut skip = 0;
+        while skip < bytes.len() && (bytes[skip] == b'\r' || bytes[skip] == b'\n') {
+            skip += 1;
+        }
+        let rest = &bytes[skip..];
+        let Some(end) = head_end(rest) else {
+            if rest.len() > MAX_MESSAGE {
+                return Err(ParseError::TooLarge);
+            }
+            return Err(ParseError::Incomplete);
+        };
+        if end > MAX_MESSAGE {
+            return Err(ParseError::TooLarge);
+        }
+        let head = std::str::from_utf8(&rest[..end]).map_err(|_| ParseError::NotUtf8)?;
+        let mut lines = head.lines();
+        let first = lines.next().unwrap_or("").trim_end();
+        let start = parse_start_line(first)?;
+
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in lines {
+            if line.is_empty() {
+                break;
+            }
+            if line.starts_with(' ') || line.starts_with('\t') {
+                // Folded continuation of the previous header (RFC 3261 §7.3.1).
+                let Some(last) = headers.last_mut() else {
+                    return Err(ParseError::HeaderLine);
+                };
+                let more = line.trim();
+                if !last.1.is_empty() && !more.is_empty() {
+                    last.1.push(' ');
+                }
+                last.1.push_str(more);
+                continue;
+            }
+            if headers.len() >= MAX_HEADERS {
+                return Err(ParseError::TooLarge);
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(ParseError::HeaderLine);
+            };
+            let name = name.trim();
+            if name.is_empty() || name.contains(' ') {
+                return Err(ParseError::HeaderLine);
+            }
+            headers.push((canonical_name(name), value.trim().to_owned()));
+        }
+
+        let body_bytes = &rest[end..];
+        let (body_len, used) = match content_length_of(&headers)? {
+            Some(n) if n > MAX_MESSAGE => return Err(ParseError::TooLarge),
+            Some(n) if n > body_bytes.len() => {
+                return Err(if stream {
+                    ParseError::Incomplete
+                } else {
+                    ParseError::ContentLength
+                })
+            }
+            Some(n) => (n, n),
+            None if stream => return Err(ParseError::ContentLength),
+            None => (body_bytes.len(), body_bytes.len()),
+        };
+        // Content-Length is implied by the body and rewritten on serialization.
+        headers.retain(|(n, _)| n != "Content-Length");
+        let msg = Message {
+            start,
+            headers,
+            body: body_bytes[..body_len].to_vec(),
+        };
+        msg.check_mandatory()?;
+        Ok((msg, skip + end + used))
+    }
+
+    /// Checks the headers every request and response must carry, so that later code may rely
+    /// on them: Via, From (with a readable URI), To, Call-ID, CSeq.
+    fn check_mandatory(&self) -> Result<(), ParseError> {
+        if self.top_via().is_none() {
+            return Err(ParseError::Mandatory("Via"));
+        }
+        if self.from().is_none() {
+            return Err(ParseError::Mandatory("From"));
+        }
+        if self.to().is_none() {
+            return Err(ParseError::Mandatory("To"));
+        }
+        if self.call_id().is_none_or(str::is_empty) {
+            return Err(ParseError::Mandatory("Call-ID"));
+        }
+        let Some(cseq) = self.cseq() else {
+            return Err(ParseError::Mandatory("CSeq"));
+        };
+        if let StartLine::Request { method, .. } = &self.start {
+            if *method != cseq.method {
+                return Err(ParseError::Mandatory("CSeq"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new request with no headers.
+    pub fn request(method: Method, uri: impl Into<String>) -> Message {
+        Message {
+            start: StartLine::Request {
+                method,
+                uri: uri.into(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A response to `req` (RFC 3261 §8.2.6.2): copies Via, From, To, Call-ID and CSeq;
+    /// adds `to_tag` to To when the request's To has none.
+    pub fn response_to(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
+        let mut headers = Vec::with_capacity(8);
+        for (n, v) in &req.headers {
+            match n.as_str() {
+                "Via" | "From" | "Call-ID" | "CSeq" => headers.push((n.clone(), v.clone())),
+                "To" => {
+                    let mut to = v.clone();
+                    if let (Some(tag), Some(parsed)) = (to_tag, NameAddr::parse(v)) {
+                        if parsed.param("tag").is_none() && code > 100 {
+                            to.push_str(";tag=");
+                            to.push_str(tag);
+                        }
+                    }
+                    headers.push((n.clone(), to));
+                }
+                _ => {}
+            }
+        }
+        Message {
+            start: StartLine::Response {
+                code,
+                reason: reason.to_owned(),
+            },
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    /// The method of a request, or the CSeq method of a response.
+    pub fn method(&self) -> Option<Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method.clone()),
+            StartLine::Response { .. } => self.cseq().map(|c| c.method),
+        }
+    }
+
+    /// The status code of a response.
+    pub fn code(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { code, .. } => Some(*code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// True for requests.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The Request-URI of a request.
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The first value of a header (name in long form, case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, comma-separated values split apart.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| split_commas(v))
+    }
+
+    /// Every value of a header, one per header line, not split at commas (for headers whose
+    /// values contain commas, like `WWW-Authenticate`).
+    pub fn header_values_raw<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Appends a header.
+    pub fn push(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Puts a header first (used for Via).
+    pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.insert(0, (name.to_owned(), value.into()));
+    }
+
+    /// Replaces every value of a header with one value.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.remove(name);
+        self.headers.push((name.to_owned(), value.into()));
+    }
+
+    /// Removes every value of a header.
+    pub fn remove(&mut self, name: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn set_body(&mut self, content_type: &str, body: Vec<u8>) {
+        self.set("Content-Type", content_type);
+        self.body = body;
+    }
+
+    /// The topmost Via.
+    pub fn top_via(&self) -> Option<Via> {
+        self.header_values("Via").next().and_then(Via::parse)
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> Option<&str> {
+        self.header("Call-ID")
+    }
+
+    /// The CSeq.
+    pub fn cseq(&self) -> Option<CSeq> {
+        self.header("CSeq").and_then(CSeq::parse)
+    }
+
+    /// The From header.
+    pub fn from(&self) -> Option<NameAddr> {
+        self.header("From").and_then(NameAddr::parse)
+    }
+
+    /// The To header.
+    pub fn to(&self) -> Option<NameAddr> {
+        self.header("To").and_then(NameAddr::parse)
+    }
+
+    /// Serializes to wire format, with a fresh Content-Length.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut head = String::with_capacity(512);
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                let _ = write!(head, "{method} {uri} SIP/2.0\r\n");
+            }
+            StartLine::Response { code, reason } => {
+                let _ = write!(head, "SIP/2.0 {code} {reason}\r\n");
+            }
+        }
+        for (n, v) in &self.headers {
+            if n.eq_ignore_ascii_case("Content-Length") {
+                continue;
+            }
+            head.push_str(n);
+            head.push_str(": ");
+            head.push_str(v);
+            head.push_str("\r\n");
+        }
+        let _ = write!(head, "Content-Length: {}\r\n\r\n", self.body.len());
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+    }
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+    let bad = || ParseError::StartLine(line.chars().take(80).collect());
+    if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let code: u16 = code.parse().map_err(|_| bad())?;
+        if !(100..=699).contains(&code) {
+            return Err(bad());
+        }
+        return Ok(StartLine::Response {
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    if version != "SIP/2.0"
+        || method.is_empty()
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+        || uri.is_empty()
+    {
+        return Err(bad());
+    }
+    Ok(StartLine::Request {
+        method: Method::parse(method),
+        uri: uri.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@127.0.0.1 SIP/2.0\r\n\
+v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport\r\n\
+Max-Forwards: 70\r\n\
+t: Bob <sip:bob@127.0.0.1>\r\n\
+f: \"Alice\" <sip:alice@127.0.0.1>;tag=1928301774\r\n\
+i: a84b4c76e66710\r\n\
+CSeq: 314159 INVITE\r\n\
+Subject: folded\r\n  continued\r\n\
+l: 4\r\n\r\nv=0\r\n";
+
+    #[test]
+    fn parses_compact_and_folded_headers() {
+        let m = Message::parse(INVITE.as_bytes()).expect("parses");
+        assert_eq!(m.method(), Some(Method::Invite));
+        assert_eq!(m.call_id(), Some("a84b4c76e66710"));
+        assert_eq!(m.header("subject"), Some("folded continued"));
+        assert_eq!(m.body, b"v=0\r".to_vec());
+        assert_eq!(
+            m.top_via().map(|v| v.branch().map(str::to_owned)),
+            Some(Some("z9hG4bK776asdhds".into()))
+        );
+        assert_eq!(
+            m.from().and_then(|f| f.param("tag").map(str::to_owned)),
+            Some("1928301774".into())
+        );
+        let again = Message::parse(&m.to_bytes()).expect("round trip");
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn stream_framing_waits_for_body() {
+        let bytes = INVITE.as_bytes();
+        assert_eq!(
+            Message::parse_stream(&bytes[..bytes.len() - 2]),
+            Err(ParseError::Incomplete)
+        );
+        let (_, used) = Message::parse_stream(bytes).expect("complete");
+        assert_eq!(used, bytes.len() - 1);
+    }
+
+    #[test]
+    fn rejects_missing_mandatory_headers_and_bad_lines() {
+        assert!(matches!(
+            Message::parse(b"SIP/2.0 200 OK\r\n\r\n"),
+            Err(ParseError::Mandatory(_))
+        ));
+        assert!(matches!(
+            Message::parse(b"GARBAGE\r\n\r\n"),
+            Err(ParseError::StartLine(_))
+        ));
+        assert!(matches!(
+            Message::parse(b"SIP/2.0 99 X\r\n\r\n"),
+            Err(ParseError::StartLine(_))
+        ));
+        let bad_len = INVITE.replace("l: 4", "l: 400");
+        assert_eq!(
+            Message::parse(bad_len.as_bytes()),
+            Err(ParseError::ContentLength)
+        );
+    }
+
+    #[test]
+    fn response_copies_headers_and_adds_tag() {
+        let req = Message::parse(INVITE.as_bytes()).expect("parses");
+        let resp = Message::response_to(&req, 180, "Ringing", Some("xyz"));
+        assert_eq!(
+            resp.to().and_then(|t| t.param("tag").map(str::to_owned)),
+            Some("xyz".into())
+        );
+        assert_eq!(resp.cseq().map(|c| c.seq), Some(314159));
+        let trying = Message::response_to(&req, 100, "Trying", Some("xyz"));
+        assert!(trying.to().is_some_and(|t| t.param("tag").is_none()));
+    }
+
+    #[test]
+    fn splits_commas_outside_quotes() {
+        assert_eq!(
+            split_commas("\"a, b\" <sip:x>, <sip:y;p=1,2>, sip:z"),
+            vec!["\"a, b\" <sip:x>", "<sip:y;p=1,2>", "sip:z"]
+        );
+    }
+}
