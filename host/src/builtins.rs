@@ -5,10 +5,12 @@
 //! registry must hold (a test checks it).
 
 /// The built-in driver names this binary must offer.
-pub const EXPECTED: &[&str] = &[];
+pub const EXPECTED: &[&str] = &["snom"];
 
 /// Keeps the built-in crates linked; call once before reading the registry.
-pub fn link() {}
+pub fn link() {
+    tapir_plugin_snom::link();
+}
 
 #[cfg(test)]
 mod tests {

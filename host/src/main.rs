@@ -4,7 +4,8 @@
 //! - `tapir check-config FILE`: report every problem of a configuration file;
 //! - `tapir plugins [--plugin-dir DIR] [--json]`: list drivers and refused plugin files;
 //! - `tapir format [--config FILE] [--line LINE] --category C NUMBER`: the number-rule check tool;
-//! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events.
+//! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events;
+//! - `tapir snom mass-config --config FILE --out DIR`: snom provisioning files.
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
@@ -83,6 +84,25 @@ enum Command {
         /// What to dial.
         number: String,
     },
+    /// snom driver tools.
+    Snom {
+        #[command(subcommand)]
+        command: SnomCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnomCommand {
+    /// Write one snom XML settings file per phone type (Action URLs with the
+    /// mass-configuration secret) for an existing provisioning server.
+    MassConfig {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,5 +135,8 @@ fn main() -> ExitCode {
             hangup_after: hangup_after.map(std::time::Duration::from_secs),
             number,
         }),
+        Command::Snom {
+            command: SnomCommand::MassConfig { config, out },
+        } => tapir_host::commands::snom::mass_config(&config, &out),
     }
 }

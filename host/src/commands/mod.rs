@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod format;
 pub mod plugins;
 pub mod run;
+pub mod snom;
 
 use crate::catalog::Catalog;
 use crate::check::{check, Checked};

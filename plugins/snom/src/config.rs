@@ -8,7 +8,7 @@ use std::time::Duration;
 /// A working example, used by `tapir plugins` and checked by a test.
 pub const EXAMPLE_CONFIG: &str = r#"{
   "phones": [
-    { "address": "192.0.2.10", "mac": "000413A1B2C3", "login": "admin", "password": "secret" },
+    { "address": "192.0.2.10", "mac": "000413A1B2C3", "login": "admin", "password": "s3cr3tpw" },
     { "address": "192.0.2.11:8080", "auth": "digest", "login": "admin", "password": "other" }
   ],
   "passwords": [ { "login": "admin", "password": "0000" } ],
@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(c.phones.len(), 2);
         assert_eq!(phone_key(&c.phones[0]), "000413A1B2C3");
         assert_eq!(phone_key(&c.phones[1]), "192.0.2.11_8080");
-        assert!(!format!("{c:?}").contains("secret"));
+        assert!(!format!("{c:?}").contains("s3cr3tpw"));
     }
 
     #[test]
