@@ -142,7 +142,7 @@ impl Event {
 }
 
 /// The query every Action URL carries: snom run-time variables the phone fills in.
-pub const QUERY_TEMPLATE: &str = "mac=$mac&ip=$phone_ip&type=$phone_type&local=$local&remote=$remote&name=$display_remote&csta=$csta_id&cid=$call-id&user=$active_user&n=$nr_ongoing_calls&fwd=$redirect_number";
+pub const QUERY_TEMPLATE: &str = "mac=$mac&ip=$phone_ip&type=$phone_type&local=$local&remote=$remote&name=$display_remote&csta=$csta_id&cid=$call-id&user=$active_user&n=$nr_ongoing_calls&fwd=$redirect_number&port=$http_port";
 
 /// The URL for `event` written into one phone.
 pub fn phone_url(base: &str, phone: &str, secret: &str, event: Event) -> String {

@@ -941,10 +941,16 @@ impl Shared {
                     Some(p) => p,
                     None if self.config.accept_unknown_phones => match source {
                         Some(ip) => {
-                            let address = match ip {
+                            let host = match ip {
                                 IpAddr::V6(v6) => format!("[{v6}]"),
                                 IpAddr::V4(v4) => v4.to_string(),
                             };
+                            // `$http_port` tells where the phone's web server listens.
+                            let address =
+                                match cb.vars.get("port").and_then(|p| p.parse::<u16>().ok()) {
+                                    Some(port) => format!("{host}:{port}"),
+                                    None => host,
+                                };
                             let Ok(target) = Target::parse(&address, self.config.default_scheme)
                             else {
                                 return self.refuse(source, 400, "bad source");

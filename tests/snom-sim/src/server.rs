@@ -16,6 +16,7 @@ pub(crate) async fn listen(phone: &Arc<SimPhone>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     *phone.addr.lock().unwrap_or_else(PoisonError::into_inner) = bound;
+    phone.set_setting("http_port", &bound.port().to_string());
     let app = axum::Router::new()
         .fallback(handle)
         .with_state(Arc::clone(phone));
