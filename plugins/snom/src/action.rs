@@ -144,6 +144,17 @@ impl Event {
 /// The query every Action URL carries: snom run-time variables the phone fills in.
 pub const QUERY_TEMPLATE: &str = "mac=$mac&ip=$phone_ip&type=$phone_type&local=$local&remote=$remote&name=$display_remote&csta=$csta_id&cid=$call-id&user=$active_user&n=$nr_ongoing_calls&fwd=$redirect_number&port=$http_port";
 
+/// A phone's callback secret: the first 96 bits of SHA-256 over the driver's key and the
+/// phone's key, in hex. The same `callback_key` gives the same secrets after a restart.
+pub fn derive_secret(key: &[u8], phone: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(key);
+    h.update([0u8]);
+    h.update(phone.as_bytes());
+    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The URL for `event` written into one phone.
 pub fn phone_url(base: &str, phone: &str, secret: &str, event: Event) -> String {
     format!(
@@ -434,6 +445,15 @@ mod tests {
             assert_eq!(parse(path, "").expect("parses").event, event);
         }
         assert!(mass_url("http://h", "m", Event::Setup).starts_with("http://h/m/m/setup?mac=$mac"));
+    }
+
+    #[test]
+    fn secrets_are_stable_per_key_and_phone() {
+        let a = derive_secret(b"k", "P1");
+        assert_eq!(a, derive_secret(b"k", "P1"));
+        assert_eq!(a.len(), 24);
+        assert_ne!(a, derive_secret(b"k", "P2"));
+        assert_ne!(a, derive_secret(b"k2", "P1"));
     }
 
     #[test]

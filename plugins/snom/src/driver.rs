@@ -9,7 +9,6 @@ use crate::http::{self, HttpError, Response, Target};
 use crate::phone::{Credentials, Job, Phone, PhoneState};
 use crate::secret::{constant_time_eq, Secret};
 use crate::settings::{self, Check, Settings};
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -272,15 +271,7 @@ impl Shared {
     }
 
     fn secret_for(&self, key: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(&self.key);
-        h.update([0u8]);
-        h.update(key.as_bytes());
-        h.finalize()
-            .iter()
-            .take(12)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        action::derive_secret(&self.key, key)
     }
 
     #[allow(clippy::too_many_arguments)]
