@@ -152,7 +152,11 @@ pub fn derive_secret(key: &[u8], phone: &str) -> String {
     h.update(key);
     h.update([0u8]);
     h.update(phone.as_bytes());
-    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The URL for `event` written into one phone.

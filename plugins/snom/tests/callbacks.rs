@@ -32,7 +32,9 @@ fn written_path(h: &Harness, phone: &tapir_snom_sim::SimPhone) -> String {
 fn no_call_events(h: &mut Harness) {
     let events = h.drain(Duration::from_millis(200));
     assert!(
-        !events.iter().any(|e| matches!(e, TspEvent::NewCall { .. } | TspEvent::CallState { .. })),
+        !events
+            .iter()
+            .any(|e| matches!(e, TspEvent::NewCall { .. } | TspEvent::CallState { .. })),
         "{events:?}"
     );
 }
@@ -48,7 +50,11 @@ fn spoofed_and_junk_callbacks_change_nothing() {
     let peer = "127.0.0.1:40000";
     let good_query = format!("mac={MAC}&csta=9&remote=sip%3A1%40x");
 
-    let wrong_secret = path.replace("/incoming", "").rsplit_once('/').map(|(p, _)| format!("{p}/0000000000/incoming")).expect("shape");
+    let wrong_secret = path
+        .replace("/incoming", "")
+        .rsplit_once('/')
+        .map(|(p, _)| format!("{p}/0000000000/incoming"))
+        .expect("shape");
     for (path, query, status) in [
         (wrong_secret.as_str(), good_query.as_str(), 403),
         ("/a/000413FFFFFF/abc/incoming", good_query.as_str(), 403),
@@ -64,14 +70,18 @@ fn spoofed_and_junk_callbacks_change_nothing() {
     }
     // A flood from one source is refused every time and changes nothing.
     for i in 0..500 {
-        let reply = h.driver.http_callback(callback(&wrong_secret, &format!("csta={i}"), peer));
+        let reply = h
+            .driver
+            .http_callback(callback(&wrong_secret, &format!("csta={i}"), peer));
         assert_eq!(reply.status, 403);
     }
     no_call_events(&mut h);
     // The genuine callback works.
     let reply = h.driver.http_callback(callback(&path, &good_query, peer));
     assert_eq!(reply.status, 200);
-    h.expect("the genuine call", |e| matches!(e, TspEvent::NewCall { .. }));
+    h.expect("the genuine call", |e| {
+        matches!(e, TspEvent::NewCall { .. })
+    });
 }
 
 #[test]
@@ -79,15 +89,24 @@ fn source_address_is_checked_unless_external_phones_are_allowed() {
     for allow in [false, true] {
         let sim = Sim::new(1).expect("sim");
         let phone = sim
-            .phone(SimConfig { bind: "127.0.0.2:0".parse().expect("addr"), ..sim_config(MAC) })
+            .phone(SimConfig {
+                bind: "127.0.0.2:0".parse().expect("addr"),
+                ..sim_config(MAC)
+            })
             .expect("phone on 127.0.0.2");
-        let extra = if allow { r#", "allow_external_phones": true"# } else { "" };
+        let extra = if allow {
+            r#", "allow_external_phones": true"#
+        } else {
+            ""
+        };
         let mut h = Harness::start_with(&one_phone(phone.addr(), MAC, extra), sim);
         h.configured(MAC);
         h.open(MAC);
         let path = written_path(&h, &phone);
         let query = format!("mac={MAC}&csta=5");
-        let from_elsewhere = h.driver.http_callback(callback(&path, &query, "127.0.0.1:40000"));
+        let from_elsewhere = h
+            .driver
+            .http_callback(callback(&path, &query, "127.0.0.1:40000"));
         if allow {
             assert_eq!(from_elsewhere.status, 200);
             h.expect("call via NAT", |e| matches!(e, TspEvent::NewCall { .. }));
@@ -95,7 +114,9 @@ fn source_address_is_checked_unless_external_phones_are_allowed() {
             assert_eq!(from_elsewhere.status, 403);
             no_call_events(&mut h);
             // From the phone's own address it is accepted.
-            let reply = h.driver.http_callback(callback(&path, &query, "127.0.0.2:40000"));
+            let reply = h
+                .driver
+                .http_callback(callback(&path, &query, "127.0.0.2:40000"));
             assert_eq!(reply.status, 200);
             h.expect("genuine call", |e| matches!(e, TspEvent::NewCall { .. }));
         }
