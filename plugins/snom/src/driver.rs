@@ -629,7 +629,7 @@ impl Shared {
     fn wanted(
         &self,
         phone: &Phone,
-    ) -> Option<(Vec<(&'static str, String)>, Vec<(&'static str, String)>)> {
+    ) -> Option<(settings::Wanted, settings::Wanted)> {
         let base = self.base.as_deref()?;
         let wanted = settings::required(base, phone.key.as_str(), &phone.secret);
         let also = match (&self.config.mass_config_secret, phone.mass) {

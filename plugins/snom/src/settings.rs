@@ -115,8 +115,11 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Settings the driver wants in a phone: `(setting, value)`.
+pub type Wanted = Vec<(&'static str, String)>;
+
 /// The Action URL settings one phone needs: `(setting, url)`.
-pub fn required(base: &str, phone: &str, secret: &str) -> Vec<(&'static str, String)> {
+pub fn required(base: &str, phone: &str, secret: &str) -> Wanted {
     Event::ALL
         .into_iter()
         .map(|e| (e.setting(), phone_url(base, phone, secret, e)))
@@ -124,7 +127,7 @@ pub fn required(base: &str, phone: &str, secret: &str) -> Vec<(&'static str, Str
 }
 
 /// The Action URL settings of the mass-configuration files.
-pub fn required_mass(base: &str, secret: &str) -> Vec<(&'static str, String)> {
+pub fn required_mass(base: &str, secret: &str) -> Wanted {
     Event::ALL
         .into_iter()
         .map(|e| (e.setting(), mass_url(base, secret, e)))
