@@ -626,10 +626,7 @@ impl Shared {
         self.sink.complete(env.id, completion);
     }
 
-    fn wanted(
-        &self,
-        phone: &Phone,
-    ) -> Option<(settings::Wanted, settings::Wanted)> {
+    fn wanted(&self, phone: &Phone) -> Option<(settings::Wanted, settings::Wanted)> {
         let base = self.base.as_deref()?;
         let wanted = settings::required(base, phone.key.as_str(), &phone.secret);
         let also = match (&self.config.mass_config_secret, phone.mass) {

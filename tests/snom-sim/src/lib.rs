@@ -30,6 +30,9 @@ use std::sync::Arc;
 /// A set of simulated phones sharing one runtime.
 pub struct Sim {
     runtime: tokio::runtime::Runtime,
+    /// Bounds the Action URL requests in flight from all phones of this simulator together
+    /// (10,000 phones firing at once would otherwise need 20,000 sockets in one process).
+    firing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Sim {
@@ -43,7 +46,10 @@ impl Sim {
             .thread_name("snom-sim")
             .enable_all()
             .build()?;
-        Ok(Sim { runtime })
+        Ok(Sim {
+            runtime,
+            firing: Arc::new(tokio::sync::Semaphore::new(256)),
+        })
     }
 
     /// Starts a phone on `127.0.0.1:0` (or the address in `config`).
@@ -51,8 +57,11 @@ impl Sim {
     /// # Errors
     /// When the listener cannot be bound.
     pub fn phone(&self, config: SimConfig) -> std::io::Result<Arc<SimPhone>> {
-        self.runtime
-            .block_on(SimPhone::start(config, self.runtime.handle().clone()))
+        self.runtime.block_on(SimPhone::start(
+            config,
+            self.runtime.handle().clone(),
+            Arc::clone(&self.firing),
+        ))
     }
 
     /// The runtime's handle.

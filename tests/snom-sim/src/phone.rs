@@ -113,6 +113,7 @@ impl SimPhone {
     pub(crate) async fn start(
         config: SimConfig,
         handle: tokio::runtime::Handle,
+        firing: Arc<tokio::sync::Semaphore>,
     ) -> std::io::Result<Arc<SimPhone>> {
         if !config.bind.ip().is_loopback() {
             return Err(std::io::Error::other(
@@ -154,7 +155,7 @@ impl SimPhone {
             handle: handle.clone(),
             fired_ok: AtomicU64::new(0),
         });
-        handle.spawn(fire_loop(Arc::downgrade(&phone), rx));
+        handle.spawn(fire_loop(Arc::downgrade(&phone), rx, firing));
         crate::server::listen(&phone).await?;
         Ok(phone)
     }
@@ -476,8 +477,15 @@ impl SimPhone {
     }
 }
 
-async fn fire_loop(phone: std::sync::Weak<SimPhone>, mut rx: mpsc::UnboundedReceiver<String>) {
+async fn fire_loop(
+    phone: std::sync::Weak<SimPhone>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    firing: Arc<tokio::sync::Semaphore>,
+) {
     while let Some(url) = rx.recv().await {
+        let Ok(_permit) = firing.acquire().await else {
+            return;
+        };
         let status = fire::get(&url, Duration::from_secs(5)).await;
         match phone.upgrade() {
             Some(p) => p.record_fired(url, status),
