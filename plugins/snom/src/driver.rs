@@ -974,7 +974,10 @@ impl Shared {
         };
         if !self.config.allow_external_phones {
             if let (Some(expected), Some(actual)) = (phone.expected_ip(), source) {
-                if expected != actual && !(expected.is_unspecified()) {
+                // A phone on a loopback address is on this host: any loopback source will do
+                // (the kernel picks 127.0.0.1 for loopback clients); the secret still counts.
+                let same_host = expected.is_loopback() && actual.is_loopback();
+                if expected != actual && !expected.is_unspecified() && !same_host {
                     return self.refuse(source, 403, "source IP is not the phone's");
                 }
             }

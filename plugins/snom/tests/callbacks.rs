@@ -86,23 +86,21 @@ fn spoofed_and_junk_callbacks_change_nothing() {
 
 #[test]
 fn source_address_is_checked_unless_external_phones_are_allowed() {
+    // The phone's address is a documentation address (no phone is contacted there); the
+    // callbacks come from loopback.
     for allow in [false, true] {
-        let sim = Sim::new(1).expect("sim");
-        let phone = sim
-            .phone(SimConfig {
-                bind: "127.0.0.2:0".parse().expect("addr"),
-                ..sim_config(MAC)
-            })
-            .expect("phone on 127.0.0.2");
         let extra = if allow {
             r#", "allow_external_phones": true"#
         } else {
             ""
         };
-        let mut h = Harness::start_with(&one_phone(phone.addr(), MAC, extra), sim);
-        h.configured(MAC);
+        let config = format!(
+            r#"{{"phones": [{{"address": "192.0.2.1:9", "mac": "{MAC}"}}], "callback_key": "k", "status_interval_secs": 0, "request_timeout_ms": 300{extra}}}"#
+        );
+        let mut h = Harness::start(&config);
         h.open(MAC);
-        let path = written_path(&h, &phone);
+        let secret = tapir_plugin_snom::action::derive_secret(b"k", MAC);
+        let path = format!("/a/{MAC}/{secret}/incoming");
         let query = format!("mac={MAC}&csta=5");
         let from_elsewhere = h
             .driver
@@ -113,12 +111,30 @@ fn source_address_is_checked_unless_external_phones_are_allowed() {
         } else {
             assert_eq!(from_elsewhere.status, 403);
             no_call_events(&mut h);
-            // From the phone's own address it is accepted.
             let reply = h
                 .driver
-                .http_callback(callback(&path, &query, "127.0.0.2:40000"));
+                .http_callback(callback(&path, &query, "192.0.2.1:40000"));
             assert_eq!(reply.status, 200);
             h.expect("genuine call", |e| matches!(e, TspEvent::NewCall { .. }));
         }
     }
+}
+
+#[test]
+fn phones_on_other_loopback_addresses_report_from_their_own_address() {
+    let sim = Sim::new(1).expect("sim");
+    let phone = sim
+        .phone(SimConfig {
+            bind: "127.0.0.2:0".parse().expect("addr"),
+            ..sim_config(MAC)
+        })
+        .expect("phone on 127.0.0.2");
+    let mut h = Harness::start_with(&one_phone(phone.addr(), MAC, ""), sim);
+    h.configured(MAC);
+    h.open(MAC);
+    let _ = written_path(&h, &phone);
+    phone.incoming("555");
+    h.expect("call from 127.0.0.2", |e| {
+        matches!(e, TspEvent::NewCall { .. })
+    });
 }

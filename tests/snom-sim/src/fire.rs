@@ -39,13 +39,35 @@ pub fn substitute(template: &str, vars: &HashMap<String, String>) -> String {
 
 /// GETs an `http://host:port/path?query` URL; returns the status code.
 pub async fn get(url: &str, timeout: Duration) -> Option<u16> {
+    get_from(url, None, timeout).await
+}
+
+/// Like [`get`], with the client socket bound to `local` (a phone on 127.0.0.2 calls from
+/// 127.0.0.2, as a real phone calls from its own address).
+pub async fn get_from(
+    url: &str,
+    local: Option<std::net::IpAddr>,
+    timeout: Duration,
+) -> Option<u16> {
     let rest = url.strip_prefix("http://")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let work = async {
-        let mut stream = tokio::net::TcpStream::connect(authority).await.ok()?;
+        let mut stream = match local {
+            Some(ip) => {
+                let remote = tokio::net::lookup_host(authority).await.ok()?.next()?;
+                let socket = if remote.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4().ok()?
+                } else {
+                    tokio::net::TcpSocket::new_v6().ok()?
+                };
+                socket.bind(std::net::SocketAddr::new(ip, 0)).ok()?;
+                socket.connect(remote).await.ok()?
+            }
+            None => tokio::net::TcpStream::connect(authority).await.ok()?,
+        };
         let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: Mozilla/4.0 (compatible; snomD785-SIP 10.1.33.33)\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut buf = Vec::new();

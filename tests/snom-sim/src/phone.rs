@@ -486,7 +486,8 @@ async fn fire_loop(
         let Ok(_permit) = firing.acquire().await else {
             return;
         };
-        let status = fire::get(&url, Duration::from_secs(5)).await;
+        let local = phone.upgrade().map(|p| p.addr().ip());
+        let status = fire::get_from(&url, local, Duration::from_secs(5)).await;
         match phone.upgrade() {
             Some(p) => p.record_fired(url, status),
             None => return,
