@@ -69,9 +69,20 @@ pub struct PhoneFacts {
     pub identities: Vec<String>,
     /// Firmware major version, when known.
     pub firmware_major: Option<u32>,
+    /// The model (`snomD785`), when known.
+    pub model: Option<String>,
 }
 
 impl PhoneFacts {
+    /// snom: HTTP remote control (keys, `number=`) works on D3xx/D7xx and older models, not
+    /// on D8xx.
+    pub fn has_key_control(&self) -> bool {
+        !self
+            .model
+            .as_deref()
+            .is_some_and(|m| m.to_ascii_lowercase().starts_with("snomd8"))
+    }
+
     /// The hold key: `F_HOLD`, or `F_R` on firmware before 7.
     pub fn hold_key(&self) -> &'static str {
         match self.firmware_major {
@@ -165,6 +176,18 @@ pub fn plan(
         })
     };
     let steps = |s: Vec<String>, effect| Ok(Plan { steps: s, effect });
+    let uses_keys = !matches!(
+        request,
+        Request::Forward { .. }
+            | Request::SetDoNotDisturb { .. }
+            | Request::QueryAddressStatus { .. }
+    );
+    if uses_keys && !facts.has_key_control() {
+        return Err(DriverError::unavailable(format!(
+            "{} has no HTTP remote control (snom D8xx)",
+            facts.model.as_deref().unwrap_or("this model")
+        )));
+    }
     match request {
         Request::MakeCall {
             call,
@@ -424,6 +447,7 @@ mod tests {
         PhoneFacts {
             identities: vec!["sip:100@pbx".into()],
             firmware_major: Some(10),
+            model: Some("snomD785".into()),
         }
     }
 
@@ -508,6 +532,37 @@ mod tests {
             err.map_err(|e| e.kind),
             Err(ErrorKind::OperationUnavailable)
         );
+    }
+
+    #[test]
+    fn d8xx_has_no_key_control() {
+        let t = CallTracker::default();
+        let d865 = PhoneFacts {
+            model: Some("snomD865".into()),
+            ..facts()
+        };
+        let err = plan(
+            &Request::MakeCall {
+                call: CallId(1),
+                address: AddressId(0),
+                destination: Some("1".into()),
+            },
+            &t,
+            &d865,
+        );
+        assert_eq!(
+            err.map_err(|e| e.kind),
+            Err(ErrorKind::OperationUnavailable)
+        );
+        assert!(plan(
+            &Request::SetDoNotDisturb {
+                address: AddressId(0),
+                enabled: true
+            },
+            &t,
+            &d865
+        )
+        .is_ok());
     }
 
     #[test]

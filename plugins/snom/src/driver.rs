@@ -756,6 +756,7 @@ impl Shared {
         let mut st = phone.lock();
         if let Some(t) = s.get("phone_type").filter(|v| !v.is_empty()) {
             st.model = Some(t.to_owned());
+            st.facts.model = Some(t.to_owned());
         }
         if let Some(f) = s.get("firmware_version").filter(|v| !v.is_empty()) {
             st.facts.firmware_major = settings::firmware_major(f);
