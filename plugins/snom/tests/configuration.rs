@@ -321,3 +321,34 @@ fn unknown_phone_is_refused_without_the_option() {
     assert_eq!(reply.status, 403);
     assert!(h.driver.devices().is_empty());
 }
+
+#[test]
+fn https_with_digest_and_a_self_signed_certificate() {
+    let sim = Sim::new(2).expect("sim");
+    let phone = sim
+        .phone(SimConfig {
+            tls: true,
+            digest: true,
+            login: Some(("admin".into(), "pw".into())),
+            answer_after: Some(Duration::from_millis(50)),
+            ..sim_config("00041300002B")
+        })
+        .expect("phone");
+    let config = format!(
+        r#"{{"phones": [{{"address": "{}", "mac": "00041300002B", "scheme": "https", "login": "admin", "password": "pw"}}], "status_interval_secs": 0}}"#,
+        phone.addr()
+    );
+    let mut h = Harness::start_with(&config, sim);
+    h.configured("00041300002B");
+    let line = h.open("00041300002B");
+    let (call, r) = h
+        .run(tapir_tsp::Action::MakeCall {
+            line,
+            address: tapir_core::AddressId(0),
+            destination: Some("42".into()),
+        })
+        .expect("accepted");
+    assert!(ok(&r), "{r:?}");
+    h.expect_state(call.expect("call"), CallState::Connected);
+    assert_eq!(phone.auth_state(), (0, false));
+}

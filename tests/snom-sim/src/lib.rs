@@ -4,6 +4,7 @@
 //! `shared/spec/snom.md` describes:
 //! - one request at a time (a second, parallel request waits and is counted as a violation,
 //!   so tests can assert that a client never sends two at once);
+//! - HTTP, or HTTPS with a fresh self-signed certificate ([`SimConfig::tls`]);
 //! - Basic or Digest authentication; with Digest, the third wrong password locks the phone
 //!   (every request gets 403 until [`SimPhone::unlock`]); a `Server: snom embedded` header;
 //! - `command.htm` (`key=`, `number=`, `key_dtmf=`), `dummy.htm?settings=save&…`, a settings

@@ -34,6 +34,8 @@ pub struct SimConfig {
     pub csta: bool,
     /// Settings preset (e.g. Action URLs of a mass configuration).
     pub settings: Vec<(String, String)>,
+    /// Serve HTTPS (a fresh self-signed certificate) instead of HTTP.
+    pub tls: bool,
 }
 
 impl Default for SimConfig {
@@ -50,6 +52,7 @@ impl Default for SimConfig {
             answer_after: None,
             csta: true,
             settings: Vec::new(),
+            tls: false,
         }
     }
 }

@@ -20,11 +20,57 @@ pub(crate) async fn listen(phone: &Arc<SimPhone>) -> std::io::Result<()> {
     let app = axum::Router::new()
         .fallback(handle)
         .with_state(Arc::clone(phone));
-    let task = phone.handle.spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let task = if phone.config.tls {
+        let acceptor = tls_acceptor()?;
+        phone.handle.spawn(serve_tls(listener, app, acceptor))
+    } else {
+        phone.handle.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        })
+    };
     *phone.server.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
     Ok(())
+}
+
+fn tls_acceptor() -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let key =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(std::io::Error::other)?;
+    let cert = key.cert.der().clone();
+    let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], private)
+    .map_err(std::io::Error::other)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
 }
 
 fn reply(status: StatusCode, extra: Vec<(&'static str, String)>, body: String) -> Response {
