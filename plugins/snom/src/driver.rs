@@ -235,6 +235,40 @@ impl SnomDriver {
         }
     }
 
+    /// Adds a phone at run time (the phone table's "add telephone"); returns its line key.
+    ///
+    /// # Errors
+    /// `InvalidParameter` for a bad address or MAC, `ResourceUnavailable` when the phone is
+    /// already served.
+    pub fn add(
+        &self,
+        address: &str,
+        mac: Option<&str>,
+        login: Option<(String, Secret)>,
+    ) -> Result<String, DriverError> {
+        let bad = |m: String| DriverError::new(ErrorKind::InvalidParameter, m);
+        let target = Target::parse(address, self.shared.config.default_scheme)
+            .map_err(|e| bad(e.to_string()))?;
+        let mac = match mac {
+            Some(m) => Some(
+                action::normalize_mac(m)
+                    .ok_or_else(|| bad(format!("{m:?} is not a MAC address")))?,
+            ),
+            None => None,
+        };
+        let key = mac.clone().unwrap_or_else(|| address_key(address));
+        let configured = login.map(|(login, password)| Credentials { login, password });
+        self.shared
+            .add_phone(key.clone(), target, configured, None, mac, None, false)
+            .map(|_| key)
+            .ok_or_else(|| {
+                DriverError::new(
+                    ErrorKind::ResourceUnavailable,
+                    "the phone is already served",
+                )
+            })
+    }
+
     /// The number of phones.
     pub fn phone_count(&self) -> usize {
         self.shared.read_phones().len()

@@ -100,6 +100,22 @@ fn phone_table_operations() {
             }
         }
     }
+    // Manual add.
+    let second = sim.phone(sim_config("000413000053")).expect("phone");
+    let key = driver
+        .add(&second.addr().to_string(), Some("00:04:13:00:00:53"), None)
+        .expect("added");
+    assert_eq!(key, "000413000053");
+    assert!(driver
+        .add(&second.addr().to_string(), Some("000413000053"), None)
+        .is_err());
+    assert!(driver.add("no/such", None, None).is_err());
+    wait("manually added phone configured", || {
+        driver
+            .devices()
+            .iter()
+            .any(|d| d.key == "000413000053" && d.connection == Connection::Connected)
+    });
     tsp.shutdown();
 }
 
