@@ -9,7 +9,8 @@
 //! `incoming`, `disconnected` + `missed`). Latency is measured from the moment the simulated
 //! phone queues the `incoming` request to the moment the subscriber sees the `NewCall`; the
 //! caller number carries the start time. Memory per phone is the growth of the process's
-//! resident set while the driver takes on the phones, divided by N.
+//! resident set while the driver takes on the phones, divided by N. Phone `i` listens and
+//! calls from its own loopback address `127.0.(1 + i/200).(1 + i%200)`.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -102,6 +103,12 @@ fn run(n: usize) -> Result<Row, String> {
             .collect();
         let phone = sim
             .phone(SimConfig {
+                // Phones spread over 127.0.x.y, as on a LAN: each has its own address, so the
+                // connections of 10,000 phones do not compete for one address's ports.
+                bind: std::net::SocketAddr::from((
+                    [127, 0, 1 + (i / 200) as u8, 1 + (i % 200) as u8],
+                    0,
+                )),
                 mac: mac.clone(),
                 settings,
                 csta: false,
