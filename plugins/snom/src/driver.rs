@@ -707,10 +707,12 @@ impl Shared {
                     response.status
                 ));
             }
-            if write || self.config.auto_reconfigure {
+            let again = write || !phone.lock().written_blind;
+            if (again && self.config.auto_reconfigure) || write {
                 if let Some((wanted, _)) = self.wanted(phone) {
                     let ok = self.write_settings(phone, &wanted).await;
                     let mut st = phone.lock();
+                    st.written_blind = ok;
                     st.detail = Some(if ok {
                         "Action URLs written; they cannot be read back (no settings page)".into()
                     } else {
@@ -1035,6 +1037,7 @@ impl Shared {
         match news {
             LineNews::None => {}
             LineNews::Rebooted => {
+                phone.lock().written_blind = false;
                 self.enqueue(&phone, Job::Refresh { write: false });
             }
             LineNews::Registered => {

@@ -115,6 +115,9 @@ pub struct PhoneState {
     pub snapshot_unsupported: bool,
     /// Removed: no more jobs.
     pub removed: bool,
+    /// The Action URLs were written to a phone whose settings cannot be read back; not
+    /// repeated at every status refresh (only on demand or after a reboot).
+    pub written_blind: bool,
 }
 
 impl Phone {

@@ -352,3 +352,38 @@ fn https_with_digest_and_a_self_signed_certificate() {
     h.expect_state(call.expect("call"), CallState::Connected);
     assert_eq!(phone.auth_state(), (0, false));
 }
+
+#[test]
+fn phone_without_a_settings_page_is_configured_once_blind() {
+    let sim = Sim::new(2).expect("sim");
+    let phone = sim
+        .phone(SimConfig {
+            settings_page: false,
+            ..sim_config("00041300002C")
+        })
+        .expect("phone");
+    let config = format!(
+        r#"{{"phones": [{{"address": "{}", "mac": "00041300002C"}}], "status_interval_secs": 1}}"#,
+        phone.addr()
+    );
+    let mut h = Harness::start_with(&config, sim);
+    let d = h.wait_device("00041300002C", "written", |d| {
+        d.detail
+            .as_deref()
+            .is_some_and(|t| t.contains("cannot be read back"))
+    });
+    assert_eq!(d.configuration, Configuration::Unknown);
+    let writes = || {
+        phone
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("/dummy.htm"))
+            .count()
+    };
+    let first = writes();
+    assert!(first > 0);
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(writes(), first, "not rewritten at every refresh");
+    h.open("00041300002C");
+    h.incoming(&phone, "900");
+}

@@ -36,6 +36,9 @@ pub struct SimConfig {
     pub settings: Vec<(String, String)>,
     /// Serve HTTPS (a fresh self-signed certificate) instead of HTTP.
     pub tls: bool,
+    /// Serve the settings dump at `/settings.xml` (its URL is not documented by snom; a phone
+    /// without it answers 404).
+    pub settings_page: bool,
 }
 
 impl Default for SimConfig {
@@ -53,6 +56,7 @@ impl Default for SimConfig {
             csta: true,
             settings: Vec::new(),
             tls: false,
+            settings_page: true,
         }
     }
 }

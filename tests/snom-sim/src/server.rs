@@ -225,7 +225,7 @@ fn serve(
             }
             reply(StatusCode::OK, vec![], "<html>saved</html>".into())
         }
-        "/settings.xml" => {
+        "/settings.xml" if phone.config.settings_page => {
             let mut names: Vec<_> = st
                 .settings
                 .keys()
