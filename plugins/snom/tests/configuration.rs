@@ -51,11 +51,15 @@ fn wrongly_configured_phones_are_reconfigured_only_with_the_option() {
     let h = Harness::start_with(&config, sim);
     h.configured("000413000022");
     fixed.set_setting("action_connected_url", "http://elsewhere/");
-    std::thread::sleep(Duration::from_millis(1600));
-    h.configured("000413000022");
-    assert!(fixed
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !fixed
         .setting("action_connected_url")
-        .is_some_and(|u| u.starts_with(&h.base)));
+        .is_some_and(|u| u.starts_with(&h.base))
+    {
+        assert!(std::time::Instant::now() < deadline, "not rewritten");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.configured("000413000022");
     drop(h);
 
     let sim = Sim::new(1).expect("sim");
