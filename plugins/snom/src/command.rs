@@ -71,6 +71,8 @@ pub struct PhoneFacts {
     pub firmware_major: Option<u32>,
     /// The model (`snomD785`), when known.
     pub model: Option<String>,
+    /// The key that redirects a ringing call (configured `redirect_key`), if any.
+    pub redirect_key: Option<String>,
 }
 
 impl PhoneFacts {
@@ -315,9 +317,28 @@ pub fn plan(
         Request::SwapHold { .. } => Err(DriverError::unavailable(
             "swap hold needs CSTA; the key interface cannot pick the held call",
         )),
-        Request::Redirect { .. } => Err(DriverError::unavailable(
-            "redirect needs CSTA; the key interface has no documented deflect key",
-        )),
+        Request::Redirect { call, destination } => {
+            check_number(destination)?;
+            let Some(key) = facts.redirect_key.as_deref() else {
+                return Err(DriverError::unavailable(
+                    "redirect needs CSTA or a configured redirect_key; snom documents no deflect key",
+                ));
+            };
+            let ringing: Vec<_> = live
+                .iter()
+                .filter(|c| c.state == CallState::Offering)
+                .collect();
+            if state_of(*call)? != CallState::Offering
+                || ringing.len() != 1
+                || ringing[0].id != *call
+            {
+                return Err(ambiguous("redirect"));
+            }
+            let mut k = vec![key];
+            k.extend(digit_keys(destination)?);
+            k.push("ENTER");
+            steps(vec![keys(&k)], Effect::Drop { call: *call })
+        }
         Request::Dial { call, digits } => {
             check_number(digits)?;
             match state_of(*call)? {
@@ -448,6 +469,7 @@ mod tests {
             identities: vec!["sip:100@pbx".into()],
             firmware_major: Some(10),
             model: Some("snomD785".into()),
+            redirect_key: None,
         }
     }
 

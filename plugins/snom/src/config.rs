@@ -89,6 +89,11 @@ pub struct SnomConfig {
     /// Most jobs (requests, configuration) waiting for one phone; more are refused.
     /// Default 32.
     pub queue_per_phone: usize,
+    /// The key that redirects (deflects) a ringing call on your firmware, e.g. `F_REDIRECT`.
+    /// snom does not document one for `command.htm`, so redirect is only offered when this is
+    /// set; the driver then sends `KEY;digits…;ENTER` for the only ringing call.
+    /// Default: none (redirect unavailable).
+    pub redirect_key: Option<String>,
 }
 
 impl Default for SnomConfig {
@@ -119,6 +124,7 @@ impl Default for SnomConfig {
             .map(str::to_owned)
             .to_vec(),
             queue_per_phone: 32,
+            redirect_key: None,
         }
     }
 }
@@ -263,6 +269,11 @@ impl SnomConfig {
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad("public_url must start with http:// or https://".into());
+            }
+        }
+        if let Some(k) = &self.redirect_key {
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return bad("redirect_key must be a key name such as F_REDIRECT".into());
             }
         }
         if !self.settings_path.starts_with('/') {

@@ -330,6 +330,10 @@ impl Shared {
             mass,
             state: Mutex::new(PhoneState {
                 in_service: true,
+                facts: crate::command::PhoneFacts {
+                    redirect_key: self.config.redirect_key.clone(),
+                    ..Default::default()
+                },
                 ..PhoneState::default()
             }),
         });

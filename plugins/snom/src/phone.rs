@@ -200,7 +200,7 @@ impl Phone {
             key: self.key.clone(),
             name: self.name.clone(),
             caps: LineCaps {
-                operations: operations(),
+                operations: operations(st.facts.redirect_key.is_some()),
                 forward_modes: vec![
                     tapir_core::ForwardMode::Unconditional,
                     tapir_core::ForwardMode::Busy,
@@ -235,11 +235,12 @@ impl Phone {
     }
 }
 
-/// The operations a snom line offers over keys and settings. Swap hold and redirect need
-/// CSTA call control, which this driver does not send (see README); they are left out, so the
-/// front end answers them with `OperationUnavailable`.
-pub fn operations() -> OperationSet {
-    [
+/// The operations a snom line offers over keys and settings. Swap hold needs CSTA call
+/// control, which this driver does not send (see README); redirect is offered only with a
+/// configured `redirect_key`. What is left out the front end answers with
+/// `OperationUnavailable`.
+pub fn operations(redirect: bool) -> OperationSet {
+    let mut set: OperationSet = [
         Operation::MakeCall,
         Operation::Drop,
         Operation::Answer,
@@ -254,5 +255,9 @@ pub fn operations() -> OperationSet {
         Operation::AddressStatus,
     ]
     .into_iter()
-    .collect()
+    .collect();
+    if redirect {
+        set.insert(Operation::Redirect);
+    }
+    set
 }

@@ -332,3 +332,19 @@ fn calls_placed_on_the_phone_itself_appear() {
     assert_eq!(info.direction, tapir_core::CallDirection::Outgoing);
     h.expect_state(call, CallState::Ringback);
 }
+
+#[test]
+fn redirect_only_with_a_configured_key() {
+    let (mut h, phone, _line) = setup(r#", "redirect_key": "F_REDIRECT""#, sim_config(MAC));
+    let call = h.incoming(&phone, "306");
+    let (_, r) = h
+        .run(Action::Redirect {
+            call,
+            destination: "990".into(),
+        })
+        .expect("accepted");
+    assert!(ok(&r), "{r:?}");
+    h.expect_state(call, CallState::Idle);
+    assert_eq!(phone.redirected(), vec!["990".to_owned()]);
+    assert!(phone.calls().is_empty());
+}

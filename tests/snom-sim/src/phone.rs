@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub settings: HashMap<String, String>,
     pub calls: Vec<SimCall>,
     pub transfer_digits: Option<String>,
+    pub redirect_digits: Option<String>,
+    pub redirected_to: Vec<String>,
     pub dialtone: bool,
     pub dtmf: Vec<String>,
     pub requests: Vec<String>,
@@ -215,6 +217,11 @@ impl SimPhone {
     /// How many fired Action URLs were answered 200.
     pub fn fired_ok(&self) -> u64 {
         self.fired_ok.load(Ordering::Relaxed)
+    }
+
+    /// Where ringing calls were redirected to (`F_REDIRECT`, digits, `ENTER`).
+    pub fn redirected(&self) -> Vec<String> {
+        self.lock().redirected_to.clone()
     }
 
     /// DTMF sent.
@@ -391,6 +398,25 @@ impl SimPhone {
         let held: Vec<usize> = (0..st.calls.len())
             .filter(|i| st.calls[*i].state == SimCallState::Held)
             .collect();
+        if let Some(digits) = st.redirect_digits.as_mut() {
+            if key.len() == 1
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+            {
+                digits.push_str(key);
+                return;
+            }
+            if key == "ENTER" {
+                let target = st.redirect_digits.take().unwrap_or_default();
+                if let Some(r) = ringing {
+                    let c = st.calls.remove(r);
+                    st.redirected_to.push(target);
+                    self.fire(st, "action_disconnected_url", Some(&c));
+                }
+                return;
+            }
+        }
         if let Some(digits) = st.transfer_digits.as_mut() {
             if key.len() == 1
                 && key
@@ -464,6 +490,9 @@ impl SimPhone {
                 } else if active.is_some() {
                     st.transfer_digits = Some(String::new());
                 }
+            }
+            "F_REDIRECT" if ringing.is_some() => {
+                st.redirect_digits = Some(String::new());
             }
             "DND" => {
                 let on = st.settings.get("dnd_mode").map(String::as_str) != Some("on");
