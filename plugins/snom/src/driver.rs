@@ -692,10 +692,22 @@ impl Shared {
                 return;
             }
             Err(FetchError::Login(m)) => {
-                let mut st = phone.lock();
-                st.connection = Connection::NeedsRegistration;
-                st.configuration = Configuration::Problem;
-                st.detail = Some(m);
+                let event = {
+                    let mut st = phone.lock();
+                    st.connection = Connection::NeedsRegistration;
+                    st.configuration = Configuration::Problem;
+                    st.detail = Some(m.clone());
+                    st.in_service.then(|| {
+                        st.in_service = false;
+                        DriverEvent::LineOutOfService {
+                            line: phone.key.clone(),
+                            reason: format!("the phone refuses the login: {m}"),
+                        }
+                    })
+                };
+                if let Some(e) = event {
+                    self.sink.event(e);
+                }
                 return;
             }
             Ok(r) => r,
