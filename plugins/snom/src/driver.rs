@@ -52,6 +52,36 @@ struct LogOnce {
     suppressed: u64,
 }
 
+/// What to log for one refusal.
+#[derive(Debug, PartialEq, Eq)]
+enum LogVerdict {
+    /// First time for this source and reason.
+    Log,
+    /// Seen before: only counted.
+    Quiet,
+    /// Too many sources to remember: a summary now and then.
+    Summary(u64),
+}
+
+impl LogOnce {
+    fn note(&mut self, ip: IpAddr, reason: &'static str) -> LogVerdict {
+        if self.seen.contains(&(ip, reason)) {
+            self.suppressed += 1;
+            LogVerdict::Quiet
+        } else if self.seen.len() < LOG_SOURCES {
+            self.seen.insert((ip, reason));
+            LogVerdict::Log
+        } else {
+            self.suppressed += 1;
+            if self.suppressed % 10_000 == 1 {
+                LogVerdict::Summary(self.suppressed)
+            } else {
+                LogVerdict::Quiet
+            }
+        }
+    }
+}
+
 /// Why a fetch failed.
 #[derive(Debug)]
 enum FetchError {
@@ -915,21 +945,23 @@ impl Shared {
     }
 
     fn refuse(&self, source: Option<IpAddr>, status: u16, reason: &'static str) -> HttpReply {
-        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
         let ip = source.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if logged.seen.contains(&(ip, reason)) {
-            logged.suppressed += 1;
-        } else if logged.seen.len() < LOG_SOURCES {
-            logged.seen.insert((ip, reason));
-            tracing::warn!(source = %ip, status, reason, "Refused a phone callback (logged once per source).");
-        } else {
-            logged.suppressed += 1;
-            if logged.suppressed % 10_000 == 1 {
+        let verdict = self
+            .logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(ip, reason);
+        match verdict {
+            LogVerdict::Log => {
+                tracing::warn!(source = %ip, status, reason, "Refused a phone callback (logged once per source).");
+            }
+            LogVerdict::Summary(n) => {
                 tracing::warn!(
-                    suppressed = logged.suppressed,
+                    suppressed = n,
                     "Many refused phone callbacks from many sources."
                 );
             }
+            LogVerdict::Quiet => {}
         }
         HttpReply::text(
             status,
@@ -1254,5 +1286,32 @@ impl Drop for SnomDriver {
         {
             self.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_source_and_reason() {
+        let mut log = LogOnce::default();
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        assert_eq!(log.note(a, "wrong secret"), LogVerdict::Log);
+        for _ in 0..1000 {
+            assert_eq!(log.note(a, "wrong secret"), LogVerdict::Quiet);
+        }
+        assert_eq!(log.note(a, "malformed"), LogVerdict::Log);
+        assert_eq!(log.note(b, "wrong secret"), LogVerdict::Log);
+        // Memory stays bounded: past the limit only summaries.
+        let mut summaries = 0;
+        for i in 0..(LOG_SOURCES as u32 + 20_000) {
+            if let LogVerdict::Summary(_) = log.note(IpAddr::from(i.to_be_bytes()), "x") {
+                summaries += 1;
+            }
+        }
+        assert!(log.seen.len() <= LOG_SOURCES);
+        assert!((1..=3).contains(&summaries), "{summaries}");
     }
 }
