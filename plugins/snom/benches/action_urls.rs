@@ -78,9 +78,15 @@ fn run(n: usize) -> Result<Row, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let slot: Slot = Arc::new(OnceLock::new());
-    let listener = server
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| e.to_string())?;
+    // A deep accept queue, as a production listener for thousands of phones would have.
+    let listener = {
+        let _guard = server.enter();
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .map_err(|e| e.to_string())?;
+        socket.listen(4096).map_err(|e| e.to_string())?
+    };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let app = axum::Router::new()
         .fallback(route)
