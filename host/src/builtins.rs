@@ -5,10 +5,11 @@
 //! registry must hold (a test checks it).
 
 /// The built-in driver names this binary must offer.
-pub const EXPECTED: &[&str] = &["sip-refer", "sip-reverse"];
+pub const EXPECTED: &[&str] = &["sip-refer", "sip-reverse", "snom"];
 
 // Naming a crate is what makes the linker keep it (and its `inventory` registrations).
 use tapir_plugin_sip as _;
+use tapir_plugin_snom as _;
 
 /// Kept for call sites that want to say "the built-ins are linked here"; naming the crates
 /// above is what does it.

@@ -4,9 +4,10 @@
 //! - `tapir check-config FILE`: report every problem of a configuration file;
 //! - `tapir plugins [--plugin-dir DIR] [--json]`: list drivers and refused plugin files;
 //! - `tapir format [--config FILE] [--line LINE] --category C NUMBER`: the number-rule check tool;
-//! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events.
+//! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events;
 //! - `tapir lines | dial LINE NUMBER | drop CALL | events | phones`: talk to a running host
-//!   over its API (`--url` or `--config`, token from `TAPIR_TOKEN`, `--json` for scripts).
+//!   over its API (`--url` or `--config`, token from `TAPIR_TOKEN`, `--json` for scripts);
+//! - `tapir snom mass-config --config FILE --out DIR`: snom provisioning files.
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
@@ -132,6 +133,25 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// snom driver tools.
+    Snom {
+        #[command(subcommand)]
+        command: SnomCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnomCommand {
+    /// Write one snom XML settings file per phone type (Action URLs with the
+    /// mass-configuration secret) for an existing provisioning server.
+    MassConfig {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -187,5 +207,8 @@ fn main() -> ExitCode {
             count,
         } => remote::run(target, Remote::Events { after, count }),
         Command::Phones { target } => remote::run(target, Remote::Phones),
+        Command::Snom {
+            command: SnomCommand::MassConfig { config, out },
+        } => tapir_host::commands::snom::mass_config(&config, &out),
     }
 }

@@ -6,6 +6,7 @@ pub mod format;
 pub mod plugins;
 pub mod remote;
 pub mod run;
+pub mod snom;
 
 use crate::catalog::Catalog;
 use crate::check::{check, Checked};

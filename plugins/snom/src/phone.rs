@@ -1,0 +1,263 @@
+//! One phone as the driver keeps it: where it is, how to log in, its calls, its status for the
+//! phone table, and its job queue (requests to one phone go out one at a time).
+//!
+//! No task or thread exists per phone: a phone's queue is drained by a task that exists only
+//! while the queue has work, so an idle phone costs its state (about a kilobyte) and nothing
+//! else.
+
+use crate::calls::CallTracker;
+use crate::command::PhoneFacts;
+use crate::config::AuthScheme;
+use crate::http::Target;
+use crate::secret::Secret;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use tapir_core::{
+    AddressInfo, Configuration, Connection, DeviceStatus, LineCaps, LineInfo, LineKey, Operation,
+    OperationSet, RequestEnvelope,
+};
+
+/// Work for a phone.
+#[derive(Debug)]
+pub enum Job {
+    /// An application request.
+    Request(RequestEnvelope),
+    /// Contact the phone, read identity and settings, check (and with `write`, or the
+    /// auto-reconfigure option, fix) its configuration.
+    Refresh {
+        /// Write the configuration even if the option is off.
+        write: bool,
+    },
+    /// Check the calls shown against the phone.
+    Snapshot,
+}
+
+impl Job {
+    fn is_periodic(&self) -> bool {
+        matches!(self, Job::Refresh { write: false } | Job::Snapshot)
+    }
+}
+
+/// A login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User.
+    pub login: String,
+    /// Password.
+    pub password: Secret,
+}
+
+/// The fixed part of a phone.
+#[derive(Debug)]
+pub struct Phone {
+    /// The line key (also the phone's id in callback paths).
+    pub key: LineKey,
+    /// The per-phone callback secret.
+    pub secret: String,
+    /// The web server.
+    pub target: Target,
+    /// The login configured for this phone.
+    pub configured: Option<Credentials>,
+    /// The authentication scheme configured.
+    pub auth: Option<AuthScheme>,
+    /// The MAC configured.
+    pub mac: Option<String>,
+    /// The line name.
+    pub name: String,
+    /// Added through a mass-configuration callback: its URLs come from the provisioning
+    /// server and are accepted as they are.
+    pub mass: bool,
+    /// The changing part.
+    pub state: Mutex<PhoneState>,
+}
+
+/// The changing part of a phone.
+#[derive(Debug, Default)]
+pub struct PhoneState {
+    /// Calls and address state.
+    pub tracker: CallTracker,
+    /// Jobs waiting.
+    pub queue: VecDeque<Job>,
+    /// A task is draining the queue.
+    pub running: bool,
+    /// Phone-table connection status.
+    pub connection: Connection,
+    /// Phone-table configuration status.
+    pub configuration: Configuration,
+    /// Phone-table detail.
+    pub detail: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Firmware.
+    pub firmware: Option<String>,
+    /// Identity (user@host of identity 1).
+    pub identity: Option<String>,
+    /// The line number.
+    pub number: Option<String>,
+    /// MAC learnt from the phone.
+    pub mac: Option<String>,
+    /// IP learnt (resolved address).
+    pub ip: Option<IpAddr>,
+    /// What routes depend on.
+    pub facts: PhoneFacts,
+    /// The login that worked.
+    pub login: Option<Credentials>,
+    /// The scheme the phone asked for.
+    pub scheme: Option<AuthScheme>,
+    /// Wrong Digest attempts since the last success; never more than two are made.
+    pub digest_failures: u8,
+    /// The line is in service.
+    pub in_service: bool,
+    /// The last line info announced.
+    pub announced: Option<LineInfo>,
+    /// CSTA snapshot known not to work on this phone.
+    pub snapshot_unsupported: bool,
+    /// Removed: no more jobs.
+    pub removed: bool,
+    /// The Action URLs were written to a phone whose settings cannot be read back; not
+    /// repeated at every status refresh (only on demand or after a reboot).
+    pub written_blind: bool,
+}
+
+impl Phone {
+    /// Locks the changing part (a poisoned lock is taken over: the state stays usable).
+    pub fn lock(&self) -> MutexGuard<'_, PhoneState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a job; false when the queue is full. Periodic jobs already queued are not
+    /// queued twice. Returns whether a drain task must be started.
+    pub fn enqueue(&self, job: Job, limit: usize) -> Result<bool, Job> {
+        let mut st = self.lock();
+        if st.removed {
+            return Err(job);
+        }
+        if job.is_periodic()
+            && st
+                .queue
+                .iter()
+                .any(|j| std::mem::discriminant(j) == std::mem::discriminant(&job))
+        {
+            return Ok(false);
+        }
+        if st.queue.len() >= limit {
+            return Err(job);
+        }
+        st.queue.push_back(job);
+        let start = !st.running;
+        st.running = true;
+        Ok(start)
+    }
+
+    /// The next job, or None (and the drain task ends).
+    pub fn next_job(&self) -> Option<Job> {
+        let mut st = self.lock();
+        let job = st.queue.pop_front();
+        if job.is_none() {
+            st.running = false;
+        }
+        job
+    }
+
+    /// The IP callbacks must come from, when known.
+    pub fn expected_ip(&self) -> Option<IpAddr> {
+        self.target.ip().or(self.lock().ip)
+    }
+
+    /// The MAC callbacks must carry, when known.
+    pub fn expected_mac(&self) -> Option<String> {
+        self.mac.clone().or_else(|| self.lock().mac.clone())
+    }
+
+    /// The line as announced now.
+    pub fn line_info(&self, st: &PhoneState) -> LineInfo {
+        let mut addresses: Vec<AddressInfo> = st
+            .facts
+            .identities
+            .iter()
+            .enumerate()
+            .map(|(i, uri)| AddressInfo {
+                id: tapir_core::AddressId(i as u32),
+                number: if i == 0 {
+                    st.number
+                        .clone()
+                        .unwrap_or_else(|| crate::action::user_part(uri))
+                } else {
+                    crate::action::user_part(uri)
+                },
+                name: uri.clone(),
+            })
+            .collect();
+        if addresses.is_empty() {
+            addresses.push(AddressInfo {
+                id: tapir_core::AddressId(0),
+                number: st.number.clone().unwrap_or_default(),
+                name: self.name.clone(),
+            });
+        }
+        LineInfo {
+            key: self.key.clone(),
+            name: self.name.clone(),
+            caps: LineCaps {
+                operations: operations(st.facts.redirect_key.is_some()),
+                forward_modes: vec![
+                    tapir_core::ForwardMode::Unconditional,
+                    tapir_core::ForwardMode::Busy,
+                    tapir_core::ForwardMode::NoAnswer,
+                ],
+                max_calls: 4,
+                addresses,
+            },
+            in_service: st.in_service,
+        }
+    }
+
+    /// The phone-table row. Never holds a secret.
+    pub fn device(&self) -> DeviceStatus {
+        let st = self.lock();
+        DeviceStatus {
+            key: self.key.to_string(),
+            model: st.model.clone(),
+            firmware: st.firmware.clone(),
+            identity: st.identity.clone(),
+            number: st.number.clone(),
+            ip: st
+                .ip
+                .map(|ip| ip.to_string())
+                .or_else(|| Some(self.target.host.clone())),
+            mac: self.mac.clone().or_else(|| st.mac.clone()),
+            connection: st.connection,
+            configuration: st.configuration,
+            lines: vec![self.key.clone()],
+            detail: st.detail.clone(),
+        }
+    }
+}
+
+/// The operations a snom line offers over keys and settings. Swap hold needs CSTA call
+/// control, which this driver does not send (see README); redirect is offered only with a
+/// configured `redirect_key`. What is left out the front end answers with
+/// `OperationUnavailable`.
+pub fn operations(redirect: bool) -> OperationSet {
+    let mut set: OperationSet = [
+        Operation::MakeCall,
+        Operation::Drop,
+        Operation::Answer,
+        Operation::Hold,
+        Operation::Unhold,
+        Operation::BlindTransfer,
+        Operation::SetupTransfer,
+        Operation::CompleteTransfer,
+        Operation::Dial,
+        Operation::Forward,
+        Operation::DoNotDisturb,
+        Operation::AddressStatus,
+    ]
+    .into_iter()
+    .collect();
+    if redirect {
+        set.insert(Operation::Redirect);
+    }
+    set
+}

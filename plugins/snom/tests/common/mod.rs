@@ -1,0 +1,263 @@
+//! Test harness: a front end (`Tsp`) with one snom driver instance, the phone-facing callback
+//! listener on 127.0.0.1:0 routed to the driver, and simulated phones. Everything stops when
+//! the harness is dropped (also when a test fails).
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tapir_core::{CallId, CallState, HttpCallback, LineId, PhoneDriver};
+use tapir_snom_sim::{Sim, SimConfig, SimPhone};
+use tapir_tsp::{Action, Tsp, TspConfig, TspEvent};
+use tokio::sync::broadcast;
+
+pub struct Harness {
+    pub sim: Sim,
+    pub tsp: Arc<Tsp>,
+    pub driver: Arc<dyn PhoneDriver>,
+    pub events: broadcast::Receiver<tapir_tsp::Sequenced>,
+    pub base: String,
+    /// Events skipped while waiting for a completion, seen again by `expect`.
+    pending: std::collections::VecDeque<TspEvent>,
+    server: tokio::runtime::Runtime,
+}
+
+type Slot = Arc<OnceLock<Arc<dyn PhoneDriver>>>;
+
+async fn route(
+    axum::extract::State(slot): axum::extract::State<Slot>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    uri: axum::http::Uri,
+) -> (axum::http::StatusCode, String) {
+    let Some(driver) = slot.get().cloned() else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+    };
+    let path = uri
+        .path()
+        .strip_prefix("/phones/office")
+        .unwrap_or("/")
+        .to_owned();
+    let request = HttpCallback {
+        method: "GET".into(),
+        path,
+        query: uri.query().unwrap_or("").to_owned(),
+        headers: Vec::new(),
+        peer: peer.to_string(),
+        body: String::new(),
+    };
+    let reply = tokio::task::spawn_blocking(move || driver.http_callback(request))
+        .await
+        .expect("callback runs");
+    (
+        axum::http::StatusCode::from_u16(reply.status).expect("status"),
+        reply.body,
+    )
+}
+
+impl Harness {
+    /// Starts the callback listener, then the driver with `config` (JSON; `{base}` is
+    /// replaced by the callback base).
+    pub fn start(config: &str) -> Harness {
+        Self::start_with(config, Sim::new(2).expect("sim runtime"))
+    }
+
+    pub fn start_with(config: &str, sim: Sim) -> Harness {
+        let server = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let slot: Slot = Arc::new(OnceLock::new());
+        let listener = server
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .fallback(route)
+            .with_state(slot.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        server.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let tsp = Arc::new(Tsp::new(TspConfig {
+            callback_base: Some(format!("http://{addr}/phones")),
+            history: 10_000,
+            ..TspConfig::default()
+        }));
+        let events = tsp.subscribe();
+        let json = config.replace("{base}", &format!("http://{addr}/phones/office"));
+        let driver = tsp
+            .add_driver("office", |sink| tapir_plugin_snom::build(&json, sink))
+            .expect("driver starts");
+        let _ = slot.set(driver.clone());
+        tsp.sync();
+        Harness {
+            sim,
+            tsp,
+            driver,
+            events,
+            base: format!("http://{addr}/phones/office"),
+            pending: Default::default(),
+            server,
+        }
+    }
+
+    pub fn phone(&self, config: SimConfig) -> Arc<SimPhone> {
+        self.sim.phone(config).expect("sim phone")
+    }
+
+    /// The line id of the line with `key`, waiting for it to appear.
+    pub fn line(&self, key: &str) -> LineId {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.tsp.lines().into_iter().find(|l| l.key.as_str() == key) {
+                return l.id;
+            }
+            assert!(Instant::now() < deadline, "line {key} never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn open(&self, key: &str) -> LineId {
+        let line = self.line(key);
+        self.tsp.open_line(line).expect("opens");
+        line
+    }
+
+    /// Waits until `pred` holds for the phone-table row of `key`.
+    pub fn wait_device(
+        &self,
+        key: &str,
+        what: &str,
+        pred: impl Fn(&tapir_core::DeviceStatus) -> bool,
+    ) -> tapir_core::DeviceStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let devices = self.driver.devices();
+            if let Some(d) = devices.iter().find(|d| d.key == key) {
+                if pred(d) {
+                    return d.clone();
+                }
+                assert!(Instant::now() < deadline, "{what}: device is {d:?}");
+            } else {
+                assert!(Instant::now() < deadline, "{what}: no device {key}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The next event matching `pred`, within 10 s; other events are skipped.
+    pub fn expect(&mut self, what: &str, pred: impl Fn(&TspEvent) -> bool) -> TspEvent {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            let e = self.pending.remove(i).expect("present");
+            self.pending.drain(..i);
+            return e;
+        }
+        self.pending.clear();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.events.try_recv() {
+                Ok(e) if pred(&e.event) => return e.event,
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Empty) => {
+                    assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("event stream: {e}"),
+            }
+        }
+    }
+
+    /// Waits for `call` to reach `state`.
+    pub fn expect_state(&mut self, call: CallId, state: CallState) {
+        self.expect(&format!("call {call} {}", state.name()), |e| {
+            matches!(e, TspEvent::CallState { call: c, state: s, .. } if *c == call && *s == state)
+        });
+    }
+
+    /// Every event that arrives within `window`.
+    pub fn drain(&mut self, window: Duration) -> Vec<TspEvent> {
+        let until = Instant::now() + window;
+        let mut out: Vec<TspEvent> = self.pending.drain(..).collect();
+        while Instant::now() < until {
+            match self.events.try_recv() {
+                Ok(e) => out.push(e.event),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        out
+    }
+
+    /// Submits and waits for the completion; returns its result.
+    pub fn run(
+        &mut self,
+        action: Action,
+    ) -> Result<(Option<CallId>, tapir_tsp::RequestResult), tapir_core::DriverError> {
+        let accepted = self.tsp.submit(action)?;
+        let request = accepted.request;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let done = loop {
+            match self.events.try_recv() {
+                Ok(e) if matches!(e.event, TspEvent::Completed { request: r, .. } if r == request) => {
+                    break e.event
+                }
+                Ok(e) => self.pending.push_back(e.event),
+                Err(broadcast::error::TryRecvError::Empty) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "timed out waiting for the completion"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("event stream: {e}"),
+            }
+        };
+        match done {
+            TspEvent::Completed { result, .. } => Ok((accepted.call, result)),
+            _ => unreachable!(),
+        }
+    }
+
+    /// A new incoming call on the phone; returns the host's call id (after Offering).
+    pub fn incoming(&mut self, phone: &SimPhone, from: &str) -> CallId {
+        phone.incoming(from);
+        match self.expect("new call", |e| matches!(e, TspEvent::NewCall { .. })) {
+            TspEvent::NewCall { call, .. } => {
+                self.expect_state(call, CallState::Offering);
+                call
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// The phone's line is configured (Action URLs written and read back).
+    pub fn configured(&self, key: &str) {
+        self.wait_device(key, "configured", |d| {
+            d.configuration == tapir_core::Configuration::Correct
+        });
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.tsp.shutdown();
+    }
+}
+
+pub fn ok(result: &tapir_tsp::RequestResult) -> bool {
+    matches!(result, tapir_tsp::RequestResult::Ok(_))
+}
+
+pub fn sim_config(mac: &str) -> SimConfig {
+    SimConfig {
+        mac: mac.into(),
+        ..SimConfig::default()
+    }
+}
+
+/// A driver config for one phone.
+pub fn one_phone(addr: std::net::SocketAddr, mac: &str, extra: &str) -> String {
+    format!(
+        r#"{{"phones": [{{"address": "{addr}", "mac": "{mac}"}}], "status_interval_secs": 0, "snapshot_interval_secs": 0{extra}}}"#
+    )
+}
