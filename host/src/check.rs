@@ -63,6 +63,50 @@ const SECTIONS: [&str; 9] = [
 /// Reads and checks the configuration from `source`. Driver sections are checked by their
 /// drivers (built-in or loaded from the plugin folder named in the configuration).
 pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> Checked {
+    let mut checked = check_unredacted(source, catalog_for);
+    for problem in &mut checked.problems {
+        if is_secret_path(&problem.path) {
+            problem.message = redact_values(&problem.message);
+        }
+    }
+    checked
+}
+
+/// Keys whose values are secrets: a problem about them must not echo the value.
+fn is_secret_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    ["password", "secret", "token", "callback_key"]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
+/// Replaces every quoted or back-quoted value in a message with `***`.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote: Option<char> = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push_str("***");
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '`' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if quote.is_some() {
+        out.push_str("***");
+    }
+    out
+}
+
+fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> Checked {
     let mut problems = Vec::new();
     let text = match source {
         Source::Embedded => crate::config::EMBEDDED_DEFAULT.to_owned(),
@@ -562,6 +606,26 @@ mod tests {
         assert!(
             !format!("{problems:?}").contains("0123456789abcdef"),
             "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn problems_about_secrets_do_not_echo_the_value() {
+        let problems = check_text(
+            "[[api.tokens]]\nname = \"crm\"\ntoken = 987654321\naccess = \"control\"\n",
+        );
+        let token = problems
+            .iter()
+            .find(|p| p.path.contains("token"))
+            .unwrap_or_else(|| panic!("{problems:#?}"));
+        assert!(
+            !token.message.contains("987654321"),
+            "{}",
+            token.message
+        );
+        assert_eq!(
+            redact_values("found string \"hunter2\", expected `u32`"),
+            "found string \"***\", expected `***`"
         );
     }
 
