@@ -1,6 +1,8 @@
 //! Builds the TSP as a shared object and the C harness with the system C compiler, writes a
 //! virtual-phone configuration, and runs the harness against the real library: the way the
-//! Windows telephony service loads a `.tsp`, by export name, with the host inside.
+//! Windows telephony service loads a `.tsp`, by export name, with the host inside. The
+//! library's phone endpoint gets a fixed loopback port, which the harness uses to make the
+//! example driver add, change and remove a line while TAPI's view of it is checked.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
