@@ -60,6 +60,41 @@ enum Reply {
 struct Line {
     config: LineConfig,
     status: AddressStatus,
+    /// False while out of service: no calls are placed or offered.
+    in_service: bool,
+    /// Removed at run time. The entry stays so that the positions calls refer to stay put;
+    /// a line added again with the same key gets a new entry.
+    removed: bool,
+}
+
+impl Line {
+    fn new(config: LineConfig) -> Self {
+        Self {
+            config,
+            status: AddressStatus::default(),
+            in_service: true,
+            removed: false,
+        }
+    }
+
+    /// The line as the driver announces it.
+    fn info(&self) -> LineInfo {
+        LineInfo {
+            key: LineKey::new(self.config.key.clone()),
+            name: self.config.display_name(),
+            caps: LineCaps {
+                operations: OperationSet::all(),
+                forward_modes: FORWARD_MODES.to_vec(),
+                max_calls: MAX_CALLS,
+                addresses: vec![AddressInfo {
+                    id: AddressId(0),
+                    number: self.config.own_number().to_owned(),
+                    name: self.config.display_name(),
+                }],
+            },
+            in_service: self.in_service,
+        }
+    }
 }
 
 struct Call {
@@ -90,10 +125,7 @@ impl Phone {
         let lines = config
             .lines
             .iter()
-            .map(|line| Line {
-                config: line.clone(),
-                status: AddressStatus::default(),
-            })
+            .map(|line| Line::new(line.clone()))
             .collect();
         let mut timers = TimerQueue::default();
         for (script, call) in config.incoming.iter().enumerate() {
@@ -115,22 +147,73 @@ impl Phone {
     pub(crate) fn line_infos(&self) -> Vec<LineInfo> {
         self.lines
             .iter()
-            .map(|line| LineInfo {
-                key: LineKey::new(line.config.key.clone()),
-                name: line.config.display_name(),
-                caps: LineCaps {
-                    operations: OperationSet::all(),
-                    forward_modes: FORWARD_MODES.to_vec(),
-                    max_calls: MAX_CALLS,
-                    addresses: vec![AddressInfo {
-                        id: AddressId(0),
-                        number: line.config.own_number().to_owned(),
-                        name: line.config.display_name(),
-                    }],
-                },
-                in_service: true,
-            })
+            .filter(|line| !line.removed)
+            .map(Line::info)
             .collect()
+    }
+
+    /// Adds a line at run time and announces it (`LineCreated`). A key already in use is
+    /// ignored (the driver object checks it before asking).
+    pub(crate) fn add_line(&mut self, config: LineConfig) {
+        if self.active_line(&config.key).is_some() {
+            tracing::warn!(line = %config.key, "Line not added: the key is in use.");
+            return;
+        }
+        let line = Line::new(config);
+        tracing::info!(line = %line.config.key, "Line added.");
+        let info = line.info();
+        self.lines.push(line);
+        self.sink.event(DriverEvent::LineCreated { info });
+    }
+
+    /// Removes a line at run time: its calls end first (pending requests complete, then
+    /// Idle), then `LineRemoved`. Nothing more is reported about the line.
+    pub(crate) fn remove_line(&mut self, key: &str, now: Instant) {
+        let Some(line) = self.active_line(key) else {
+            return;
+        };
+        let calls: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.line == line)
+            .map(|(id, _)| *id)
+            .collect();
+        for call in calls {
+            self.finish_pending(call);
+            self.set_state(call, CallState::Idle, now);
+        }
+        self.lines[line].removed = true;
+        tracing::info!(line = %key, "Line removed.");
+        self.sink.event(DriverEvent::LineRemoved {
+            line: self.line_key(line),
+        });
+    }
+
+    /// Takes a line out of service (`reason` given) or puts it back (`None`) and reports it.
+    /// Out of service, the line places no calls and is offered none; its calls go on.
+    pub(crate) fn set_service(&mut self, key: &str, out_of_service: Option<String>) {
+        let Some(line) = self.active_line(key) else {
+            return;
+        };
+        self.lines[line].in_service = out_of_service.is_none();
+        let key = self.line_key(line);
+        self.sink.event(match out_of_service {
+            Some(reason) => {
+                tracing::info!(line = %key, reason = %reason, "Line out of service.");
+                DriverEvent::LineOutOfService { line: key, reason }
+            }
+            None => {
+                tracing::info!(line = %key, "Line in service.");
+                DriverEvent::LineInService { line: key }
+            }
+        });
+    }
+
+    /// The position of the line with this key that has not been removed.
+    fn active_line(&self, key: &str) -> Option<usize> {
+        self.lines
+            .iter()
+            .position(|line| !line.removed && line.config.key == key)
     }
 
     /// When the next timer is due.
@@ -183,9 +266,7 @@ impl Phone {
     }
 
     fn line_index(&self, key: &LineKey) -> Option<usize> {
-        self.lines
-            .iter()
-            .position(|line| line.config.key == key.as_str())
+        self.active_line(key.as_str())
     }
 
     fn dispatch(
@@ -320,6 +401,12 @@ impl Phone {
     ) -> Result<Reply, DriverError> {
         if let Some(destination) = &destination {
             require_address(destination)?;
+        }
+        if !self.lines[line].in_service {
+            return Err(DriverError::new(
+                ErrorKind::Disconnected,
+                format!("line {} is out of service", self.lines[line].config.key),
+            ));
         }
         self.new_outgoing_call(line, call, address, destination.as_deref())?;
         match destination {
@@ -544,13 +631,13 @@ impl Phone {
     /// Presents a scripted incoming call, unless do-not-disturb, forwarding or a full line
     /// keeps it away.
     pub(crate) fn offer(&mut self, incoming: &IncomingConfig, now: Instant) {
-        let Some(line) = self
-            .lines
-            .iter()
-            .position(|l| l.config.key == incoming.line)
-        else {
+        let Some(line) = self.active_line(&incoming.line) else {
             return;
         };
+        if !self.lines[line].in_service {
+            tracing::info!(line = %incoming.line, from = %incoming.from, "Incoming call not offered: out of service.");
+            return;
+        }
         let status = &self.lines[line].status;
         if status.do_not_disturb {
             tracing::info!(line = %incoming.line, from = %incoming.from, "Incoming call not offered: do not disturb.");

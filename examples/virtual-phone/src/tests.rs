@@ -894,3 +894,159 @@ fn random_sequences_keep_the_invariants() {
         }
     }
 }
+
+/// Sends `GET path?query` to the driver's HTTP callback and returns the status.
+fn http(h: &Harness, target: &str) -> u16 {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    h.driver
+        .http_callback(tapir_core::HttpCallback {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            headers: Vec::new(),
+            peer: "127.0.0.1:1".into(),
+            body: String::new(),
+        })
+        .status
+}
+
+#[test]
+fn ring_over_http_offers_a_call_now() {
+    let h = Harness::start("{}");
+    assert_eq!(http(&h, "/ring?line=100&from=0301234567&name=Anna+M"), 202);
+    h.wait("the offered call", |r| {
+        r.events.iter().any(|e| matches!(e, DriverEvent::NewCall { info, .. } if info.calling.name.as_deref() == Some("Anna M")))
+    });
+    assert_eq!(http(&h, "/ring?line=100"), 400);
+    assert_eq!(http(&h, "/ring?line=7&from=1"), 404);
+    assert_eq!(http(&h, "/nothing"), 404);
+    h.finish();
+}
+
+#[test]
+fn a_line_added_over_http_is_announced_and_takes_calls() {
+    let mut h = Harness::start("{}");
+    assert_eq!(http(&h, "/lines/add?key=300&name=Late+line"), 202);
+    h.wait("LineCreated 300", |r| {
+        r.events.iter().any(|e| {
+            matches!(e, DriverEvent::LineCreated { info }
+                if info.key.as_str() == "300" && info.name == "Late line"
+                    && info.in_service && info.caps.addresses[0].number == "300")
+        })
+    });
+    assert_eq!(http(&h, "/lines/add?key=300"), 409, "the key is in use");
+    assert_eq!(http(&h, "/lines/add?name=x"), 400);
+    assert_eq!(http(&h, "/lines/add?key=+"), 400, "a blank key");
+    let make = h.try_submit("300", make_call(1, Some("200"))).unwrap();
+    assert_eq!(h.outcome(make), Ok(Completion::Done));
+    h.wait_state(1, CallState::Connected);
+    let state = h.finish();
+    let created = state
+        .events
+        .iter()
+        .filter(|e| matches!(e, DriverEvent::LineCreated { info } if info.key.as_str() == "300"))
+        .count();
+    assert_eq!(created, 1);
+}
+
+#[test]
+fn a_line_removed_over_http_ends_its_calls_first_and_refuses_requests() {
+    let mut h = Harness::start(r#"{ "dial_ms": 2000 }"#);
+    assert_eq!(http(&h, "/lines/add?key=300"), 202);
+    // One call connected on line 100 (kept), one still dialling on 300 (its request pending).
+    let dialling = h.try_submit("300", make_call(2, Some("201"))).unwrap();
+    h.wait_state(2, CallState::Dialing);
+    assert_eq!(http(&h, "/lines/remove?key=300"), 202);
+    h.wait("LineRemoved 300", |r| {
+        r.events
+            .iter()
+            .any(|e| matches!(e, DriverEvent::LineRemoved { line } if line.as_str() == "300"))
+    });
+    // The pending MakeCall completed (the call was placed, then ended), exactly once.
+    assert_eq!(h.outcome(dialling), Ok(Completion::Done));
+    assert_eq!(h.states(2), vec![CallState::Dialing, CallState::Idle]);
+    assert_eq!(
+        h.try_submit("300", make_call(3, Some("202")))
+            .unwrap_err()
+            .kind,
+        ErrorKind::BadDeviceId
+    );
+    assert_eq!(http(&h, "/lines/remove?key=300"), 404, "already gone");
+    assert_eq!(http(&h, "/lines/remove"), 400);
+    assert_eq!(http(&h, "/ring?line=300&from=1"), 404);
+    // Line 100 is untouched, and the key can be added again.
+    assert!(h.try_submit("100", make_call(4, None)).is_ok());
+    assert_eq!(http(&h, "/lines/add?key=300"), 202);
+    h.wait("LineCreated 300 again", |r| {
+        r.events
+            .iter()
+            .filter(
+                |e| matches!(e, DriverEvent::LineCreated { info } if info.key.as_str() == "300"),
+            )
+            .count()
+            == 2
+    });
+    let state = h.finish();
+    // Idle before LineRemoved, and nothing about call 2 after it.
+    let idle = state
+        .events
+        .iter()
+        .position(|e| matches!(e, DriverEvent::CallState { call, state: CallState::Idle, .. } if call.0 == 2))
+        .unwrap();
+    let removed = state
+        .events
+        .iter()
+        .position(|e| matches!(e, DriverEvent::LineRemoved { .. }))
+        .unwrap();
+    assert!(idle < removed);
+    assert!(!state.events[removed..].iter().any(|e| matches!(
+        e,
+        DriverEvent::CallState { call, .. } | DriverEvent::CallInfo { call, .. } if call.0 == 2
+    )));
+}
+
+#[test]
+fn service_changes_over_http_are_reported_and_respected() {
+    let mut h = Harness::start("{}");
+    assert_eq!(
+        http(&h, "/lines/out-of-service?key=100&reason=cable+pulled"),
+        202
+    );
+    h.wait("LineOutOfService", |r| {
+        r.events.iter().any(|e| {
+            matches!(e, DriverEvent::LineOutOfService { line, reason }
+                if line.as_str() == "100" && reason == "cable pulled")
+        })
+    });
+    // Out of service: no calls placed, none offered.
+    assert_eq!(
+        h.error_kind(make_call(1, Some("200"))),
+        ErrorKind::Disconnected
+    );
+    assert_eq!(http(&h, "/ring?line=100&from=5"), 202);
+    assert_eq!(http(&h, "/lines/in-service?key=100"), 202);
+    h.wait("LineInService", |r| {
+        r.events
+            .iter()
+            .any(|e| matches!(e, DriverEvent::LineInService { line } if line.as_str() == "100"))
+    });
+    h.ok(make_call(2, None));
+    assert_eq!(http(&h, "/lines/out-of-service?key=9"), 404);
+    assert_eq!(http(&h, "/lines/in-service"), 400);
+    // A reason is optional.
+    assert_eq!(http(&h, "/lines/out-of-service?key=100"), 202);
+    h.wait("the second LineOutOfService", |r| {
+        r.events.iter().any(|e| {
+            matches!(e, DriverEvent::LineOutOfService { reason, .. }
+                if reason == "taken out of service over HTTP")
+        })
+    });
+    let state = h.finish();
+    assert!(
+        !state
+            .events
+            .iter()
+            .any(|e| matches!(e, DriverEvent::NewCall { .. })),
+        "no call offered while out of service"
+    );
+}

@@ -44,7 +44,7 @@ fn run(provider: &Provider, mut events: broadcast::Receiver<Sequenced>) {
             let mut waited = 0;
             loop {
                 match events.try_recv() {
-                    Ok(event) => translate(&mut st, event.event),
+                    Ok(event) => translate(&mut st, event.seq, event.event),
                     // The front end publishes a new call's first state right after the call;
                     // wait for it so that nothing can be sent between the two.
                     Err(TryRecvError::Empty)
@@ -75,8 +75,9 @@ fn run(provider: &Provider, mut events: broadcast::Receiver<Sequenced>) {
     }
 }
 
-/// Turns one front-end event into the callbacks TAPI expects, updating the call table.
-pub fn translate(st: &mut State, event: TspEvent) {
+/// Turns one front-end event (numbered `seq`) into the callbacks TAPI expects, updating the
+/// call table.
+pub fn translate(st: &mut State, seq: u64, event: TspEvent) {
     match event {
         TspEvent::LineCreated { line, name } => {
             // Lines counted at enumeration, already bound, or already announced are known.
@@ -116,9 +117,13 @@ pub fn translate(st: &mut State, event: TspEvent) {
                     rec.entered = SystemTime::now();
                 }
             }
-            if let Some(device_id) = st.by_line.get(&line).copied() {
+            // The device id is gone for good: requests naming it are BADDEVICEID, and a line
+            // that comes back later is announced afresh (LINE_CREATE) and gets a new id.
+            if let Some(device_id) = st.by_line.remove(&line) {
+                st.devices.remove(&device_id);
                 st.outbox.push_back(Callback::Remove { device_id });
             }
+            st.enumerated.retain(|l| *l != line);
             st.pending_create.retain(|_, l| *l != line);
         }
         TspEvent::LineService {
@@ -133,7 +138,7 @@ pub fn translate(st: &mut State, event: TspEvent) {
                 let wanted = st
                     .open
                     .get(&hd_line)
-                    .is_some_and(|o| o.line_states & bit != 0);
+                    .is_some_and(|o| o.status_masks(seq).0 & bit != 0);
                 if wanted {
                     st.outbox.push_back(Callback::Line {
                         hd_line,
@@ -203,7 +208,7 @@ pub fn translate(st: &mut State, event: TspEvent) {
                 let wanted = st
                     .open
                     .get(&hd_line)
-                    .is_some_and(|o| o.address_states & address_state::FORWARD != 0);
+                    .is_some_and(|o| o.status_masks(seq).1 & address_state::FORWARD != 0);
                 if wanted {
                     st.outbox.push_back(Callback::Line {
                         hd_line,
@@ -334,6 +339,11 @@ mod tests {
 
     extern "system" fn ignore(_: usize, _: usize, _: u32, _: usize, _: usize, _: usize) {}
 
+    /// Translates an event numbered after every lineSetStatusMessages so far.
+    fn translate(st: &mut State, event: TspEvent) {
+        super::translate(st, u64::MAX, event);
+    }
+
     fn state_with_open_line(line_states: u32, address_states: u32) -> State {
         let mut st = State::default();
         st.base = Some(10);
@@ -350,6 +360,8 @@ mod tests {
                 version: 0x0002_0002,
                 line_states,
                 address_states,
+                states_from: 0,
+                earlier_states: (0, 0),
                 gone: false,
             },
         );
@@ -426,6 +438,33 @@ mod tests {
     }
 
     #[test]
+    fn a_change_from_before_set_status_messages_is_judged_by_the_earlier_filter() {
+        let line = LineId(0);
+        let service = |in_service| TspEvent::LineService {
+            line,
+            in_service,
+            reason: None,
+        };
+        // TAPI enabled the messages when the front end had numbered 7 events.
+        let mut st = state_with_open_line(line_dev_state::INSERVICE, 0);
+        if let Some(open) = st.open.get_mut(&1) {
+            open.states_from = 7;
+            open.earlier_states = (0, 0);
+        }
+        super::translate(&mut st, 7, service(true));
+        assert!(
+            st.outbox.is_empty(),
+            "event 7 happened while nothing was enabled"
+        );
+        super::translate(&mut st, 8, service(true));
+        assert!(matches!(
+            st.outbox.pop_front(),
+            Some(Callback::Line { msg: line_msg::LINEDEVSTATE, p1, .. })
+                if p1 == line_dev_state::INSERVICE as usize
+        ));
+    }
+
+    #[test]
     fn completions_go_to_the_tapi_request_once() {
         let mut st = state_with_open_line(0, 0);
         st.requests.insert(RequestId(3), 77);
@@ -497,6 +536,29 @@ mod tests {
             }
         ));
         assert_eq!(out[1], Callback::Remove { device_id: 10 });
+        assert_eq!(out.len(), 2);
+        assert!(
+            !st.devices.contains_key(&10) && !st.by_line.contains_key(&LineId(0)),
+            "the removed device id names nothing any more"
+        );
+        // The same line coming back is a new device: LINE_CREATE again, with a fresh temp id.
+        translate(
+            &mut st,
+            TspEvent::LineCreated {
+                line: LineId(0),
+                name: "back".into(),
+            },
+        );
+        let Some(Callback::Create { temp: again }) = st.outbox.pop_front() else {
+            panic!("LINE_CREATE expected for a line that came back");
+        };
+        assert_ne!(again, temp);
+        assert_eq!(st.pending_create.get(&again), Some(&LineId(0)));
+        // A second removal of a line that is not bound (LINE_CREATE not answered yet) sends
+        // nothing and withdraws the pending creation.
+        translate(&mut st, TspEvent::LineRemoved { line: LineId(1) });
+        assert!(st.outbox.is_empty());
+        assert!(!st.pending_create.values().any(|l| *l == LineId(1)));
     }
 
     #[test]

@@ -90,8 +90,26 @@ pub struct OpenLine {
     pub line_states: u32,
     /// LINEADDRESSSTATE bits TAPI wants; none at first.
     pub address_states: u32,
+    /// The front end's last event number when lineSetStatusMessages last ran: events up to
+    /// it happened before, and are filtered by `earlier_states`.
+    pub states_from: u64,
+    /// The (LINEDEVSTATE, LINEADDRESSSTATE) bits that held before that call.
+    pub earlier_states: (u32, u32),
     /// The line was removed and LINE_CLOSE sent: no more events.
     pub gone: bool,
+}
+
+impl OpenLine {
+    /// The (LINEDEVSTATE, LINEADDRESSSTATE) bits that apply to the front-end event numbered
+    /// `seq`. A change that happened before the latest lineSetStatusMessages but reaches the
+    /// dispatcher after it is judged by what TAPI wanted when it happened.
+    pub fn status_masks(&self, seq: u64) -> (u32, u32) {
+        if seq <= self.states_from {
+            self.earlier_states
+        } else {
+            (self.line_states, self.address_states)
+        }
+    }
 }
 
 /// A call TAPI knows.
@@ -452,6 +470,8 @@ impl Provider {
                 version,
                 line_states: 0,
                 address_states: 0,
+                states_from: 0,
+                earlier_states: (0, 0),
                 gone: false,
             },
         );
@@ -506,8 +526,12 @@ impl Provider {
             .open
             .get_mut(&hd_line)
             .ok_or(TspiError::InvalidLineHandle)?;
+        open.earlier_states = (open.line_states, open.address_states);
         open.line_states = line_states;
         open.address_states = address_states;
+        // The front end numbers an event under the same lock under which it updates what the
+        // snapshots show, so every change TAPI could have seen so far is numbered up to here.
+        open.states_from = self.tsp().last_seq();
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! Builds the TSP as a shared object and the C harness with the system C compiler, writes a
 //! virtual-phone configuration, and runs the harness against the real library: the way the
-//! Windows telephony service loads a `.tsp`, by export name, with the host inside.
+//! Windows telephony service loads a `.tsp`, by export name, with the host inside. The
+//! library's phone endpoint gets a fixed loopback port, which the harness uses to make the
+//! example driver add, change and remove a line while TAPI's view of it is checked.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -63,7 +65,16 @@ fn compile_harness(dir: &Path) -> PathBuf {
     exe
 }
 
-fn write_config(dir: &Path, plugin: &Path) -> PathBuf {
+/// A loopback port that was free a moment ago, for the library's phone endpoint: the harness
+/// must know where to send HTTP, so `127.0.0.1:0` will not do.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn write_config(dir: &Path, plugin: &Path, phones_port: u16) -> PathBuf {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugin dir");
     std::fs::copy(plugin, plugins.join(plugin.file_name().expect("file name"))).expect("copy");
@@ -77,7 +88,7 @@ fn write_config(dir: &Path, plugin: &Path) -> PathBuf {
 level = "warn"
 
 [phones]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{phones_port}"
 
 [http]
 enabled = false
@@ -98,10 +109,16 @@ incoming = [ {{ line = "101", after_ms = 2500, from = "0301234567", name = "Alic
 
 /// Runs the harness with `TAPIR_CONFIG`; returns exit code (None: killed or signalled) and
 /// stdout, stderr.
-fn run_harness(exe: &Path, tsp: &Path, config: &Path) -> (Option<i32>, String, String) {
+fn run_harness(
+    exe: &Path,
+    tsp: &Path,
+    config: &Path,
+    phones_port: u16,
+) -> (Option<i32>, String, String) {
     let mut child = Command::new(exe)
         .arg(tsp)
         .env("TAPIR_CONFIG", config)
+        .env("TSPI_HARNESS_PHONES_PORT", phones_port.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -134,8 +151,9 @@ fn the_c_harness_drives_the_library_like_tapisrv() {
     let (tsp, plugin) = build_libraries();
     let dir = tempfile::tempdir().expect("temp dir");
     let exe = compile_harness(dir.path());
-    let config = write_config(dir.path(), &plugin);
-    let (code, stdout, stderr) = run_harness(&exe, &tsp, &config);
+    let port = free_port();
+    let config = write_config(dir.path(), &plugin, port);
+    let (code, stdout, stderr) = run_harness(&exe, &tsp, &config, port);
     println!("{stdout}");
     assert_eq!(code, Some(0), "harness failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("HARNESS PASS"), "{stdout}");
@@ -147,6 +165,15 @@ fn the_c_harness_drives_the_library_like_tapisrv() {
         "every accepted request completed exactly once",
         "no callback after providerShutdown returned",
         "no callback was entered while another ran",
+        "LINE_CREATE through the providerEnumDevices callback",
+        "providerCreateLineDevice(temp id, 12)",
+        "lineMakeCall on the new line: CONNECTED",
+        "no LINE_LINEDEVSTATE while lineSetStatusMessages has not enabled it",
+        "LINE_LINEDEVSTATE(OUTOFSERVICE)",
+        "LINE_LINEDEVSTATE(INSERVICE)",
+        "LINE_CLOSE on htLine 0x3333, then LINE_REMOVE(12)",
+        "after LINE_REMOVE nothing more about the removed line or its call",
+        "the removed device 12: negotiate, lineGetDevCaps and lineOpen are BADDEVICEID",
     ] {
         assert!(
             stdout.contains(rule),
@@ -160,7 +187,8 @@ fn a_missing_configuration_is_refused_without_crashing() {
     let (tsp, _plugin) = build_libraries();
     let dir = tempfile::tempdir().expect("temp dir");
     let exe = compile_harness(dir.path());
-    let (code, stdout, _stderr) = run_harness(&exe, &tsp, &dir.path().join("absent.toml"));
+    let (code, stdout, _stderr) =
+        run_harness(&exe, &tsp, &dir.path().join("absent.toml"), free_port());
     // Enumeration and init fail with LINEERR_NODEVICE; the harness stops there, normally.
     assert_eq!(code, Some(2), "{stdout}");
     assert!(stdout.contains("r=0x80000042"), "{stdout}");

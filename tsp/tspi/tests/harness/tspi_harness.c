@@ -6,14 +6,21 @@
  *
  * Usage: tspi_harness <path to libtapir_tspi.so>
  * The library reads its configuration from TAPIR_CONFIG; the test writes one with two
- * virtual-phone lines ("100" Reception, "101" Back office, an incoming call on "101").
+ * virtual-phone lines ("100" Reception, "101" Back office, an incoming call on "101") in a
+ * driver instance named "office", and the library's phone-callback endpoint ([phones] listen)
+ * on 127.0.0.1 at the port given in TSPI_HARNESS_PHONES_PORT. The harness sends the virtual
+ * phone's HTTP test endpoints there to make a line appear, change service and go.
  */
+#include <arpa/inet.h>
 #include <dlfcn.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,7 +51,6 @@ typedef LONG (*CallOnly_t)(DWORD, DWORD_PTR);                     /* Hold, Unhol
 typedef LONG (*CloseCall_t)(DWORD_PTR);
 typedef LONG (*GetCallStruct_t)(DWORD_PTR, void *); /* GetCallInfo, GetCallStatus */
 typedef LONG (*GetAddressStatus_t)(DWORD_PTR, DWORD, void *);
-typedef LONG (*GetLineDevStatus_t)(DWORD_PTR, void *);
 typedef LONG (*GetNumAddressIDs_t)(DWORD_PTR, DWORD *);
 typedef LONG (*GetAddressID_t)(DWORD_PTR, DWORD *, DWORD, const WCHAR *, DWORD);
 typedef LONG (*Forward_t)(DWORD, DWORD_PTR, DWORD, DWORD, const void *, DWORD, DWORD_PTR,
@@ -53,6 +59,7 @@ typedef LONG (*GetCallIDs_t)(DWORD_PTR, DWORD *, DWORD *, DWORD *);
 typedef LONG (*SetupTransfer_t)(DWORD, DWORD_PTR, DWORD_PTR, DWORD_PTR *, const void *);
 typedef LONG (*Dial_t)(DWORD, DWORD_PTR, const WCHAR *, DWORD);
 typedef LONG (*CompleteTransfer_t)(DWORD, DWORD_PTR, DWORD_PTR, DWORD_PTR, DWORD_PTR *, DWORD);
+typedef LONG (*CreateLineDevice_t)(DWORD_PTR, DWORD);
 
 #define INITIALIZE_NEGOTIATION 0xFFFFFFFFu
 #define TAPI_2_0 0x00020000u
@@ -67,6 +74,7 @@ typedef LONG (*CompleteTransfer_t)(DWORD, DWORD_PTR, DWORD_PTR, DWORD_PTR, DWORD
 #define LINE_ADDRESSSTATE 0
 #define LINE_CALLINFO 1
 #define LINE_CALLSTATE 2
+#define LINE_CLOSE 3
 #define LINE_LINEDEVSTATE 8
 #define LINE_CREATE 19
 #define LINE_REMOVE 25
@@ -297,6 +305,89 @@ static int sweep(Fill_t fill, void *ctx, DWORD fixed, DWORD needed) {
     return 1;
 }
 
+/* ---- The phone-callback endpoint -------------------------------------------------------- */
+
+static int phones_port;
+
+/* Sends "GET target HTTP/1.0" to the library's phone endpoint on loopback and returns the
+   reply's status code, or -1 (no connection, no reply within 5 s, not HTTP). */
+static int http_get(const char *target) {
+    if (phones_port <= 0) return -1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)phones_port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        close(fd);
+        return -1;
+    }
+    char request[512];
+    int len = snprintf(request, sizeof request, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                       target);
+    if (len <= 0 || (size_t)len >= sizeof request || send(fd, request, (size_t)len, 0) != len) {
+        close(fd);
+        return -1;
+    }
+    /* The status line is all that is needed: "HTTP/1.x NNN ...". */
+    char reply[256];
+    size_t got = 0;
+    while (got < sizeof reply - 1) {
+        ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
+        if (n <= 0) break;
+        got += (size_t)n;
+        if (memchr(reply, '\n', got)) break;
+    }
+    close(fd);
+    reply[got] = 0;
+    int status = -1;
+    if (strncmp(reply, "HTTP/1.", 7) != 0 || sscanf(reply + 8, " %d", &status) != 1) return -1;
+    return status;
+}
+
+/* Waits up to timeout_ms for a line event at or after `from`; returns its index or -1. */
+static int wait_event(int from, DWORD_PTR ht_call, DWORD msg, DWORD_PTR p1, int timeout_ms) {
+    long end = now_ms() + timeout_ms;
+    int i;
+    while ((i = find_event(from, 0, ht_call, msg, p1, 0)) < 0 && now_ms() < end) usleep(5000);
+    return i;
+}
+
+/* LINEDEVSTATUS's dwDevStatusFlags has LINEDEVSTATUSFLAGS_INSERVICE set (-1: no status). */
+typedef LONG (*GetLineDevStatus_t)(DWORD_PTR, void *);
+static GetLineDevStatus_t GetLineDevStatus;
+static int line_in_service(DWORD_PTR hd_line) {
+    unsigned char buf[256];
+    memset(buf, 0, sizeof buf);
+    put32(buf, 0, sizeof buf);
+    if (GetLineDevStatus(hd_line, buf) != 0) return -1;
+    return (get32(buf, 56) & 0x4) != 0;
+}
+
+/* Waits up to 5 s until the line's service state is `wanted`. */
+static int wait_service(DWORD_PTR hd_line, int wanted) {
+    long end = now_ms() + 5000;
+    while (line_in_service(hd_line) != wanted && now_ms() < end) usleep(5000);
+    return line_in_service(hd_line) == wanted;
+}
+
+/* How many line events at or after `from` concern htLine `ht_line` or htCall `ht_call`. */
+static int events_about(int from, DWORD_PTR ht_line, DWORD_PTR ht_call) {
+    int n = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = from; i < n_events; i++)
+        if (events[i].kind == 0 &&
+            ((ht_line && events[i].ht_line == ht_line) || (ht_call && events[i].ht_call == ht_call)))
+            n++;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
 /* ---- The exports ----------------------------------------------------------------------- */
 
 static void *lib;
@@ -380,7 +471,7 @@ int main(int argc, char **argv) {
     GetCallInfo = sym("TSPI_lineGetCallInfo");
     GetCallStatus = sym("TSPI_lineGetCallStatus");
     GetAddressStatus_t GetAddressStatus = sym("TSPI_lineGetAddressStatus");
-    GetLineDevStatus_t GetLineDevStatus = sym("TSPI_lineGetLineDevStatus");
+    GetLineDevStatus = sym("TSPI_lineGetLineDevStatus");
     GetNumAddressIDs_t GetNumAddressIDs = sym("TSPI_lineGetNumAddressIDs");
     GetAddressID_t GetAddressID = sym("TSPI_lineGetAddressID");
     Forward_t Forward = sym("TSPI_lineForward");
@@ -388,7 +479,10 @@ int main(int argc, char **argv) {
     SetupTransfer_t SetupTransfer = sym("TSPI_lineSetupTransfer");
     Dial_t Dial = sym("TSPI_lineDial");
     CompleteTransfer_t CompleteTransfer = sym("TSPI_lineCompleteTransfer");
+    CreateLineDevice_t CreateLineDevice = sym("TSPI_providerCreateLineDevice");
     if (failures) return failures;
+    const char *port_text = getenv("TSPI_HARNESS_PHONES_PORT");
+    phones_port = port_text ? atoi(port_text) : 0;
 
     /* 1. Provider-level negotiation, before anything else. */
     DWORD version = 0;
@@ -701,12 +795,143 @@ int main(int argc, char **argv) {
     CHECK(CloseCall(hd_in) == 0, "lineCloseCall(incoming)");
 
 out:
+    /* 14b. A line that appears, changes service and goes at run time, driven over HTTP. */
+    CHECK(phones_port > 0, "the phone endpoint's port is given (TSPI_HARNESS_PHONES_PORT=%d)",
+          phones_port);
+    const DWORD_PTR ht3 = 0x3333, htc3 = 0x7301;
+    DWORD_PTR hd3 = 0, hdc3 = 0;
+    int before_add = n_events;
+    int http = http_get("/phones/office/lines/add?key=300&name=Late");
+    CHECK(http == 202, "GET /phones/office/lines/add?key=300&name=Late answers 202 (%d)", http);
+    int i_create = wait_event(before_add, 0, LINE_CREATE, 0, 5000);
+    DWORD_PTR temp = i_create >= 0 ? events[i_create].p2 : 0;
+    CHECK(i_create >= 0 && events[i_create].ht_line == 0 && events[i_create].ht_call == 0 &&
+              events[i_create].p1 == 0xABC && temp != 0,
+          "LINE_CREATE through the providerEnumDevices callback: p1 = hProvider, p2 = temp id %lu",
+          (unsigned long)temp);
+    CHECK(Negotiate(12, TAPI_2_0, TAPI_2_2, &version) == LINEERR_BADDEVICEID,
+          "before providerCreateLineDevice device 12 is BADDEVICEID");
+    r = CreateLineDevice(temp, 12);
+    CHECK(r == 0, "providerCreateLineDevice(temp id, 12) (r=0x%x)", (unsigned)r);
+    CHECK(CreateLineDevice(temp, 13) == LINEERR_BADDEVICEID,
+          "a temp id binds once: a second providerCreateLineDevice is BADDEVICEID");
+    CHECK(Negotiate(12, TAPI_2_0, TAPI_2_2, &version) == 0 && version == TAPI_2_2,
+          "device 12 negotiates 2.2");
+    caps = new_struct(1024);
+    r = GetDevCaps(12, TAPI_2_2, 0, caps);
+    get_string(caps, 32, text, sizeof text);
+    CHECK(r == 0 && strcmp(text, "Late") == 0 && get32(caps, 48) == 1 && canary_intact(caps, 1024),
+          "lineGetDevCaps(12): line name \"%s\", one address", text);
+    free(caps);
+    acaps = new_struct(1024);
+    r = GetAddressCaps(12, 0, TAPI_2_2, 0, acaps);
+    get_string(acaps, 16, text, sizeof text);
+    CHECK(r == 0 && get32(acaps, 12) == 12 && strcmp(text, "300") == 0,
+          "lineGetAddressCaps(12): address \"%s\"", text);
+    free(acaps);
+    r = Open(12, ht3, &hd3, TAPI_2_2, line_event);
+    CHECK(r == 0 && hd3 != 0 && hd3 != hd1 && hd3 != hd2, "lineOpen(12) on the new line");
+    to_wide("203", dest);
+    r = MakeCall(130, hd3, htc3, &hdc3, dest, 0, NULL);
+    CHECK(r == 130 && hdc3 != 0 && wait_state(htc3, LINECALLSTATE_CONNECTED, 5000) >= 0 &&
+              wait_completion(130, 5000, &result) >= 0 && result == 0,
+          "lineMakeCall on the new line: CONNECTED, ASYNC_COMPLETION(130, 0)");
+
+    /* Service changes: filtered until lineSetStatusMessages asks for them. */
+    int before_service = n_events;
+    http = http_get("/phones/office/lines/out-of-service?key=300&reason=maintenance");
+    CHECK(http == 202 && wait_service(hd3, 0),
+          "/lines/out-of-service: LINEDEVSTATUS no longer INSERVICE (%d)", http);
+    const DWORD_PTR htc4 = 0x7302;
+    DWORD_PTR hdc4 = 0;
+    r = MakeCall(133, hd3, htc4, &hdc4, dest, 0, NULL);
+    CHECK(r < 0, "lineMakeCall on a line out of service is refused at once (0x%x)", (unsigned)r);
+    http = http_get("/phones/office/lines/in-service?key=300");
+    CHECK(http == 202 && wait_service(hd3, 1), "/lines/in-service: LINEDEVSTATUS INSERVICE (%d)",
+          http);
+    CHECK(find_event(before_service, 0, 0, LINE_LINEDEVSTATE, 0, 0) < 0,
+          "no LINE_LINEDEVSTATE while lineSetStatusMessages has not enabled it");
+    CHECK(SetStatusMessages(hd3, LINEDEVSTATE_INSERVICE | LINEDEVSTATE_OUTOFSERVICE, 0) == 0,
+          "lineSetStatusMessages(INSERVICE | OUTOFSERVICE) on the new line");
+    before_service = n_events;
+    http = http_get("/phones/office/lines/out-of-service?key=300&reason=maintenance");
+    int i_oos = wait_event(before_service, 0, LINE_LINEDEVSTATE, LINEDEVSTATE_OUTOFSERVICE, 5000);
+    CHECK(http == 202 && i_oos >= 0 && events[i_oos].ht_line == ht3,
+          "LINE_LINEDEVSTATE(OUTOFSERVICE) on htLine 0x3333");
+    http = http_get("/phones/office/lines/in-service?key=300");
+    int i_ins = wait_event(before_service, 0, LINE_LINEDEVSTATE, LINEDEVSTATE_INSERVICE, 5000);
+    CHECK(http == 202 && i_ins > i_oos && events[i_ins].ht_line == ht3,
+          "LINE_LINEDEVSTATE(INSERVICE) on htLine 0x3333, after OUTOFSERVICE (%d: %d %d)", http,
+          i_oos, i_ins);
+
+    /* Removal of an open line with a connected call. */
+    int before_remove = n_events;
+    http = http_get("/phones/office/lines/remove?key=300");
+    int i_remove = wait_event(before_remove, 0, LINE_REMOVE, 0, 5000);
+    int i_close = find_event(before_remove, 0, 0, LINE_CLOSE, 0, 0);
+    int i_idle3 = find_event(before_remove, 0, htc3, LINE_CALLSTATE, LINECALLSTATE_IDLE, 0);
+    CHECK(http == 202 && i_close >= 0 && events[i_close].ht_line == ht3 && i_remove > i_close &&
+              events[i_remove].p1 == 12 && events[i_remove].ht_line == 0,
+          "/lines/remove: LINE_CLOSE on htLine 0x3333, then LINE_REMOVE(12) (%d %d)", i_close,
+          i_remove);
+    CHECK(i_idle3 >= 0 && i_idle3 < i_close,
+          "the line's call ended first: LINE_CALLSTATE IDLE before LINE_CLOSE");
+    usleep(300 * 1000);
+    CHECK(i_remove >= 0 && events_about(i_remove + 1, ht3, htc3) == 0,
+          "after LINE_REMOVE nothing more about the removed line or its call");
+    r = Drop(131, hdc3, NULL, 0);
+    CHECK(r < 0, "lineDrop on the removed line's call is refused at once (0x%x)", (unsigned)r);
+    status = new_struct(LINECALLSTATUS_SIZE);
+    r = GetCallStatus(hdc3, status);
+    CHECK(r == 0 && get32(status, 12) == LINECALLSTATE_IDLE,
+          "the removed line's call handle stays valid until lineCloseCall (IDLE)");
+    free(status);
+    CHECK(CloseCall(hdc3) == 0, "lineCloseCall on the removed line's call");
+    to_wide("204", dest);
+    DWORD_PTR hdc5 = 0;
+    r = MakeCall(132, hd3, 0x7303, &hdc5, dest, 0, NULL);
+    CHECK(r == LINEERR_INVALLINEHANDLE, "lineMakeCall on the closed line: INVALLINEHANDLE (0x%x)",
+          (unsigned)r);
+    caps = new_struct(1024);
+    DWORD_PTR hd_again = 0;
+    CHECK(Negotiate(12, TAPI_2_0, TAPI_2_2, &version) == LINEERR_BADDEVICEID &&
+              GetDevCaps(12, TAPI_2_2, 0, caps) == LINEERR_BADDEVICEID &&
+              Open(12, 0x3334, &hd_again, TAPI_2_2, line_event) == LINEERR_BADDEVICEID,
+          "the removed device 12: negotiate, lineGetDevCaps and lineOpen are BADDEVICEID");
+    free(caps);
+    CHECK(Close(hd3) == 0 && Close(hd3) == LINEERR_INVALLINEHANDLE,
+          "lineClose of the handle TAPI got LINE_CLOSE for succeeds once");
+
+    /* The same key again is a new device; removing it unopened sends LINE_REMOVE only. */
+    int before_again = n_events;
+    http = http_get("/phones/office/lines/add?key=300&name=Again");
+    int i_create2 = wait_event(before_again, 0, LINE_CREATE, 0, 5000);
+    DWORD_PTR temp2 = i_create2 >= 0 ? events[i_create2].p2 : 0;
+    CHECK(http == 202 && i_create2 >= 0 && temp2 != 0 && temp2 != temp &&
+              CreateLineDevice(temp2, 13) == 0,
+          "the line added again: a new LINE_CREATE (temp id %lu), bound to device 13",
+          (unsigned long)temp2);
+    caps = new_struct(1024);
+    r = GetDevCaps(13, TAPI_2_2, 0, caps);
+    get_string(caps, 32, text, sizeof text);
+    CHECK(r == 0 && strcmp(text, "Again") == 0 &&
+              Negotiate(12, TAPI_2_0, TAPI_2_2, &version) == LINEERR_BADDEVICEID,
+          "device 13 is \"%s\"; device 12 stays gone", text);
+    free(caps);
+    before_remove = n_events;
+    http = http_get("/phones/office/lines/remove?key=300");
+    i_remove = wait_event(before_remove, 0, LINE_REMOVE, 13, 5000);
+    CHECK(http == 202 && i_remove >= 0 && find_event(before_remove, 0, 0, LINE_CLOSE, 0, 0) < 0,
+          "removing the unopened line: LINE_REMOVE(13), no LINE_CLOSE");
+    http = http_get("/phones/office/lines/remove?key=300");
+    CHECK(http == 404, "removing it twice: 404 (%d)", http);
     /* 15. Close the lines. */
     CHECK(Close(hd1) == 0 && Close(hd2) == 0, "lineClose both lines");
     CHECK(Close(hd1) == LINEERR_INVALLINEHANDLE, "a closed line's handle is INVALLINEHANDLE");
 
     /* 16. Exactly one completion per accepted request, none for refused ones. */
-    DWORD accepted_ids[] = {101, 102, 103, 106, 107, 108, 109, 110, 111, 112, 120, 121, 122, 123};
+    DWORD accepted_ids[] = {101, 102, 103, 106, 107, 108, 109,
+                            110, 111, 112, 120, 121, 122, 123, 130};
     int once = 1;
     for (size_t k = 0; k < sizeof accepted_ids / sizeof *accepted_ids; k++)
         if (count_completions(accepted_ids[k]) != 1) {
@@ -716,7 +941,8 @@ out:
         }
     CHECK(once, "every accepted request completed exactly once");
     CHECK(count_completions(104) == 0 && count_completions(105) == 0 &&
-              count_completions(124) == 0,
+              count_completions(124) == 0 && count_completions(131) == 0 &&
+              count_completions(132) == 0 && count_completions(133) == 0,
           "refused requests never complete");
 
     /* 16b. IDLE is final: no LINE_CALLSTATE or LINE_CALLINFO about a call after its IDLE. */
