@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use tapir_core::{
-    CallId, Completion, Configuration, Connection, DeviceStatus, DriverError, DriverEvent,
-    ErrorKind, HttpCallback, HttpReply, LineKey, PhoneDriver, RequestEnvelope, SharedSink,
+    CallId, Completion, Configuration, Connection, DeviceAction, DeviceActionOutcome, DeviceStatus,
+    DriverError, DriverEvent, ErrorKind, HttpCallback, HttpReply, LineKey, PhoneDriver,
+    RequestEnvelope, SharedSink,
 };
 use tokio::sync::Semaphore;
 
@@ -1245,6 +1246,68 @@ impl PhoneDriver for SnomDriver {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
+    }
+
+    fn device_action(
+        &self,
+        device: &str,
+        action: DeviceAction,
+    ) -> Result<DeviceActionOutcome, DriverError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(DriverError::new(
+                ErrorKind::Uninitialized,
+                "the snom driver is shut down",
+            ));
+        }
+        let name = action.name();
+        let outcome = match action {
+            DeviceAction::Refresh => self
+                .refresh(device, false)
+                .map(|()| DeviceActionOutcome::Queued),
+            DeviceAction::WriteConfiguration => self
+                .refresh(device, true)
+                .map(|()| DeviceActionOutcome::Queued),
+            DeviceAction::Remove => self.remove(device).map(|()| DeviceActionOutcome::Done),
+            DeviceAction::SetLogin { login, password } => {
+                if login.is_empty() {
+                    return Err(DriverError::new(
+                        ErrorKind::InvalidParameter,
+                        "the login must not be empty",
+                    ));
+                }
+                self.set_login(device, &login, Secret::new(password))
+                    .map(|()| DeviceActionOutcome::Queued)
+            }
+            DeviceAction::SaveConfiguration => self
+                .settings_dump(device)
+                .map(|text| DeviceActionOutcome::Configuration { text }),
+            DeviceAction::Add {
+                mac,
+                login,
+                password,
+            } => {
+                let login = login.map(|l| (l, Secret::new(password.unwrap_or_default())));
+                self.add(device, mac.as_deref(), login)
+                    .map(|key| DeviceActionOutcome::Added { key })
+            }
+        };
+        // The action is not logged as a whole: it may carry a password.
+        match &outcome {
+            Ok(_) => tracing::info!(phone = %device, action = name, "Phone-table action taken."),
+            Err(e) => {
+                tracing::info!(phone = %device, action = name, error = %e, "Phone-table action refused.")
+            }
+        }
+        outcome
+    }
+
+    fn line_opened(&self, line: &LineKey) {
+        // Issue 5 point 3: the configuration is checked (and repaired, per `auto_reconfigure`)
+        // when a line opens. Queued, never blocking the front end.
+        if let Ok(phone) = self.shared.phone(line.as_str()) {
+            tracing::debug!(phone = %line, "Line opened; checking the phone's configuration.");
+            self.shared.enqueue(&phone, Job::Refresh { write: false });
+        }
     }
 
     fn shutdown(&self) {
