@@ -650,6 +650,12 @@ impl Shared {
                 return;
             }
         }
+        if let Some((name, body)) = &plan.csta {
+            if let Err(e) = self.send_csta(phone, name, body).await {
+                self.sink.complete(env.id, Err(e));
+                return;
+            }
+        }
         let completion = match plan.effect {
             Effect::DropLocal { call } => {
                 let ev = phone.lock().tracker.end(&line, call, None);
@@ -873,6 +879,10 @@ impl Shared {
         if let Some(first) = identities.first() {
             st.identity = Some(first.trim_start_matches("sip:").to_owned());
         }
+        st.facts.csta_device = st
+            .identity
+            .clone()
+            .filter(|_| self.config.csta_path.is_some() && !st.csta_control_unsupported);
         st.facts.identities = identities;
         let field = format!("{}1", self.config.number_field.setting());
         st.number = s.get(&field).filter(|v| !v.is_empty()).map(str::to_owned);
@@ -938,6 +948,48 @@ impl Shared {
             tracing::info!(phone = %phone.key, "Snapshot cleared calls the phone no longer has.");
         }
         self.emit(ev);
+    }
+
+    /// POSTs one CSTA call-control service to `csta_path` and reads its acknowledgement. An
+    /// answer that is not CSTA stops the use of CSTA call control on this phone.
+    async fn send_csta(
+        self: &Arc<Self>,
+        phone: &Arc<Phone>,
+        name: &'static str,
+        body: &str,
+    ) -> Result<(), DriverError> {
+        let Some(path) = self.config.csta_path.clone() else {
+            return Err(DriverError::unavailable("no csta_path configured"));
+        };
+        let answer = match self.fetch(phone, "POST", &path, Some(body)).await {
+            Ok(r) => r,
+            Err(FetchError::Unreachable(m)) => {
+                self.set_reachable(phone, false, Some(m.clone()));
+                return Err(DriverError::new(ErrorKind::Disconnected, m));
+            }
+            Err(FetchError::Login(m)) => return Err(DriverError::failed(m)),
+        };
+        let ack = if answer.status == 200 {
+            crate::csta::parse_ack(name, &answer.body)
+        } else {
+            crate::csta::Ack::Unreadable
+        };
+        match ack {
+            crate::csta::Ack::Positive => Ok(()),
+            crate::csta::Ack::Negative(error) => Err(DriverError::failed(format!(
+                "the phone refused CSTA {name}: {error}"
+            ))),
+            crate::csta::Ack::Unreadable => {
+                tracing::info!(phone = %phone.key, service = name, status = answer.status, "The phone has no CSTA call control at csta_path; per-call operations fall back to keys.");
+                let mut st = phone.lock();
+                st.csta_control_unsupported = true;
+                st.facts.csta_device = None;
+                Err(DriverError::failed(format!(
+                    "the phone gave no CSTA answer to {name} (HTTP {}); CSTA call control is off for it now",
+                    answer.status
+                )))
+            }
+        }
     }
 
     fn mark_snapshot_unsupported(&self, phone: &Phone, why: &str) {
