@@ -325,6 +325,24 @@ fn tapir_phone_acts_on_the_snom_driver_of_a_daemon() {
     assert!(out.status.success(), "{stderr}");
     assert!(!stdout.contains("s3cret-pw") && !stderr.contains("s3cret-pw"));
 
+    // save_configuration asks the phone (on a blocking thread of the host): nobody answers
+    // there, so the driver reports the phone unreachable.
+    let out = remote(
+        &[
+            "phone",
+            "save_configuration",
+            "--url",
+            &url,
+            "desk",
+            "127.0.0.1_9",
+        ],
+        web::CONTROL,
+        None,
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("503 disconnected"), "{stderr}");
+
     // Unknown phone: the driver's BadDeviceId becomes 404.
     let out = remote(
         &["phone", "refresh", "--url", &url, "desk", "nope"],
