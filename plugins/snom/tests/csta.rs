@@ -145,3 +145,50 @@ fn a_phone_without_csta_call_control_is_found_out_once_then_refused() {
     );
     assert_eq!(phone.requests().len(), before, "nothing was sent");
 }
+
+#[test]
+fn transfers_with_a_ringing_call_about_go_over_csta() {
+    let (mut h, phone) = setup(sim_config(MAC));
+    // a connected, b ringing: a blind transfer of a is ambiguous for keys.
+    let a = h.incoming(&phone, "601");
+    done(&mut h, Action::Answer { call: a });
+    h.expect_state(a, CallState::Connected);
+    let b = h.incoming(&phone, "602");
+    let ca = csta_of(&phone, "601");
+    done(
+        &mut h,
+        Action::BlindTransfer {
+            call: a,
+            destination: "700".into(),
+        },
+    );
+    h.expect_state(a, CallState::Idle);
+    assert_eq!(
+        phone.csta_requests(),
+        [format!("SingleStepTransferCall {ca}")]
+    );
+    assert_eq!(phone.transferred(), ["700"]);
+    assert_eq!(on_phone(&phone, "602"), Some(SimCallState::Ringing));
+
+    // b answered (keys: the only ringing call), held by key, c arrives and is answered:
+    // then, with d ringing, complete transfer joins the held b and the connected c by name.
+    done(&mut h, Action::Answer { call: b });
+    h.expect_state(b, CallState::Connected);
+    let c = h.incoming(&phone, "603");
+    done(&mut h, Action::Answer { call: c });
+    h.expect_state(b, CallState::OnHold);
+    h.expect_state(c, CallState::Connected);
+    let _d = h.incoming(&phone, "604");
+    let (cb, cc) = (csta_of(&phone, "602"), csta_of(&phone, "603"));
+    done(
+        &mut h,
+        Action::CompleteTransfer {
+            call: b,
+            consult: c,
+        },
+    );
+    h.expect_state(b, CallState::Idle);
+    h.expect_state(c, CallState::Idle);
+    assert_eq!(phone.csta_requests()[1], format!("TransferCall {cb} {cc}"));
+    assert_eq!(on_phone(&phone, "604"), Some(SimCallState::Ringing));
+}
