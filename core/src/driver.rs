@@ -10,7 +10,10 @@
 //! or async runtime handle can do that soundly. A driver that wants async I/O owns its runtime
 //! and only enqueues work in `submit`.
 
-use crate::{CallId, DriverError, DriverEvent, Outcome, RequestEnvelope, RequestId};
+use crate::{
+    CallId, DeviceAction, DeviceActionOutcome, DriverError, DriverEvent, LineKey, Outcome,
+    RequestEnvelope, RequestId,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -65,6 +68,38 @@ pub trait PhoneDriver: Send + Sync {
     /// of their own (a SIP account) return none.
     fn devices(&self) -> Vec<crate::DeviceStatus> {
         Vec::new()
+    }
+
+    /// Carries out a phone-table operation on one of the driver's devices (refresh, write the
+    /// configuration, remove, set the login, read the configuration for support, add one).
+    ///
+    /// Synchronous, and it may block briefly (reading a configuration asks the device): the
+    /// host calls it on a blocking thread. Long work (contacting the device, writing its
+    /// configuration) is queued and answered with [`DeviceActionOutcome::Queued`]; the result
+    /// shows in [`devices`](Self::devices) later. A password inside the action must never be
+    /// logged or echoed. The default refuses every action with `OperationUnavailable`.
+    ///
+    /// # Errors
+    /// `BadDeviceId` for an unknown device, `OperationUnavailable` for an action the driver does
+    /// not offer, `InvalidParameter` for bad arguments, or what the device answered.
+    fn device_action(
+        &self,
+        device: &str,
+        action: DeviceAction,
+    ) -> Result<DeviceActionOutcome, DriverError> {
+        let _ = device;
+        Err(DriverError::unavailable(format!(
+            "this driver offers no {} on its devices",
+            action.name()
+        )))
+    }
+
+    /// Tells the driver that an application opened `line` and nobody had it open before (the
+    /// open count went from 0 to 1). A driver may check the device then (snom: check and
+    /// repair the configuration). It must not block: queue the work. The default does
+    /// nothing.
+    fn line_opened(&self, line: &LineKey) {
+        let _ = line;
     }
 
     /// Stops the driver: pending requests are completed (with an error if need be), timers and

@@ -99,7 +99,7 @@ pub use call::{
     BusyMode, CallDirection, CallInfo, CallReason, CallState, DialToneMode, DisconnectMode, Party,
 };
 pub use caps::{AddressInfo, LineCaps, LineInfo, Operation, OperationSet};
-pub use device::{Configuration, Connection, DeviceStatus};
+pub use device::{Configuration, Connection, DeviceAction, DeviceActionOutcome, DeviceStatus};
 pub use driver::{
     BuildFn, EventSink, HttpCallback, HttpReply, PhoneDriver, SharedSink, ValidateFn,
 };

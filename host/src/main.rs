@@ -6,6 +6,7 @@
 //! - `tapir format [--config FILE] [--line LINE] --category C NUMBER`: the number-rule check tool;
 //! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events;
 //! - `tapir lines | dial LINE NUMBER | drop CALL | events | phones`: talk to a running host
+//! - `tapir phone ACTION DRIVER DEVICE`: a phone-table operation on a running host
 //!   over its API (`--url` or `--config`, token from `TAPIR_TOKEN`, `--json` for scripts);
 //! - `tapir snom mass-config --config FILE --out DIR`: snom provisioning files.
 
@@ -133,6 +134,28 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Act on one phone of the phone table of a running host: refresh, write_configuration,
+    /// remove, set_login, save_configuration, add. A password (set_login, add) is read from the
+    /// environment variable TAPIR_PHONE_PASSWORD, never from the command line.
+    Phone {
+        #[command(flatten)]
+        target: Target,
+        /// The login (set_login, add).
+        #[arg(long)]
+        login: Option<String>,
+        /// The MAC address (add).
+        #[arg(long)]
+        mac: Option<String>,
+        /// save_configuration: write the configuration to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// refresh, write_configuration, remove, set_login, save_configuration or add.
+        action: String,
+        /// The driver instance (its config section name).
+        driver: String,
+        /// The device key from `tapir phones`; for add, the phone's address.
+        device: String,
+    },
     /// snom driver tools.
     Snom {
         #[command(subcommand)]
@@ -207,6 +230,28 @@ fn main() -> ExitCode {
             count,
         } => remote::run(target, Remote::Events { after, count }),
         Command::Phones { target } => remote::run(target, Remote::Phones),
+        Command::Phone {
+            target,
+            login,
+            mac,
+            out,
+            action,
+            driver,
+            device,
+        } => remote::run(
+            target,
+            Remote::PhoneAction {
+                action,
+                driver,
+                device,
+                login,
+                mac,
+                password: std::env::var("TAPIR_PHONE_PASSWORD")
+                    .ok()
+                    .map(tapir_host::secret::Secret::new),
+                out,
+            },
+        ),
         Command::Snom {
             command: SnomCommand::MassConfig { config, out },
         } => tapir_host::commands::snom::mass_config(&config, &out),

@@ -352,6 +352,23 @@ impl Tsp {
             .filter(|l| !l.removed)
             .ok_or_else(|| err(ErrorKind::BadDeviceId, format!("no line {id}")))?;
         line.opens += 1;
+        if line.opens != 1 {
+            return Ok(());
+        }
+        // First opener: tell the driver (outside the lock; it may check the device).
+        let key = line.info.key.clone();
+        let driver_index = line.driver;
+        let driver = st.drivers.get(driver_index).and_then(|d| d.driver.clone());
+        drop(st);
+        if let Some(driver) = driver {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| driver.line_opened(&key))) {
+                tracing::warn!(
+                    line = %id,
+                    panic = %panic_text("being told a line opened", &panic),
+                    "Driver panicked; the line is open anyway."
+                );
+            }
+        }
         Ok(())
     }
 

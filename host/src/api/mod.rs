@@ -9,6 +9,7 @@
 //! - [`error`]: the JSON error shape and the one mapping from error kinds to HTTP statuses;
 //! - [`extract`]: body, path and query extractors that fail with JSON errors;
 //! - [`lines`]: lines, addresses (forwarding, DND) and the phone table;
+//! - [`phones`]: phone-table operations (refresh, write configuration, remove, set login, ...);
 //! - [`calls`]: calls and every call operation, with `?wait=SECONDS`;
 //! - [`events`]: the event stream, resumable by sequence number;
 //! - [`metrics`]: the Prometheus recorder and `/metrics`;
@@ -28,6 +29,7 @@ pub mod lines;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod phones;
 pub mod pump;
 
 use crate::config::Config;
@@ -192,6 +194,7 @@ pub fn table(state: Arc<ApiState>) -> RouteTable {
             lines::set_dnd,
         )
         .get("/v1/phones", Read, lines::phones)
+        .post("/v1/phones/{driver}/{device}/{action}", phones::action)
         .get("/v1/calls", Read, calls::list)
         .get("/v1/calls/{call}", Read, calls::detail)
         .post("/v1/calls/{call}/drop", calls::drop_call)

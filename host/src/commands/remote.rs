@@ -1,5 +1,5 @@
 //! The commands that talk to a running host over its API: `tapir lines`, `tapir dial`,
-//! `tapir drop`, `tapir events`, `tapir phones`. Tables by default, `--json` for scripts.
+//! `tapir drop`, `tapir events`, `tapir phones`, `tapir phone ACTION DRIVER DEVICE`. Tables by default, `--json` for scripts.
 //!
 //! The host is found from `--url` (or `TAPIR_URL`), else from `[http] listen` of `--config`,
 //! else the default `http://127.0.0.1:8780`; the token comes from `TAPIR_TOKEN`.
@@ -63,6 +63,23 @@ pub enum Remote {
     },
     /// The phone table.
     Phones,
+    /// A phone-table operation on one device.
+    PhoneAction {
+        /// `refresh`, `write_configuration`, `remove`, `set_login`, `save_configuration`, `add`.
+        action: String,
+        /// The driver instance.
+        driver: String,
+        /// The device key (for `add`: the address).
+        device: String,
+        /// The login (`set_login`, `add`).
+        login: Option<String>,
+        /// The MAC (`add`).
+        mac: Option<String>,
+        /// The password (`set_login`, `add`); never printed.
+        password: Option<Secret>,
+        /// Where `save_configuration` writes the configuration (stdout without it).
+        out: Option<PathBuf>,
+    },
 }
 
 /// Runs a remote command.
@@ -217,6 +234,55 @@ async fn execute(client: &Client, as_json: bool, what: Remote) -> Result<(), Cli
                 })
                 .await?;
         }
+        Remote::PhoneAction {
+            action,
+            driver,
+            device,
+            login,
+            mac,
+            password,
+            out,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(login) = login {
+                body.insert("login".into(), login.into());
+            }
+            if let Some(mac) = mac {
+                body.insert("mac".into(), mac.into());
+            }
+            if let Some(password) = &password {
+                body.insert("password".into(), password.expose().into());
+            }
+            let path = format!(
+                "/v1/phones/{}/{}/{}",
+                segment(&driver),
+                segment(&device),
+                segment(&action)
+            );
+            let body = Value::Object(body);
+            let reply = client.post(&path, Some(&body)).await?;
+            match (reply["outcome"].as_str(), &out) {
+                (Some("configuration"), Some(file)) => {
+                    let text = reply["text"].as_str().unwrap_or_default();
+                    std::fs::write(file, text).map_err(|e| {
+                        ClientError::Setup(format!("cannot write {}: {e}", file.display()))
+                    })?;
+                    println!(
+                        "{driver}/{device}: configuration saved to {}",
+                        file.display()
+                    );
+                }
+                (Some("configuration"), None) if !as_json => {
+                    print!("{}", reply["text"].as_str().unwrap_or_default());
+                }
+                _ if as_json => println!("{}", pretty(&reply)),
+                (Some("added"), _) => println!("{driver}: added {}", text(&reply["key"])),
+                (Some("queued"), _) => {
+                    println!("{driver}/{device}: {action} queued (see tapir phones)")
+                }
+                _ => println!("{driver}/{device}: {action} done"),
+            }
+        }
         Remote::Phones => {
             let phones = client.get("/v1/phones").await?;
             if as_json {
@@ -363,6 +429,19 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
+/// Percent-encodes one path segment (device keys may hold `:`, addresses `[`/`]`).
+fn segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +455,12 @@ mod tests {
         );
         let e = json!({"seq": 8, "event": "completed", "line": 0, "request": 2, "result": {"err": {"kind": "operation_failed", "detail": "x"}}});
         assert!(describe(&e).ends_with("failed: operation_failed: x"));
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(super::segment("000413A1B2C3"), "000413A1B2C3");
+        assert_eq!(super::segment("[::1]:80"), "%5B%3A%3A1%5D%3A80");
+        assert_eq!(super::segment("a/b c"), "a%2Fb%20c");
     }
 }

@@ -9,8 +9,8 @@ use abi_stable::std_types::{RErr, ROk, RStr, RString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tapir_core::{
-    CallId, DeviceStatus, DriverError, DriverEvent, HttpCallback, HttpReply, Outcome, PhoneDriver,
-    RequestEnvelope, RequestId, SharedSink,
+    CallId, DeviceAction, DeviceActionOutcome, DeviceStatus, DriverError, DriverEvent,
+    HttpCallback, HttpReply, LineKey, Outcome, PhoneDriver, RequestEnvelope, RequestId, SharedSink,
 };
 
 /// A driver living in a plugin library, seen as an ordinary [`PhoneDriver`].
@@ -47,6 +47,30 @@ impl PhoneDriver for DylibDriver {
             tracing::warn!(plugin = %self.plugin, error = %e, "Unreadable phone table from a plugin.");
             Vec::new()
         })
+    }
+
+    fn device_action(
+        &self,
+        device: &str,
+        action: DeviceAction,
+    ) -> Result<DeviceActionOutcome, DriverError> {
+        // The error text never contains the action itself: it may carry a password.
+        let json = wire::encode(&action).map_err(|_| {
+            DriverError::failed(format!("cannot encode the {} action", action.name()))
+        })?;
+        match self
+            .driver
+            .device_action(RStr::from_str(device), json.as_rstr())
+        {
+            ROk(outcome) => serde_json::from_str(outcome.as_str()).map_err(|e| {
+                DriverError::failed(format!("unreadable outcome from the plugin: {e}"))
+            }),
+            RErr(error) => Err(wire::decode_error(error.as_str())),
+        }
+    }
+
+    fn line_opened(&self, line: &LineKey) {
+        self.driver.line_opened(RStr::from_str(line.as_str()));
     }
 
     fn shutdown(&self) {
@@ -144,7 +168,7 @@ impl FfiSink for HostSink {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-    use tapir_core::{Completion, EventSink, LineKey};
+    use tapir_core::{Completion, EventSink};
 
     #[derive(Default)]
     struct Recorder {

@@ -44,6 +44,15 @@ pub trait FfiDriver: Send + Sync {
     /// The phone table: the JSON of a `Vec<`[`tapir_core::DeviceStatus`]`>`.
     fn devices(&self) -> RString;
 
+    /// A phone-table operation: `action` is the JSON of a [`tapir_core::DeviceAction`] (it may
+    /// carry a password: neither side logs it). `ROk` carries the JSON of a
+    /// [`tapir_core::DeviceActionOutcome`], `RErr` the JSON of a [`tapir_core::DriverError`].
+    fn device_action(&self, device: RStr<'_>, action: RStr<'_>) -> RResult<RString, RString>;
+
+    /// An application opened `line` (a line key) and nobody had it open before; see
+    /// [`tapir_core::PhoneDriver::line_opened`].
+    fn line_opened(&self, line: RStr<'_>);
+
     /// Stops the driver; see [`tapir_core::PhoneDriver::shutdown`].
     #[sabi(last_prefix_field)]
     fn shutdown(&self);

@@ -20,8 +20,8 @@ use abi_stable::std_types::{RErr, ROk, RResult, RStr, RString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tapir_core::{
-    BuildFn, CallId, DriverError, DriverEvent, ErrorKind, EventSink, HttpCallback, HttpReply,
-    Outcome, PhoneDriver, RequestEnvelope, RequestId, SharedSink, ValidateFn,
+    BuildFn, CallId, DeviceAction, DriverError, DriverEvent, ErrorKind, EventSink, HttpCallback,
+    HttpReply, LineKey, Outcome, PhoneDriver, RequestEnvelope, RequestId, SharedSink, ValidateFn,
 };
 
 /// What [`export_driver!`](crate::export_driver) declares about a driver. Not meant to be
@@ -220,6 +220,48 @@ impl FfiDriver for DriverProxy {
         wire::encode(&devices).unwrap_or_default()
     }
 
+    fn device_action(&self, device: RStr<'_>, action: RStr<'_>) -> RResult<RString, RString> {
+        let Some(inner) = &self.inner else {
+            return RErr(wire::encode_error(&DriverError::new(
+                ErrorKind::Uninitialized,
+                "driver is gone",
+            )));
+        };
+        // The parse error is not echoed: serde quotes input, and the action may hold a password.
+        let Ok(action) = serde_json::from_str::<DeviceAction>(action.as_str()) else {
+            return RErr(wire::encode_error(&DriverError::unavailable(
+                "the plugin cannot read this device action (built against another tapir-core?)",
+            )));
+        };
+        match catch_unwind(AssertUnwindSafe(|| {
+            inner.device_action(device.as_str(), action)
+        })) {
+            Ok(Ok(outcome)) => match wire::encode(&outcome) {
+                Ok(json) => ROk(json),
+                Err(e) => RErr(wire::encode_error(&DriverError::failed(format!(
+                    "cannot encode the outcome: {e}"
+                )))),
+            },
+            Ok(Err(error)) => RErr(wire::encode_error(&error)),
+            Err(payload) => RErr(wire::encode_error(&DriverError::failed(format!(
+                "driver panicked on a device action: {}",
+                wire::panic_message(&*payload)
+            )))),
+        }
+    }
+
+    fn line_opened(&self, line: RStr<'_>) {
+        if let Some(inner) = &self.inner {
+            let line = LineKey::new(line.as_str());
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| inner.line_opened(&line))) {
+                tracing::error!(
+                    panic = %wire::panic_message(&*payload),
+                    "Driver panicked on a line being opened."
+                );
+            }
+        }
+    }
+
     fn shutdown(&self) {
         if let Some(inner) = &self.inner {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| inner.shutdown())) {
@@ -372,7 +414,7 @@ mod tests {
     use super::*;
     use crate::ffi::FfiSink;
     use std::sync::Mutex;
-    use tapir_core::{Completion, LineKey, Request};
+    use tapir_core::{Completion, DeviceActionOutcome, Request};
 
     #[test]
     fn the_symbol_name_matches_abi_stable() {
@@ -427,6 +469,22 @@ mod tests {
                     Ok(())
                 }
             }
+        }
+        fn device_action(
+            &self,
+            device: &str,
+            action: DeviceAction,
+        ) -> Result<DeviceActionOutcome, DriverError> {
+            match action {
+                DeviceAction::Remove => panic!("remove is not my thing"),
+                DeviceAction::SetLogin { login, .. } => Ok(DeviceActionOutcome::Added {
+                    key: format!("{device}/{login}"),
+                }),
+                _ => Err(DriverError::new(ErrorKind::BadDeviceId, device.to_owned())),
+            }
+        }
+        fn line_opened(&self, line: &LineKey) {
+            panic!("cannot open {line}");
         }
         fn shutdown(&self) {
             panic!("shutdown panics too");
@@ -572,5 +630,47 @@ mod tests {
             wire::decode_error(error.as_str()).kind,
             ErrorKind::OperationUnavailable
         );
+    }
+
+    #[test]
+    fn device_actions_cross_with_errors_and_panics_caught() {
+        let module = root_module::<TestPlugin>();
+        let recorder = Recorder::default();
+        let ROk(driver) = module.new_driver()(RStr::from_str("{}"), sink(&recorder)) else {
+            panic!("build failed");
+        };
+        let set = r#"{"action":"set_login","login":"admin","password":"pw"}"#;
+        let ROk(outcome) = driver.device_action(RStr::from_str("p1"), RStr::from_str(set)) else {
+            panic!("set_login must succeed");
+        };
+        assert_eq!(outcome.as_str(), r#"{"outcome":"added","key":"p1/admin"}"#);
+        let RErr(error) = driver.device_action(
+            RStr::from_str("p2"),
+            RStr::from_str(r#"{"action":"refresh"}"#),
+        ) else {
+            panic!("refresh must fail");
+        };
+        assert_eq!(
+            wire::decode_error(error.as_str()).kind,
+            ErrorKind::BadDeviceId
+        );
+        let RErr(error) = driver.device_action(
+            RStr::from_str("p1"),
+            RStr::from_str(r#"{"action":"remove"}"#),
+        ) else {
+            panic!("a panicking action must fail");
+        };
+        assert!(wire::decode_error(error.as_str())
+            .detail
+            .contains("remove is not my thing"));
+        let RErr(error) = driver.device_action(
+            RStr::from_str("p1"),
+            RStr::from_str(r#"{"action":"set_login","login":"a","password":"secret-pw","x":1}"#),
+        ) else {
+            panic!("an unreadable action must fail");
+        };
+        assert!(!error.as_str().contains("secret-pw"), "{error}");
+        // A panic in line_opened stays in the plugin.
+        driver.line_opened(RStr::from_str("1"));
     }
 }

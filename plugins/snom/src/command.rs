@@ -6,9 +6,15 @@
 //! with `OperationUnavailable` instead of guessing. Hold is a toggle: the key is sent only when
 //! the tracked state says it will have the wanted effect. DND and forwarding are written as
 //! settings (`dnd_mode`, `redirect_event`), which are absolute, not toggles.
+//!
+//! Where keys are ambiguous and the phone has CSTA over HTTP (`csta_path`), the per-call
+//! operations go as ECMA-323 services naming the call by its `$csta_id` ([`crate::csta`]):
+//! drop, answer, hold, retrieve, swap hold, blind transfer, complete transfer and redirect.
+//! Keys stay the route wherever they are unambiguous.
 
 use crate::action::percent_encode;
 use crate::calls::CallTracker;
+use crate::csta::{Connection, Service};
 use tapir_core::{
     AddressStatus, CallId, CallState, DriverError, ErrorKind, ForwardMode, Forwarding, Request,
 };
@@ -58,6 +64,9 @@ pub enum Effect {
 pub struct Plan {
     /// GET requests, sent in order, one at a time.
     pub steps: Vec<String>,
+    /// A CSTA service to POST to `csta_path` after the steps: its name (the answer must be
+    /// `{name}Response`) and the XML.
+    pub csta: Option<(&'static str, String)>,
     /// What else happens.
     pub effect: Effect,
 }
@@ -73,6 +82,9 @@ pub struct PhoneFacts {
     pub model: Option<String>,
     /// The key that redirects a ringing call (configured `redirect_key`), if any.
     pub redirect_key: Option<String>,
+    /// The phone's CSTA device (`user@host` of identity 1) when CSTA over HTTP is configured
+    /// (`csta_path`) and the phone has not shown that it lacks call control.
+    pub csta_device: Option<String>,
 }
 
 impl PhoneFacts {
@@ -177,7 +189,27 @@ pub fn plan(
             )
         })
     };
-    let steps = |s: Vec<String>, effect| Ok(Plan { steps: s, effect });
+    let steps = |s: Vec<String>, effect| {
+        Ok(Plan {
+            steps: s,
+            csta: None,
+            effect,
+        })
+    };
+    // The CSTA name of a call, when the phone has CSTA and the call a `$csta_id`.
+    let conn = |id: CallId| -> Option<Connection<'_>> {
+        let device = facts.csta_device.as_deref()?;
+        let call = calls.get(id)?.csta.as_deref()?;
+        Some(Connection { call, device })
+    };
+    let csta = |service: Option<Service<'_>>, op: &str, effect| match service {
+        Some(service) => Ok(Plan {
+            steps: Vec::new(),
+            csta: Some((service.name(), service.to_xml())),
+            effect,
+        }),
+        None => Err(ambiguous(op)),
+    };
     let uses_keys = !matches!(
         request,
         Request::Forward { .. }
@@ -241,17 +273,26 @@ pub fn plan(
             if only(*call) || only_active(*call) {
                 steps(vec![keys(&["CANCEL"])], Effect::Drop { call: *call })
             } else {
-                Err(ambiguous("drop"))
+                csta(
+                    conn(*call).map(Service::Clear),
+                    "drop",
+                    Effect::Drop { call: *call },
+                )
             }
         }
         Request::Answer { call } => {
-            state_of(*call)?;
+            let state = state_of(*call)?;
             let ringing: Vec<_> = live
                 .iter()
                 .filter(|c| c.state == CallState::Offering)
                 .collect();
             if ringing.len() != 1 || ringing[0].id != *call {
-                return Err(ambiguous("answer"));
+                if state != CallState::Offering {
+                    return Err(DriverError::invalid_state(
+                        "only a ringing call can be answered",
+                    ));
+                }
+                return csta(conn(*call).map(Service::Answer), "answer", Effect::None);
             }
             let key = if live.len() == 1 { "OFFHOOK" } else { "ENTER" };
             steps(vec![keys(&[key])], Effect::None)
@@ -263,7 +304,7 @@ pub fn plan(
                 ));
             }
             if !only_active(*call) {
-                return Err(ambiguous("hold"));
+                return csta(conn(*call).map(Service::Hold), "hold", Effect::None);
             }
             steps(vec![keys(&[facts.hold_key()])], Effect::None)
         }
@@ -275,14 +316,23 @@ pub fn plan(
                 return Err(DriverError::invalid_state("the call is not on hold"));
             }
             if !only(*call) {
-                return Err(ambiguous("unhold"));
+                return csta(conn(*call).map(Service::Retrieve), "unhold", Effect::None);
             }
             steps(vec![keys(&[facts.hold_key()])], Effect::None)
         }
         Request::BlindTransfer { call, destination } => {
             check_number(destination)?;
-            if state_of(*call)? != CallState::Connected || !only(*call) {
-                return Err(ambiguous("blind transfer"));
+            if state_of(*call)? != CallState::Connected {
+                return Err(DriverError::invalid_state(
+                    "only a connected call can be transferred",
+                ));
+            }
+            if !only(*call) {
+                let service = conn(*call).map(|active| Service::SingleStepTransfer {
+                    active,
+                    to: destination,
+                });
+                return csta(service, "blind transfer", Effect::None);
             }
             let mut k = vec!["TRANSFER"];
             k.extend(digit_keys(destination)?);
@@ -310,16 +360,54 @@ pub fn plan(
                     c.id == *consult && c.state.is_established() | c.state.is_outgoing_setup()
                 });
             if !pair_ok {
-                return Err(ambiguous("complete transfer"));
+                let held = matches!(
+                    state_of(*call)?,
+                    CallState::OnHold | CallState::OnHoldPendingTransfer
+                );
+                let service = conn(*call)
+                    .zip(conn(*consult))
+                    .filter(|_| held)
+                    .map(|(held, active)| Service::Transfer { held, active });
+                return csta(service, "complete transfer", Effect::None);
             }
             steps(vec![keys(&["TRANSFER"])], Effect::None)
         }
-        Request::SwapHold { .. } => Err(DriverError::unavailable(
-            "swap hold needs CSTA; the key interface cannot pick the held call",
-        )),
+        Request::SwapHold { active, held } => {
+            if facts.csta_device.is_none() {
+                return Err(DriverError::unavailable(
+                    "swap hold needs CSTA (csta_path); the key interface cannot pick the held call",
+                ));
+            }
+            if state_of(*active)? != CallState::Connected
+                || !matches!(
+                    state_of(*held)?,
+                    CallState::OnHold | CallState::OnHoldPendingTransfer
+                )
+            {
+                return Err(DriverError::invalid_state(
+                    "swap hold needs one connected and one held call",
+                ));
+            }
+            let service = conn(*held)
+                .zip(conn(*active))
+                .map(|(held, active)| Service::Alternate { held, active });
+            csta(service, "swap hold", Effect::None)
+        }
         Request::Redirect { call, destination } => {
             check_number(destination)?;
+            let offering = state_of(*call)? == CallState::Offering;
+            let deflect = || {
+                conn(*call)
+                    .filter(|_| offering)
+                    .map(|call| Service::Deflect {
+                        call,
+                        to: destination,
+                    })
+            };
             let Some(key) = facts.redirect_key.as_deref() else {
+                if let Some(service) = deflect() {
+                    return csta(Some(service), "redirect", Effect::Drop { call: *call });
+                }
                 return Err(DriverError::unavailable(
                     "redirect needs CSTA or a configured redirect_key; snom documents no deflect key",
                 ));
@@ -328,11 +416,8 @@ pub fn plan(
                 .iter()
                 .filter(|c| c.state == CallState::Offering)
                 .collect();
-            if state_of(*call)? != CallState::Offering
-                || ringing.len() != 1
-                || ringing[0].id != *call
-            {
-                return Err(ambiguous("redirect"));
+            if !offering || ringing.len() != 1 || ringing[0].id != *call {
+                return csta(deflect(), "redirect", Effect::Drop { call: *call });
             }
             let mut k = vec![key];
             k.extend(digit_keys(destination)?);
@@ -470,7 +555,68 @@ mod tests {
             firmware_major: Some(10),
             model: Some("snomD785".into()),
             redirect_key: None,
+            csta_device: None,
         }
+    }
+
+    #[test]
+    fn csta_where_keys_are_ambiguous_and_keys_where_they_are_not() {
+        let with_csta = PhoneFacts {
+            csta_device: Some("100@pbx".into()),
+            ..facts()
+        };
+        let two = tracker_with(&[
+            (Event::Incoming, "a"),
+            (Event::Connected, "a"),
+            (Event::Incoming, "b"),
+        ]);
+        let p = plan(
+            &Request::BlindTransfer {
+                call: CallId(1),
+                destination: "2".into(),
+            },
+            &two,
+            &with_csta,
+        )
+        .expect("plans");
+        assert!(p.steps.is_empty());
+        let (name, xml) = p.csta.expect("a CSTA request");
+        assert_eq!(name, "SingleStepTransferCall");
+        assert!(
+            xml.contains("<callID>a</callID><deviceID>100@pbx</deviceID>"),
+            "{xml}"
+        );
+        // Drop of the ringing call: ClearConnection, and the drop effect.
+        let p = plan(&Request::Drop { call: CallId(2) }, &two, &with_csta).expect("plans");
+        assert_eq!(p.csta.map(|c| c.0), Some("ClearConnection"));
+        assert_eq!(p.effect, Effect::Drop { call: CallId(2) });
+        // The only ringing call is still answered with a key.
+        let p = plan(&Request::Answer { call: CallId(2) }, &two, &with_csta).expect("plans");
+        assert_eq!(p.steps, vec!["/command.htm?key=ENTER"]);
+        assert!(p.csta.is_none());
+        // Swap hold needs a held call.
+        let err = plan(
+            &Request::SwapHold {
+                active: CallId(1),
+                held: CallId(2),
+            },
+            &two,
+            &with_csta,
+        );
+        assert_eq!(err.map_err(|e| e.kind), Err(ErrorKind::InvalidCallState));
+        // Setup transfer has no CSTA route here: still refused.
+        let err = plan(
+            &Request::SetupTransfer {
+                call: CallId(1),
+                consult: CallId(9),
+            },
+            &two,
+            &with_csta,
+        );
+        assert_eq!(
+            err.map_err(|e| e.kind),
+            Err(ErrorKind::OperationUnavailable)
+        );
     }
 
     #[test]

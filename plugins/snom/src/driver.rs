@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use tapir_core::{
-    CallId, Completion, Configuration, Connection, DeviceStatus, DriverError, DriverEvent,
-    ErrorKind, HttpCallback, HttpReply, LineKey, PhoneDriver, RequestEnvelope, SharedSink,
+    CallId, Completion, Configuration, Connection, DeviceAction, DeviceActionOutcome, DeviceStatus,
+    DriverError, DriverEvent, ErrorKind, HttpCallback, HttpReply, LineKey, PhoneDriver,
+    RequestEnvelope, SharedSink,
 };
 use tokio::sync::Semaphore;
 
@@ -649,6 +650,12 @@ impl Shared {
                 return;
             }
         }
+        if let Some((name, body)) = &plan.csta {
+            if let Err(e) = self.send_csta(phone, name, body).await {
+                self.sink.complete(env.id, Err(e));
+                return;
+            }
+        }
         let completion = match plan.effect {
             Effect::DropLocal { call } => {
                 let ev = phone.lock().tracker.end(&line, call, None);
@@ -872,6 +879,10 @@ impl Shared {
         if let Some(first) = identities.first() {
             st.identity = Some(first.trim_start_matches("sip:").to_owned());
         }
+        st.facts.csta_device = st
+            .identity
+            .clone()
+            .filter(|_| self.config.csta_path.is_some() && !st.csta_control_unsupported);
         st.facts.identities = identities;
         let field = format!("{}1", self.config.number_field.setting());
         st.number = s.get(&field).filter(|v| !v.is_empty()).map(str::to_owned);
@@ -937,6 +948,48 @@ impl Shared {
             tracing::info!(phone = %phone.key, "Snapshot cleared calls the phone no longer has.");
         }
         self.emit(ev);
+    }
+
+    /// POSTs one CSTA call-control service to `csta_path` and reads its acknowledgement. An
+    /// answer that is not CSTA stops the use of CSTA call control on this phone.
+    async fn send_csta(
+        self: &Arc<Self>,
+        phone: &Arc<Phone>,
+        name: &'static str,
+        body: &str,
+    ) -> Result<(), DriverError> {
+        let Some(path) = self.config.csta_path.clone() else {
+            return Err(DriverError::unavailable("no csta_path configured"));
+        };
+        let answer = match self.fetch(phone, "POST", &path, Some(body)).await {
+            Ok(r) => r,
+            Err(FetchError::Unreachable(m)) => {
+                self.set_reachable(phone, false, Some(m.clone()));
+                return Err(DriverError::new(ErrorKind::Disconnected, m));
+            }
+            Err(FetchError::Login(m)) => return Err(DriverError::failed(m)),
+        };
+        let ack = if answer.status == 200 {
+            crate::csta::parse_ack(name, &answer.body)
+        } else {
+            crate::csta::Ack::Unreadable
+        };
+        match ack {
+            crate::csta::Ack::Positive => Ok(()),
+            crate::csta::Ack::Negative(error) => Err(DriverError::failed(format!(
+                "the phone refused CSTA {name}: {error}"
+            ))),
+            crate::csta::Ack::Unreadable => {
+                tracing::info!(phone = %phone.key, service = name, status = answer.status, "The phone has no CSTA call control at csta_path; per-call operations fall back to keys.");
+                let mut st = phone.lock();
+                st.csta_control_unsupported = true;
+                st.facts.csta_device = None;
+                Err(DriverError::failed(format!(
+                    "the phone gave no CSTA answer to {name} (HTTP {}); CSTA call control is off for it now",
+                    answer.status
+                )))
+            }
+        }
     }
 
     fn mark_snapshot_unsupported(&self, phone: &Phone, why: &str) {
@@ -1245,6 +1298,68 @@ impl PhoneDriver for SnomDriver {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
+    }
+
+    fn device_action(
+        &self,
+        device: &str,
+        action: DeviceAction,
+    ) -> Result<DeviceActionOutcome, DriverError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(DriverError::new(
+                ErrorKind::Uninitialized,
+                "the snom driver is shut down",
+            ));
+        }
+        let name = action.name();
+        let outcome = match action {
+            DeviceAction::Refresh => self
+                .refresh(device, false)
+                .map(|()| DeviceActionOutcome::Queued),
+            DeviceAction::WriteConfiguration => self
+                .refresh(device, true)
+                .map(|()| DeviceActionOutcome::Queued),
+            DeviceAction::Remove => self.remove(device).map(|()| DeviceActionOutcome::Done),
+            DeviceAction::SetLogin { login, password } => {
+                if login.is_empty() {
+                    return Err(DriverError::new(
+                        ErrorKind::InvalidParameter,
+                        "the login must not be empty",
+                    ));
+                }
+                self.set_login(device, &login, Secret::new(password))
+                    .map(|()| DeviceActionOutcome::Queued)
+            }
+            DeviceAction::SaveConfiguration => self
+                .settings_dump(device)
+                .map(|text| DeviceActionOutcome::Configuration { text }),
+            DeviceAction::Add {
+                mac,
+                login,
+                password,
+            } => {
+                let login = login.map(|l| (l, Secret::new(password.unwrap_or_default())));
+                self.add(device, mac.as_deref(), login)
+                    .map(|key| DeviceActionOutcome::Added { key })
+            }
+        };
+        // The action is not logged as a whole: it may carry a password.
+        match &outcome {
+            Ok(_) => tracing::info!(phone = %device, action = name, "Phone-table action taken."),
+            Err(e) => {
+                tracing::info!(phone = %device, action = name, error = %e, "Phone-table action refused.")
+            }
+        }
+        outcome
+    }
+
+    fn line_opened(&self, line: &LineKey) {
+        // Issue 5 point 3: the configuration is checked (and repaired, per `auto_reconfigure`)
+        // when a line opens. Queued, never blocking the front end.
+        if let Ok(phone) = self.shared.phone(line.as_str()) {
+            tracing::debug!(phone = %line, "Line opened; checking the phone's configuration.");
+            self.shared.enqueue(&phone, Job::Refresh { write: false });
+        }
     }
 
     fn shutdown(&self) {

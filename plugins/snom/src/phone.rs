@@ -113,6 +113,9 @@ pub struct PhoneState {
     pub announced: Option<LineInfo>,
     /// CSTA snapshot known not to work on this phone.
     pub snapshot_unsupported: bool,
+    /// The phone answered a CSTA call-control request with something that is not CSTA: per-call
+    /// operations no longer use CSTA on it (until the driver restarts).
+    pub csta_control_unsupported: bool,
     /// Removed: no more jobs.
     pub removed: bool,
     /// The Action URLs were written to a phone whose settings cannot be read back; not
@@ -200,7 +203,10 @@ impl Phone {
             key: self.key.clone(),
             name: self.name.clone(),
             caps: LineCaps {
-                operations: operations(st.facts.redirect_key.is_some()),
+                operations: operations(
+                    st.facts.redirect_key.is_some(),
+                    st.facts.csta_device.is_some(),
+                ),
                 forward_modes: vec![
                     tapir_core::ForwardMode::Unconditional,
                     tapir_core::ForwardMode::Busy,
@@ -235,11 +241,11 @@ impl Phone {
     }
 }
 
-/// The operations a snom line offers over keys and settings. Swap hold needs CSTA call
-/// control, which this driver does not send (see README); redirect is offered only with a
-/// configured `redirect_key`. What is left out the front end answers with
-/// `OperationUnavailable`.
-pub fn operations(redirect: bool) -> OperationSet {
+/// The operations a snom line offers over keys, settings and CSTA. Swap hold needs CSTA call
+/// control (`csta`: `csta_path` set and the phone not shown to lack it); redirect needs a
+/// configured `redirect_key` or CSTA (`DeflectCall`). What is left out the front end answers
+/// with `OperationUnavailable`.
+pub fn operations(redirect: bool, csta: bool) -> OperationSet {
     let mut set: OperationSet = [
         Operation::MakeCall,
         Operation::Drop,
@@ -256,8 +262,11 @@ pub fn operations(redirect: bool) -> OperationSet {
     ]
     .into_iter()
     .collect();
-    if redirect {
+    if redirect || csta {
         set.insert(Operation::Redirect);
+    }
+    if csta {
+        set.insert(Operation::SwapHold);
     }
     set
 }

@@ -8,7 +8,8 @@
 //! - Basic or Digest authentication; with Digest, the third wrong password locks the phone
 //!   (every request gets 403 until [`SimPhone::unlock`]); a `Server: snom embedded` header;
 //! - `command.htm` (`key=`, `number=`, `key_dtmf=`), `dummy.htm?settings=save&…`, a settings
-//!   dump at `/settings.xml`, CSTA `SnapshotDevice` at `/csta`, a title page at `/`;
+//!   dump at `/settings.xml`, CSTA `SnapshotDevice` and call control ([`csta`]) at `/csta`,
+//!   a title page at `/`;
 //! - call state kept per phone, Action URLs fired (in order) at the URLs written into its
 //!   settings, with run-time variable substitution and the quirks: a rejected call fires
 //!   `disconnected` twice, `onhook` carries no call data.
@@ -20,6 +21,7 @@
 //! [`fire`] the Action URL client, [`auth`] Basic/Digest.
 
 pub mod auth;
+pub mod csta;
 pub mod fire;
 pub mod phone;
 pub mod server;

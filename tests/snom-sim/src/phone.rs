@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub transfer_digits: Option<String>,
     pub redirect_digits: Option<String>,
     pub redirected_to: Vec<String>,
+    pub transferred_to: Vec<String>,
+    pub csta_requests: Vec<String>,
     pub dialtone: bool,
     pub dtmf: Vec<String>,
     pub requests: Vec<String>,
@@ -202,6 +204,16 @@ impl SimPhone {
         self.lock()
             .settings
             .insert(name.to_owned(), value.to_owned());
+    }
+
+    /// CSTA call-control requests served (`HoldCall 2`, ids in request order).
+    pub fn csta_requests(&self) -> Vec<String> {
+        self.lock().csta_requests.clone()
+    }
+
+    /// Where calls were transferred to by CSTA `SingleStepTransferCall`.
+    pub fn transferred(&self) -> Vec<String> {
+        self.lock().transferred_to.clone()
     }
 
     /// Paths of the requests served (most recent last).

@@ -270,6 +270,14 @@ fn serve(
                 xml,
             )
         }
+        "/csta" if phone.config.csta && method == Method::POST => {
+            let xml = crate::csta::serve(phone, &mut st, body);
+            reply(
+                StatusCode::OK,
+                vec![("content-type", "application/xml".into())],
+                xml,
+            )
+        }
         _ => reply(StatusCode::NOT_FOUND, vec![], "not found\n".into()),
     }
 }
