@@ -611,18 +611,13 @@ mod tests {
 
     #[test]
     fn problems_about_secrets_do_not_echo_the_value() {
-        let problems = check_text(
-            "[[api.tokens]]\nname = \"crm\"\ntoken = 987654321\naccess = \"control\"\n",
-        );
+        let problems =
+            check_text("[[api.tokens]]\nname = \"crm\"\ntoken = 987654321\naccess = \"control\"\n");
         let token = problems
             .iter()
             .find(|p| p.path.contains("token"))
             .unwrap_or_else(|| panic!("{problems:#?}"));
-        assert!(
-            !token.message.contains("987654321"),
-            "{}",
-            token.message
-        );
+        assert!(!token.message.contains("987654321"), "{}", token.message);
         assert_eq!(
             redact_values("found string \"hunter2\", expected `u32`"),
             "found string \"***\", expected `***`"
