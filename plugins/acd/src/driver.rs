@@ -60,6 +60,7 @@ struct Inner {
     offers_by_id: Mutex<HashMap<u64, CallId>>,
     offers: Mutex<Option<Offers>>,
     stop_registrations: watch::Sender<bool>,
+    registrations: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     shut: AtomicBool,
 }
 
@@ -326,6 +327,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         offers_by_id: Mutex::new(HashMap::new()),
         offers: Mutex::new(None),
         stop_registrations: stop_tx,
+        registrations: Mutex::new(Vec::new()),
         shut: AtomicBool::new(false),
     });
     for info in infos {
@@ -400,7 +402,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             };
             let g = gate.clone();
             let l = line.clone();
-            rt.spawn(register::run(
+            let task = rt.spawn(register::run(
                 shared.endpoint.clone(),
                 shared.resolver.clone(),
                 reg,
@@ -426,6 +428,9 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                     }
                 },
             ));
+            if let Ok(mut r) = inner.registrations.lock() {
+                r.push(task);
+            }
         }
     }
     let handle = rt.handle().clone();
@@ -667,25 +672,29 @@ impl PhoneDriver for AcdDriver {
             // The offers task answers what still rings with 480 and stops.
             o.take();
         }
-        // Calls CANCEL/BYE their legs (BYE waits at most 4 s); registrations remove bindings.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Calls CANCEL/BYE their legs (BYE waits at most 4 s); registrations remove their
+        // bindings (at most 5 s). Both run in parallel; wait for them, at most 6 s.
+        let deadline = Instant::now() + Duration::from_secs(6);
         while Instant::now() < deadline {
-            let idle = self
+            let calls_done = self
                 .inner
                 .calls
                 .lock()
                 .map(|c| c.values().all(|e| matches!(e.kind, CallKind::Offered(_))))
                 .unwrap_or(true);
-            if idle && (ctls.is_empty() || Instant::now() + Duration::from_secs(4) > deadline) {
-                break;
-            }
-            if idle {
-                // Give unregistrations a moment too.
-                std::thread::sleep(Duration::from_millis(200));
+            let regs_done = self
+                .inner
+                .registrations
+                .lock()
+                .map(|r| r.iter().all(tokio::task::JoinHandle::is_finished))
+                .unwrap_or(true);
+            if calls_done && regs_done {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Let the endpoint send what the tasks queued last (final answers, BYE, un-REGISTER).
+        std::thread::sleep(Duration::from_millis(100));
         self.inner.gate.close();
         if let Ok(mut rt) = self.rt.lock() {
             if let Some(rt) = rt.take() {
