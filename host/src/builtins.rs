@@ -5,9 +5,10 @@
 //! registry must hold (a test checks it).
 
 /// The built-in driver names this binary must offer.
-pub const EXPECTED: &[&str] = &["sip-refer", "sip-reverse"];
+pub const EXPECTED: &[&str] = &["sip-refer", "sip-reverse", "acd"];
 
 // Naming a crate is what makes the linker keep it (and its `inventory` registrations).
+use tapir_plugin_acd as _;
 use tapir_plugin_sip as _;
 
 /// Kept for call sites that want to say "the built-ins are linked here"; naming the crates

@@ -121,7 +121,10 @@ pub async fn run(
     if !routed {
         call.rep.complete(
             make_call,
-            Err(DriverError::new(ErrorKind::Uninitialized, "the acd driver has shut down")),
+            Err(DriverError::new(
+                ErrorKind::Uninitialized,
+                "the acd driver has shut down",
+            )),
         );
         call.end(false).await;
         return;

@@ -338,8 +338,12 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
         .as_deref()
         .map(|p| host_uri(p, "outbound_proxy"))
         .transpose()?;
-    let transport = Transport::parse(&cfg.transport)
-        .ok_or_else(|| bad("transport", format!("{:?} is not udp or tcp", cfg.transport)))?;
+    let transport = Transport::parse(&cfg.transport).ok_or_else(|| {
+        bad(
+            "transport",
+            format!("{:?} is not udp or tcp", cfg.transport),
+        )
+    })?;
     let bind: SocketAddr = cfg
         .bind
         .parse()
@@ -365,7 +369,9 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
     if !(60..=86_400).contains(&cfg.register_expires) {
         return Err(bad("register_expires", "must be 60..=86400"));
     }
-    if !(cfg.register_rate.is_finite() && cfg.register_rate >= 0.1 && cfg.register_rate <= 100_000.0)
+    if !(cfg.register_rate.is_finite()
+        && cfg.register_rate >= 0.1
+        && cfg.register_rate <= 100_000.0)
     {
         return Err(bad("register_rate", "must be 0.1..=100000 per second"));
     }

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tapir_core::{
-    AddressId, AddressInfo, CallDirection, CallId, CallInfo, CallState, Completion,
-    DisconnectMode, DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo, LineKey, Operation,
-    OperationSet, Party, PhoneDriver, Request, RequestEnvelope, SharedSink,
+    AddressId, AddressInfo, CallDirection, CallId, CallInfo, CallState, Completion, DisconnectMode,
+    DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo, LineKey, Operation, OperationSet,
+    Party, PhoneDriver, Request, RequestEnvelope, SharedSink,
 };
 use tapir_sip_ua::digest::Credentials;
 use tapir_sip_ua::header::Uri;
@@ -120,7 +120,11 @@ impl Inner {
                 });
             }
             OfferEvent::Ended { id, end } => {
-                let call = self.offers_by_id.lock().ok().and_then(|mut o| o.remove(&id));
+                let call = self
+                    .offers_by_id
+                    .lock()
+                    .ok()
+                    .and_then(|mut o| o.remove(&id));
                 let Some(call) = call else { return };
                 let line = self
                     .calls
@@ -164,7 +168,12 @@ pub struct AcdDriver {
     rt: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
-fn credentials(parsed: &Parsed, user: &str, auth_user: Option<&str>, password: &str) -> Credentials {
+fn credentials(
+    parsed: &Parsed,
+    user: &str,
+    auth_user: Option<&str>,
+    password: &str,
+) -> Credentials {
     Credentials {
         username: auth_user.unwrap_or(user).to_owned(),
         password: password.to_owned(),
@@ -300,7 +309,13 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             key,
             name: spec.name.clone(),
             caps: LineCaps {
-                operations: ops,
+                // A disabled line offers nothing: the front end refuses every request on it
+                // as unavailable (LINEERR_OPERATIONUNAVAIL) before it reaches us.
+                operations: if spec.enabled {
+                    ops
+                } else {
+                    OperationSet::empty()
+                },
                 forward_modes: Vec::new(),
                 max_calls: parsed.cfg.max_calls,
                 addresses: vec![AddressInfo {
@@ -571,9 +586,10 @@ impl AcdDriver {
                         self.handle.spawn(async move {
                             let outcome = match offers.redirect(offer, to).await {
                                 Ok(()) => Ok(Completion::Done),
-                                Err(e) => {
-                                    Err(DriverError::new(ErrorKind::InvalidCallState, e.to_string()))
-                                }
+                                Err(e) => Err(DriverError::new(
+                                    ErrorKind::InvalidCallState,
+                                    e.to_string(),
+                                )),
                             };
                             gate.complete(id, outcome);
                         });

@@ -107,7 +107,9 @@ pub fn destination_uri(dest: &str, domain: &str) -> Result<String, BadDestinatio
         return Ok(uri.to_string());
     }
     if lower.starts_with("sips:") {
-        return Err(BadDestination("sips: destinations are not supported".into()));
+        return Err(BadDestination(
+            "sips: destinations are not supported".into(),
+        ));
     }
     let (number, host) = match dest.split_once('@') {
         Some((n, h)) if !h.is_empty() && !h.contains(['<', '>', ' ', '"']) => (n, h),

@@ -26,7 +26,10 @@ fn config(port: u16, lines: serde_json::Value, register: bool) -> serde_json::Va
     })
 }
 
-fn connected_call(scenario: &str, call: u64) -> (Peer, std::sync::Arc<Recorder>, Box<dyn PhoneDriver>) {
+fn connected_call(
+    scenario: &str,
+    call: u64,
+) -> (Peer, std::sync::Arc<Recorder>, Box<dyn PhoneDriver>) {
     let bin = sipp().expect("sipp");
     let peer = start_sipp(&bin, scenario, 1, &[]);
     let rec = Recorder::new();
@@ -49,7 +52,12 @@ fn dial_answer_and_transfer_to_agent() {
     peer.assert_passed(T);
     assert_eq!(
         rec.states(CallId(1)),
-        [CallState::Dialing, CallState::Ringback, CallState::Connected, CallState::Idle]
+        [
+            CallState::Dialing,
+            CallState::Ringback,
+            CallState::Connected,
+            CallState::Idle
+        ]
     );
     assert_eq!(rec.completions_of(tr), 1);
     // The line is free again: a second call is accepted.
@@ -121,7 +129,11 @@ fn far_end_hang_up_disconnects() {
         return;
     }
     let (mut peer, rec, d) = connected_call("target_hangs_up", 6);
-    rec.wait_state(CallId(6), CallState::Disconnected(DisconnectMode::Normal), T);
+    rec.wait_state(
+        CallId(6),
+        CallState::Disconnected(DisconnectMode::Normal),
+        T,
+    );
     peer.assert_passed(T);
     drop_call(&*d, "2", 6);
     rec.wait_state(CallId(6), CallState::Idle, T);
@@ -147,7 +159,11 @@ fn disabled_line_exists_and_refuses_as_unavailable() {
     let err = submit(
         &*d,
         "3",
-        Request::MakeCall { call: CallId(7), address: AddressId(0), destination: Some("1".into()) },
+        Request::MakeCall {
+            call: CallId(7),
+            address: AddressId(0),
+            destination: Some("1".into()),
+        },
     )
     .expect_err("disabled");
     assert_eq!(err.kind, ErrorKind::OperationUnavailable);
@@ -166,9 +182,12 @@ fn pbx(scenario: &str) -> Option<(Peer, std::sync::Arc<Recorder>, Box<dyn PhoneD
     cfg["line"] = json!([]);
     let d = build(&cfg, rec.clone());
     rec.wait_for(T, "line 7 in service", |ev| {
-        ev.iter().any(|e| matches!(e, DriverEvent::LineInService { line } if line.0 == "7"))
+        ev.iter()
+            .any(|e| matches!(e, DriverEvent::LineInService { line } if line.0 == "7"))
     });
-    rec.wait_for(T, "an offered call", |ev| ev.iter().any(|e| matches!(e, DriverEvent::NewCall { .. })));
+    rec.wait_for(T, "an offered call", |ev| {
+        ev.iter().any(|e| matches!(e, DriverEvent::NewCall { .. }))
+    });
     Some((peer, rec, d))
 }
 
@@ -178,7 +197,9 @@ fn offered(rec: &Recorder) -> (LineKey, CallId, CallInfo) {
 
 #[test]
 fn incoming_call_is_offered_then_cancelled_as_answered_elsewhere() {
-    let Some((mut peer, rec, d)) = pbx("pbx_cancel_elsewhere") else { return };
+    let Some((mut peer, rec, d)) = pbx("pbx_cancel_elsewhere") else {
+        return;
+    };
     let (line, call, info) = offered(&rec);
     assert_eq!(line.0, "7");
     assert_eq!(info.direction, CallDirection::Incoming);
@@ -193,7 +214,9 @@ fn incoming_call_is_offered_then_cancelled_as_answered_elsewhere() {
 
 #[test]
 fn incoming_call_cancelled_by_the_caller() {
-    let Some((mut peer, rec, d)) = pbx("pbx_cancel_plain") else { return };
+    let Some((mut peer, rec, d)) = pbx("pbx_cancel_plain") else {
+        return;
+    };
     let (_, call, _) = offered(&rec);
     rec.wait_state(call, CallState::Disconnected(DisconnectMode::Cancelled), T);
     rec.wait_state(call, CallState::Idle, T);
@@ -203,9 +226,19 @@ fn incoming_call_cancelled_by_the_caller() {
 
 #[test]
 fn incoming_call_redirected_to_an_agent() {
-    let Some((mut peer, rec, d)) = pbx("pbx_redirect") else { return };
+    let Some((mut peer, rec, d)) = pbx("pbx_redirect") else {
+        return;
+    };
     let (line, call, _) = offered(&rec);
-    let id = submit(&*d, &line.0, Request::Redirect { call, destination: "300".into() }).expect("accepted");
+    let id = submit(
+        &*d,
+        &line.0,
+        Request::Redirect {
+            call,
+            destination: "300".into(),
+        },
+    )
+    .expect("accepted");
     assert_eq!(rec.wait_complete(id, T), Ok(Completion::Done));
     rec.wait_state(call, CallState::Disconnected(DisconnectMode::Forwarded), T);
     rec.wait_state(call, CallState::Idle, T);

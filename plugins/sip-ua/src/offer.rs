@@ -50,7 +50,11 @@ impl Caller {
             crate::header::Uri::parse(&who.uri).and_then(|u| u.user)
         };
         let number = user
-            .map(|u| u.replace("%23", "#").replace("%2B", "+").replace("%2b", "+"))
+            .map(|u| {
+                u.replace("%23", "#")
+                    .replace("%2B", "+")
+                    .replace("%2b", "+")
+            })
             .filter(|u| !u.is_empty() && !u.eq_ignore_ascii_case("anonymous"));
         let name = who
             .display
@@ -365,7 +369,8 @@ impl Task {
             }
             Some(Method::Cancel) => {
                 let Some(id) = self.by_call_id.get(&call_id).copied() else {
-                    let r = Message::response_to(&msg, 481, "Call/Transaction Does Not Exist", None);
+                    let r =
+                        Message::response_to(&msg, 481, "Call/Transaction Does Not Exist", None);
                     let _ = self.endpoint.respond(key, r).await;
                     return;
                 };

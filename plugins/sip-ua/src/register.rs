@@ -270,9 +270,9 @@ impl Registration {
             .resolve(&self.next_hop, self.transport)
             .await
             .map_err(|e| RegisterError::Unreachable(e.to_string()))?;
-        let target = *targets
-            .first()
-            .ok_or_else(|| RegisterError::Unreachable(format!("no address for {}", self.next_hop)))?;
+        let target = *targets.first().ok_or_else(|| {
+            RegisterError::Unreachable(format!("no address for {}", self.next_hop))
+        })?;
         let contact = self.contact(endpoint, &target);
         let mut auth: Option<(&'static str, String)> = None;
         let mut expires = expires;
@@ -291,9 +291,7 @@ impl Registration {
                         return Err(RegisterError::Unreachable(e))
                     }
                     Ok(Some(ClientEvent::Timeout)) | Ok(None) | Err(_) => {
-                        return Err(RegisterError::Unreachable(
-                            "no answer to REGISTER".into(),
-                        ))
+                        return Err(RegisterError::Unreachable("no answer to REGISTER".into()))
                     }
                 }
             };

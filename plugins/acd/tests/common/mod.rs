@@ -25,13 +25,18 @@ pub fn sipp() -> Option<PathBuf> {
 }
 
 pub fn kamailio() -> Option<PathBuf> {
-    binary("kamailio", &["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"])
+    binary(
+        "kamailio",
+        &["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"],
+    )
 }
 
 /// A port free for UDP and TCP on 127.0.0.1 (checked, then released).
 pub fn free_port() -> u16 {
     for _ in 0..200 {
-        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else { continue };
+        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
         let Ok(addr) = u.local_addr() else { continue };
         if TcpListener::bind(addr).is_ok() {
             return addr.port();
@@ -110,15 +115,33 @@ pub fn start_sipp(bin: &Path, scenario: &str, calls: u32, extra: &[&str]) -> Pee
         .arg("-sf")
         .arg(&sf)
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-m", &calls.to_string(), "-t", "u1", "-nostdin", "-trace_err"])
-        .args(["-timeout", "120s", "-timeout_error", "-max_recv_loops", "100000"])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-t",
+            "u1",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .args([
+            "-timeout",
+            "120s",
+            "-timeout_error",
+            "-max_recv_loops",
+            "100000",
+        ])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sipp");
-    let peer = Peer { child, port, name: format!("sipp {scenario}"), dir };
+    let peer = Peer {
+        child,
+        port,
+        name: format!("sipp {scenario}"),
+        dir,
+    };
     wait_port_taken(port);
     peer
 }
@@ -219,9 +242,9 @@ impl Recorder {
         lock(&self.events)
             .iter()
             .filter_map(|e| match e {
-                DriverEvent::NewCall { line, call, info, .. } => {
-                    Some((line.clone(), *call, info.clone()))
-                }
+                DriverEvent::NewCall {
+                    line, call, info, ..
+                } => Some((line.clone(), *call, info.clone())),
                 _ => None,
             })
             .collect()
@@ -234,10 +257,18 @@ pub fn rid() -> RequestId {
     RequestId(NEXT_ID.fetch_add(1, Ordering::SeqCst))
 }
 
-pub fn submit(driver: &dyn PhoneDriver, line: &str, request: Request) -> Result<RequestId, DriverError> {
+pub fn submit(
+    driver: &dyn PhoneDriver,
+    line: &str,
+    request: Request,
+) -> Result<RequestId, DriverError> {
     let id = rid();
     driver
-        .submit(RequestEnvelope { id, line: LineKey::new(line), request })
+        .submit(RequestEnvelope {
+            id,
+            line: LineKey::new(line),
+            request,
+        })
         .map(|()| id)
 }
 
@@ -245,7 +276,11 @@ pub fn make_call(driver: &dyn PhoneDriver, line: &str, call: u64, dest: &str) ->
     submit(
         driver,
         line,
-        Request::MakeCall { call: CallId(call), address: AddressId(0), destination: Some(dest.into()) },
+        Request::MakeCall {
+            call: CallId(call),
+            address: AddressId(0),
+            destination: Some(dest.into()),
+        },
     )
     .expect("MakeCall accepted")
 }
@@ -255,8 +290,15 @@ pub fn drop_call(driver: &dyn PhoneDriver, line: &str, call: u64) -> RequestId {
 }
 
 pub fn transfer(driver: &dyn PhoneDriver, line: &str, call: u64, to: &str) -> RequestId {
-    submit(driver, line, Request::BlindTransfer { call: CallId(call), destination: to.into() })
-        .expect("BlindTransfer accepted")
+    submit(
+        driver,
+        line,
+        Request::BlindTransfer {
+            call: CallId(call),
+            destination: to.into(),
+        },
+    )
+    .expect("BlindTransfer accepted")
 }
 
 /// Builds the acd driver with a JSON config.
