@@ -109,14 +109,20 @@ fn start_kamailio(bin: &Path, target_port: u16) -> Peer {
         .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn kamailio");
-    let mut peer = Peer { child, port, name: "kamailio".into(), dir };
+    let mut peer = Peer {
+        child,
+        port,
+        name: "kamailio".into(),
+        dir,
+    };
     let end = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
             break;
         }
         if let Ok(Some(status)) = peer.child.try_wait() {
-            let log = std::fs::read_to_string(peer.dir.path().join("kamailio.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(peer.dir.path().join("kamailio.log")).unwrap_or_default();
             panic!("kamailio exited ({status}):\n{log}");
         }
         assert!(std::time::Instant::now() < end, "kamailio did not start");
@@ -127,7 +133,9 @@ fn start_kamailio(bin: &Path, target_port: u16) -> Peer {
 
 #[test]
 fn lines_register_with_digest_and_take_incoming_calls() {
-    let (Some(kam), Some(sipp_bin)) = (kamailio(), sipp()) else { return };
+    let (Some(kam), Some(sipp_bin)) = (kamailio(), sipp()) else {
+        return;
+    };
     let k = start_kamailio(&kam, 9);
     let rec = Recorder::new();
     let d = build(
@@ -146,10 +154,17 @@ fn lines_register_with_digest_and_take_incoming_calls() {
     );
     let started = std::time::Instant::now();
     rec.wait_for(T, "3 lines in service", |ev| {
-        ev.iter().filter(|e| matches!(e, DriverEvent::LineInService { .. })).count() == 3
+        ev.iter()
+            .filter(|e| matches!(e, DriverEvent::LineInService { .. }))
+            .count()
+            == 3
     });
     // Paced at 5/s with a burst of 1: three REGISTERs take at least 0.4 s.
-    assert!(started.elapsed() >= Duration::from_millis(350), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
     let mut caller = {
         let dir = tempfile::tempdir().expect("dir");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/caller_cancel.xml");
@@ -161,18 +176,43 @@ fn lines_register_with_digest_and_take_incoming_calls() {
             .arg("-sf")
             .arg(&sf)
             .arg(format!("127.0.0.1:{}", k.port))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-t", "u1"])
-            .args(["-nostdin", "-trace_err", "-timeout", "60s", "-timeout_error"])
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                "1",
+                "-t",
+                "u1",
+            ])
+            .args([
+                "-nostdin",
+                "-trace_err",
+                "-timeout",
+                "60s",
+                "-timeout_error",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn sipp");
-        Peer { child, port, name: "sipp caller".into(), dir }
+        Peer {
+            child,
+            port,
+            name: "sipp caller".into(),
+            dir,
+        }
     };
-    rec.wait_for(T, "an offered call", |ev| ev.iter().any(|e| matches!(e, DriverEvent::NewCall { .. })));
+    rec.wait_for(T, "an offered call", |ev| {
+        ev.iter().any(|e| matches!(e, DriverEvent::NewCall { .. }))
+    });
     let (line, call, info) = rec.new_calls().into_iter().next().expect("offered");
-    assert_eq!(line.0, "2", "the call for acd2 lands on the line with that account");
+    assert_eq!(
+        line.0, "2",
+        "the call for acd2 lands on the line with that account"
+    );
     assert_eq!(info.calling.number.as_deref(), Some("+4989777"));
     assert_eq!(info.calling.name.as_deref(), Some("Max Caller"));
     rec.wait_for(T, "the offer to end", |ev| {
@@ -185,7 +225,9 @@ fn lines_register_with_digest_and_take_incoming_calls() {
 
 #[test]
 fn acd_call_through_authenticating_proxy_and_transfer() {
-    let (Some(kam), Some(sipp_bin)) = (kamailio(), sipp()) else { return };
+    let (Some(kam), Some(sipp_bin)) = (kamailio(), sipp()) else {
+        return;
+    };
     let mut target = start_sipp(&sipp_bin, "target_transfer", 1, &[]);
     let k = start_kamailio(&kam, target.port);
     let rec = Recorder::new();
