@@ -104,6 +104,7 @@ listen=udp:127.0.0.1:{port}
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
+loadmodule "textops.so"
 loadmodule "auth.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
@@ -130,8 +131,7 @@ request_route {{
     );
     let f = dir.path().join("kamailio.cfg");
     std::fs::write(&f, cfg).expect("cfg");
-    let child = Command::new(bin)
-        .current_dir(dir.path())
+    let child = common::in_own_group(Command::new(bin).current_dir(dir.path()))
         .arg("-f")
         .arg(&f)
         .args(["-DD", "-E", "-m", "256", "-M", "16"])

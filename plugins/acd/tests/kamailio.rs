@@ -95,8 +95,7 @@ fn start_kamailio(bin: &Path, target_port: u16) -> Peer {
     let cfg = dir.path().join("kamailio.cfg");
     std::fs::write(&cfg, kamailio_cfg(port, target_port)).expect("write cfg");
     let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("log");
-    let child = Command::new(bin)
-        .current_dir(dir.path())
+    let child = in_own_group(Command::new(bin).current_dir(dir.path()))
         .arg("-f")
         .arg(&cfg)
         .args(["-DD", "-E", "-m", "64", "-M", "8"])

@@ -94,8 +94,24 @@ impl Peer {
     }
 }
 
+/// Starts the command in a process group of its own (its id is the child's PID), so that
+/// [`Peer`]'s drop can stop the child *and* the workers it forked (Kamailio forks several;
+/// killing only the main process would leave them running).
+pub fn in_own_group(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
+        // The child's own process group, by its id (the child's PID); a no-op for children
+        // that share ours (kill refuses: no such group).
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
