@@ -10,7 +10,6 @@
 //! Prints a table. Needs `kamailio` and `sipp`; skips a part when one is missing.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, clippy::unwrap_used)]
 mod common;
 
 use common::{free_port, kamailio, sipp, start_sipp, Peer};
@@ -23,11 +22,14 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapir_core::*;
 
+/// What the sink forwards: a call's new state, or a request's completion (ok or not).
+type Note = (CallId, Option<CallState>, Option<(RequestId, bool)>);
+
 /// A sink that counts line events and forwards call events to the bench loop.
 struct Sink {
     in_service: AtomicUsize,
     out_of_service: AtomicUsize,
-    tx: Mutex<mpsc::Sender<(CallId, Option<CallState>, Option<(RequestId, bool)>)>>,
+    tx: Mutex<mpsc::Sender<Note>>,
     next: AtomicU64,
     /// Why requests failed or calls ended badly, counted.
     why: Mutex<HashMap<String, usize>>,
@@ -74,7 +76,7 @@ impl EventSink for Sink {
     }
 }
 
-type Events = mpsc::Receiver<(CallId, Option<CallState>, Option<(RequestId, bool)>)>;
+type Events = mpsc::Receiver<Note>;
 
 fn sink() -> (Arc<Sink>, Events) {
     let (tx, rx) = mpsc::channel();

@@ -26,6 +26,9 @@ const REGISTER_RATE: f64 = 20.0;
 /// Seconds an offer may ring before we answer 480.
 const OFFER_LIMIT: Duration = Duration::from_secs(120);
 
+/// The registering lines that share one endpoint.
+type LineGroup = Vec<(LineKey, Arc<LineCtx>)>;
+
 struct Offer {
     line: LineKey,
     endpoint: usize,
@@ -82,7 +85,7 @@ impl IncomingCalls {
             return Ok(None);
         }
         // One offers task per endpoint (lines on one bind share it).
-        let mut endpoints: Vec<(std::net::SocketAddr, Vec<(LineKey, Arc<LineCtx>)>)> = Vec::new();
+        let mut endpoints: Vec<(std::net::SocketAddr, LineGroup)> = Vec::new();
         for (k, c) in &registering {
             match endpoints.iter_mut().find(|(a, _)| *a == c.line.bind) {
                 Some((_, v)) => v.push((k.clone(), c.clone())),
