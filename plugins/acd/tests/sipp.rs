@@ -245,3 +245,30 @@ fn incoming_call_redirected_to_an_agent() {
     d.shutdown();
     peer.assert_passed(T);
 }
+
+#[test]
+fn registration_failure_is_out_of_service_then_retried_with_backoff() {
+    let Some(bin) = sipp() else { return };
+    let mut peer = start_sipp(&bin, "registrar_reject_then_accept", 1, &[]);
+    let rec = Recorder::new();
+    let mut cfg = config(peer.port, json!(["4"]), true);
+    cfg["line"] = json!([]);
+    let started = std::time::Instant::now();
+    let d = build(&cfg, rec.clone());
+    rec.wait_for(T, "out of service", |ev| {
+        ev.iter().any(
+            |e| matches!(e, DriverEvent::LineOutOfService { reason, .. } if reason.contains("503")),
+        )
+    });
+    rec.wait_for(T, "in service after the retry", |ev| {
+        ev.iter()
+            .any(|e| matches!(e, DriverEvent::LineInService { .. }))
+    });
+    // First retry: 2 s base times a jitter in [0.5, 1).
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(950), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // Shutdown removes the binding (the third REGISTER).
+    d.shutdown();
+    peer.assert_passed(T);
+}
