@@ -272,3 +272,26 @@ fn registration_failure_is_out_of_service_then_retried_with_backoff() {
     d.shutdown();
     peer.assert_passed(T);
 }
+
+#[test]
+fn transfer_reaches_the_agent_phone() {
+    let Some(bin) = sipp() else { return };
+    let mut agent = start_sipp(&bin, "agent", 1, &[]);
+    let agent_port = agent.port.to_string();
+    let mut target = start_sipp(
+        &bin,
+        "target_transfer_to_agent",
+        1,
+        &["-key", "agent_port", &agent_port],
+    );
+    let rec = Recorder::new();
+    let d = build(&config(target.port, json!(5), false), rec.clone());
+    let mc = make_call(&*d, "1", 8, "4930123");
+    assert!(rec.wait_complete(mc, T).is_ok());
+    rec.wait_state(CallId(8), CallState::Connected, T);
+    let tr = transfer(&*d, "1", 8, "300");
+    assert_eq!(rec.wait_complete(tr, T), Ok(Completion::Done));
+    rec.wait_state(CallId(8), CallState::Idle, T);
+    target.assert_passed(T);
+    agent.assert_passed(T);
+}
