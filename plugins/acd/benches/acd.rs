@@ -459,65 +459,103 @@ fn active_memory(bin: &Path, n: usize) -> (f64, usize) {
     )
 }
 
-fn main() {
-    let only: Option<usize> = std::env::args().skip(1).find_map(|a| a.parse().ok());
-    let sizes: Vec<usize> = match only {
-        Some(n) => vec![n],
-        None => vec![1_000, 10_000],
+/// Runs one part in a fresh process (this binary again), so that memory figures are not
+/// blurred by what earlier parts freed; returns its printed line.
+fn part(args: &[&str]) -> String {
+    let Ok(me) = std::env::current_exe() else {
+        return "cannot find the bench binary".into();
     };
-    println!("tapir acd benchmark (127.0.0.1; RSS of this process; SIPTAPI-ACD allows at most 999 lines)");
-    if std::env::args().any(|a| a == "dial-only") {
-        if let Some(bin) = sipp() {
-            let r = dialling(&bin, 1000, 200, 20_000, true);
-            println!("dial: {} ok, {} failed, {:.2} s", r.ok, r.failed, r.secs);
+    match Command::new(me)
+        .arg("part")
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Err(e) => format!("part {args:?} failed: {e}"),
+    }
+}
+
+fn run_part(args: &[String]) {
+    let num = |i: usize| {
+        args.get(i)
+            .and_then(|a| a.parse::<usize>().ok())
+            .unwrap_or(1_000)
+    };
+    match args.first().map(String::as_str) {
+        Some("active") => {
+            if let Some(bin) = sipp() {
+                let (bytes, connected) = active_memory(&bin, num(1));
+                println!(
+                    "RSS per active (Connected) call: {:.1} KiB ({connected} calls held at once)",
+                    bytes / 1024.0
+                );
+            }
         }
+        Some("reg") => {
+            if let Some(kam) = kamailio() {
+                let r = registration(&kam, num(1), 2_000.0);
+                println!(
+                    "| {} | {:.0} | {:.2} s | {} | {} | {:.1} KiB |",
+                    r.lines, r.rate, r.secs, r.registered, r.failures, r.kib_per_line
+                );
+            }
+        }
+        Some("dial") => {
+            if let Some(bin) = sipp() {
+                let n = num(1);
+                let agent = args.get(2).is_some_and(|a| a == "agent");
+                // The agent rings 200 ms: more calls at once keep the rate up.
+                let conc = if agent { 1_000.min(n) } else { 200.min(n) };
+                let r = dialling(&bin, n, conc, 20_000, agent);
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {:.2} s | {:.0} |",
+                    r.lines,
+                    if agent {
+                        "SIPp (rings 200 ms, answers)"
+                    } else {
+                        "sipfrag only"
+                    },
+                    r.concurrent,
+                    r.calls,
+                    r.ok,
+                    r.failed,
+                    r.secs,
+                    r.ok as f64 / r.secs
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().is_some_and(|a| a == "part") {
+        run_part(&args[1..]);
         return;
     }
-    if let Some(bin) = sipp() {
-        // First, while the heap is fresh (later parts leave freed memory the allocator reuses).
-        let (bytes, connected) = active_memory(&bin, 2_000);
-        println!();
-        println!(
-            "RSS per active (Connected) call: {:.1} KiB ({connected} calls held at once)",
-            bytes / 1024.0
-        );
+    let sizes: Vec<String> = match args.iter().find(|a| a.parse::<usize>().is_ok()) {
+        Some(n) => vec![n.clone()],
+        None => vec!["1000".into(), "10000".into()],
+    };
+    println!("tapir acd benchmark (127.0.0.1; each part in a fresh process; RSS of that process; SIPTAPI-ACD allows at most 999 lines)");
+    println!();
+    println!("{}", part(&["active", "2000"]));
+    println!();
+    println!("| lines (one account) | REGISTER rate cap /s | all registered after | registered | failures | RSS per idle registered line |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in &sizes {
+        println!("{}", part(&["reg", n]));
     }
-    if let Some(kam) = kamailio() {
-        println!();
-        println!("| lines (one account) | REGISTER rate cap /s | all registered after | registered | failures | RSS per idle registered line |");
-        println!("|---:|---:|---:|---:|---:|---:|");
-        for &n in &sizes {
-            let r = registration(&kam, n, 2_000.0);
-            println!(
-                "| {} | {:.0} | {:.2} s | {} | {} | {:.1} KiB |",
-                r.lines, r.rate, r.secs, r.registered, r.failures, r.kib_per_line
-            );
-        }
-    }
-    if let Some(bin) = sipp() {
-        println!();
-        println!("| lines | agent phone | concurrent calls | calls | transferred | failed | time | calls/s |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---:|");
-        for (n, agent) in sizes.iter().flat_map(|n| [(*n, false), (*n, true)]) {
-            // The agent rings 200 ms: more calls at once keep the rate up.
-            let conc = if agent { 1_000.min(n) } else { 200.min(n) };
-            let total = 20_000;
-            let r = dialling(&bin, n, conc, total, agent);
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {:.2} s | {:.0} |",
-                r.lines,
-                if agent {
-                    "SIPp (rings 200 ms, answers)"
-                } else {
-                    "sipfrag only"
-                },
-                r.concurrent,
-                r.calls,
-                r.ok,
-                r.failed,
-                r.secs,
-                r.ok as f64 / r.secs
-            );
-        }
+    println!();
+    println!("| lines | agent phone | concurrent calls | calls | transferred | failed | time | calls/s |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for n in &sizes {
+        println!("{}", part(&["dial", n, "plain"]));
+        println!("{}", part(&["dial", n, "agent"]));
     }
 }
