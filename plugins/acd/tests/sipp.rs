@@ -295,3 +295,39 @@ fn transfer_reaches_the_agent_phone() {
     target.assert_passed(T);
     agent.assert_passed(T);
 }
+
+#[test]
+fn drop_during_the_transfer_fails_it_and_releases_the_call() {
+    if sipp().is_none() {
+        return;
+    }
+    let (mut peer, rec, d) = connected_call("target_transfer_pending", 9);
+    let tr = transfer(&*d, "2", 9, "300");
+    // Let the REFER be accepted and the first NOTIFY arrive.
+    std::thread::sleep(Duration::from_millis(500));
+    let dr = drop_call(&*d, "2", 9);
+    let err = rec
+        .wait_complete(tr, T)
+        .expect_err("the transfer cannot succeed");
+    assert_eq!(err.kind, ErrorKind::OperationFailed);
+    assert_eq!(rec.wait_complete(dr, T), Ok(Completion::Done));
+    rec.wait_state(CallId(9), CallState::Idle, T);
+    peer.assert_passed(T);
+    assert_eq!((rec.completions_of(tr), rec.completions_of(dr)), (1, 1));
+}
+
+#[test]
+fn dial_and_transfer_over_tcp() {
+    let Some(bin) = sipp() else { return };
+    let mut peer = start_sipp(&bin, "target_transfer", 1, &["-t", "t1"]);
+    let rec = Recorder::new();
+    let mut cfg = config(peer.port, json!(5), false);
+    cfg["transport"] = json!("tcp");
+    let d = build(&cfg, rec.clone());
+    make_call(&*d, "1", 10, "4930123");
+    rec.wait_state(CallId(10), CallState::Connected, T);
+    let tr = transfer(&*d, "1", 10, "300");
+    assert_eq!(rec.wait_complete(tr, T), Ok(Completion::Done));
+    rec.wait_state(CallId(10), CallState::Idle, T);
+    peer.assert_passed(T);
+}
