@@ -7,7 +7,8 @@
 //! - [`Endpoint::send_ack`] sends an ACK for a 2xx (no transaction, RFC 3261 §13.2.2.4);
 //! - [`Endpoint::route_call`] sends incoming requests of one Call-ID to a channel, to be
 //!   answered with [`Endpoint::respond`]. Requests nobody routed are answered by the endpoint:
-//!   OPTIONS 200, in-dialog 481, INVITE 480, others 405.
+//!   OPTIONS 200, in-dialog 481, INVITE 480, others 405 — except new INVITEs and CANCELs once
+//!   [`Endpoint::route_new_calls`] named a receiver for them (incoming-call indication).
 //!
 //! Every channel is bounded and written with `try_send`, so a slow user can never stall the
 //! task; a request it cannot deliver is answered 503.
