@@ -5,9 +5,10 @@
 //! registry must hold (a test checks it).
 
 /// The built-in driver names this binary must offer.
-pub const EXPECTED: &[&str] = &["sip-refer", "sip-reverse", "snom"];
+pub const EXPECTED: &[&str] = &["sip-refer", "sip-reverse", "snom", "acd"];
 
 // Naming a crate is what makes the linker keep it (and its `inventory` registrations).
+use tapir_plugin_acd as _;
 use tapir_plugin_sip as _;
 use tapir_plugin_snom as _;
 

@@ -7,7 +7,8 @@
 //! - [`Endpoint::send_ack`] sends an ACK for a 2xx (no transaction, RFC 3261 §13.2.2.4);
 //! - [`Endpoint::route_call`] sends incoming requests of one Call-ID to a channel, to be
 //!   answered with [`Endpoint::respond`]. Requests nobody routed are answered by the endpoint:
-//!   OPTIONS 200, in-dialog 481, INVITE 480, others 405.
+//!   OPTIONS 200, in-dialog 481, INVITE 480, others 405 — except new INVITEs and CANCELs once
+//!   [`Endpoint::route_new_calls`] named a receiver for them (incoming-call indication).
 //!
 //! Every channel is bounded and written with `try_send`, so a slow user can never stall the
 //! task; a request it cannot deliver is answered 503.
@@ -129,6 +130,9 @@ enum Cmd {
     },
     Unroute {
         call_id: String,
+    },
+    RouteNew {
+        sink: Option<mpsc::Sender<Incoming>>,
     },
     Stats(oneshot::Sender<EndpointStats>),
 }
@@ -256,6 +260,7 @@ impl Endpoint {
             conns: HashMap::new(),
             clients: HashMap::new(),
             routes: HashMap::new(),
+            new_calls: None,
             inbound_tx: in_tx,
             malformed: 0,
             udp_out: std::collections::VecDeque::new(),
@@ -375,6 +380,23 @@ impl Endpoint {
             .map_err(|_| EndpointError::Stopped)
     }
 
+    /// Sends new incoming calls to `sink`: out-of-dialog INVITEs and CANCELs whose Call-ID no
+    /// one routed (instead of the endpoint's own 480 / 481). `None` restores those answers.
+    /// The receiver answers them with [`Self::respond`]; the INVITE's server transaction sent
+    /// 100 Trying already and absorbs retransmissions and the ACK of a non-2xx final answer.
+    ///
+    /// # Errors
+    /// [`EndpointError::Stopped`].
+    pub async fn route_new_calls(
+        &self,
+        sink: Option<mpsc::Sender<Incoming>>,
+    ) -> Result<(), EndpointError> {
+        self.cmd
+            .send(Cmd::RouteNew { sink })
+            .await
+            .map_err(|_| EndpointError::Stopped)
+    }
+
     /// Counters.
     ///
     /// # Errors
@@ -398,6 +420,7 @@ struct Task {
     conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     clients: HashMap<TxKey, (mpsc::Sender<ClientEvent>, Peer)>,
     routes: HashMap<String, mpsc::Sender<Incoming>>,
+    new_calls: Option<mpsc::Sender<Incoming>>,
     inbound_tx: mpsc::Sender<Inbound>,
     malformed: u64,
     udp_out: std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
@@ -499,6 +522,9 @@ impl Task {
             }
             Cmd::Unroute { call_id } => {
                 self.routes.remove(&call_id);
+            }
+            Cmd::RouteNew { sink } => {
+                self.new_calls = sink;
             }
             Cmd::Stats(reply) => {
                 let _ = reply.send(EndpointStats {
@@ -726,6 +752,20 @@ impl Task {
         }
         let has_to_tag = msg.to().is_some_and(|t| t.tag().is_some());
         let method = msg.method().unwrap_or(Method::Other(String::new()));
+        if !has_to_tag && matches!(method, Method::Invite | Method::Cancel) {
+            if let Some(sink) = &self.new_calls {
+                let sent = sink.try_send(Incoming::Request {
+                    key: key.clone(),
+                    msg: msg.clone(),
+                });
+                if sent.is_ok() {
+                    return;
+                }
+                let busy = Message::response_to(&msg, 503, "Service Unavailable", None);
+                let _ = self.layer.respond(&key, busy, now);
+                return;
+            }
+        }
         let tag = crate::dialog::new_tag();
         let mut resp = match method {
             Method::Options => {

@@ -8,6 +8,8 @@
 //! - [`transaction`]: client/server, INVITE/non-INVITE transactions with timers A–K;
 //! - [`dialog`]: UAC dialogs, loose and strict routing;
 //! - [`digest`]: digest authentication, MD5/SHA-256/SHA-512-256, qop lists, realm binding;
+//! - [`register`]: REGISTER client: refresh, backoff with jitter, token-bucket pacing;
+//! - [`offer`]: incoming calls indicated (180), redirected (302) or cancelled;
 //! - [`refer`]: sipfrag and `Subscription-State` of REFER's implicit subscription;
 //! - [`resolve`]: RFC 3263 target selection (SRV ordering, A/AAAA, IP literals);
 //! - [`endpoint`]: the tokio UDP/TCP shell.
@@ -21,7 +23,9 @@ pub mod digest;
 pub mod endpoint;
 pub mod header;
 pub mod message;
+pub mod offer;
 pub mod refer;
+pub mod register;
 pub mod resolve;
 pub mod transaction;
 

@@ -94,6 +94,9 @@ fn default_max_calls() -> u32 {
 fn default_true() -> bool {
     true
 }
+fn default_register_expires() -> u32 {
+    300
+}
 fn default_bind() -> String {
     "0.0.0.0:0".into()
 }
@@ -162,6 +165,14 @@ pub struct LineConfig {
     /// Calls this line may carry at once (default 1, like a phone line).
     #[serde(default = "default_max_calls")]
     pub max_calls: u32,
+    /// Incoming-call indication: REGISTER this line's account (Contact with `line=<key>`),
+    /// keep the line out of service while unregistered, and offer incoming INVITEs as new
+    /// calls (answered 180; the application may redirect or drop them). Default false.
+    #[serde(default)]
+    pub register: bool,
+    /// Requested registration expiry in seconds (default 300, 60..=86400).
+    #[serde(default = "default_register_expires")]
+    pub register_expires: u32,
 }
 
 /// The driver's section.
@@ -269,6 +280,9 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
         }
         if l.ring_timeout_secs == 0 || l.ring_timeout_secs > 3600 {
             return Err(ctx("ring_timeout_secs must be 1..=3600".into()));
+        }
+        if !(60..=86_400).contains(&l.register_expires) {
+            return Err(ctx("register_expires must be 60..=86400".into()));
         }
         if l.max_calls == 0 {
             return Err(ctx("max_calls must be at least 1".into()));

@@ -27,6 +27,7 @@ struct Inner {
     gate: Arc<Gate>,
     lines: HashMap<LineKey, Arc<LineCtx>>,
     calls: Mutex<HashMap<CallId, CallEntry>>,
+    incoming: Option<Arc<crate::incoming::IncomingCalls>>,
     shut: AtomicBool,
 }
 
@@ -102,9 +103,16 @@ pub fn build(
                 .clone()
                 .unwrap_or_else(|| line.cfg.key.clone()),
             caps: LineCaps {
-                operations: OperationSet::empty()
-                    .with(Operation::MakeCall)
-                    .with(Operation::Drop),
+                operations: if line.cfg.register {
+                    OperationSet::empty()
+                        .with(Operation::MakeCall)
+                        .with(Operation::Drop)
+                        .with(Operation::Redirect)
+                } else {
+                    OperationSet::empty()
+                        .with(Operation::MakeCall)
+                        .with(Operation::Drop)
+                },
                 forward_modes: Vec::new(),
                 max_calls: line.cfg.max_calls,
                 addresses: vec![AddressInfo {
@@ -117,7 +125,8 @@ pub fn build(
                     name: line.cfg.display_name.clone().unwrap_or_default(),
                 }],
             },
-            in_service: true,
+            // A registering line is in service once registered.
+            in_service: !line.cfg.register,
         };
         ctxs.insert(
             key,
@@ -133,16 +142,20 @@ pub fn build(
         );
     }
     let mut lines = HashMap::new();
+    let mut ordered: Vec<(LineKey, Arc<LineCtx>)> = Vec::new();
     for (key, (ctx, info)) in ctxs {
         gate.event(DriverEvent::LineCreated { info });
+        ordered.push((key.clone(), ctx.clone()));
         lines.insert(key, ctx);
     }
+    let incoming = crate::incoming::IncomingCalls::start(&rt, gate.clone(), &ordered)?;
     let handle = rt.handle().clone();
     Ok(Box::new(SipDriver {
         inner: Arc::new(Inner {
             gate,
             lines,
             calls: Mutex::new(HashMap::new()),
+            incoming,
             shut: AtomicBool::new(false),
         }),
         handle,
@@ -273,6 +286,28 @@ impl PhoneDriver for SipDriver {
                 "the SIP driver has shut down",
             ));
         }
+        if let (Some(inc), Request::Drop { call } | Request::Redirect { call, .. }) =
+            (&self.inner.incoming, &env.request)
+        {
+            if inc.owns(&env.line, *call) {
+                let to = match &env.request {
+                    Request::Redirect { destination, .. } => {
+                        let domain = self
+                            .inner
+                            .lines
+                            .get(&env.line)
+                            .map(|c| c.line.domain())
+                            .unwrap_or_default();
+                        Some(
+                            destination_uri(destination, &domain)
+                                .map_err(|e| DriverError::new(ErrorKind::InvalidAddress, e.0))?,
+                        )
+                    }
+                    _ => None,
+                };
+                return inc.finish(&self.handle, *call, env.id, to);
+            }
+        }
         match &env.request {
             Request::MakeCall {
                 call,
@@ -290,6 +325,9 @@ impl PhoneDriver for SipDriver {
     fn shutdown(&self) {
         if self.inner.shut.swap(true, Ordering::SeqCst) {
             return;
+        }
+        if let Some(inc) = &self.inner.incoming {
+            inc.shutdown(Duration::from_secs(6));
         }
         let ctls: Vec<mpsc::Sender<Ctl>> = self
             .inner

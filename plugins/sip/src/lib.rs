@@ -10,7 +10,8 @@
 //!
 //! Modules: [`config`] (per-line settings, [`config::Secret`]), [`outcome`] (destination URIs,
 //! status → disconnect mode, typed failures), [`report`] (exactly-once completion, shutdown
-//! gate), [`call`] (the per-call flow), [`driver`] (the `PhoneDriver`).
+//! gate), [`call`] (the per-call flow), [`incoming`] (REGISTER and offered incoming calls for
+//! lines with `register = true`), [`driver`] (the `PhoneDriver`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@
 pub mod call;
 pub mod config;
 pub mod driver;
+pub mod incoming;
 pub mod outcome;
 pub mod report;
 

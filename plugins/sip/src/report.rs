@@ -41,6 +41,11 @@ impl Gate {
         }
     }
 
+    /// A new call id from the host (for incoming calls).
+    pub fn new_call_id(&self) -> tapir_core::CallId {
+        self.sink.new_call_id()
+    }
+
     /// Closes the gate; waits for calls in flight through it.
     pub fn close(&self) {
         if let Ok(mut open) = self.open.write() {

@@ -109,7 +109,8 @@ fn start_kamailio(bin: &Path, phone_port: u16, algorithm: &str) -> Kamailio {
     let cfg = dir.path().join("kamailio.cfg");
     std::fs::write(&cfg, config(port, phone_port, algorithm)).expect("write cfg");
     let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("log file");
-    let child = Command::new(bin)
+    // Its own process group, so the guard stops the workers it forks too.
+    let child = std::os::unix::process::CommandExt::process_group(&mut Command::new(bin), 0)
         .current_dir(dir.path())
         .arg("-f")
         .arg(&cfg)

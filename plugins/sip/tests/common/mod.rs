@@ -91,7 +91,13 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        // By PID only (Child::kill), never by name.
+        // By id only, never by name: the child's own process group when it has one (Kamailio's
+        // workers), then the child itself.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {

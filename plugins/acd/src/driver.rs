@@ -1,0 +1,796 @@
+//! The `acd` [`PhoneDriver`]: the lines of the configuration on one SIP endpoint, one tokio
+//! runtime owned by the driver, one task per outgoing call, one registration task per line with
+//! incoming indication, and one offers task for incoming calls.
+
+use crate::call::{self, Account, Ctl};
+use crate::config::{self, Parsed};
+use crate::outcome::{destination_uri, disconnect_mode};
+use crate::report::{CallReporter, Gate};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tapir_core::{
+    AddressId, AddressInfo, CallDirection, CallId, CallInfo, CallState, Completion, DisconnectMode,
+    DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo, LineKey, Operation, OperationSet,
+    Party, PhoneDriver, Request, RequestEnvelope, SharedSink,
+};
+use tapir_sip_ua::digest::Credentials;
+use tapir_sip_ua::header::Uri;
+use tapir_sip_ua::offer::{OfferEnd, OfferError, OfferEvent, Offers};
+use tapir_sip_ua::register::{self, Backoff, Pacer, Registration, RegistrationEvent};
+use tapir_sip_ua::{Endpoint, EndpointConfig, Message, Resolver};
+use tokio::sync::{mpsc, watch};
+
+/// What every call of the driver shares.
+pub struct Shared {
+    /// The checked configuration.
+    pub parsed: Parsed,
+    /// The driver's one SIP endpoint.
+    pub endpoint: Endpoint,
+    /// DNS.
+    pub resolver: Arc<Resolver>,
+}
+
+/// One line.
+struct Line {
+    key: LineKey,
+    enabled: bool,
+    register: bool,
+    account: Arc<Account>,
+    active: AtomicU32,
+    registered: AtomicBool,
+}
+
+enum CallKind {
+    Out(mpsc::Sender<Ctl>),
+    Offered(u64),
+}
+
+struct CallEntry {
+    line: Arc<Line>,
+    kind: CallKind,
+}
+
+struct Inner {
+    gate: Arc<Gate>,
+    shared: Arc<Shared>,
+    lines: Arc<HashMap<LineKey, Arc<Line>>>,
+    calls: Mutex<HashMap<CallId, CallEntry>>,
+    offers_by_id: Mutex<HashMap<u64, CallId>>,
+    offers: Mutex<Option<Offers>>,
+    stop_registrations: watch::Sender<bool>,
+    registrations: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    shut: AtomicBool,
+}
+
+impl Inner {
+    /// Forgets a call and frees its place on the line.
+    fn remove_call(&self, call: CallId) {
+        if let Ok(mut calls) = self.calls.lock() {
+            if let Some(e) = calls.remove(&call) {
+                e.line.active.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn on_offer_event(&self, ev: OfferEvent) {
+        match ev {
+            OfferEvent::Offered {
+                id,
+                line,
+                caller,
+                called,
+                call_id,
+            } => {
+                let key = LineKey::new(line);
+                let Some(line) = self.lines.get(&key).cloned() else {
+                    return;
+                };
+                let call = self.gate.new_call_id();
+                line.active.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut calls) = self.calls.lock() {
+                    calls.insert(
+                        call,
+                        CallEntry {
+                            line,
+                            kind: CallKind::Offered(id),
+                        },
+                    );
+                }
+                if let Ok(mut o) = self.offers_by_id.lock() {
+                    o.insert(id, call);
+                }
+                let info = CallInfo {
+                    direction: CallDirection::Incoming,
+                    calling: Party {
+                        number: caller.number.clone(),
+                        raw_number: caller.number,
+                        name: caller.name,
+                    },
+                    called: called.map(Party::number).unwrap_or_default(),
+                    driver_key: Some(call_id),
+                    ..CallInfo::default()
+                };
+                self.gate.event(DriverEvent::NewCall {
+                    line: key,
+                    call,
+                    state: CallState::Offering,
+                    info,
+                });
+            }
+            OfferEvent::Ended { id, end } => {
+                let call = self
+                    .offers_by_id
+                    .lock()
+                    .ok()
+                    .and_then(|mut o| o.remove(&id));
+                let Some(call) = call else { return };
+                let line = self
+                    .calls
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&call).map(|e| e.line.key.clone()));
+                let Some(line) = line else { return };
+                let mode = match end {
+                    OfferEnd::Cancelled {
+                        answered_elsewhere: true,
+                        ..
+                    } => DisconnectMode::Pickup,
+                    OfferEnd::Cancelled {
+                        cause: Some(code), ..
+                    } if code >= 300 => disconnect_mode(code),
+                    OfferEnd::Cancelled { .. } => DisconnectMode::Cancelled,
+                    OfferEnd::RingTimeout => DisconnectMode::NoAnswer,
+                    OfferEnd::Redirected => DisconnectMode::Forwarded,
+                    OfferEnd::Rejected => DisconnectMode::Reject,
+                };
+                self.gate.event(DriverEvent::CallState {
+                    line: line.clone(),
+                    call,
+                    state: CallState::Disconnected(mode),
+                });
+                self.remove_call(call);
+                self.gate.event(DriverEvent::CallState {
+                    line,
+                    call,
+                    state: CallState::Idle,
+                });
+            }
+        }
+    }
+}
+
+/// A running `acd` driver.
+pub struct AcdDriver {
+    inner: Arc<Inner>,
+    handle: tokio::runtime::Handle,
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+fn credentials(
+    parsed: &Parsed,
+    user: &str,
+    auth_user: Option<&str>,
+    password: &str,
+) -> Credentials {
+    Credentials {
+        username: auth_user.unwrap_or(user).to_owned(),
+        password: password.to_owned(),
+        realm: if parsed.cfg.ignore_realm {
+            None
+        } else {
+            Some(
+                parsed
+                    .cfg
+                    .realm
+                    .clone()
+                    .unwrap_or_else(|| parsed.domain_uri.host.clone()),
+            )
+        },
+    }
+}
+
+/// Picks the line for an incoming INVITE: the Contact's `line=` parameter we registered (what a
+/// registrar puts in the Request-URI), else a line whose own account is the Request-URI's user,
+/// else the first registered line of the account with room.
+fn pick_line(
+    lines: &HashMap<LineKey, Arc<Line>>,
+    order: &[LineKey],
+    max_calls: u32,
+    invite: &Message,
+) -> Result<String, (u16, &'static str)> {
+    let ruri = invite.request_uri().and_then(Uri::parse);
+    let usable = |l: &Line| l.enabled && l.register;
+    let free = |l: &Line| l.active.load(Ordering::SeqCst) < max_calls;
+    if let Some(key) = ruri.as_ref().and_then(|u| u.params.get("line")) {
+        let line = lines.get(&LineKey::new(key)).ok_or((404, "Not Found"))?;
+        if !usable(line) {
+            return Err((480, "Temporarily Unavailable"));
+        }
+        if !free(line) {
+            return Err((486, "Busy Here"));
+        }
+        return Ok(line.key.0.clone());
+    }
+    let user = ruri.and_then(|u| u.user).unwrap_or_default();
+    let mut any = false;
+    for key in order {
+        let Some(l) = lines.get(key) else { continue };
+        if !usable(l) || l.account.user != user {
+            continue;
+        }
+        any = true;
+        if free(l) && l.registered.load(Ordering::SeqCst) {
+            return Ok(l.key.0.clone());
+        }
+    }
+    if any {
+        Err((486, "Busy Here"))
+    } else {
+        Err((404, "Not Found"))
+    }
+}
+
+/// Builds the driver from its JSON section.
+///
+/// # Errors
+/// `InvalidParameter` for a bad configuration, `ResourceUnavailable` when the socket cannot be
+/// bound or the runtime cannot start.
+pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
+    let parsed = config::parse(config_json)
+        .map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tapir-acd")
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            DriverError::new(
+                ErrorKind::ResourceUnavailable,
+                format!("cannot start the acd runtime: {e}"),
+            )
+        })?;
+    let bind = parsed.bind;
+    // Bind on a thread of our own: `build` may be called from inside another runtime.
+    let endpoint = std::thread::scope(|s| {
+        s.spawn(|| {
+            rt.block_on(Endpoint::start(EndpointConfig {
+                bind,
+                user_agent: format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")),
+                ..EndpointConfig::default()
+            }))
+            .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(DriverError::failed("acd start-up thread failed")))
+    })?;
+    let gate = Arc::new(Gate::new(sink));
+    let main_account = Arc::new(Account {
+        user: parsed.cfg.user.clone(),
+        credentials: credentials(
+            &parsed,
+            &parsed.cfg.user,
+            parsed.cfg.auth_user.as_deref(),
+            parsed.cfg.password.expose(),
+        ),
+    });
+    let mut lines = HashMap::with_capacity(parsed.lines.len());
+    let mut order = Vec::with_capacity(parsed.lines.len());
+    let mut infos = Vec::with_capacity(parsed.lines.len());
+    let ops = OperationSet::empty()
+        .with(Operation::MakeCall)
+        .with(Operation::Drop)
+        .with(Operation::BlindTransfer)
+        .with(Operation::Redirect);
+    for spec in &parsed.lines {
+        let account = match &spec.account {
+            Some((user, auth_user, password)) => Arc::new(Account {
+                user: user.clone(),
+                credentials: credentials(&parsed, user, auth_user.as_deref(), password.expose()),
+            }),
+            None => main_account.clone(),
+        };
+        let key = LineKey::new(spec.key.clone());
+        let number = account.user.clone();
+        lines.insert(
+            key.clone(),
+            Arc::new(Line {
+                key: key.clone(),
+                enabled: spec.enabled,
+                register: spec.register && spec.enabled,
+                account,
+                active: AtomicU32::new(0),
+                registered: AtomicBool::new(false),
+            }),
+        );
+        order.push(key.clone());
+        infos.push(LineInfo {
+            key,
+            name: spec.name.clone(),
+            caps: LineCaps {
+                // A disabled line offers nothing: the front end refuses every request on it
+                // as unavailable (LINEERR_OPERATIONUNAVAIL) before it reaches us.
+                operations: if spec.enabled {
+                    ops
+                } else {
+                    OperationSet::empty()
+                },
+                forward_modes: Vec::new(),
+                max_calls: parsed.cfg.max_calls,
+                addresses: vec![AddressInfo {
+                    id: AddressId(0),
+                    number,
+                    name: parsed.cfg.display_name.clone().unwrap_or_default(),
+                }],
+            },
+            in_service: spec.enabled && !spec.register,
+        });
+    }
+    let lines = Arc::new(lines);
+    let shared = Arc::new(Shared {
+        parsed,
+        endpoint,
+        resolver: Arc::new(Resolver::new()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let inner = Arc::new(Inner {
+        gate: gate.clone(),
+        shared: shared.clone(),
+        lines: lines.clone(),
+        calls: Mutex::new(HashMap::new()),
+        offers_by_id: Mutex::new(HashMap::new()),
+        offers: Mutex::new(None),
+        stop_registrations: stop_tx,
+        registrations: Mutex::new(Vec::new()),
+        shut: AtomicBool::new(false),
+    });
+    for info in infos {
+        gate.event(DriverEvent::LineCreated { info });
+    }
+    // Incoming indication: the offers task, then one paced registration per line.
+    if lines.values().any(|l| l.register) {
+        let weak: Arc<OnceLock<Weak<Inner>>> = Arc::new(OnceLock::new());
+        let _ = weak.set(Arc::downgrade(&inner));
+        let pick_lines = lines.clone();
+        let max_calls = shared.parsed.cfg.max_calls;
+        let pick_order = order.clone();
+        let report_weak = weak.clone();
+        let ep = shared.endpoint.clone();
+        let ring = Duration::from_secs(shared.parsed.cfg.offer_timeout_secs);
+        let offers = rt.block_on(async move {
+            tokio::spawn(Offers::start(
+                ep,
+                Box::new(move |m: &Message| pick_line(&pick_lines, &pick_order, max_calls, m)),
+                ring,
+                move |ev| {
+                    if let Some(inner) = report_weak.get().and_then(Weak::upgrade) {
+                        inner.on_offer_event(ev);
+                    }
+                },
+            ))
+            .await
+        });
+        match offers {
+            Ok(Ok(o)) => {
+                if let Ok(mut slot) = inner.offers.lock() {
+                    *slot = Some(o);
+                }
+            }
+            _ => {
+                return Err(DriverError::new(
+                    ErrorKind::ResourceUnavailable,
+                    "cannot start the incoming-call task",
+                ))
+            }
+        }
+        let p = &shared.parsed;
+        let pacer = Arc::new(Pacer::new(p.cfg.register_rate, p.cfg.register_burst));
+        let (next_hop, route) = match &p.proxy_uri {
+            Some(proxy) => {
+                let mut r = proxy.clone();
+                r.params.set("lr", None);
+                (proxy.clone(), Some(format!("<{r}>")))
+            }
+            None => (p.domain_uri.clone(), None),
+        };
+        let mut registrar = p.domain_uri.clone();
+        registrar.user = None;
+        for key in &order {
+            let Some(line) = lines.get(key).cloned() else {
+                continue;
+            };
+            if !line.register {
+                continue;
+            }
+            let reg = Registration {
+                aor: format!("sip:{}@{}", line.account.user, p.domain()),
+                registrar: registrar.clone(),
+                next_hop: next_hop.clone(),
+                route: route.clone(),
+                contact_user: line.account.user.clone(),
+                contact_params: vec![("line".into(), Some(line.key.0.clone()))],
+                expires: p.cfg.register_expires,
+                transport: p.transport,
+                credentials: line.account.credentials.clone(),
+                backoff: Backoff::default(),
+            };
+            let g = gate.clone();
+            let l = line.clone();
+            let task = rt.spawn(register::run(
+                shared.endpoint.clone(),
+                shared.resolver.clone(),
+                reg,
+                pacer.clone(),
+                stop_rx.clone(),
+                move |ev| match ev {
+                    RegistrationEvent::Registered { .. } => {
+                        if !l.registered.swap(true, Ordering::SeqCst) {
+                            g.event(DriverEvent::LineInService {
+                                line: l.key.clone(),
+                            });
+                        }
+                    }
+                    RegistrationEvent::Failed { error, retry_in } => {
+                        l.registered.store(false, Ordering::SeqCst);
+                        g.event(DriverEvent::LineOutOfService {
+                            line: l.key.clone(),
+                            reason: format!(
+                                "not registered ({error}); next try in {} s",
+                                retry_in.as_secs()
+                            ),
+                        });
+                    }
+                },
+            ));
+            if let Ok(mut r) = inner.registrations.lock() {
+                r.push(task);
+            }
+        }
+    }
+    let handle = rt.handle().clone();
+    Ok(Box::new(AcdDriver {
+        inner,
+        handle,
+        rt: Mutex::new(Some(rt)),
+    }))
+}
+
+fn no_call(call: CallId, line: &LineKey) -> DriverError {
+    DriverError::new(
+        ErrorKind::InvalidCallHandle,
+        format!("no call {call} on line {line}"),
+    )
+}
+
+impl AcdDriver {
+    fn make_call(
+        &self,
+        env: &RequestEnvelope,
+        line: Arc<Line>,
+        call: CallId,
+        address: AddressId,
+        destination: Option<&str>,
+    ) -> Result<(), DriverError> {
+        if address != AddressId(0) {
+            return Err(DriverError::new(
+                ErrorKind::InvalidAddressId,
+                "acd lines have one address (0)",
+            ));
+        }
+        let destination = destination
+            .ok_or_else(|| DriverError::unavailable("acd lines dial at once (no dial tone)"))?;
+        let uri = destination_uri(destination, &self.inner.shared.parsed.domain())
+            .map_err(|e| DriverError::new(ErrorKind::InvalidAddress, e.0))?;
+        let max = self.inner.shared.parsed.cfg.max_calls;
+        let (tx, rx) = mpsc::channel(8);
+        {
+            let mut calls = self
+                .inner
+                .calls
+                .lock()
+                .map_err(|_| DriverError::failed("call table poisoned"))?;
+            if calls.contains_key(&call) {
+                return Err(DriverError::new(
+                    ErrorKind::InvalidCallHandle,
+                    format!("call {call} exists already"),
+                ));
+            }
+            if line.active.load(Ordering::SeqCst) >= max {
+                return Err(DriverError::new(
+                    ErrorKind::ResourceUnavailable,
+                    format!("line {} already carries {max} call(s)", line.key),
+                ));
+            }
+            line.active.fetch_add(1, Ordering::SeqCst);
+            calls.insert(
+                call,
+                CallEntry {
+                    line: line.clone(),
+                    kind: CallKind::Out(tx),
+                },
+            );
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let rep = CallReporter::new(
+            self.inner.gate.clone(),
+            env.line.clone(),
+            call,
+            destination.to_owned(),
+            Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.remove_call(call);
+                }
+            }),
+        );
+        let inner = self.inner.clone();
+        let account = line.account.clone();
+        let id = env.id;
+        self.handle.spawn(async move {
+            call::run(inner.shared.clone(), account, rep, rx, uri, id).await;
+            inner.remove_call(call);
+        });
+        Ok(())
+    }
+
+    fn to_call(&self, env: &RequestEnvelope, call: CallId, ctl: Ctl) -> Result<(), DriverError> {
+        let calls = self
+            .inner
+            .calls
+            .lock()
+            .map_err(|_| DriverError::failed("call table poisoned"))?;
+        let entry = calls
+            .get(&call)
+            .filter(|e| e.line.key == env.line)
+            .ok_or_else(|| no_call(call, &env.line))?;
+        match &entry.kind {
+            CallKind::Out(tx) => match tx.try_send(ctl) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => Err(DriverError::new(
+                    ErrorKind::ResourceUnavailable,
+                    "the call is busy with earlier requests",
+                )),
+                Err(mpsc::error::TrySendError::Closed(ctl)) => {
+                    // The call task is ending on its own right now.
+                    match ctl {
+                        Ctl::Drop(id) => self.inner.gate.complete(id, Ok(Completion::Done)),
+                        _ => return Err(no_call(call, &env.line)),
+                    }
+                    Ok(())
+                }
+            },
+            CallKind::Offered(offer) => {
+                let offer = *offer;
+                let offers = self
+                    .inner
+                    .offers
+                    .lock()
+                    .ok()
+                    .and_then(|o| o.clone())
+                    .ok_or_else(|| DriverError::failed("no incoming-call task"))?;
+                let gate = self.inner.gate.clone();
+                match ctl {
+                    Ctl::Drop(id) => {
+                        self.handle.spawn(async move {
+                            // 603 Decline: the application rejected the offered call.
+                            let r = offers.reject(offer, 603).await;
+                            let outcome = match r {
+                                Ok(()) | Err(OfferError::Gone) => Ok(Completion::Done),
+                                Err(e) => Err(DriverError::failed(e.to_string())),
+                            };
+                            gate.complete(id, outcome);
+                        });
+                        Ok(())
+                    }
+                    Ctl::Transfer { id, to } => {
+                        self.handle.spawn(async move {
+                            let outcome = match offers.redirect(offer, to).await {
+                                Ok(()) => Ok(Completion::Done),
+                                Err(e) => Err(DriverError::new(
+                                    ErrorKind::InvalidCallState,
+                                    e.to_string(),
+                                )),
+                            };
+                            gate.complete(id, outcome);
+                        });
+                        Ok(())
+                    }
+                    Ctl::Shutdown => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn call_kind_is_offered(&self, call: CallId) -> Option<bool> {
+        self.inner
+            .calls
+            .lock()
+            .ok()?
+            .get(&call)
+            .map(|e| matches!(e.kind, CallKind::Offered(_)))
+    }
+}
+
+impl PhoneDriver for AcdDriver {
+    fn submit(&self, env: RequestEnvelope) -> Result<(), DriverError> {
+        if self.inner.shut.load(Ordering::SeqCst) {
+            return Err(DriverError::new(
+                ErrorKind::Uninitialized,
+                "the acd driver has shut down",
+            ));
+        }
+        let line = self.inner.lines.get(&env.line).cloned().ok_or_else(|| {
+            DriverError::new(ErrorKind::BadDeviceId, format!("no acd line {}", env.line))
+        })?;
+        if !line.enabled {
+            return Err(DriverError::unavailable(format!(
+                "acd line {} is disabled",
+                env.line
+            )));
+        }
+        let domain = self.inner.shared.parsed.domain();
+        match &env.request {
+            Request::MakeCall {
+                call,
+                address,
+                destination,
+            } => self.make_call(&env, line, *call, *address, destination.as_deref()),
+            Request::Drop { call } => self.to_call(&env, *call, Ctl::Drop(env.id)),
+            Request::BlindTransfer { call, destination } => {
+                if self.call_kind_is_offered(*call) == Some(true) {
+                    return Err(DriverError::new(
+                        ErrorKind::InvalidCallState,
+                        "an offered call is redirected, not transferred",
+                    ));
+                }
+                let to = call::agent_uri(destination, &domain)?;
+                self.to_call(&env, *call, Ctl::Transfer { id: env.id, to })
+            }
+            Request::Redirect { call, destination } => {
+                if self.call_kind_is_offered(*call) == Some(false) {
+                    return Err(DriverError::new(
+                        ErrorKind::InvalidCallState,
+                        "only an offered call can be redirected; use BlindTransfer",
+                    ));
+                }
+                let to = call::agent_uri(destination, &domain)?;
+                self.to_call(&env, *call, Ctl::Transfer { id: env.id, to })
+            }
+            other => Err(DriverError::unavailable(format!(
+                "{} is not available on acd lines (no media: the dialer only places, transfers, redirects and drops calls)",
+                other.operation().name()
+            ))),
+        }
+    }
+
+    fn shutdown(&self) {
+        if self.inner.shut.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.inner.stop_registrations.send(true);
+        let ctls: Vec<mpsc::Sender<Ctl>> = self
+            .inner
+            .calls
+            .lock()
+            .map(|c| {
+                c.values()
+                    .filter_map(|e| match &e.kind {
+                        CallKind::Out(tx) => Some(tx.clone()),
+                        CallKind::Offered(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for c in &ctls {
+            let _ = c.try_send(Ctl::Shutdown);
+        }
+        if let Ok(mut o) = self.inner.offers.lock() {
+            // The offers task answers what still rings with 480 and stops.
+            o.take();
+        }
+        // Calls CANCEL/BYE their legs (BYE waits at most 4 s); registrations remove their
+        // bindings (at most 5 s). Both run in parallel; wait for them, at most 6 s.
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            let calls_done = self
+                .inner
+                .calls
+                .lock()
+                .map(|c| c.values().all(|e| matches!(e.kind, CallKind::Offered(_))))
+                .unwrap_or(true);
+            let regs_done = self
+                .inner
+                .registrations
+                .lock()
+                .map(|r| r.iter().all(tokio::task::JoinHandle::is_finished))
+                .unwrap_or(true);
+            if calls_done && regs_done {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the endpoint send what the tasks queued last (final answers, BYE, un-REGISTER).
+        std::thread::sleep(Duration::from_millis(100));
+        self.inner.gate.close();
+        if let Ok(mut rt) = self.rt.lock() {
+            if let Some(rt) = rt.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+impl Drop for AcdDriver {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(key: &str, user: &str, register: bool) -> Arc<Line> {
+        Arc::new(Line {
+            key: LineKey::new(key),
+            enabled: true,
+            register,
+            account: Arc::new(Account {
+                user: user.into(),
+                credentials: Credentials {
+                    username: user.into(),
+                    password: String::new(),
+                    realm: None,
+                },
+            }),
+            active: AtomicU32::new(0),
+            registered: AtomicBool::new(true),
+        })
+    }
+
+    fn invite(ruri: &str) -> Message {
+        Message::parse(
+            format!("INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:1@x>;tag=1\r\nTo: <sip:acd@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n").as_bytes(),
+        )
+        .expect("invite")
+    }
+
+    #[test]
+    fn incoming_calls_find_their_line() {
+        let mut map = HashMap::new();
+        let order: Vec<LineKey> = ["1", "2", "3"].iter().map(|k| LineKey::new(*k)).collect();
+        map.insert(order[0].clone(), line("1", "acd", true));
+        map.insert(order[1].clone(), line("2", "acd", true));
+        map.insert(order[2].clone(), line("3", "own", false));
+        assert_eq!(
+            pick_line(&map, &order, 1, &invite("sip:acd@127.0.0.1:5060;line=2")),
+            Ok("2".into())
+        );
+        assert_eq!(
+            pick_line(&map, &order, 1, &invite("sip:acd@127.0.0.1:5060;line=9")),
+            Err((404, "Not Found"))
+        );
+        assert_eq!(
+            pick_line(&map, &order, 1, &invite("sip:acd@127.0.0.1:5060;line=3")),
+            Err((480, "Temporarily Unavailable"))
+        );
+        assert_eq!(
+            pick_line(&map, &order, 1, &invite("sip:acd@127.0.0.1")),
+            Ok("1".into())
+        );
+        map[&order[0]].active.store(1, Ordering::SeqCst);
+        assert_eq!(
+            pick_line(&map, &order, 1, &invite("sip:acd@127.0.0.1")),
+            Ok("2".into())
+        );
+        map[&order[1]].active.store(1, Ordering::SeqCst);
+        assert_eq!(
+            pick_line(&map, &order, 1, &invite("sip:acd@127.0.0.1;line=2")),
+            Err((486, "Busy Here"))
+        );
+        assert_eq!(
+            pick_line(&map, &order, 1, &invite("sip:acd@127.0.0.1")),
+            Err((486, "Busy Here"))
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! The acd driver with Kamailio on 127.0.0.1 as registrar (digest-authenticated REGISTER,
+//! location lookup for incoming calls) and as outbound proxy that challenges our INVITE (407)
+//! and record-routes, in front of SIPp as called party.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tapir_core::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn kamailio_cfg(port: u16, target_port: u16) -> String {
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+alias="tapir.test"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "auth.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+modparam("usrloc", "db_mode", 0)
+modparam("auth", "nonce_expire", 60)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        if (!loose_route()) {{
+            if (is_method("ACK") && !t_check_trans()) {{
+                exit;
+            }}
+        }}
+        t_relay();
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    t_check_trans();
+    if (is_method("REGISTER")) {{
+        if (!pv_www_authenticate("tapir.test", "secret", "0")) {{
+            www_challenge("tapir.test", "1");
+            exit;
+        }}
+        consume_credentials();
+        if (!save("location")) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
+    if (is_method("INVITE") && $fU =~ "^acd") {{
+        if (pv_proxy_authenticate("tapir.test", "secret", "0") < 0) {{
+            proxy_challenge("tapir.test", "1");
+            exit;
+        }}
+        consume_credentials();
+        record_route();
+        $du = "sip:127.0.0.1:{target_port}";
+        t_relay();
+        exit;
+    }}
+    if (!lookup("location")) {{
+        sl_send_reply("404", "Not Found");
+        exit;
+    }}
+    t_relay();
+}}
+"#
+    )
+}
+
+fn start_kamailio(bin: &Path, target_port: u16) -> Peer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let cfg = dir.path().join("kamailio.cfg");
+    std::fs::write(&cfg, kamailio_cfg(port, target_port)).expect("write cfg");
+    let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("log");
+    let child = in_own_group(Command::new(bin).current_dir(dir.path()))
+        .arg("-f")
+        .arg(&cfg)
+        .args(["-DD", "-E", "-m", "64", "-M", "8"])
+        .arg("-Y")
+        .arg(dir.path())
+        .arg("-w")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn kamailio");
+    let mut peer = Peer {
+        child,
+        port,
+        name: "kamailio".into(),
+        dir,
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            break;
+        }
+        if let Ok(Some(status)) = peer.child.try_wait() {
+            let log =
+                std::fs::read_to_string(peer.dir.path().join("kamailio.log")).unwrap_or_default();
+            panic!("kamailio exited ({status}):\n{log}");
+        }
+        assert!(std::time::Instant::now() < end, "kamailio did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    peer
+}
+
+#[test]
+fn lines_register_with_digest_and_take_incoming_calls() {
+    let (Some(kam), Some(sipp_bin)) = (kamailio(), sipp()) else {
+        return;
+    };
+    let k = start_kamailio(&kam, 9);
+    let rec = Recorder::new();
+    let d = build(
+        &json!({
+            "bind": "127.0.0.1:0",
+            "domain": format!("127.0.0.1:{}", k.port),
+            "user": "acd",
+            "password": "secret",
+            "lines": ["1-3"],
+            "register": true,
+            "register_rate": 5,
+            "register_burst": 1,
+            "line": [ { "key": "2", "user": "acd2", "password": "secret" } ]
+        }),
+        rec.clone(),
+    );
+    let started = std::time::Instant::now();
+    rec.wait_for(T, "3 lines in service", |ev| {
+        ev.iter()
+            .filter(|e| matches!(e, DriverEvent::LineInService { .. }))
+            .count()
+            == 3
+    });
+    // Paced at 5/s with a burst of 1: three REGISTERs take at least 0.4 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut caller = {
+        let dir = tempfile::tempdir().expect("dir");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/caller_cancel.xml");
+        let sf = dir.path().join("caller_cancel.xml");
+        std::fs::copy(&src, &sf).expect("copy");
+        let port = free_port();
+        let child = Command::new(&sipp_bin)
+            .current_dir(dir.path())
+            .arg("-sf")
+            .arg(&sf)
+            .arg(format!("127.0.0.1:{}", k.port))
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                "1",
+                "-t",
+                "u1",
+            ])
+            .args([
+                "-nostdin",
+                "-trace_err",
+                "-timeout",
+                "60s",
+                "-timeout_error",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sipp");
+        Peer {
+            child,
+            port,
+            name: "sipp caller".into(),
+            dir,
+        }
+    };
+    rec.wait_for(T, "an offered call", |ev| {
+        ev.iter().any(|e| matches!(e, DriverEvent::NewCall { .. }))
+    });
+    let (line, call, info) = rec.new_calls().into_iter().next().expect("offered");
+    assert_eq!(
+        line.0, "2",
+        "the call for acd2 lands on the line with that account"
+    );
+    assert_eq!(info.calling.number.as_deref(), Some("+4989777"));
+    assert_eq!(info.calling.name.as_deref(), Some("Max Caller"));
+    rec.wait_for(T, "the offer to end", |ev| {
+        ev.iter().any(|e| matches!(e, DriverEvent::CallState { call: c, state: CallState::Disconnected(_), .. } if *c == call))
+    });
+    rec.wait_state(call, CallState::Idle, T);
+    caller.assert_passed(T);
+    d.shutdown();
+}
+
+#[test]
+fn acd_call_through_authenticating_proxy_and_transfer() {
+    let (Some(kam), Some(sipp_bin)) = (kamailio(), sipp()) else {
+        return;
+    };
+    let mut target = start_sipp(&sipp_bin, "target_transfer", 1, &[]);
+    let k = start_kamailio(&kam, target.port);
+    let rec = Recorder::new();
+    let d = build(
+        &json!({
+            "bind": "127.0.0.1:0",
+            "domain": "tapir.test",
+            "outbound_proxy": format!("127.0.0.1:{}", k.port),
+            "user": "acd",
+            "password": "secret",
+            "lines": 10000,
+            "notify_timeout_secs": 10
+        }),
+        rec.clone(),
+    );
+    let mc = make_call(&*d, "9999", 1, "4930123");
+    assert!(rec.wait_complete(mc, T).is_ok());
+    rec.wait_state(CallId(1), CallState::Connected, T);
+    let tr = transfer(&*d, "9999", 1, "300");
+    assert_eq!(rec.wait_complete(tr, T), Ok(Completion::Done));
+    rec.wait_state(CallId(1), CallState::Idle, T);
+    target.assert_passed(T);
+}

@@ -1,0 +1,352 @@
+//! Incoming-call indication for `sip-refer` / `sip-reverse` lines with `register = true`
+//! (the commercial SIPTAPI's REGISTER option): each such line keeps a registration
+//! ([`tapir_sip_ua::register`]), is out of service while unregistered, and an INVITE for it
+//! becomes an Offering call ([`tapir_sip_ua::offer`]) that the application may redirect (302)
+//! or drop (603), or that ends when the caller cancels.
+
+use crate::call::LineCtx;
+use crate::report::Gate;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tapir_core::{
+    CallDirection, CallId, CallInfo, CallState, Completion, DisconnectMode, DriverError,
+    DriverEvent, ErrorKind, LineKey, Party, RequestId,
+};
+use tapir_sip_ua::digest::Credentials;
+use tapir_sip_ua::header::Uri;
+use tapir_sip_ua::offer::{OfferEnd, OfferError, OfferEvent, Offers};
+use tapir_sip_ua::register::{self, Backoff, Pacer, Registration, RegistrationEvent};
+use tapir_sip_ua::Message;
+use tokio::sync::watch;
+
+/// REGISTERs per second over all lines of one driver.
+const REGISTER_RATE: f64 = 20.0;
+/// Seconds an offer may ring before we answer 480.
+const OFFER_LIMIT: Duration = Duration::from_secs(120);
+
+/// The registering lines that share one endpoint.
+type LineGroup = Vec<(LineKey, Arc<LineCtx>)>;
+
+struct Offer {
+    line: LineKey,
+    endpoint: usize,
+    id: u64,
+}
+
+/// The incoming side of one driver.
+pub struct IncomingCalls {
+    gate: Arc<Gate>,
+    offers: Mutex<Vec<Option<Offers>>>,
+    calls: Mutex<HashMap<CallId, Offer>>,
+    by_offer: Mutex<HashMap<(usize, u64), CallId>>,
+    stop: watch::Sender<bool>,
+    registrations: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+fn pick(
+    lines: &[(LineKey, Arc<LineCtx>)],
+    invite: &Message,
+) -> Result<String, (u16, &'static str)> {
+    let ruri = invite.request_uri().and_then(Uri::parse);
+    if let Some(key) = ruri.as_ref().and_then(|u| u.params.get("line")) {
+        return lines
+            .iter()
+            .find(|(k, _)| k.0 == key)
+            .map(|(k, _)| k.0.clone())
+            .ok_or((404, "Not Found"));
+    }
+    let user = ruri.and_then(|u| u.user).unwrap_or_default();
+    lines
+        .iter()
+        .find(|(_, c)| c.line.cfg.user == user)
+        .map(|(k, _)| k.0.clone())
+        .ok_or((404, "Not Found"))
+}
+
+impl IncomingCalls {
+    /// Starts registrations and offers for the lines with `register = true`; `None` when there
+    /// are none.
+    ///
+    /// # Errors
+    /// A driver error when an offers task cannot start.
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        gate: Arc<Gate>,
+        lines: &[(LineKey, Arc<LineCtx>)],
+    ) -> Result<Option<Arc<IncomingCalls>>, DriverError> {
+        let registering: Vec<(LineKey, Arc<LineCtx>)> = lines
+            .iter()
+            .filter(|(_, c)| c.line.cfg.register)
+            .cloned()
+            .collect();
+        if registering.is_empty() {
+            return Ok(None);
+        }
+        // One offers task per endpoint (lines on one bind share it).
+        let mut endpoints: Vec<(std::net::SocketAddr, LineGroup)> = Vec::new();
+        for (k, c) in &registering {
+            match endpoints.iter_mut().find(|(a, _)| *a == c.line.bind) {
+                Some((_, v)) => v.push((k.clone(), c.clone())),
+                None => endpoints.push((c.line.bind, vec![(k.clone(), c.clone())])),
+            }
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let this = Arc::new(IncomingCalls {
+            gate: gate.clone(),
+            offers: Mutex::new(Vec::new()),
+            calls: Mutex::new(HashMap::new()),
+            by_offer: Mutex::new(HashMap::new()),
+            stop,
+            registrations: Mutex::new(Vec::new()),
+        });
+        for (index, (_, group)) in endpoints.iter().enumerate() {
+            let Some((_, first)) = group.first() else {
+                continue;
+            };
+            let endpoint = first.endpoint.clone();
+            let group2 = group.clone();
+            let weak = Arc::downgrade(&this);
+            let started = rt.block_on(async move {
+                tokio::spawn(Offers::start(
+                    endpoint,
+                    Box::new(move |m: &Message| pick(&group2, m)),
+                    OFFER_LIMIT,
+                    move |ev| {
+                        if let Some(me) = weak.upgrade() {
+                            me.on_event(index, ev);
+                        }
+                    },
+                ))
+                .await
+            });
+            match started {
+                Ok(Ok(o)) => {
+                    if let Ok(mut v) = this.offers.lock() {
+                        v.push(Some(o));
+                    }
+                }
+                _ => {
+                    return Err(DriverError::new(
+                        ErrorKind::ResourceUnavailable,
+                        "cannot start the incoming-call task",
+                    ))
+                }
+            }
+        }
+        let pacer = Arc::new(Pacer::new(REGISTER_RATE, 10));
+        for (key, ctx) in registering {
+            let line = &ctx.line;
+            let cfg = &line.cfg;
+            let (next_hop, route) = match &line.proxy_uri {
+                Some(p) => {
+                    let mut r = p.clone();
+                    r.params.set("lr", None);
+                    (p.clone(), Some(format!("<{r}>")))
+                }
+                None => (line.domain_uri.clone(), None),
+            };
+            let mut registrar = line.domain_uri.clone();
+            registrar.user = None;
+            let reg = Registration {
+                aor: format!("sip:{}@{}", cfg.user, line.domain()),
+                registrar,
+                next_hop,
+                route,
+                contact_user: cfg.user.clone(),
+                contact_params: vec![("line".into(), Some(key.0.clone()))],
+                expires: cfg.register_expires,
+                transport: line.transport,
+                credentials: Credentials {
+                    username: cfg.auth_user.clone().unwrap_or_else(|| cfg.user.clone()),
+                    password: cfg.password.expose().to_owned(),
+                    realm: if cfg.ignore_realm {
+                        None
+                    } else {
+                        Some(
+                            cfg.realm
+                                .clone()
+                                .unwrap_or_else(|| line.domain_host().to_owned()),
+                        )
+                    },
+                },
+                backoff: Backoff::default(),
+            };
+            let g = gate.clone();
+            let registered = Arc::new(AtomicBool::new(false));
+            let task = rt.spawn(register::run(
+                ctx.endpoint.clone(),
+                ctx.resolver.clone(),
+                reg,
+                pacer.clone(),
+                stop_rx.clone(),
+                move |ev| match ev {
+                    RegistrationEvent::Registered { .. } => {
+                        if !registered.swap(true, Ordering::SeqCst) {
+                            g.event(DriverEvent::LineInService { line: key.clone() });
+                        }
+                    }
+                    RegistrationEvent::Failed { error, retry_in } => {
+                        registered.store(false, Ordering::SeqCst);
+                        g.event(DriverEvent::LineOutOfService {
+                            line: key.clone(),
+                            reason: format!(
+                                "not registered ({error}); next try in {} s",
+                                retry_in.as_secs()
+                            ),
+                        });
+                    }
+                },
+            ));
+            if let Ok(mut r) = this.registrations.lock() {
+                r.push(task);
+            }
+        }
+        Ok(Some(this))
+    }
+
+    fn on_event(&self, endpoint: usize, ev: OfferEvent) {
+        match ev {
+            OfferEvent::Offered {
+                id,
+                line,
+                caller,
+                called,
+                call_id,
+            } => {
+                let call = self.gate.new_call_id();
+                let line = LineKey::new(line);
+                if let Ok(mut c) = self.calls.lock() {
+                    c.insert(
+                        call,
+                        Offer {
+                            line: line.clone(),
+                            endpoint,
+                            id,
+                        },
+                    );
+                }
+                if let Ok(mut b) = self.by_offer.lock() {
+                    b.insert((endpoint, id), call);
+                }
+                self.gate.event(DriverEvent::NewCall {
+                    line,
+                    call,
+                    state: CallState::Offering,
+                    info: CallInfo {
+                        direction: CallDirection::Incoming,
+                        calling: Party {
+                            number: caller.number.clone(),
+                            raw_number: caller.number,
+                            name: caller.name,
+                        },
+                        called: called.map(Party::number).unwrap_or_default(),
+                        driver_key: Some(call_id),
+                        ..CallInfo::default()
+                    },
+                });
+            }
+            OfferEvent::Ended { id, end } => {
+                let Some(call) = self
+                    .by_offer
+                    .lock()
+                    .ok()
+                    .and_then(|mut b| b.remove(&(endpoint, id)))
+                else {
+                    return;
+                };
+                let Some(offer) = self.calls.lock().ok().and_then(|mut c| c.remove(&call)) else {
+                    return;
+                };
+                let mode = match end {
+                    OfferEnd::Cancelled {
+                        answered_elsewhere: true,
+                        ..
+                    } => DisconnectMode::Pickup,
+                    OfferEnd::Cancelled { .. } => DisconnectMode::Cancelled,
+                    OfferEnd::RingTimeout => DisconnectMode::NoAnswer,
+                    OfferEnd::Redirected => DisconnectMode::Forwarded,
+                    OfferEnd::Rejected => DisconnectMode::Reject,
+                };
+                for state in [CallState::Disconnected(mode), CallState::Idle] {
+                    self.gate.event(DriverEvent::CallState {
+                        line: offer.line.clone(),
+                        call,
+                        state,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `call` is an offered incoming call of `line`.
+    pub fn owns(&self, line: &LineKey, call: CallId) -> bool {
+        self.calls
+            .lock()
+            .map(|c| c.get(&call).is_some_and(|o| &o.line == line))
+            .unwrap_or(false)
+    }
+
+    /// Drops (603) or redirects (302 to `to`) an offered call; completes `id`.
+    pub fn finish(
+        &self,
+        handle: &tokio::runtime::Handle,
+        call: CallId,
+        id: RequestId,
+        to: Option<String>,
+    ) -> Result<(), DriverError> {
+        let (endpoint, offer) = self
+            .calls
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&call).map(|o| (o.endpoint, o.id)))
+            .ok_or_else(|| {
+                DriverError::new(ErrorKind::InvalidCallHandle, format!("no call {call}"))
+            })?;
+        let offers = self
+            .offers
+            .lock()
+            .ok()
+            .and_then(|v| v.get(endpoint).cloned().flatten())
+            .ok_or_else(|| DriverError::failed("no incoming-call task"))?;
+        let gate = self.gate.clone();
+        handle.spawn(async move {
+            let outcome = match to {
+                Some(to) => offers
+                    .redirect(offer, to)
+                    .await
+                    .map(|()| Completion::Done)
+                    .map_err(|e| DriverError::new(ErrorKind::InvalidCallState, e.to_string())),
+                None => match offers.reject(offer, 603).await {
+                    Ok(()) | Err(OfferError::Gone) => Ok(Completion::Done),
+                    Err(e) => Err(DriverError::failed(e.to_string())),
+                },
+            };
+            gate.complete(id, outcome);
+        });
+        Ok(())
+    }
+
+    /// Stops: un-REGISTERs (each at most 5 s, waited for at most `limit`) and answers ringing
+    /// offers 480.
+    pub fn shutdown(&self, limit: Duration) {
+        let _ = self.stop.send(true);
+        if let Ok(mut v) = self.offers.lock() {
+            v.iter_mut().for_each(|o| *o = None);
+        }
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            let done = self
+                .registrations
+                .lock()
+                .map(|r| r.iter().all(tokio::task::JoinHandle::is_finished))
+                .unwrap_or(true);
+            if done {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
