@@ -13,6 +13,13 @@ use tapir_core::*;
 
 const T: Duration = Duration::from_secs(30);
 
+/// The Kamailio tests run one at a time: each starts a proxy, SIPp and a driver, and on two
+/// cores two such setups at once starve each other into retransmission timeouts.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn kamailio_cfg(port: u16, target_port: u16) -> String {
     format!(
         r#"#!KAMAILIO
@@ -132,6 +139,7 @@ fn start_kamailio(bin: &Path, target_port: u16) -> Peer {
 
 #[test]
 fn lines_register_with_digest_and_take_incoming_calls() {
+    let _one_at_a_time = serial();
     let (Some(kam), Some(sipp_bin)) = (kamailio(), sipp()) else {
         return;
     };
@@ -224,6 +232,7 @@ fn lines_register_with_digest_and_take_incoming_calls() {
 
 #[test]
 fn acd_call_through_authenticating_proxy_and_transfer() {
+    let _one_at_a_time = serial();
     let (Some(kam), Some(sipp_bin)) = (kamailio(), sipp()) else {
         return;
     };

@@ -200,23 +200,34 @@ fn run_through_kamailio(algorithm: &str, driver_name: &str, scenario: &str) {
     }
 }
 
+/// The Kamailio tests run one at a time: each starts a proxy, SIPp and a driver, and on two
+/// cores several such setups at once starve each other into retransmission timeouts.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn refer_through_kamailio_with_md5_digest() {
+    let _one_at_a_time = serial();
     run_through_kamailio("MD5", "sip-refer", "phone_ok_any");
 }
 
 #[test]
 fn refer_through_kamailio_with_sha256_digest() {
+    let _one_at_a_time = serial();
     run_through_kamailio("SHA-256", "sip-refer", "phone_ok_any");
 }
 
 #[test]
 fn reverse_through_kamailio_with_sha256_digest() {
+    let _one_at_a_time = serial();
     run_through_kamailio("SHA-256", "sip-reverse", "callee_ok");
 }
 
 #[test]
 fn kamailio_refusing_our_credentials_is_a_clear_auth_failure() {
+    let _one_at_a_time = serial();
     let (Some(sipp_bin), Some(kam_bin)) = (sipp(), kamailio()) else {
         return;
     };
@@ -248,6 +259,7 @@ fn kamailio_refusing_our_credentials_is_a_clear_auth_failure() {
 
 #[test]
 fn refer_to_a_phone_registered_at_kamailio() {
+    let _one_at_a_time = serial();
     let (Some(sipp_bin), Some(kam_bin)) = (sipp(), kamailio()) else {
         return;
     };
