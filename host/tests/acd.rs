@@ -3,24 +3,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
-
-fn sipp() -> Option<PathBuf> {
-    ["/usr/bin/sipp", "/usr/local/bin/sipp"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free udp port")
-}
 
 #[test]
 fn tapir_call_on_an_acd_line_against_sipp() {
@@ -29,35 +13,7 @@ fn tapir_call_on_an_acd_line_against_sipp() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/acd/tests/scenarios/target_answer.xml");
-    let file = dir.path().join("target_answer.xml");
-    std::fs::copy(&src, &file).expect("copy scenario");
-    let port = free_udp_port();
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(dir.path())
-        .arg("-sf")
-        .arg(&file)
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-t",
-            "u1",
-        ])
-        .args([
-            "-nostdin",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-            "-trace_err",
-        ])
-        .stdin(Stdio::null());
-    let mut target = Daemon::spawn(&mut cmd);
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut target, port) = start_sipp(&bin, "acd", "target_answer", dir.path());
     let config = write_config(
         dir.path(),
         &format!(
@@ -78,21 +34,8 @@ fn tapir_call_on_an_acd_line_against_sipp() {
         .arg(&config)
         .arg("+49 30 555"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let states: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "call_state")
-        .map(|e| e["state"]["state"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut sipp_status = None;
-    while Instant::now() < deadline {
-        if let Ok(Some(s)) = target.child.try_wait() {
-            sipp_status = s.code();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let states = call_states(&out.stdout);
+    let sipp_status = target.wait_exit(Duration::from_secs(20));
     assert!(
         out.status.success(),
         "exit {:?}: {stderr}",
@@ -146,35 +89,7 @@ fn blind_transfer_through_the_front_end() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/acd/tests/scenarios/target_transfer.xml");
-    let file = dir.path().join("target_transfer.xml");
-    std::fs::copy(&src, &file).expect("copy scenario");
-    let port = free_udp_port();
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(dir.path())
-        .arg("-sf")
-        .arg(&file)
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-t",
-            "u1",
-        ])
-        .args([
-            "-nostdin",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-            "-trace_err",
-        ])
-        .stdin(Stdio::null());
-    let mut target = Daemon::spawn(&mut cmd);
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut target, port) = start_sipp(&bin, "acd", "target_transfer", dir.path());
 
     let catalog = Catalog::load(None);
     let mut config = Config::empty();
@@ -240,15 +155,7 @@ fn blind_transfer_through_the_front_end() {
             _ => {}
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut sipp_status = None;
-    while Instant::now() < deadline {
-        if let Ok(Some(s)) = target.child.try_wait() {
-            sipp_status = s.code();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let sipp_status = target.wait_exit(Duration::from_secs(20));
     host.shutdown();
     assert!(
         transferred && idle,

@@ -137,15 +137,6 @@ fn virtual_config(
     )
 }
 
-fn states(stdout: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "call_state")
-        .map(|e| e["state"]["state"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 #[test]
 fn call_shows_dialing_ringback_connected_and_ends_idle() {
     let plugins = plugin_dir();
@@ -161,7 +152,7 @@ fn call_shows_dialing_ringback_connected_and_ends_idle() {
         "exit {:?}: {stderr}",
         out.status.code()
     );
-    let seen = states(&out.stdout);
+    let seen = call_states(&out.stdout);
     assert_eq!(
         seen,
         ["dialing", "ringback", "connected", "disconnected", "idle"],
@@ -181,7 +172,10 @@ fn call_to_a_busy_number_fails_with_the_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("busy"), "{stderr}");
-    assert_eq!(states(&out.stdout).last().map(String::as_str), Some("idle"));
+    assert_eq!(
+        call_states(&out.stdout).last().map(String::as_str),
+        Some("idle")
+    );
 }
 
 #[test]

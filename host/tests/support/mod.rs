@@ -101,6 +101,20 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Waits (bounded) for the process to exit by itself; its exit code, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -134,4 +148,67 @@ pub fn http_get(addr: &str, path: &str, within: Duration) -> Option<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// The SIPp binary, when installed.
+pub fn sipp() -> Option<PathBuf> {
+    ["/usr/bin/sipp", "/usr/local/bin/sipp"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free udp port")
+}
+
+/// SIPp as a UAS on loopback running `scenario` of a SIP plugin's test scenarios
+/// (`plugins/{plugin}/tests/scenarios/{scenario}.xml`) once; killed by PID when dropped.
+/// Returns the peer and its UDP port.
+pub fn start_sipp(bin: &Path, plugin: &str, scenario: &str, dir: &Path) -> (Daemon, u16) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../plugins/{plugin}/tests/scenarios"))
+        .join(format!("{scenario}.xml"));
+    let file = dir.join(format!("{scenario}.xml"));
+    std::fs::copy(&src, &file).expect("copy scenario");
+    let port = free_udp_port();
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir)
+        .arg("-sf")
+        .arg(&file)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-t",
+            "u1",
+        ])
+        .args([
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-trace_err",
+        ])
+        .stdin(Stdio::null());
+    let peer = Daemon::spawn(&mut cmd);
+    // SIPp binds at once; give it a moment before the first request arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    (peer, port)
+}
+
+/// The call states in `tapir call`'s JSON lines, in order.
+pub fn call_states(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "call_state")
+        .map(|e| e["state"]["state"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
