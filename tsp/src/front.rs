@@ -7,6 +7,7 @@
 //! [`Sequenced`] events. That thread is the only sender of events, so subscribers never see two
 //! events at once or out of order.
 
+use crate::delivery::{Follower, Outlets, RequestWatch, Waiter};
 use crate::numbers::{format_info, LineRef, NumberRules, Verbatim};
 use crate::{Accepted, Action, RequestResult, Sequenced, TspEvent};
 use serde::Serialize;
@@ -131,6 +132,8 @@ struct Pending {
     created: Vec<CallId>,
     /// Internal requests (a drop issued by `close_call`) complete without an event.
     silent: bool,
+    /// The submitter's own copy of the completion ([`Tsp::submit_watched`]).
+    waiter: Option<Waiter>,
 }
 
 struct State {
@@ -145,6 +148,8 @@ struct State {
     history: VecDeque<Sequenced>,
     history_cap: usize,
     shut_down: bool,
+    /// Followers and watched completions: deliveries that cannot lag.
+    outlets: Outlets,
 }
 
 /// The events a subscriber missed are no longer kept.
@@ -224,6 +229,7 @@ impl Tsp {
                 history: VecDeque::new(),
                 history_cap: config.history,
                 shut_down: false,
+                outlets: Outlets::default(),
             }),
             tx,
             events,
@@ -397,6 +403,13 @@ impl Tsp {
         self.inner.events.subscribe()
     }
 
+    /// Follows every event published from now on, none skipped (see [`Follower`]): for the
+    /// host's own bookkeeping, which must see every completion and every ended call. Its
+    /// consumer must keep up; clients that may fall behind use [`Tsp::subscribe`].
+    pub fn follow(&self) -> Follower {
+        self.inner.lock().outlets.follow()
+    }
+
     /// Subscribes and also returns the kept events after position `after`, atomically, so that
     /// nothing is missed or seen twice.
     ///
@@ -431,10 +444,27 @@ impl Tsp {
     /// # Errors
     /// The request is refused at once: no completion will follow.
     pub fn submit(&self, action: Action) -> Result<Accepted, DriverError> {
-        self.submit_inner(action, false)
+        self.submit_inner(action, false, None)
     }
 
-    fn submit_inner(&self, action: Action, silent: bool) -> Result<Accepted, DriverError> {
+    /// Like [`Tsp::submit`], and also hands back the request's own completion, registered
+    /// before the driver sees the request, so it cannot be missed however busy the event
+    /// stream is. The `completed` event is published as usual.
+    ///
+    /// # Errors
+    /// The request is refused at once: no completion will follow.
+    pub fn submit_watched(&self, action: Action) -> Result<(Accepted, RequestWatch), DriverError> {
+        let (waiter, watch) = crate::delivery::watch();
+        let accepted = self.submit_inner(action, false, Some(waiter))?;
+        Ok((accepted, watch))
+    }
+
+    fn submit_inner(
+        &self,
+        action: Action,
+        silent: bool,
+        waiter: Option<Waiter>,
+    ) -> Result<Accepted, DriverError> {
         let rules = Arc::clone(&self.inner.rules);
         let (driver, envelope, created) = {
             let mut st = self.inner.lock();
@@ -550,6 +580,7 @@ impl Tsp {
                     line: line_id,
                     created: created.clone(),
                     silent,
+                    waiter,
                 },
             );
             let envelope = RequestEnvelope {
@@ -600,7 +631,7 @@ impl Tsp {
             entry.state.is_idle() || entry.state == CallState::Unknown
         };
         if !idle {
-            if let Err(error) = self.submit_inner(Action::Drop { call }, true) {
+            if let Err(error) = self.submit_inner(Action::Drop { call }, true, None) {
                 tracing::debug!(call = %call, %error, "Drop before close was refused.");
             }
         }
@@ -875,18 +906,23 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
             Input::Stop => {
                 let leftover: Vec<_> = st.pending.drain().collect();
                 for (id, pending) in leftover {
+                    let result = RequestResult::Err(err(
+                        ErrorKind::Uninitialized,
+                        "the host shut down before the request completed",
+                    ));
+                    if let Some(waiter) = pending.waiter {
+                        st.outlets.complete(waiter, result.clone());
+                    }
                     if !pending.silent {
                         out.push(TspEvent::Completed {
                             request: id,
                             line: pending.line,
-                            result: RequestResult::Err(err(
-                                ErrorKind::Uninitialized,
-                                "the host shut down before the request completed",
-                            )),
+                            result,
                         });
                     }
                 }
                 publish(inner, &mut st, out);
+                st.outlets.close();
                 return;
             }
             Input::Barrier(done) => {
@@ -913,9 +949,13 @@ fn publish(inner: &Inner, st: &mut State, out: Vec<TspEvent>) {
             }
             st.history.push_back(sequenced.clone());
         }
+        st.outlets.publish(&sequenced);
         // No subscriber is not an error: events are also kept in the history.
         let _ = inner.events.send(sequenced);
     }
+    // Watched completions go out once their report's events are published, so a watcher that
+    // then reads the tables or the stream finds them there.
+    st.outlets.deliver();
 }
 
 fn on_complete(
@@ -948,11 +988,15 @@ fn on_complete(
             }
         }
     }
+    let result: RequestResult = outcome.into();
+    if let Some(waiter) = pending.waiter {
+        st.outlets.complete(waiter, result.clone());
+    }
     if !pending.silent {
         out.push(TspEvent::Completed {
             request,
             line: pending.line,
-            result: outcome.into(),
+            result,
         });
     }
 }

@@ -6,6 +6,8 @@
 //!   and exactly-once completions, checks against capabilities and call state before a driver
 //!   sees a request, and one event loop publishing [`Sequenced`] events to every subscriber;
 //! - [`action`]: what applications ask ([`Action`]) and what they get back ([`Accepted`]);
+//! - [`delivery`]: what must not be lost: a request's own completion ([`RequestWatch`]) and a
+//!   follower that sees every event ([`Follower`]);
 //! - [`event`]: what applications are told ([`TspEvent`]);
 //! - [`numbers`]: the hook applying number rules to every dialled and reported number;
 //! - [`tapi`]: TAPI's numeric codes, known nowhere else in tapir.
@@ -18,12 +20,14 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod action;
+pub mod delivery;
 pub mod event;
 pub mod front;
 pub mod numbers;
 pub mod tapi;
 
 pub use action::{Accepted, Action};
+pub use delivery::{Follower, RequestWatch};
 pub use event::{RequestResult, Sequenced, TspEvent};
 pub use front::{call_features, CallSnapshot, HistoryGap, LineSnapshot, Tsp, TspConfig};
 pub use numbers::{LineRef, NumberRules, Verbatim};

@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tapir_core::{AddressId, CallId, ErrorKind, LineId, Operation, RequestId};
-use tapir_tsp::{call_features, Action, CallSnapshot, RequestResult, TspEvent};
-use tokio::sync::broadcast::error::RecvError;
+use tapir_tsp::{call_features, Action, CallSnapshot, RequestResult};
 
 /// `?wait=SECONDS` of every operation.
 #[derive(Debug, Default, Deserialize)]
@@ -107,13 +106,18 @@ pub async fn submit(
         Some(w) => Some(Duration::from_secs_f64(w).min(state.wait_max)),
         None => None,
     };
-    // Subscribed before submitting, so the completion cannot slip past.
-    let mut events = wait.map(|_| state.host.tsp.subscribe());
+    // With a wait, the request's own completion is registered together with the request, so
+    // it cannot slip past however many events the host publishes meanwhile.
     let tsp = Arc::clone(&state.host.tsp);
-    let submitted = tokio::task::spawn_blocking(move || tsp.submit(action))
-        .await
-        .map_err(|_| ApiError::internal("submitting the request failed"))?;
-    let accepted = match submitted {
+    let submitted = tokio::task::spawn_blocking(move || match wait {
+        Some(_) => tsp
+            .submit_watched(action)
+            .map(|(accepted, watch)| (accepted, Some(watch))),
+        None => tsp.submit(action).map(|accepted| (accepted, None)),
+    })
+    .await
+    .map_err(|_| ApiError::internal("submitting the request failed"))?;
+    let (accepted, watch) = match submitted {
         Ok(accepted) => {
             count(operation, "accepted");
             accepted
@@ -130,29 +134,8 @@ pub async fn submit(
         completed: false,
         result: None,
     };
-    if let (Some(wait), Some(events)) = (wait, events.as_mut()) {
-        let found = tokio::time::timeout(wait, async {
-            loop {
-                match events.recv().await {
-                    Ok(e) => {
-                        if let TspEvent::Completed {
-                            request, result, ..
-                        } = e.event
-                        {
-                            if request == accepted.request {
-                                return Some(result);
-                            }
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        })
-        .await
-        .ok()
-        .flatten();
-        if let Some(result) = found {
+    if let (Some(wait), Some(watch)) = (wait, watch) {
+        if let Ok(result) = tokio::time::timeout(wait, watch.result()).await {
             if let RequestResult::Err(error) = &result {
                 return Err(ApiError::from(error.clone())
                     .with("request", accepted.request.0)

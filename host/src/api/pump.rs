@@ -1,53 +1,51 @@
 //! The API's background task. Events are published only for open lines (TAPI's rule), so the
 //! API opens every line once, at start and whenever one appears, and never closes them. It
 //! also forgets ended calls after a while (TSPI's CloseCall) and counts completions.
+//!
+//! It reads the front end through a [`Follower`](tapir_tsp::Follower), which never skips an
+//! event: a missed Idle would leave the call in `/v1/calls` for ever, a missed completion would
+//! be missing from the metrics. The work per event is small, so the follower's queue stays short.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tapir_core::LineId;
 use tapir_tsp::{RequestResult, Tsp, TspEvent};
-use tokio::sync::broadcast::error::RecvError;
 
 /// Starts the task; it ends when the front end's event stream closes or the runtime stops.
 pub fn spawn(tsp: Arc<Tsp>, linger: Duration) -> tokio::task::JoinHandle<()> {
-    // Subscribed before the lines are opened, so a line created in between is not missed.
-    let mut rx = tsp.subscribe();
+    // Following before the lines are opened, so a line created in between is not missed.
+    let mut events = tsp.follow();
     let mut open = HashSet::new();
     open_all(&tsp, &mut open);
     tokio::spawn(async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => match e.event {
-                    TspEvent::LineCreated { line, .. } => open_one(&tsp, &mut open, line),
-                    TspEvent::LineRemoved { line } => {
-                        open.remove(&line);
+        while let Some(e) = events.next().await {
+            match e.event {
+                TspEvent::LineCreated { line, .. } => open_one(&tsp, &mut open, line),
+                TspEvent::LineRemoved { line } => {
+                    open.remove(&line);
+                }
+                TspEvent::CallState { call, state, .. } if state.is_idle() => {
+                    let tsp = Arc::clone(&tsp);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(linger).await;
+                        // Gone already (the line was removed) is fine.
+                        let _ = tsp.close_call(call);
+                    });
+                }
+                TspEvent::Completed { result, .. } => match result {
+                    RequestResult::Ok(_) => {
+                        metrics::counter!("tapir_request_completions_total", "result" => "ok")
+                            .increment(1);
                     }
-                    TspEvent::CallState { call, state, .. } if state.is_idle() => {
-                        let tsp = Arc::clone(&tsp);
-                        tokio::spawn(async move {
-                            tokio::time::sleep(linger).await;
-                            // Gone already (the line was removed) is fine.
-                            let _ = tsp.close_call(call);
-                        });
+                    RequestResult::Err(error) => {
+                        let kind = error.kind.name();
+                        metrics::counter!("tapir_request_completions_total", "result" => kind)
+                            .increment(1);
+                        metrics::counter!("tapir_driver_errors_total", "kind" => kind).increment(1);
                     }
-                    TspEvent::Completed { result, .. } => match result {
-                        RequestResult::Ok(_) => {
-                            metrics::counter!("tapir_request_completions_total", "result" => "ok")
-                                .increment(1);
-                        }
-                        RequestResult::Err(error) => {
-                            let kind = error.kind.name();
-                            metrics::counter!("tapir_request_completions_total", "result" => kind)
-                                .increment(1);
-                            metrics::counter!("tapir_driver_errors_total", "kind" => kind)
-                                .increment(1);
-                        }
-                    },
-                    _ => {}
                 },
-                Err(RecvError::Lagged(_)) => open_all(&tsp, &mut open),
-                Err(RecvError::Closed) => return,
+                _ => {}
             }
         }
     })
