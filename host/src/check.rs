@@ -4,7 +4,7 @@
 use crate::catalog::Catalog;
 use crate::config::{
     ApiConfig, Config, DriverSection, HttpConfig, LogConfig, PhonesConfig, PinnedLine, Source,
-    TspSection,
+    TspSection, Variable, TOP_LEVEL_KEYS,
 };
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -46,19 +46,9 @@ pub struct Checked {
     pub catalog: Option<Catalog>,
     /// Problems; empty when the configuration is good.
     pub problems: Vec<Problem>,
+    /// Remarks that are no problem: `TAPIR_` variables that are ignored.
+    pub notes: Vec<String>,
 }
-
-const SECTIONS: [&str; 9] = [
-    "numbers",
-    "log",
-    "http",
-    "phones",
-    "tsp",
-    "plugin_dir",
-    "drivers",
-    "lines",
-    "api",
-];
 
 /// Reads and checks the configuration from `source`. Driver sections are checked by their
 /// drivers (built-in or loaded from the plugin folder named in the configuration).
@@ -70,6 +60,29 @@ pub fn check(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalog) -> C
         }
     }
     checked
+}
+
+/// Names the setting variable behind a problem, when one sets its key (the environment wins
+/// over the file, so the file's position would point at the wrong source).
+fn name_variable(problem: &mut Problem, from_env: bool) {
+    let keys = keys_of(&parse_path(&problem.path));
+    if let Some(name) = crate::config::variable_for(&keys, from_env) {
+        problem
+            .message
+            .push_str(&format!(" (from the environment variable {name})"));
+        problem.location = None;
+    }
+}
+
+/// The keys of a path, without list positions (variables set whole lists).
+fn keys_of(parts: &[PathPart]) -> Vec<String> {
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            PathPart::Key(k) => Some(k.clone()),
+            PathPart::Index(_) => None,
+        })
+        .collect()
 }
 
 /// Keys whose values are secrets: a problem about them must not echo the value.
@@ -122,6 +135,7 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
                     config: None,
                     catalog: None,
                     problems,
+                    notes: ignored_variables(),
                 };
             }
         },
@@ -138,17 +152,18 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
                 config: None,
                 catalog: None,
                 problems,
+                notes: ignored_variables(),
             };
         }
     };
     let locate = |path: &[PathPart]| locate(&doc, &text, path);
 
     for (key, _) in doc.as_table().iter() {
-        if !SECTIONS.contains(&key) {
+        if !TOP_LEVEL_KEYS.contains(&key) {
             let path = [PathPart::Key(key.to_owned())];
             problems.push(Problem {
                 path: key.to_owned(),
-                message: format!("unknown key; expected one of {}", SECTIONS.join(", ")),
+                message: format!("unknown key; expected one of {}", TOP_LEVEL_KEYS.join(", ")),
                 location: locate(&path),
             });
         }
@@ -173,16 +188,20 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
                     parts.push(PathPart::Key(field));
                 }
             }
-            if let Some(meta) = &e.metadata {
-                if meta.name.contains("environment") {
-                    message.push_str(" (from the environment)");
-                }
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|meta| meta.name.contains("environment"));
+            if from_env && crate::config::variable_for(&keys_of(&parts), true).is_none() {
+                message.push_str(" (from the environment)");
             }
-            problems.push(Problem {
+            let mut problem = Problem {
                 path: render(&parts),
                 message,
                 location: locate(&parts),
-            });
+            };
+            name_variable(&mut problem, from_env);
+            problems.push(problem);
         }
     };
     macro_rules! section {
@@ -205,6 +224,8 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
     let numbers = section!(NumberPlanConfig, "numbers");
     let lines = section!(Vec<PinnedLine>, "lines");
     let api = section!(ApiConfig, "api");
+    // Problems found from here on are about values, wherever they came from.
+    let values_from = problems.len();
     let whole: Option<Config> = if problems.is_empty() {
         figment.extract().ok()
     } else {
@@ -339,11 +360,29 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
         }
     }
 
+    for problem in problems.iter_mut().skip(values_from) {
+        name_variable(problem, false);
+    }
     Checked {
         config: whole,
         catalog: Some(catalog),
         problems,
+        notes: ignored_variables(),
     }
+}
+
+/// A note for every `TAPIR_` variable that is neither a setting nor the CLI's own.
+fn ignored_variables() -> Vec<String> {
+    crate::config::variables()
+        .into_iter()
+        .filter(|(_, kind)| *kind == Variable::Ignored)
+        .map(|(name, _)| {
+            format!(
+                "note: {name} is ignored: it is no setting (settings are TAPIR_ plus a top-level key, sections separated by `__`, e.g. TAPIR_HTTP__LISTEN) and not one of {}",
+                crate::config::CLI_VARIABLES.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// One section; `Ok(None)` when it is absent (its defaults apply). The large error is built

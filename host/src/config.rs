@@ -1,5 +1,11 @@
 //! The host's configuration: its typed shape, how it is layered (defaults < TOML file <
 //! `TAPIR_` environment), and the embedded default the host runs on when no file is given.
+//!
+//! Which environment variables are settings: `TAPIR_` followed by a top-level key
+//! ([`TOP_LEVEL_KEYS`]), sections separated by `__` (`TAPIR_HTTP__LISTEN`, `TAPIR_PLUGIN_DIR`).
+//! The `tapir` command's own variables ([`CLI_VARIABLES`]: `TAPIR_CONFIG`, `TAPIR_TOKEN`,
+//! `TAPIR_URL`, `TAPIR_PHONE_PASSWORD`) never are, and any other `TAPIR_` variable is ignored
+//! (`check-config` names it in a note).
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -11,6 +17,114 @@ use tapir_core::numbers::NumberPlanConfig;
 
 /// The configuration the host runs on when no file is given: no phones, loopback ports.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// The keys a configuration may have at its top level, in the order `check-config` lists them;
+/// also the first part of every setting variable's name.
+pub const TOP_LEVEL_KEYS: [&str; 9] = [
+    "numbers",
+    "log",
+    "http",
+    "phones",
+    "tsp",
+    "plugin_dir",
+    "drivers",
+    "lines",
+    "api",
+];
+
+/// The `tapir` command's own environment variables: what the CLI reads (the file to use, the
+/// API token, the host's URL, a phone password). They are never settings.
+pub const CLI_VARIABLES: [&str; 4] = [
+    "TAPIR_CONFIG",
+    "TAPIR_TOKEN",
+    "TAPIR_URL",
+    "TAPIR_PHONE_PASSWORD",
+];
+
+/// The prefix of every variable the host looks at.
+const PREFIX: &str = "TAPIR_";
+
+/// What an environment variable is to the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Variable {
+    /// A setting: its key path, lower case (`["http", "listen"]`).
+    Setting(Vec<String>),
+    /// One of [`CLI_VARIABLES`].
+    Cli,
+    /// A `TAPIR_` variable that is neither: ignored.
+    Ignored,
+}
+
+impl Variable {
+    /// Classifies a variable by its name; `None` when it does not start with `TAPIR_` (in any
+    /// case, as figment matches it).
+    pub fn of(name: &str) -> Option<Self> {
+        let rest = name
+            .get(..PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(PREFIX))
+            .and_then(|_| name.get(PREFIX.len()..))?;
+        if CLI_VARIABLES.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            return Some(Variable::Cli);
+        }
+        Some(match setting_path(rest) {
+            Some(path) => Variable::Setting(path),
+            None => Variable::Ignored,
+        })
+    }
+}
+
+/// The key path a variable's name (without the prefix) sets, when it names a top-level key.
+fn setting_path(rest: &str) -> Option<Vec<String>> {
+    let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    let first = path.first()?;
+    if !TOP_LEVEL_KEYS.contains(&first.as_str()) || path.iter().any(String::is_empty) {
+        return None;
+    }
+    Some(path)
+}
+
+/// The `TAPIR_` variables set now, by name, with what each is.
+pub fn variables() -> Vec<(String, Variable)> {
+    let mut found: Vec<(String, Variable)> = std::env::vars_os()
+        .filter_map(|(name, _)| {
+            let name = name.to_str()?.to_owned();
+            let kind = Variable::of(&name)?;
+            Some((name, kind))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// The setting variable that sets the key at `path`: the one whose key path is the longest
+/// prefix of `path` (`TAPIR_API__TOKENS` for `api.tokens[0].access`). With `below`, for a
+/// problem known to come from the environment, also the only one under `path` (a section
+/// that cannot be read because of one of its keys).
+pub fn variable_for(path: &[String], below: bool) -> Option<String> {
+    let settings: Vec<(String, Vec<String>)> = variables()
+        .into_iter()
+        .filter_map(|(name, kind)| match kind {
+            Variable::Setting(p) => Some((name, p)),
+            _ => None,
+        })
+        .collect();
+    let lower: Vec<String> = path.iter().map(|p| p.to_ascii_lowercase()).collect();
+    let above = settings
+        .iter()
+        .filter(|(_, p)| lower.starts_with(p))
+        .max_by_key(|(_, p)| p.len());
+    if let Some((name, _)) = above {
+        return Some(name.clone());
+    }
+    if !below {
+        return None;
+    }
+    let mut below = settings.iter().filter(|(_, p)| p.starts_with(&lower));
+    match (below.next(), below.next()) {
+        (Some((name, _)), None) => Some(name.clone()),
+        _ => None,
+    }
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -310,8 +424,12 @@ impl Source {
             Source::Embedded => base.merge(Toml::string(EMBEDDED_DEFAULT)),
             Source::File(path) => base.merge(Toml::file_exact(path)),
         };
-        // TAPIR_CONFIG names the file itself (the Windows TSP reads it) and is no key.
-        layered.merge(Env::prefixed("TAPIR_").ignore(&["config"]).split("__"))
+        // Only setting variables: the CLI's own (TAPIR_TOKEN, ...) and unknown ones are not
+        // keys. The filter sees the name without the prefix, before `__` becomes a dot.
+        let settings = Env::prefixed(PREFIX)
+            .filter(|rest| setting_path(rest.as_str()).is_some())
+            .split("__");
+        layered.merge(settings)
     }
 
     /// The file, if any.
@@ -343,6 +461,34 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_are_settings_only_below_a_top_level_key() {
+        let setting = |p: &[&str]| Variable::Setting(p.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            Variable::of("TAPIR_HTTP__LISTEN"),
+            Some(setting(&["http", "listen"]))
+        );
+        assert_eq!(
+            Variable::of("TAPIR_PLUGIN_DIR"),
+            Some(setting(&["plugin_dir"]))
+        );
+        assert_eq!(
+            Variable::of("TAPIR_DRIVERS__OFFICE__DIAL_MS"),
+            Some(setting(&["drivers", "office", "dial_ms"]))
+        );
+        for cli in CLI_VARIABLES {
+            assert_eq!(Variable::of(cli), Some(Variable::Cli), "{cli}");
+        }
+        assert_eq!(Variable::of("TAPIR_HTTP_LISTEN"), Some(Variable::Ignored));
+        assert_eq!(
+            Variable::of("TAPIR_HTTP____LISTEN"),
+            Some(Variable::Ignored)
+        );
+        assert_eq!(Variable::of("TAPIR_HOME"), Some(Variable::Ignored));
+        assert_eq!(Variable::of("PATH"), None);
+        assert_eq!(Variable::of("TAPIR"), None);
+    }
 
     #[test]
     fn embedded_default_loads_and_has_no_drivers() {

@@ -11,6 +11,9 @@ pub fn run(file: &Path) -> ExitCode {
     let checked = check(&Source::File(file.to_owned()), |c| {
         Catalog::load(c.plugin_dir.as_deref())
     });
+    for note in &checked.notes {
+        eprintln!("{note}");
+    }
     if checked.problems.is_empty() {
         println!("{}: ok", file.display());
         return ExitCode::SUCCESS;

@@ -18,7 +18,11 @@ pub fn load(source: &Source) -> Option<(Config, Catalog)> {
         config,
         catalog,
         problems,
+        notes,
     } = check(source, |c| Catalog::load(c.plugin_dir.as_deref()));
+    for note in &notes {
+        eprintln!("{note}");
+    }
     if !problems.is_empty() {
         let name = source
             .path()
