@@ -12,7 +12,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tapir_core::numbers::NumberPlanConfig;
 
 /// The configuration the host runs on when no file is given: no phones, loopback ports.
@@ -216,6 +218,9 @@ pub struct HttpConfig {
     /// The PEM private key of `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// How many connections it holds and how long each may take (`[http.connections]`).
+    #[serde(default)]
+    pub connections: ConnectionLimits,
 }
 
 impl Default for HttpConfig {
@@ -225,8 +230,88 @@ impl Default for HttpConfig {
             enabled: true,
             tls_cert: None,
             tls_key: None,
+            connections: ConnectionLimits::default(),
         }
     }
+}
+
+/// Limits on one listener's connections, so that idle, slow or hostile clients cannot take it
+/// over (`[http.connections]`, `[phones.connections]`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionLimits {
+    /// Connections held at once. When all are taken, one that only waits (no request in
+    /// progress; one that never sent a complete head first, the longest waiting first) is
+    /// closed for a newcomer; when every one is busy, the newcomer is closed.
+    #[serde(default = "default_max_connections")]
+    pub max: NonZeroUsize,
+    /// Seconds a new connection has to deliver its first request's head (the TLS handshake
+    /// included), and a kept-alive connection to complete a head once it started one.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_s: NonZeroU64,
+    /// Seconds a request's body has to arrive, from the end of its head.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_s: NonZeroU64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout_s: NonZeroU64,
+    /// Seconds a response (or an event stream) may wait for a client that does not read it.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_s: NonZeroU64,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max: default_max_connections(),
+            header_timeout_s: default_header_timeout(),
+            body_timeout_s: default_body_timeout(),
+            keepalive_timeout_s: default_keepalive_timeout(),
+            send_timeout_s: default_send_timeout(),
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// `header_timeout_s` as a duration.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_s.get())
+    }
+
+    /// `body_timeout_s` as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_s.get())
+    }
+
+    /// `keepalive_timeout_s` as a duration.
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.keepalive_timeout_s.get())
+    }
+
+    /// `send_timeout_s` as a duration.
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_s.get())
+    }
+}
+
+fn default_max_connections() -> NonZeroUsize {
+    NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN)
+}
+
+fn default_header_timeout() -> NonZeroU64 {
+    NonZeroU64::new(10).unwrap_or(NonZeroU64::MIN)
+}
+
+fn default_body_timeout() -> NonZeroU64 {
+    NonZeroU64::new(30).unwrap_or(NonZeroU64::MIN)
+}
+
+fn default_keepalive_timeout() -> NonZeroU64 {
+    NonZeroU64::new(30).unwrap_or(NonZeroU64::MIN)
+}
+
+fn default_send_timeout() -> NonZeroU64 {
+    NonZeroU64::new(30).unwrap_or(NonZeroU64::MIN)
 }
 
 impl HttpConfig {
@@ -316,6 +401,9 @@ pub struct PhonesConfig {
     /// Switch the endpoint off.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// How many connections it holds and how long each may take (`[phones.connections]`).
+    #[serde(default)]
+    pub connections: ConnectionLimits,
 }
 
 impl Default for PhonesConfig {
@@ -324,6 +412,7 @@ impl Default for PhonesConfig {
             listen: default_phones_listen(),
             public_url: None,
             enabled: true,
+            connections: ConnectionLimits::default(),
         }
     }
 }

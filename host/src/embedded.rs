@@ -68,7 +68,14 @@ impl Embedded {
         let server = listener.map(|listener| {
             let app = crate::phones::router(host.drivers.clone());
             let _guard = runtime.enter();
-            crate::commands::run::serve_on("Phone callback endpoint", listener, app, stop_rx)
+            crate::http::serve(
+                crate::http::Endpoint::Phones,
+                listener,
+                app,
+                None,
+                config.phones.connections,
+                stop_rx,
+            )
         });
         Self {
             host,

@@ -141,7 +141,13 @@ async fn a_thousand_concurrent_waiters_all_get_their_completion() {
     }
     let mut failures = Vec::new();
     for task in tasks {
-        let (i, made, dropped) = task.await.expect("client task");
+        let (i, made, dropped) = match task.await {
+            Ok(done) => done,
+            Err(error) => {
+                failures.push(format!("a client failed: {error}"));
+                continue;
+            }
+        };
         if made.status != 200 || made.body["completed"] != true {
             failures.push(format!(
                 "client {i} make call: {} {}",
@@ -156,6 +162,15 @@ async fn a_thousand_concurrent_waiters_all_get_their_completion() {
         }
     }
     let took = started.elapsed();
+    if !failures.is_empty() {
+        let metrics = call(&http, "GET", &format!("{base}/metrics"), Some(READ), None).await;
+        let http_lines: Vec<&str> = metrics
+            .text
+            .lines()
+            .filter(|l| l.starts_with("tapir_http"))
+            .collect();
+        println!("{}", http_lines.join("\n"));
+    }
     assert!(
         failures.is_empty(),
         "{} of {CLIENTS} clients did not get their completion (in {took:?}); first: {:#?}",

@@ -40,6 +40,7 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         ),
     }
     log_access(&config);
+    crate::http::descriptors::raise_limit();
     crate::http::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -113,15 +114,7 @@ async fn serve(listeners: Listeners, host: Arc<Host>, config: &Config) -> ExitCo
     );
     if let Some(listener) = listeners.http {
         let app = crate::http::router(Arc::clone(&api));
-        match crate::http::serve(
-            "HTTP endpoint",
-            listener,
-            app,
-            &config.http,
-            stop_rx.clone(),
-        )
-        .await
-        {
+        match crate::http::serve_api(listener, app, &config.http, stop_rx.clone()) {
             Ok(server) => servers.push(server),
             Err(error) => {
                 tracing::error!(%error, "The HTTP endpoint cannot start.");
@@ -131,10 +124,12 @@ async fn serve(listeners: Listeners, host: Arc<Host>, config: &Config) -> ExitCo
     }
     if let Some(listener) = listeners.phones {
         let app = crate::phones::router(host.drivers.clone());
-        servers.push(serve_on(
-            "Phone callback endpoint",
+        servers.push(crate::http::serve(
+            crate::http::Endpoint::Phones,
             listener,
             app,
+            None,
+            config.phones.connections,
             stop_rx.clone(),
         ));
     }
@@ -204,32 +199,6 @@ fn listen_deep(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(ACCEPT_BACKLOG)
-}
-
-/// Serves `app` on `listener` until the stop signal.
-pub(crate) fn serve_on(
-    what: &'static str,
-    listener: TcpListener,
-    app: axum::Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let bound = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    tracing::info!(listen = %bound, "{what} listening.");
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(error) = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "{what} failed.");
-        }
-    })
 }
 
 #[cfg(unix)]
