@@ -8,7 +8,8 @@
 //! - [`host`]: a running host: the front end with the configured driver instances;
 //! - [`embedded`]: a host inside another program (`tapir call`, the TSP library) with the
 //!   phone-facing endpoint on a runtime of its own;
-//! - [`http`]: the application endpoint (`[http]` listener, plain or TLS);
+//! - [`http`]: both HTTP listeners (`[http]` plain or TLS, `[phones]`): one accept loop with
+//!   timeouts, a connection cap and descriptor shedding against hostile clients;
 //! - [`api`]: everything served there: the REST API, event stream, page, metrics;
 //! - [`client`]: the HTTP client of the CLI commands that talk to a running host;
 //! - [`secret`]: a string that is never printed (API tokens);

@@ -1,8 +1,10 @@
-//! A connection's byte stream as the guard sees it: reads mark the start of a request's head on
-//! a kept-alive connection, and a write that cannot progress for the send timeout (a client
-//! that does not read its response or its event stream) fails, which ends the connection.
+//! A connection's socket as the guard sees it: it holds the connection's place in its pool for
+//! as long as the socket is open (also after a WebSocket upgrade), reads mark the start of a
+//! request's head on a kept-alive connection, and a write that cannot progress for the send
+//! timeout (a client that does not read its response or its event stream) fails, which ends
+//! the connection. TLS runs on top of it.
 
-use super::guard::{Conn, Reason};
+use super::guard::{Conn, Reason, Ticket};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -12,22 +14,37 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// A plain or TLS stream with the guard's bookkeeping.
+/// A socket with the guard's bookkeeping.
 pub(crate) struct GuardedIo<S> {
     inner: S,
     conn: Arc<Conn>,
     send_timeout: Duration,
     /// Running while a write waits for the client.
     stall: Option<Pin<Box<Sleep>>>,
+    /// The place in the pool, given up when the socket is dropped.
+    _ticket: Option<Ticket>,
 }
 
 impl<S> GuardedIo<S> {
-    pub(crate) fn new(inner: S, conn: Arc<Conn>, send_timeout: Duration) -> Self {
+    pub(crate) fn new(inner: S, ticket: Ticket, send_timeout: Duration) -> Self {
+        Self {
+            inner,
+            conn: Arc::clone(&ticket.conn),
+            send_timeout,
+            stall: None,
+            _ticket: Some(ticket),
+        }
+    }
+
+    /// Without a pool (tests of the timing alone).
+    #[cfg(test)]
+    fn unpooled(inner: S, conn: Arc<Conn>, send_timeout: Duration) -> Self {
         Self {
             inner,
             conn,
             send_timeout,
             stall: None,
+            _ticket: None,
         }
     }
 
@@ -127,7 +144,7 @@ mod tests {
     async fn a_client_that_does_not_read_fails_the_write_after_the_send_timeout() {
         let (server, _client) = tokio::io::duplex(1024);
         let conn = Arc::new(Conn::new());
-        let mut io = GuardedIo::new(server, Arc::clone(&conn), Duration::from_millis(200));
+        let mut io = GuardedIo::unpooled(server, Arc::clone(&conn), Duration::from_millis(200));
         let started = std::time::Instant::now();
         let error = io
             .write_all(&vec![b'x'; 64 * 1024])
@@ -142,7 +159,7 @@ mod tests {
     async fn a_slow_but_reading_client_is_no_stall() {
         let (server, mut client) = tokio::io::duplex(1024);
         let conn = Arc::new(Conn::new());
-        let mut io = GuardedIo::new(server, Arc::clone(&conn), Duration::from_millis(300));
+        let mut io = GuardedIo::unpooled(server, Arc::clone(&conn), Duration::from_millis(300));
         let reader = tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let mut buf = [0u8; 512];

@@ -256,13 +256,16 @@ struct Connection {
 impl Connection {
     async fn run(self, tcp: TcpStream, peer: SocketAddr, ticket: Ticket) {
         let conn = Arc::clone(&ticket.conn);
-        let _ = tcp.set_nodelay(true);
         let limits = *ticket.limits();
+        let _ = tcp.set_nodelay(true);
+        // The ticket lives with the socket: also after a WebSocket upgrade takes the socket
+        // out of this task, the connection is counted until it closes.
+        let io = io::GuardedIo::new(tcp, ticket, limits.send_timeout());
         let work = async {
             match &self.tls {
-                None => self.http(tcp, peer, &ticket, &limits).await,
-                Some(acceptor) => match acceptor.accept(tcp).await {
-                    Ok(stream) => self.http(stream, peer, &ticket, &limits).await,
+                None => self.http(io, peer, &conn, &limits).await,
+                Some(acceptor) => match acceptor.accept(io).await {
+                    Ok(stream) => self.http(stream, peer, &conn, &limits).await,
                     Err(error) => {
                         tracing::debug!(%peer, %error, "TLS handshake failed.")
                     }
@@ -275,30 +278,30 @@ impl Connection {
                 tracing::debug!(%peer, reason = reason.label(), "{}: connection closed by the host.", self.endpoint.name());
             }
         }
-        drop(ticket);
     }
 
-    async fn http<S>(&self, stream: S, peer: SocketAddr, ticket: &Ticket, limits: &ConnectionLimits)
-    where
+    async fn http<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        conn: &Arc<guard::Conn>,
+        limits: &ConnectionLimits,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let conn = Arc::clone(&ticket.conn);
-        let io = TokioIo::new(io::GuardedIo::new(
-            stream,
-            Arc::clone(&conn),
-            limits.send_timeout(),
-        ));
         let service = service::Guarded {
             app: self.app.clone(),
             peer,
-            conn,
+            conn: Arc::clone(conn),
             body_timeout: limits.body_timeout(),
             endpoint: self.endpoint,
         };
         let mut builder = hyper::server::conn::http1::Builder::new();
         // The guard times heads itself (from the connection's start, not per read).
         builder.header_read_timeout(None).keep_alive(true);
-        let connection = builder.serve_connection(io, service).with_upgrades();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         tokio::pin!(connection);
         let mut stop = self.stop.clone();
         tokio::select! {
