@@ -10,13 +10,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::web::{call, CONTROL, READ};
 use support::*;
 
 /// The floods take most of the machine's descriptors and time: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const FLOOD: usize = 1_100;
 
@@ -214,7 +213,7 @@ fn metrics(addr: &str) -> String {
 
 #[test]
 fn idle_floods_beyond_the_descriptor_limit_do_not_starve_healthz_or_the_phones() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_AT_A_TIME.blocking_lock();
     if !have("prlimit") {
         println!("SKIPPED: prlimit (util-linux) is not installed");
         return;
@@ -353,7 +352,7 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_handshakes_that_never_finish_are_slow_connections_too() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     if !have("prlimit") {
         println!("SKIPPED: prlimit (util-linux) is not installed");
         return;
@@ -426,7 +425,7 @@ async fn tls_handshakes_that_never_finish_are_slow_connections_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_listener_sheds_waiting_connections_and_refuses_when_all_are_busy() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     tapir_host::http::install_crypto_provider();
     let mut host = Host::start("", "max = 50\n", None);
     if http_get(&host.api, "/healthz", Duration::from_secs(30)).is_none() {
