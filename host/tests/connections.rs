@@ -508,3 +508,90 @@ async fn a_full_listener_sheds_waiting_connections_and_refuses_when_all_are_busy
     assert!(stderr.starts_with("exit Some(0)"), "{stderr}");
     assert!(stderr.contains("every connection is busy"), "{stderr}");
 }
+
+/// CPU time (user + system) the process has used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields 14 and 15 of the file; the part after the name starts at field 3.
+    field(11) + field(12)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_with_nothing_to_shed_the_accept_loop_waits_instead_of_spinning() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if !have("prlimit") || !std::path::Path::new("/proc/self/stat").exists() {
+        println!("SKIPPED: needs prlimit (util-linux) and /proc");
+        return;
+    }
+    tapir_host::http::install_crypto_provider();
+    let mut host = Host::start("", "", Some(128));
+    if http_get(&host.api, "/healthz", Duration::from_secs(30)).is_none() {
+        panic!("the host did not come up: {}", host.stop());
+    }
+    let pid = host.daemon.as_ref().map(|d| d.child.id()).expect("pid");
+    // Event streams take every descriptor the host has left; they are busy, none can be shed.
+    let http = reqwest::Client::new();
+    let mut streams = Vec::new();
+    let mut failures = 0;
+    while failures < 20 && streams.len() < 200 {
+        let url = format!("http://{}/v1/events", host.api);
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            http.get(&url).bearer_auth(READ).send(),
+        )
+        .await
+        {
+            Ok(Ok(r)) if r.status() == 200 => streams.push(r),
+            _ => failures += 1,
+        }
+    }
+    assert!(
+        streams.len() > 50,
+        "only {} streams: {}",
+        streams.len(),
+        host.stop()
+    );
+    // More clients knock; the host has no descriptor to take them.
+    let api = host.api.clone();
+    let waiting = tokio::task::spawn_blocking(move || idle_connections(&api, 50))
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(pid) - before;
+    let open_files = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let live = streams.len();
+    println!(
+        "{live} busy streams, 50 connections waiting, {open_files} files open in the host: \
+         it used {used} CPU ticks in 3 s"
+    );
+    // A spinning accept loop burns a whole core: about 300 ticks in 3 s.
+    assert!(used < 60, "{used} ticks in 3 s: the accept loop spins");
+    // Shedding for descriptors never cut a stream that was being served.
+    let mut cut = 0;
+    for s in streams.iter_mut() {
+        if tokio::time::timeout(Duration::from_millis(20), s.chunk())
+            .await
+            .is_ok()
+        {
+            cut += 1;
+        }
+    }
+    assert_eq!(cut, 0, "{cut} busy streams were closed");
+    drop(streams);
+    drop(waiting);
+    // With the streams gone, the host serves again.
+    answered(&host.api, "/healthz", "200 OK", Duration::from_secs(10));
+    let stderr = host.stop();
+    assert!(stderr.starts_with("exit Some(0)"), "{stderr}");
+    assert!(stderr.contains("out of file descriptors"), "{stderr}");
+}

@@ -32,6 +32,8 @@ pub(crate) enum Phase {
     Busy,
     /// Switched protocols (a WebSocket): no HTTP limits apply any more.
     Upgraded,
+    /// The host decided to close it while it was waiting; no request may start any more.
+    Closing,
 }
 
 impl Phase {
@@ -42,7 +44,7 @@ impl Phase {
         match self {
             Phase::Fresh | Phase::Head => Some(0),
             Phase::Idle => Some(1),
-            Phase::Busy | Phase::Upgraded => None,
+            Phase::Busy | Phase::Upgraded | Phase::Closing => None,
         }
     }
 }
@@ -121,12 +123,18 @@ impl Conn {
         }
     }
 
-    /// A request's head is complete and its handling begins.
-    pub(crate) fn request_started(&self) {
+    /// A request's head is complete and its handling begins; `false` when the host closed
+    /// the connection (it was waiting) just before: the request must not be served.
+    pub(crate) fn request_started(&self) -> bool {
         let mut t = self.timing();
         t.in_flight += 1;
-        if t.phase != Phase::Upgraded {
-            t.phase = Phase::Busy;
+        match t.phase {
+            Phase::Closing => false,
+            Phase::Upgraded => true,
+            _ => {
+                t.phase = Phase::Busy;
+                true
+            }
         }
     }
 
@@ -152,14 +160,27 @@ impl Conn {
     }
 
     /// Why it must close now, if it overstayed its phase.
+    #[cfg(test)]
     fn expired(&self, limits: &ConnectionLimits, now: Instant) -> Option<Reason> {
-        let t = self.timing();
-        let (limit, reason) = match t.phase {
-            Phase::Fresh | Phase::Head => (limits.header_timeout(), Reason::HeaderTimeout),
-            Phase::Idle => (limits.keepalive_timeout(), Reason::KeepaliveTimeout),
-            Phase::Busy | Phase::Upgraded => return None,
+        expiry(&self.timing(), limits, now)
+    }
+
+    /// Closes the connection if `check` says why, deciding under the same lock that requests
+    /// start under: a connection that just started a request is never closed as waiting.
+    fn close_if(&self, check: impl FnOnce(&Timing) -> Option<Reason>) -> bool {
+        let mut t = self.timing();
+        let Some(reason) = check(&t) else {
+            return false;
         };
-        (now.saturating_duration_since(t.since) >= limit).then_some(reason)
+        t.phase = Phase::Closing;
+        drop(t);
+        self.close(reason);
+        true
+    }
+
+    /// Sheds the connection if it is only waiting.
+    fn shed(&self) -> bool {
+        self.close_if(|t| t.phase.shed_rank().map(|_| Reason::Shed))
     }
 
     /// Asks the connection's task to close it; the first reason given is kept.
@@ -191,6 +212,16 @@ impl Conn {
     pub(crate) fn reason(&self) -> Option<Reason> {
         *self.reason.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Why a connection in the state `t` must close at `now`, if it overstayed its phase.
+fn expiry(t: &Timing, limits: &ConnectionLimits, now: Instant) -> Option<Reason> {
+    let (limit, reason) = match t.phase {
+        Phase::Fresh | Phase::Head => (limits.header_timeout(), Reason::HeaderTimeout),
+        Phase::Idle => (limits.keepalive_timeout(), Reason::KeepaliveTimeout),
+        Phase::Busy | Phase::Upgraded | Phase::Closing => return None,
+    };
+    (now.saturating_duration_since(t.since) >= limit).then_some(reason)
 }
 
 /// The connections of one listener.
@@ -275,13 +306,17 @@ impl Pool {
     pub(crate) fn admit(self: &Arc<Self>) -> Option<Ticket> {
         let mut conns = self.conns();
         if conns.len() >= self.limits.max.get() {
-            let victim = conns
+            let mut waiting: Vec<((u8, Instant), u64)> = conns
                 .iter()
                 .filter_map(|(id, c)| Some((c.shed_order()?, *id)))
-                .min()
+                .collect();
+            waiting.sort_unstable();
+            // The first that is still only waiting when it is closed gives way.
+            let shed = waiting
+                .into_iter()
+                .find(|(_, id)| conns.get(id).is_some_and(|c| c.shed()))
                 .map(|(_, id)| id);
-            let conn = victim.and_then(|id| conns.remove(&id))?;
-            conn.close(Reason::Shed);
+            conns.remove(&shed?);
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn::new());
@@ -300,13 +335,7 @@ impl Pool {
     fn reap(&self) {
         let now = Instant::now();
         let mut conns = self.conns();
-        conns.retain(|_, conn| match conn.expired(&self.limits, now) {
-            Some(reason) => {
-                conn.close(reason);
-                false
-            }
-            None => true,
-        });
+        conns.retain(|_, conn| !conn.close_if(|t| expiry(t, &self.limits, now)));
     }
 
     /// Closes every connection (the host is stopping and the grace time is over).
@@ -341,10 +370,17 @@ pub(crate) fn shed_waiting(count: usize) -> usize {
     }
     waiting.sort_unstable();
     let mut shed = 0;
-    for (_, index, id) in waiting.into_iter().take(count) {
-        let removed = pools.get(index).and_then(|pool| pool.conns().remove(&id));
-        if let Some(conn) = removed {
-            conn.close(Reason::Shed);
+    for (_, index, id) in waiting {
+        if shed == count {
+            break;
+        }
+        let Some(pool) = pools.get(index) else {
+            continue;
+        };
+        let mut conns = pool.conns();
+        // Only if it is still waiting now: it may have started a request since.
+        if conns.get(&id).is_some_and(|c| c.shed()) {
+            conns.remove(&id);
             shed += 1;
         }
     }
@@ -376,12 +412,16 @@ mod tests {
         let pool = Pool::start("test", limits(2));
         let first = pool.admit().expect("room");
         let second = pool.admit().expect("room");
-        second.conn.request_started();
+        assert!(second.conn.request_started());
         // Full: the first (waiting) makes room; the busy second stays.
         let third = pool.admit().expect("shed one");
         assert_eq!(first.conn.reason(), Some(Reason::Shed));
         assert_eq!(second.conn.reason(), None);
-        third.conn.request_started();
+        assert!(
+            !first.conn.request_started(),
+            "a shed connection serves nothing"
+        );
+        assert!(third.conn.request_started());
         assert!(pool.admit().is_none(), "every connection is busy");
         drop(first);
         assert_eq!(pool.len(), 2);
@@ -395,7 +435,7 @@ mod tests {
     async fn connections_that_never_sent_a_head_are_shed_before_kept_alive_ones() {
         let pool = Pool::start("test", limits(2));
         let kept = pool.admit().expect("room");
-        kept.conn.request_started();
+        assert!(kept.conn.request_started());
         kept.conn.request_finished();
         let fresh = pool.admit().expect("room");
         let _newcomer = pool.admit().expect("shed one");
@@ -415,7 +455,7 @@ mod tests {
             fresh.conn.expired(&limits, later),
             Some(Reason::HeaderTimeout)
         );
-        fresh.conn.request_started();
+        assert!(fresh.conn.request_started());
         assert_eq!(fresh.conn.expired(&limits, later), None, "busy");
         fresh.conn.request_finished();
         let idle_since = Instant::now();

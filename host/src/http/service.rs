@@ -37,7 +37,14 @@ impl hyper::service::Service<Request<Incoming>> for Guarded {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let busy = Busy::start(Arc::clone(&self.conn));
+        let (busy, serve) = Busy::start(Arc::clone(&self.conn));
+        if !serve {
+            // The host closed this connection while it waited, just before the head arrived.
+            let response = closing_response(self.endpoint);
+            return Box::pin(async move {
+                Ok(response.map(|inner| GuardedBody { inner, _busy: busy }))
+            });
+        }
         let late = Arc::new(AtomicBool::new(false));
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(ConnectInfo(self.peer));
@@ -71,6 +78,26 @@ impl hyper::service::Service<Request<Incoming>> for Guarded {
     }
 }
 
+/// 503 for a request on a connection the host is closing.
+fn closing_response(endpoint: Endpoint) -> Response<Body> {
+    let message = "the connection was closed to make room; connect again";
+    let mut response = match endpoint {
+        Endpoint::Api => crate::api::error::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection_closed",
+            message,
+        )
+        .into_response(),
+        Endpoint::Phones => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n")).into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// 408, and the connection closes after it.
 fn body_timeout_response(endpoint: Endpoint, timeout: Duration) -> Response<Body> {
     let message = format!(
@@ -99,9 +126,10 @@ struct Busy {
 }
 
 impl Busy {
-    fn start(conn: Arc<Conn>) -> Self {
-        conn.request_started();
-        Self { conn }
+    /// The guard, and whether the request may be served.
+    fn start(conn: Arc<Conn>) -> (Self, bool) {
+        let serve = conn.request_started();
+        (Self { conn }, serve)
     }
 }
 
