@@ -145,13 +145,13 @@ impl Link {
                     }
                 }
                 Err(error) => {
-                    self.synced();
                     if failures == 0 {
                         tracing::warn!(url = %self.url, %error, "Cannot reach the tapir host; retrying.");
                     } else {
                         tracing::debug!(url = %self.url, %error, failures, "Still cannot reach the tapir host.");
                     }
                     failures = failures.saturating_add(1);
+                    self.synced();
                 }
             }
             if let Flow::Stop = self.wait(backoff).await {

@@ -524,19 +524,20 @@ impl Mirror {
                 in_service: view.in_service,
             },
         );
-        // Created, or its capabilities and name brought up to date (the front end keeps the
-        // device id of a line it knows), then its service state.
+        // A known line's service first: the front end takes a LineCreated for a line it knows
+        // as a quiet update of name and capabilities, service included, and would not
+        // announce the change.
+        if known {
+            out.push(Out::event(service_event(&key, view.in_service, None)));
+        }
         out.push(Out::event(DriverEvent::LineCreated {
             info: LineInfo {
-                key: LineKey::new(key.clone()),
+                key: LineKey::new(key),
                 name: view.name,
                 caps: view.caps,
                 in_service: view.in_service,
             },
         }));
-        if known {
-            out.push(Out::event(service_event(&key, view.in_service, None)));
-        }
     }
 
     /// The host is lost: every line out of service, every pending request completed with
