@@ -10,10 +10,12 @@
 # prebuilt Windows standard library is downloaded. A rustup toolchain earlier on PATH is not
 # used.
 #
-# Usage: scripts/build-windows.sh [--debug] [--tests] [--out DIR]
-#   --debug   debug profile (what CI builds; faster); the default is release
-#   --tests   also build the tapir-tspi unit tests for Windows (run them with wine)
-#   --out DIR where tapir.tsp and plugins/ go (default target/windows/dist)
+# Usage: scripts/build-windows.sh [--debug] [--unit-tests] [--out DIR]
+#   --debug       debug profile (what CI builds; faster); the default is release
+#   --unit-tests  also run the tapir-tspi unit tests for Windows, with cargo's target runner
+#                 = wine (needs wine and a WINEPREFIX where Rust programs load: .ci/windows
+#                 prepares one)
+#   --out DIR     where tapir.tsp and plugins/ go (default target/windows/dist)
 # Build artefacts go to target/windows, apart from the Linux build in target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +27,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --debug) profile=debug ;;
     --release) profile=release ;;
-    --tests) tests=1 ;;
+    --unit-tests) tests=1 ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -66,9 +68,11 @@ if [ "$profile" = release ]; then args+=(--release); fi
 echo "== building tapir.tsp and the virtual-phone plugin for $target ($profile)"
 "$CARGO" build "${args[@]}"
 if [ "$tests" = 1 ]; then
-  echo "== building the tapir-tspi unit tests for $target"
-  "$CARGO" test --no-run --target "$target" -Zbuild-std=std,panic_unwind -p tapir-tspi --lib \
-    $([ "$profile" = release ] && echo --release)
+  echo "== the tapir-tspi unit tests for $target, run by wine"
+  export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
+  test_args=(--target "$target" -Zbuild-std=std,panic_unwind -p tapir-tspi --lib)
+  if [ "$profile" = release ]; then test_args+=(--release); fi
+  "$CARGO" test "${test_args[@]}"
 fi
 
 built="$CARGO_TARGET_DIR/$target/$profile"

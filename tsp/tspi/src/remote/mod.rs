@@ -216,3 +216,31 @@ impl Remote {
         self.tsp.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_file_is_a_remote_file() {
+        let text = include_str!("../../install/tsp-remote.toml");
+        let remote = RemoteConfig::from_file_text(text)
+            .expect("valid")
+            .expect("a [remote] file");
+        assert_eq!(remote.url, "https://tapir.example.com:8780");
+        assert_eq!(remote.lines, vec!["office/100".to_owned()]);
+        assert!(remote.log.file.is_some());
+        assert_eq!(format!("{:?}", remote.token), "Some([redacted])");
+    }
+
+    #[test]
+    fn host_files_and_bad_remote_files() {
+        assert_eq!(
+            RemoteConfig::from_file_text("[http]\nlisten = \"127.0.0.1:1\"\n"),
+            Ok(None)
+        );
+        assert!(RemoteConfig::from_file_text("[remote]\nurl = \"ftp://x\"\n").is_err());
+        assert!(RemoteConfig::from_file_text("[remote]\nurl = \"http://x\"\nbogus = 1\n").is_err());
+        assert_eq!(split_list(" 100, Sales;\n7 "), vec!["100", "Sales", "7"]);
+    }
+}
