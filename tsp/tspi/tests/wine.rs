@@ -7,7 +7,7 @@
 //! configured by the registry values `Url`, `Token` and `Lines`.
 //!
 //! Needs `wine`, MinGW (`x86_64-w64-mingw32-gcc`) and the Windows build
-//! (`target/windows/dist`); without them it prints SKIPPED, unless `TAPIR_WINE_TESTS=1` (set
+//! (`target/windows/dist`); without them it prints SKIPPED, unless `TSPI_WINE_TESTS=1` (set
 //! by `.ci/windows`) makes that a failure.
 
 mod common;
@@ -74,16 +74,21 @@ impl Prefix {
         self.dir.path().join("drive_c/windows/system32")
     }
 
-    /// A Wine command in this prefix: no display, no Wine debug output, and no TAPIR_CONFIG
-    /// from the test's environment (the provider must find its configuration in the
-    /// registry).
+    /// A Wine command in this prefix: no display, no Wine debug output, and none of the
+    /// test's `TAPIR_*` variables (Wine passes the environment on, and the host inside reads
+    /// every `TAPIR_*` variable as configuration; the provider must find its configuration
+    /// in the registry).
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
         command
             .env("WINEPREFIX", self.dir.path())
             .env("WINEDEBUG", "-all")
-            .env_remove("DISPLAY")
-            .env_remove("TAPIR_CONFIG");
+            .env_remove("DISPLAY");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("TAPIR_") {
+                command.env_remove(name);
+            }
+        }
         command
     }
 
@@ -163,8 +168,8 @@ lines = [ {{ key = "100", name = "Reception" }}, {{ key = "101", name = "Back of
 fn tapir_tsp_under_wine_in_both_modes() {
     if let Some(why) = missing() {
         assert!(
-            std::env::var("TAPIR_WINE_TESTS").as_deref() != Ok("1"),
-            "TAPIR_WINE_TESTS=1 but {why}"
+            std::env::var("TSPI_WINE_TESTS").as_deref() != Ok("1"),
+            "TSPI_WINE_TESTS=1 but {why}"
         );
         println!("SKIPPED: {why}");
         return;
