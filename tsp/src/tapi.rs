@@ -196,6 +196,8 @@ pub mod lineerr {
     pub const STRUCTURETOOSMALL: u32 = 0x8000_004D;
     /// LINEERR_UNINITIALIZED.
     pub const UNINITIALIZED: u32 = 0x8000_0050;
+    /// LINEERR_NOMULTIPLEINSTANCE (TUISPI_providerInstall: installed already).
+    pub const NOMULTIPLEINSTANCE: u32 = 0x8000_0056;
 }
 
 /// LINEEVENT message ids (dwMsg) a call-control TSP sends.

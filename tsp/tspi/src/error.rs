@@ -37,6 +37,8 @@ pub enum TspiError {
     InvalidTransferMode,
     /// The configuration could not be read or checked.
     NoDevice,
+    /// The provider is installed already (one instance per machine).
+    NoMultipleInstance,
     /// tapir does not offer this function.
     OperationUnavailable,
     /// Something failed inside tapir.
@@ -66,6 +68,7 @@ impl TspiError {
             TspiError::InvalidPointer => lineerr::INVALPOINTER,
             TspiError::InvalidTransferMode => lineerr::INVALTRANSFERMODE,
             TspiError::NoDevice => lineerr::NODEVICE,
+            TspiError::NoMultipleInstance => lineerr::NOMULTIPLEINSTANCE,
             TspiError::OperationUnavailable => lineerr::OPERATIONUNAVAIL,
             TspiError::OperationFailed => lineerr::OPERATIONFAILED,
             TspiError::StructureTooSmall => lineerr::STRUCTURETOOSMALL,
@@ -120,5 +123,6 @@ mod tests {
             0x8000_001Cu32 as i32
         );
         assert_eq!(TspiError::StructureTooSmall.code(), 0x8000_004Du32 as i32);
+        assert_eq!(TspiError::NoMultipleInstance.code(), 0x8000_0056u32 as i32);
     }
 }

@@ -957,7 +957,8 @@ pub extern "system" fn TUISPI_providerConfig(
     0
 }
 
-/// TUISPI_providerInstall: nothing to set up beyond the configuration file.
+/// TUISPI_providerInstall: nothing to set up beyond the configuration; a second instance is
+/// refused with LINEERR_NOMULTIPLEINSTANCE (see [`crate::install`]).
 #[no_mangle]
 #[allow(unsafe_code)]
 pub extern "system" fn TUISPI_providerInstall(
@@ -965,7 +966,10 @@ pub extern "system" fn TUISPI_providerInstall(
     _hwndOwner: *mut c_void,
     _dwPermanentProviderID: u32,
 ) -> i32 {
-    0
+    guarded(|| {
+        crate::install::check(&crate::registry::provider_files())?;
+        Ok(0)
+    })
 }
 
 /// TUISPI_providerRemove: nothing to clean up.

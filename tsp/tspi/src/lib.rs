@@ -4,9 +4,10 @@
 //! Windows telephony service (TAPISRV) can load it as a `.tsp` and drive tapir's lines. The same
 //! source builds a `.so` on Linux, which a C harness loads the way TAPISRV would.
 //!
-//! The host runs inside the library: `TSPI_providerEnumDevices` reads the configuration named
-//! by the `TAPIR_CONFIG` environment variable (on Windows also a registry value) and starts
-//! the drivers; see `README.md` for why.
+//! Two modes behind one provider: the host runs inside the library (`TSPI_providerEnumDevices`
+//! reads the configuration named by `TAPIR_CONFIG` or the registry and starts the drivers), or
+//! the library is a thin client of a central `tapir run` host ([`remote`], the network split);
+//! see `README.md`.
 //!
 //! The crate is a safe core with a thin pointer layer around it:
 //! - [`error`]: why a function refuses, and its LINEERR code;
@@ -20,7 +21,10 @@
 //!   and every TSPI operation in safe Rust;
 //! - [`dispatch`]: the one thread that sends every callback (no re-entry, no callback after
 //!   shutdown);
-//! - [`config`]: where the configuration comes from;
+//! - [`config`]: where the configuration comes from and which mode it asks for;
+//! - [`registry`]: tapir's registry values and TAPI's provider list (Windows);
+//! - [`backend`]: the host inside, or the [`remote`] link, as one front end;
+//! - [`install`]: `TUISPI_providerInstall`'s refusal of a second instance;
 //! - [`ffi`]: the few functions that touch caller pointers;
 //! - [`exports`]: the `extern "system"` functions themselves.
 //!
@@ -30,12 +34,16 @@
 #![warn(clippy::unwrap_used)]
 #![warn(unsafe_op_in_unsafe_fn)]
 
+pub mod backend;
 pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod exports;
 pub mod ffi;
+pub mod install;
 pub mod provider;
+pub mod registry;
+pub mod remote;
 pub mod structs;
 pub mod varstruct;
 pub mod version;

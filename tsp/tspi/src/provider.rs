@@ -10,6 +10,7 @@
 //! Callbacks are never invoked with the lock held: TAPI may call back into the provider from
 //! inside a callback.
 
+use crate::backend::Backend;
 use crate::dispatch;
 use crate::structs::{self, CallView};
 use crate::TspiError;
@@ -19,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 use tapir_core::{AddressId, CallId, CallInfo, CallState, Forwarding, LineId, RequestId};
-use tapir_host::embedded::Embedded;
 use tapir_tsp::tapi::{self, call_info_state, line_msg, value as v, version};
 use tapir_tsp::{Action, LineSnapshot, Sequenced, Tsp};
 use tokio::sync::broadcast;
@@ -203,7 +203,7 @@ impl State {
 /// A running provider: the host inside the library and the state TAPI sees.
 pub struct Provider {
     state: Mutex<State>,
-    host: Embedded,
+    host: Backend,
     events: Mutex<Option<broadcast::Receiver<Sequenced>>>,
     stop: AtomicBool,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
@@ -250,7 +250,7 @@ pub fn enum_devices(
     let provider = match slot.as_ref() {
         Some(p) => Arc::clone(p),
         None => {
-            let host = crate::config::start_host().map_err(|error| {
+            let host = crate::config::start().map_err(|error| {
                 tracing::error!(%error, "The TSP cannot start its host.");
                 TspiError::NoDevice
             })?;
@@ -321,10 +321,11 @@ pub fn shutdown() {
 }
 
 impl Provider {
-    /// A provider over a started host; its lines are counted now.
-    pub fn new(host: Embedded) -> Self {
-        let events = host.tsp.subscribe();
-        let enumerated = host.tsp.lines().iter().map(|l| l.id).collect();
+    /// A provider over a started host (or remote link); its lines are counted now.
+    pub fn new(host: impl Into<Backend>) -> Self {
+        let host = host.into();
+        let events = host.tsp().subscribe();
+        let enumerated = host.tsp().lines().iter().map(|l| l.id).collect();
         Self {
             state: Mutex::new(State {
                 enumerated,
@@ -345,7 +346,7 @@ impl Provider {
 
     /// The front end.
     pub fn tsp(&self) -> &Arc<Tsp> {
-        &self.host.tsp
+        self.host.tsp()
     }
 
     /// Whether the dispatcher should stop once nothing is left to send.
@@ -933,6 +934,7 @@ mod tests {
     use super::*;
     use tapir_host::catalog::Catalog;
     use tapir_host::config::Config;
+    use tapir_host::embedded::Embedded;
 
     extern "system" fn ignore(_: usize, _: usize, _: u32, _: usize, _: usize, _: usize) {}
 
