@@ -12,7 +12,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{free_port, kamailio, sipp, start_sipp, Peer};
+use common::{kamailio, sipp, start_sipp, Kamailio};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
@@ -110,10 +110,12 @@ fn build(config: serde_json::Value, sink: Arc<Sink>) -> Box<dyn PhoneDriver> {
     (d.build)(&config.to_string(), sink).expect("driver builds")
 }
 
-fn start_kamailio(bin: &Path) -> Peer {
-    let dir = tempfile::tempdir().expect("dir");
-    let port = free_port();
-    let cfg = format!(
+fn start_kamailio(bin: &Path) -> Kamailio {
+    Kamailio::builder(bin, kamailio_cfg).memory(256, 16).start()
+}
+
+fn kamailio_cfg(port: u16) -> String {
+    format!(
         r#"#!KAMAILIO
 debug=1
 log_stderror=yes
@@ -147,32 +149,7 @@ request_route {{
     sl_send_reply("404", "Not Found");
 }}
 "#
-    );
-    let f = dir.path().join("kamailio.cfg");
-    std::fs::write(&f, cfg).expect("cfg");
-    let child = common::in_own_group(Command::new(bin).current_dir(dir.path()))
-        .arg("-f")
-        .arg(&f)
-        .args(["-DD", "-E", "-m", "256", "-M", "16"])
-        .arg("-Y")
-        .arg(dir.path())
-        .arg("-w")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kamailio");
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Peer {
-        child,
-        port,
-        name: "kamailio".into(),
-        dir,
-    }
+    )
 }
 
 struct RegRow {
@@ -192,7 +169,7 @@ fn registration(kam: &Path, lines: usize, rate: f64) -> RegRow {
     let d = build(
         json!({
             "bind": "127.0.0.1:0",
-            "domain": format!("127.0.0.1:{}", k.port),
+            "domain": format!("127.0.0.1:{}", k.port()),
             "user": "acd",
             "password": "secret",
             "lines": lines,
@@ -244,7 +221,7 @@ fn dialling(bin: &Path, lines: usize, concurrent: usize, total: usize, agent: bo
     });
     let agent_port = agent_phone
         .as_ref()
-        .map(|a| a.port.to_string())
+        .map(|a| a.port().to_string())
         .unwrap_or_default();
     // SIPp's own socket buffer is 64 KiB by default and its scenario does not retransmit
     // NOTIFYs: with 200 calls at once it drops datagrams (4 % of calls failed); 8 MiB fixes it.
@@ -275,7 +252,7 @@ fn dialling(bin: &Path, lines: usize, concurrent: usize, total: usize, agent: bo
     let d = build(
         json!({
             "bind": "127.0.0.1:0",
-            "domain": format!("127.0.0.1:{}", target.port),
+            "domain": format!("127.0.0.1:{}", target.port()),
             "user": "acd",
             "lines": lines,
             "notify_timeout_secs": 30
@@ -382,7 +359,7 @@ fn dialling(bin: &Path, lines: usize, concurrent: usize, total: usize, agent: bo
             eprintln!("failures by reason: {:?}", *w);
         }
     }
-    let _ = target.wait(Duration::from_secs(5));
+    let _ = target.wait_exit(Duration::from_secs(5));
     drop(agent_phone);
     DialRow {
         lines,
@@ -406,7 +383,7 @@ fn active_memory(bin: &Path, n: usize) -> (f64, usize) {
     let d = build(
         json!({
             "bind": "127.0.0.1:0",
-            "domain": format!("127.0.0.1:{}", target.port),
+            "domain": format!("127.0.0.1:{}", target.port()),
             "user": "acd",
             "lines": n
         }),

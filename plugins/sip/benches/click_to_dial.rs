@@ -129,7 +129,7 @@ fn main() {
     );
     let sink = Arc::new(Sink::default());
     let cfg = json!({ "lines": [{
-        "key": "bench", "domain": format!("127.0.0.1:{}", phone.port), "user": "alice",
+        "key": "bench", "domain": format!("127.0.0.1:{}", phone.port()), "user": "alice",
         "bind": "127.0.0.1:0", "max_calls": conc,
     }]});
     let _ = tapir_plugin_sip::config::EXAMPLE;
@@ -200,7 +200,7 @@ fn main() {
     let wall = start.elapsed();
     let cpu = cpu_ms() - cpu0;
     let stats = tapir_sip_ua::global_stats();
-    let status = phone.wait(Duration::from_secs(30));
+    let status = phone.wait_exit(Duration::from_secs(30));
     driver.shutdown();
     let t = sink
         .t
@@ -242,7 +242,7 @@ fn main() {
     for (reason, n) in &t.reasons {
         println!("failure ×{n}: {reason}");
     }
-    if let Ok(rd) = std::fs::read_dir(phone.dir.path()) {
+    if let Ok(rd) = std::fs::read_dir(phone.dir()) {
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().contains("errors") {
                 let text = std::fs::read_to_string(e.path()).unwrap_or_default();

@@ -40,7 +40,7 @@ fn refer_success_follows_sipfrag_and_keeps_plus_star_hash() {
     let mut phone = start_sipp(&bin, "phone_ok", false, 1, &[]);
     let rec = Recorder::new();
     let cfg = line(
-        phone.port,
+        phone.port(),
         json!({"auto_answer": true, "auto_answer_header": "call_info"}),
     );
     let driver = build("sip-refer", &cfg, rec.clone());
@@ -52,7 +52,7 @@ fn refer_success_follows_sipfrag_and_keeps_plus_star_hash() {
     let outcome = rec.wait_complete(id, T);
     assert!(outcome.is_ok(), "{}", err_text(&outcome));
     rec.wait_state(CallId(1), CallState::Idle, T);
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     assert_eq!(
         rec.states(CallId(1)),
         vec![
@@ -74,7 +74,7 @@ fn refer_phone_busy_is_disconnected_busy_until_dropped() {
     let Some(bin) = sipp() else { return };
     let mut phone = start_sipp(&bin, "phone_busy", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 2, "100");
     let outcome = rec.wait_complete(id, T);
     let text = err_text(&outcome);
@@ -83,7 +83,7 @@ fn refer_phone_busy_is_disconnected_busy_until_dropped() {
         "{text}"
     );
     rec.wait_state(CallId(2), CallState::Disconnected(DisconnectMode::Busy), T);
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     let d = drop_call(driver.as_ref(), "alice", 2);
     assert!(rec.wait_complete(d, T).is_ok());
     rec.wait_state(CallId(2), CallState::Idle, T);
@@ -94,7 +94,7 @@ fn refer_failure(scenario: &str, mode: DisconnectMode, code: &str) {
     let Some(bin) = sipp() else { return };
     let mut phone = start_sipp(&bin, scenario, false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 3, "200");
     let outcome = rec.wait_complete(id, T);
     let text = err_text(&outcome);
@@ -103,7 +103,7 @@ fn refer_failure(scenario: &str, mode: DisconnectMode, code: &str) {
         "{text}"
     );
     rec.wait_state(CallId(3), CallState::Disconnected(mode), T);
-    phone.assert_scenario_passed(T); // includes our BYE
+    phone.assert_passed(T); // includes our BYE
     assert!(!rec.states(CallId(3)).contains(&CallState::Connected));
     driver.shutdown();
 }
@@ -130,7 +130,7 @@ fn refer_phone_not_answering_is_cancelled_after_ring_timeout() {
     let rec = Recorder::new();
     let driver = build(
         "sip-refer",
-        &line(phone.port, json!({"ring_timeout_secs": 1})),
+        &line(phone.port(), json!({"ring_timeout_secs": 1})),
         rec.clone(),
     );
     let id = make_call(driver.as_ref(), "alice", 4, "300");
@@ -141,7 +141,7 @@ fn refer_phone_not_answering_is_cancelled_after_ring_timeout() {
         CallState::Disconnected(DisconnectMode::NoAnswer),
         T,
     );
-    phone.assert_scenario_passed(T); // saw our CANCEL, sent 487, got the ACK
+    phone.assert_passed(T); // saw our CANCEL, sent 487, got the ACK
     driver.shutdown();
 }
 
@@ -150,7 +150,7 @@ fn drop_while_ringing_sends_cancel() {
     let Some(bin) = sipp() else { return };
     let mut phone = start_sipp(&bin, "phone_noanswer", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 5, "300");
     rec.wait_state(CallId(5), CallState::Ringback, T);
     let d = drop_call(driver.as_ref(), "alice", 5);
@@ -158,7 +158,7 @@ fn drop_while_ringing_sends_cancel() {
     let text = err_text(&rec.wait_complete(id, T));
     assert!(text.contains("dropped"), "{text}");
     rec.wait_state(CallId(5), CallState::Idle, T);
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -169,7 +169,7 @@ fn missing_final_notify_times_out_with_bye() {
     let rec = Recorder::new();
     let driver = build(
         "sip-refer",
-        &line(phone.port, json!({"notify_timeout_secs": 2})),
+        &line(phone.port(), json!({"notify_timeout_secs": 2})),
         rec.clone(),
     );
     let id = make_call(driver.as_ref(), "alice", 6, "400");
@@ -185,7 +185,7 @@ fn missing_final_notify_times_out_with_bye() {
         CallState::Disconnected(DisconnectMode::Unreachable),
         T,
     );
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -194,11 +194,11 @@ fn refer_sub_false_counts_as_accepted() {
     let Some(bin) = sipp() else { return };
     let mut phone = start_sipp(&bin, "refer_nosub", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 7, "500");
     assert!(rec.wait_complete(id, T).is_ok());
     rec.wait_state(CallId(7), CallState::Idle, T);
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -207,11 +207,11 @@ fn digest_md5_challenge_is_answered() {
     let Some(bin) = sipp() else { return };
     let mut phone = start_sipp(&bin, "phone_auth", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 8, "600");
     let outcome = rec.wait_complete(id, T);
     assert!(outcome.is_ok(), "{}", err_text(&outcome));
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -222,7 +222,7 @@ fn wrong_password_ends_with_auth_reason() {
     let rec = Recorder::new();
     let driver = build(
         "sip-refer",
-        &line(phone.port, json!({"password": "wrong"})),
+        &line(phone.port(), json!({"password": "wrong"})),
         rec.clone(),
     );
     let id = make_call(driver.as_ref(), "alice", 9, "600");
@@ -236,7 +236,7 @@ fn wrong_password_ends_with_auth_reason() {
         CallState::Disconnected(DisconnectMode::Blocked),
         T,
     );
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -245,12 +245,12 @@ fn reverse_calls_the_callee_and_refers_it_to_the_users_phone() {
     let Some(bin) = sipp() else { return };
     let mut callee = start_sipp(&bin, "callee_ok", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-reverse", &line(callee.port, json!({})), rec.clone());
+    let driver = build("sip-reverse", &line(callee.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 10, "0301234");
     let outcome = rec.wait_complete(id, T);
     assert!(outcome.is_ok(), "{}", err_text(&outcome));
     rec.wait_state(CallId(10), CallState::Idle, T);
-    callee.assert_scenario_passed(T); // its REFER check wants Refer-To: <sip:alice@...>
+    callee.assert_passed(T); // its REFER check wants Refer-To: <sip:alice@...>
     driver.shutdown();
 }
 
@@ -260,15 +260,15 @@ fn alternative_mode_sends_straight_to_the_phone() {
     let mut phone = start_sipp(&bin, "phone_ok_any", false, 1, &[]);
     let rec = Recorder::new();
     let mut cfg = line(
-        phone.port,
-        json!({"phone_address": format!("127.0.0.1:{}", phone.port)}),
+        phone.port(),
+        json!({"phone_address": format!("127.0.0.1:{}", phone.port())}),
     );
     cfg["lines"][0]["domain"] = json!("pbx.invalid");
     let driver = build("sip-refer", &cfg, rec.clone());
     let id = make_call(driver.as_ref(), "alice", 11, "700");
     let outcome = rec.wait_complete(id, T);
     assert!(outcome.is_ok(), "{}", err_text(&outcome));
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -279,13 +279,13 @@ fn tcp_transport_works() {
     let rec = Recorder::new();
     let driver = build(
         "sip-refer",
-        &line(phone.port, json!({"transport": "tcp"})),
+        &line(phone.port(), json!({"transport": "tcp"})),
         rec.clone(),
     );
     let id = make_call(driver.as_ref(), "alice", 12, "800");
     let outcome = rec.wait_complete(id, T);
     assert!(outcome.is_ok(), "{}", err_text(&outcome));
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -335,7 +335,7 @@ fn drop_after_refer_sends_bye() {
     let Some(bin) = sipp() else { return };
     let mut phone = start_sipp(&bin, "refer_no_final", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 13, "900");
     rec.wait_state(CallId(13), CallState::Proceeding, T);
     // Let the NOTIFY 100 arrive, then drop: tapir must BYE its leg (the scenario's last step).
@@ -344,7 +344,7 @@ fn drop_after_refer_sends_bye() {
     assert!(rec.wait_complete(d, T).is_ok());
     assert!(err_text(&rec.wait_complete(id, T)).contains("dropped"));
     rec.wait_state(CallId(13), CallState::Idle, T);
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     assert_eq!(rec.completions_of(id), 1);
     driver.shutdown();
 }
@@ -357,7 +357,7 @@ fn several_lines_on_one_account_call_at_once() {
     let mut lines = Vec::new();
     for key in ["desk-1", "desk-2", "desk-3"] {
         lines.push(json!({
-            "key": key, "domain": format!("127.0.0.1:{}", phone.port), "user": "alice",
+            "key": key, "domain": format!("127.0.0.1:{}", phone.port()), "user": "alice",
             "password": "secret", "bind": "127.0.0.1:0",
         }));
     }
@@ -372,7 +372,7 @@ fn several_lines_on_one_account_call_at_once() {
         let outcome = rec.wait_complete(id, T);
         assert!(outcome.is_ok(), "{}", err_text(&outcome));
     }
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -381,7 +381,7 @@ fn shutdown_completes_pending_calls_and_silences_events() {
     let Some(bin) = sipp() else { return };
     let _phone = start_sipp(&bin, "phone_noanswer", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(_phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(_phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 30, "1");
     rec.wait_state(CallId(30), CallState::Ringback, T);
     driver.shutdown();
@@ -411,12 +411,12 @@ fn refer_answered_200_instead_of_202_is_accepted() {
     let Some(bin) = sipp() else { return };
     let mut phone = start_sipp(&bin, "refer_200", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 40, "41");
     let outcome = rec.wait_complete(id, T);
     assert!(outcome.is_ok(), "{}", err_text(&outcome));
     rec.wait_state(CallId(40), CallState::Idle, T);
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -425,7 +425,7 @@ fn phone_declining_is_disconnected_reject() {
     let Some(bin) = sipp() else { return };
     let mut phone = start_sipp(&bin, "phone_decline", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-refer", &line(phone.port, json!({})), rec.clone());
+    let driver = build("sip-refer", &line(phone.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 41, "42");
     let text = err_text(&rec.wait_complete(id, T));
     assert!(
@@ -437,7 +437,7 @@ fn phone_declining_is_disconnected_reject() {
         CallState::Disconnected(DisconnectMode::Reject),
         T,
     );
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }
 
@@ -446,7 +446,7 @@ fn reverse_callee_busy_is_disconnected_busy() {
     let Some(bin) = sipp() else { return };
     let mut callee = start_sipp(&bin, "phone_busy", false, 1, &[]);
     let rec = Recorder::new();
-    let driver = build("sip-reverse", &line(callee.port, json!({})), rec.clone());
+    let driver = build("sip-reverse", &line(callee.port(), json!({})), rec.clone());
     let id = make_call(driver.as_ref(), "alice", 42, "0301234");
     let text = err_text(&rec.wait_complete(id, T));
     assert!(
@@ -454,7 +454,7 @@ fn reverse_callee_busy_is_disconnected_busy() {
         "{text}"
     );
     rec.wait_state(CallId(42), CallState::Disconnected(DisconnectMode::Busy), T);
-    callee.assert_scenario_passed(T);
+    callee.assert_passed(T);
     driver.shutdown();
 }
 
@@ -465,7 +465,7 @@ fn realm_binding_refuses_a_foreign_realm() {
     let mut phone = start_sipp(&bin, "phone_auth", false, 1, &[]);
     let rec = Recorder::new();
     let cfg = line(
-        phone.port,
+        phone.port(),
         json!({"ignore_realm": false, "realm": "pbx.test"}),
     );
     let driver = build("sip-refer", &cfg, rec.clone());
@@ -482,5 +482,5 @@ fn realm_binding_refuses_a_foreign_realm() {
     );
     driver.shutdown();
     // SIPp waits for a second INVITE that never comes; it is stopped by its guard.
-    let _ = phone.wait(Duration::from_millis(10));
+    let _ = phone.wait_exit(Duration::from_millis(10));
 }
