@@ -18,6 +18,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod action;
+mod calls;
 pub mod event;
 pub mod front;
 pub mod numbers;
