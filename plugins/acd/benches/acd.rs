@@ -265,6 +265,7 @@ fn dialling(bin: &Path, lines: usize, concurrent: usize, total: usize, agent: bo
     let mut free_lines: Vec<usize> = (1..=lines).rev().collect();
     let mut line_of: HashMap<CallId, usize> = HashMap::new();
     let mut transfers: HashMap<RequestId, CallId> = HashMap::new();
+    let mut placing: HashMap<RequestId, CallId> = HashMap::new();
     let mut next_req = 1u64;
     let (mut ok, mut failed) = (0usize, 0usize);
     let mut ended = 0usize;
@@ -292,12 +293,24 @@ fn dialling(bin: &Path, lines: usize, concurrent: usize, total: usize, agent: bo
                 free_lines.push(line);
                 continue;
             }
+            placing.insert(id, call);
             line_of.insert(call, line);
         }
         let Ok((call, state, done)) = rx.recv_timeout(Duration::from_secs(5)) else {
             continue;
         };
         if let Some((req, good)) = done {
+            if let Some(call) = placing.remove(&req) {
+                // A MakeCall that failed never placed its call: no state follows.
+                if !good {
+                    failed += 1;
+                    ended += 1;
+                    if let Some(line) = line_of.remove(&call) {
+                        free_lines.push(line);
+                    }
+                }
+                continue;
+            }
             if let Some(call) = transfers.remove(&req) {
                 if good {
                     ok += 1;
@@ -335,14 +348,13 @@ fn dialling(bin: &Path, lines: usize, concurrent: usize, total: usize, agent: bo
                     failed += 1;
                 }
             }
-            Some(CallState::Busy(_) | CallState::Disconnected(_)) => {
+            // The failed-call rule: the call ends Disconnected and the driver holds nothing
+            // more (a front end would answer the Drop); the line is free at once.
+            Some(CallState::Disconnected(_)) => {
                 failed += 1;
-                let _ = d.submit(RequestEnvelope {
-                    id: RequestId(next_req),
-                    line: LineKey::new(line.to_string()),
-                    request: Request::Drop { call },
-                });
-                next_req += 1;
+                line_of.remove(&call);
+                free_lines.push(line);
+                ended += 1;
             }
             Some(CallState::Idle) => {
                 line_of.remove(&call);

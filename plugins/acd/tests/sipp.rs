@@ -83,17 +83,42 @@ fn failed_transfer_keeps_the_call_then_drop_sends_bye() {
 }
 
 #[test]
-fn busy_target_reports_busy() {
+fn busy_target_reports_busy_then_disconnected_and_frees_the_line() {
     let Some(bin) = sipp() else { return };
     let mut peer = start_sipp(&bin, "target_busy", 1, &[]);
     let rec = Recorder::new();
-    let d = build(&config(peer.port(), json!(5), false), rec.clone());
-    make_call(&*d, "1", 3, "200");
-    rec.wait_state(CallId(3), CallState::Busy(BusyMode::Station), T);
+    let mut cfg = config(peer.port(), json!(5), false);
+    cfg["max_calls"] = json!(1);
+    let d = build(&cfg, rec.clone());
+    let mc = make_call(&*d, "1", 3, "200");
+    // Placed once the INVITE was out; the busy target is a state, not a failed MakeCall.
+    assert_eq!(rec.wait_complete(mc, T), Ok(Completion::Done));
+    rec.wait_state(CallId(3), CallState::Disconnected(DisconnectMode::Busy), T);
     peer.assert_passed(T);
-    let dr = drop_call(&*d, "1", 3);
-    assert_eq!(rec.wait_complete(dr, T), Ok(Completion::Done));
-    rec.wait_state(CallId(3), CallState::Idle, T);
+    assert_eq!(
+        rec.states(CallId(3)),
+        [
+            CallState::Dialing,
+            CallState::Busy(BusyMode::Station),
+            CallState::Disconnected(DisconnectMode::Busy)
+        ]
+    );
+    let cause = rec.info(CallId(3)).and_then(|i| i.cause);
+    assert_eq!(cause.as_deref(), Some("486 Busy Here"));
+    // The driver holds nothing: a Drop is refused as unknown, the line takes a new call.
+    let gone = submit(&*d, "1", Request::Drop { call: CallId(3) });
+    assert_eq!(gone.map_err(|e| e.kind), Err(ErrorKind::InvalidCallHandle));
+    let next = submit(
+        &*d,
+        "1",
+        Request::MakeCall {
+            call: CallId(33),
+            address: AddressId(0),
+            destination: Some("201".into()),
+        },
+    );
+    assert!(next.is_ok(), "{next:?}");
+    assert_eq!(rec.completions_of(mc), 1);
 }
 
 #[test]
@@ -135,8 +160,13 @@ fn far_end_hang_up_disconnects() {
         T,
     );
     peer.assert_passed(T);
-    drop_call(&*d, "2", 6);
-    rec.wait_state(CallId(6), CallState::Idle, T);
+    // Nothing is left to drop in the driver (the front end answers the application's Drop).
+    let gone = submit(&*d, "2", Request::Drop { call: CallId(6) });
+    assert_eq!(gone.map_err(|e| e.kind), Err(ErrorKind::InvalidCallHandle));
+    assert_eq!(
+        rec.states(CallId(6)).last(),
+        Some(&CallState::Disconnected(DisconnectMode::Normal))
+    );
 }
 
 #[test]

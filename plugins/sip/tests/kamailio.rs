@@ -195,19 +195,20 @@ fn kamailio_refusing_our_credentials_is_a_clear_auth_failure() {
         rec.clone(),
     );
     let id = make_call(driver.as_ref(), "alice", 2, "0301234");
-    let outcome = rec.wait_complete(id, T);
-    let text = match &outcome {
-        Ok(_) => String::from("ok"),
-        Err(e) => e.detail.clone(),
-    };
-    assert!(
-        text.contains("refused our credentials for user \"alice\""),
-        "{text}"
-    );
+    // Placed (the INVITE went out), then refused: the cause says why.
+    assert_eq!(rec.wait_complete(id, T), Ok(Completion::Done));
     rec.wait_state(
         CallId(2),
         CallState::Disconnected(DisconnectMode::Blocked),
         T,
+    );
+    let text = rec
+        .info(CallId(2))
+        .and_then(|i| i.cause)
+        .unwrap_or_default();
+    assert!(
+        text.contains("refused our credentials for user \"alice\""),
+        "{text}"
     );
     driver.shutdown();
 }
