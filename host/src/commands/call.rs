@@ -207,10 +207,8 @@ impl Watch {
                     }
                 });
             }
-            TspEvent::CallInfo { call, info, .. } if *call == self.call => {
-                if info.cause.is_some() {
-                    self.cause.clone_from(&info.cause);
-                }
+            TspEvent::CallInfo { call, info, .. } if *call == self.call && info.cause.is_some() => {
+                self.cause.clone_from(&info.cause);
             }
             TspEvent::CallState { call, state, .. } if *call == self.call => match state {
                 CallState::Connected => {
