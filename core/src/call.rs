@@ -49,6 +49,13 @@ impl CallState {
         matches!(self, CallState::Idle)
     }
 
+    /// True while the call holds a place on its line: every state but `Disconnected` and
+    /// `Idle`. A line's `max_calls` counts these calls only, in the front end and in every
+    /// driver (a Disconnected call holds nothing: the application only has to drop it).
+    pub fn is_live(&self) -> bool {
+        !matches!(self, CallState::Idle | CallState::Disconnected(_))
+    }
+
     /// True while the call is up or parked on hold (states where hold/transfer make sense).
     pub fn is_established(&self) -> bool {
         matches!(
@@ -272,6 +279,11 @@ pub struct CallInfo {
     /// The driver's own key for the call (a SIP Call-ID, a snom `csta_id`), for logs and support.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_key: Option<String>,
+    /// Why the call failed or ended, in the protocol's own words when there are any (a SIP
+    /// status line such as `603 Decline`, a sipfrag's `486 Busy Here`), else a short sentence.
+    /// Drivers set it with the state that ends the call (Busy, Disconnected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 #[cfg(test)]
@@ -293,5 +305,27 @@ mod tests {
     fn only_idle_is_idle() {
         assert!(CallState::Idle.is_idle());
         assert!(!CallState::Disconnected(DisconnectMode::Normal).is_idle());
+    }
+
+    #[test]
+    fn disconnected_and_idle_calls_are_not_live() {
+        assert!(!CallState::Idle.is_live());
+        assert!(!CallState::Disconnected(DisconnectMode::Busy).is_live());
+        assert!(CallState::Busy(BusyMode::Station).is_live());
+        assert!(CallState::Unknown.is_live());
+        assert!(CallState::Offering.is_live());
+        assert!(CallState::Connected.is_live());
+    }
+
+    #[test]
+    fn the_cause_travels_with_the_info_and_is_optional() {
+        let info = CallInfo {
+            cause: Some("603 Decline".into()),
+            ..CallInfo::default()
+        };
+        let json = serde_json::to_string(&info).expect("serializes");
+        assert!(json.contains(r#""cause":"603 Decline""#), "{json}");
+        let old: CallInfo = serde_json::from_str(r#"{"direction":"outgoing"}"#).expect("parses");
+        assert_eq!(old.cause, None);
     }
 }

@@ -536,7 +536,7 @@ async fn out_of_descriptors_with_nothing_to_shed_the_accept_loop_waits_instead_o
     if http_get(&host.api, "/healthz", Duration::from_secs(30)).is_none() {
         panic!("the host did not come up: {}", host.stop());
     }
-    let pid = host.daemon.as_ref().map(|d| d.child.id()).expect("pid");
+    let pid = host.daemon.as_ref().map(|d| d.pid()).expect("pid");
     // Event streams take every descriptor the host has left; they are busy, none can be shed.
     let http = reqwest::Client::new();
     let mut streams = Vec::new();

@@ -9,62 +9,49 @@ mod support;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::web::*;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Chromium, killed by PID when dropped.
+/// Chromium in its own process group (its zygote and renderers with it), killed when dropped.
 struct Browser {
-    child: Child,
+    _guard: support::Guard,
     _profile: tempfile::TempDir,
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser"].into_iter().find(|name| {
-        Command::new(name)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+fn chromium() -> Option<std::path::PathBuf> {
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find_map(tapir_test_support::programs::find)
 }
 
 /// Starts headless Chromium and returns it with its DevTools HTTP address.
-fn launch(binary: &str) -> (Browser, String) {
+fn launch(binary: &std::path::Path) -> (Browser, String) {
     let profile = tempfile::tempdir().expect("profile dir");
-    let mut child = Command::new(binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--window-size=1200,900",
-            "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chromium starts");
-    let stderr = child.stderr.take().expect("stderr");
+    let mut cmd = Command::new(binary);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--window-size=1200,900",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg("about:blank")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut guard = support::Guard::start("chromium", &mut cmd);
+    let stderr = guard.child_mut().stderr.take().expect("stderr");
     let browser = Browser {
-        child,
+        _guard: guard,
         _profile: profile,
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -197,7 +184,7 @@ async fn the_page_dials_and_shows_the_call_connected() {
         false,
     )
     .wait_ready();
-    let (browser, devtools) = launch(binary);
+    let (browser, devtools) = launch(&binary);
     let http = client();
     let targets = support::web::call(
         &http,

@@ -74,7 +74,7 @@ fn cli_commands_drive_a_running_host() {
             .args(["events", "--url", &url, "--json", "--after", "0"])
             .env("TAPIR_TOKEN", READ),
     );
-    let stdout = follower.child.stdout.take().expect("stdout");
+    let stdout = follower.child().stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;

@@ -7,6 +7,7 @@
 //! [`Sequenced`] events. That thread is the only sender of events, so subscribers never see two
 //! events at once or out of order.
 
+use crate::calls::{CallEntry, CallTable};
 use crate::delivery::{Follower, Outlets, RequestWatch, Waiter};
 use crate::numbers::{format_info, LineRef, NumberRules, Verbatim};
 use crate::{Accepted, Action, RequestResult, Sequenced, TspEvent};
@@ -101,6 +102,9 @@ struct Inner {
 enum Input {
     Driver(usize, Box<DriverEvent>),
     Complete(usize, RequestId, Outcome),
+    /// A Drop of a Disconnected call, answered by the front end itself: the call goes Idle and
+    /// the request completes Ok (the driver already holds nothing for the call).
+    DropDisconnected(RequestId, CallId),
     Barrier(mpsc::Sender<()>),
     Stop,
 }
@@ -119,14 +123,6 @@ struct LineEntry {
     addresses: BTreeMap<AddressId, AddressStatus>,
 }
 
-struct CallEntry {
-    line: LineId,
-    state: CallState,
-    info: CallInfo,
-    /// States were published for this call (it is visible to applications).
-    announced: bool,
-}
-
 struct Pending {
     line: LineId,
     created: Vec<CallId>,
@@ -141,7 +137,7 @@ struct State {
     lines: BTreeMap<LineId, LineEntry>,
     by_key: HashMap<(usize, LineKey), LineId>,
     pinned: HashMap<(String, LineKey), LineId>,
-    calls: HashMap<CallId, CallEntry>,
+    calls: CallTable,
     pending: HashMap<RequestId, Pending>,
     next_line: u32,
     seq: u64,
@@ -222,7 +218,7 @@ impl Tsp {
                 lines: BTreeMap::new(),
                 by_key: HashMap::new(),
                 pinned,
-                calls: HashMap::new(),
+                calls: CallTable::default(),
                 pending: HashMap::new(),
                 next_line: config.line_base,
                 seq: 0,
@@ -341,6 +337,16 @@ impl Tsp {
             state: c.state,
             info: c.info.clone(),
         })
+    }
+
+    /// How many calls of a line hold a place toward its `max_calls` now (calls that are neither
+    /// Disconnected nor Idle), or `None` for an unknown line.
+    pub fn live_calls(&self, id: LineId) -> Option<u32> {
+        let st = self.inner.lock();
+        st.lines
+            .get(&id)
+            .filter(|l| !l.removed)
+            .map(|_| st.calls.live_on(id))
     }
 
     /// Opens a line: its events are published from now on.
@@ -529,16 +535,39 @@ impl Tsp {
                 }
             }
             if matches!(action, Action::MakeCall { .. }) {
-                let active = st
-                    .calls
-                    .values()
-                    .filter(|c| c.line == line_id && !c.state.is_idle())
-                    .count();
-                if active >= caps.max_calls as usize {
+                // Only live calls count: a Disconnected call holds no place (see
+                // ARCHITECTURE.md, "when MakeCall completes").
+                let live = st.calls.live_on(line_id);
+                if live >= caps.max_calls {
                     return Err(err(
                         ErrorKind::ResourceUnavailable,
-                        format!("line {line_id} carries {active} calls, its maximum"),
+                        format!("line {line_id} carries {live} calls, its maximum"),
                     ));
+                }
+            }
+            if let Action::Drop { call } = action {
+                if st
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| matches!(c.state, CallState::Disconnected(_)))
+                {
+                    // The driver forgot the call when it reported it Disconnected: the front
+                    // end answers this Drop itself.
+                    let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+                    st.pending.insert(
+                        id,
+                        Pending {
+                            line: line_id,
+                            created: Vec::new(),
+                            silent,
+                            waiter,
+                        },
+                    );
+                    let _ = self.inner.tx.send(Input::DropDisconnected(id, call));
+                    return Ok(Accepted {
+                        request: id,
+                        call: None,
+                    });
                 }
             }
             let driver = st
@@ -591,6 +620,10 @@ impl Tsp {
             (driver, envelope, created)
         };
         let id = envelope.id;
+        let dropping = match &envelope.request {
+            Request::Drop { call } => Some(*call),
+            _ => None,
+        };
         let submitted =
             catch_unwind(AssertUnwindSafe(|| driver.submit(envelope))).unwrap_or_else(|panic| {
                 Err(DriverError::failed(panic_text(
@@ -604,6 +637,14 @@ impl Tsp {
                 call: created.first().copied(),
             }),
             Err(error) => {
+                if let (Some(call), ErrorKind::InvalidCallHandle) = (dropping, error.kind) {
+                    if self.drop_crossed_disconnect(id, call) {
+                        return Ok(Accepted {
+                            request: id,
+                            call: None,
+                        });
+                    }
+                }
                 let mut st = self.inner.lock();
                 if st.pending.remove(&id).is_some() {
                     for call in &created {
@@ -617,6 +658,24 @@ impl Tsp {
         }
     }
 
+    /// A Drop the driver refused as an unknown call may have crossed the driver's report that
+    /// the call is Disconnected (drivers forget a call when they report it so). Once every
+    /// report the driver sent before is applied, a call that is Disconnected now gets this Drop
+    /// answered by the front end (true); anything else keeps the driver's refusal (false).
+    fn drop_crossed_disconnect(&self, request: RequestId, call: CallId) -> bool {
+        self.sync();
+        let st = self.inner.lock();
+        let disconnected = st
+            .calls
+            .get(&call)
+            .is_some_and(|c| matches!(c.state, CallState::Disconnected(_)));
+        if disconnected && st.pending.contains_key(&request) {
+            let _ = self.inner.tx.send(Input::DropDisconnected(request, call));
+            return true;
+        }
+        false
+    }
+
     /// Forgets a call (TSPI's CloseCall). A call that is not Idle yet is dropped first.
     ///
     /// # Errors
@@ -628,7 +687,8 @@ impl Tsp {
                 .calls
                 .get(&call)
                 .ok_or_else(|| err(ErrorKind::InvalidCallHandle, format!("no call {call}")))?;
-            entry.state.is_idle() || entry.state == CallState::Unknown
+            // A Disconnected call holds nothing in its driver: there is nothing to drop.
+            !entry.state.is_live() || entry.state == CallState::Unknown
         };
         if !idle {
             if let Err(error) = self.submit_inner(Action::Drop { call }, true, None) {
@@ -653,7 +713,7 @@ impl Tsp {
         let open: Vec<_> = self
             .calls()
             .into_iter()
-            .filter(|c| !c.state.is_idle())
+            .filter(|c| c.state.is_live())
             .collect();
         for driver in drivers {
             if catch_unwind(AssertUnwindSafe(|| driver.shutdown())).is_err() {
@@ -931,6 +991,27 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
             Input::Complete(_driver, request, outcome) => {
                 on_complete(inner, &mut st, request, outcome, &mut out)
             }
+            Input::DropDisconnected(request, call) => {
+                let line = st.calls.get(&call).map(|c| (c.line, c.state));
+                if let Some((line, CallState::Disconnected(_))) = line {
+                    st.calls.set_state(&call, CallState::Idle);
+                    if st.is_open(line) {
+                        st.calls.announce(&call);
+                        out.push(TspEvent::CallState {
+                            line,
+                            call,
+                            state: CallState::Idle,
+                        });
+                    }
+                }
+                on_complete(
+                    inner,
+                    &mut st,
+                    request,
+                    Ok(tapir_core::Completion::Done),
+                    &mut out,
+                );
+            }
             Input::Driver(driver, event) => {
                 on_driver_event(inner, &mut st, driver, *event, &mut out)
             }
@@ -970,20 +1051,16 @@ fn on_complete(
         return;
     };
     if outcome.is_err() {
-        // A call whose creation failed is invalid afterwards.
+        // A call whose creation failed never existed (the driver holds nothing for it): it is
+        // forgotten, after an Idle for applications that already saw it.
         for call in &pending.created {
-            if let Some(entry) = st.calls.get_mut(call) {
-                if entry.announced && !entry.state.is_idle() {
-                    entry.state = CallState::Idle;
-                    if st.is_open(pending.line) {
-                        out.push(TspEvent::CallState {
-                            line: pending.line,
-                            call: *call,
-                            state: CallState::Idle,
-                        });
-                    }
-                } else if !entry.announced {
-                    st.calls.remove(call);
+            if let Some(entry) = st.calls.remove(call) {
+                if entry.announced && !entry.state.is_idle() && st.is_open(pending.line) {
+                    out.push(TspEvent::CallState {
+                        line: pending.line,
+                        call: *call,
+                        state: CallState::Idle,
+                    });
                 }
             }
         }
@@ -1057,7 +1134,7 @@ fn on_driver_event(
                 entry.removed = true;
                 entry.opens = 0;
             }
-            st.calls.retain(|_, c| c.line != line);
+            st.calls.remove_line(line);
             out.push(TspEvent::LineRemoved { line });
         }
         DriverEvent::LineInService { .. } | DriverEvent::LineOutOfService { .. } => {
@@ -1085,7 +1162,7 @@ fn on_driver_event(
             mut info,
             ..
         } => {
-            if st.calls.contains_key(&call) {
+            if st.calls.contains(&call) {
                 tracing::warn!(call = %call, "Driver announced a call id twice; ignored.");
                 return;
             }
@@ -1105,7 +1182,7 @@ fn on_driver_event(
             }
         }
         DriverEvent::CallState { call, state, .. } => {
-            let Some(entry) = st.calls.get_mut(&call).filter(|c| c.line == line) else {
+            let Some(entry) = st.calls.get(&call).filter(|c| c.line == line) else {
                 tracing::debug!(call = %call, "State for an unknown or closed call; ignored.");
                 return;
             };
@@ -1114,22 +1191,23 @@ fn on_driver_event(
                 // nobody.
                 return;
             }
-            entry.state = state;
+            st.calls.set_state(&call, state);
             if open {
-                entry.announced = true;
+                st.calls.announce(&call);
                 out.push(TspEvent::CallState { line, call, state });
             }
         }
         DriverEvent::CallInfo { call, mut info, .. } => {
             format_rules(inner, st, driver, line, &mut info);
-            let Some(entry) = st.calls.get_mut(&call).filter(|c| c.line == line) else {
+            let Some(entry) = st.calls.get(&call).filter(|c| c.line == line) else {
                 return;
             };
             if entry.state.is_idle() || entry.info == info {
                 return;
             }
-            entry.info = info.clone();
-            if open && entry.announced {
+            let announced = entry.announced;
+            st.calls.set_info(&call, info.clone());
+            if open && announced {
                 out.push(TspEvent::CallInfo { line, call, info });
             }
         }

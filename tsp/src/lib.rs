@@ -20,6 +20,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod action;
+mod calls;
 pub mod delivery;
 pub mod event;
 pub mod front;

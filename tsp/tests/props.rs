@@ -3,7 +3,9 @@
 //! - every accepted request completes exactly once, a refused one never;
 //! - Idle is terminal: nothing is published for a call after its Idle;
 //! - no call or line event is published for a line while it is closed;
-//! - every NewCall is immediately followed by that call's CallState.
+//! - every NewCall is immediately followed by that call's CallState;
+//! - each line's count of live calls (the `max_calls` check) equals the calls that are neither
+//!   Disconnected nor Idle.
 
 mod support;
 
@@ -42,7 +44,12 @@ fn state_from(n: u8) -> CallState {
 }
 
 fn mode() -> impl Strategy<Value = Mode> {
-    prop_oneof![8 => Just(Mode::Accept), 1 => Just(Mode::Refuse), 1 => Just(Mode::Panic)]
+    prop_oneof![
+        8 => Just(Mode::Accept),
+        1 => Just(Mode::Refuse),
+        1 => Just(Mode::Panic),
+        1 => Just(Mode::DisconnectThenRefuse)
+    ]
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -235,6 +242,14 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             events.push(e);
         }
         check(events, &open, &mut completions, &mut idle)?;
+        let snapshot = tsp.calls();
+        for l in 0..LINES {
+            let live = snapshot
+                .iter()
+                .filter(|c| c.line == LineId(l) && c.state.is_live())
+                .count() as u32;
+            prop_assert_eq!(tsp.live_calls(LineId(l)), Some(live), "line {}", l);
+        }
     }
     // Complete everything the driver still holds, then shut down: all must be accounted for.
     for (id, _) in &accepted {

@@ -3,12 +3,17 @@
 //! [`Phone`] owns all state and runs on the driver's worker thread only, so it needs no locks.
 //! It reports through the host's sink, which never blocks.
 //!
-//! Completion rules: most requests complete at once. A request that makes the phone *dial*
-//! (MakeCall with a destination, Dial in dial tone) completes when dialling is done, `dial_ms`
-//! later, when the call rings or turns out busy or unreachable. If the call ends before that
-//! (Drop, or swap-hold abandoning it), the pending request completes successfully first: the
-//! call was placed, and then it ended. A shutdown completes pending requests with an error.
-//! Every accepted request completes exactly once.
+//! Completion rules: most requests complete at once, MakeCall too (the failed-call rule of
+//! ARCHITECTURE.md: it completes Ok as soon as the phone starts dialling; whether the number
+//! is busy or unreachable, `dial_ms` later, arrives as call states). Dial in dial tone completes
+//! when dialling is done; if the call ends before that (Drop, or swap-hold abandoning it), the
+//! pending request completes successfully first. A shutdown completes pending requests with an
+//! error. Every accepted request completes exactly once.
+//!
+//! A call that ends by itself (busy, unreachable, the far end hangs up, the caller gives up)
+//! gets a `cause` in its info and is reported `Disconnected` (after `Busy` for a busy number);
+//! the phone forgets it right then, so it holds no place on its line. The application's Drop
+//! of it is answered by the front end.
 
 use crate::config::{IncomingConfig, LineConfig, VirtualPhoneConfig};
 use crate::timers::TimerQueue;
@@ -288,7 +293,7 @@ impl Phone {
                 call,
                 address,
                 destination,
-            } => self.make_call(line, id, call, address, destination, now),
+            } => self.make_call(line, call, address, destination, now),
             Request::Drop { call } => {
                 self.finish_pending(call);
                 self.set_state(call, CallState::Idle, now);
@@ -393,7 +398,6 @@ impl Phone {
     fn make_call(
         &mut self,
         line: usize,
-        id: RequestId,
         call: CallId,
         address: AddressId,
         destination: Option<String>,
@@ -416,9 +420,10 @@ impl Phone {
                 Ok(Reply::Now(Completion::Done))
             }
             Some(destination) => {
-                self.start_dialing(call, id, destination, now);
+                // Dialling has begun: the call exists, MakeCall completes now.
+                self.start_dialing(call, None, destination, now);
                 self.emit_info(call);
-                Ok(Reply::Later)
+                Ok(Reply::Now(Completion::Done))
             }
         }
     }
@@ -438,7 +443,7 @@ impl Phone {
         };
         match state {
             CallState::Dialtone(_) => {
-                self.start_dialing(call, id, digits, now);
+                self.start_dialing(call, Some(id), digits, now);
                 self.emit_info(call);
                 Ok(Reply::Later)
             }
@@ -449,7 +454,7 @@ impl Phone {
                     .get(&call)
                     .map(|c| format!("{}{digits}", c.dialed))
                     .unwrap_or(digits);
-                self.start_dialing(call, id, dialed, now);
+                self.start_dialing(call, Some(id), dialed, now);
                 self.emit_info(call);
                 Ok(Reply::Later)
             }
@@ -551,15 +556,22 @@ impl Phone {
         Ok(())
     }
 
-    /// Puts `call` into Dialing towards `number`; `request` completes when dialling is done.
-    fn start_dialing(&mut self, call: CallId, request: RequestId, number: String, now: Instant) {
+    /// Puts `call` into Dialing towards `number`; `request` (a Dial) completes when dialling is
+    /// done.
+    fn start_dialing(
+        &mut self,
+        call: CallId,
+        request: Option<RequestId>,
+        number: String,
+        now: Instant,
+    ) {
         let dial_after = self.config.dial();
         let Some(record) = self.calls.get_mut(&call) else {
             return;
         };
         record.dialed = number.clone();
         record.info.called = Party::number(number);
-        record.pending.push(request);
+        record.pending.extend(request);
         record.dial_seq += 1;
         let seq = record.dial_seq;
         self.timers
@@ -580,18 +592,28 @@ impl Phone {
                 }
                 let number = record.dialed.clone();
                 let pending = std::mem::take(&mut record.pending);
-                let next = if self.config.busy_numbers.contains(&number) {
-                    CallState::Busy(BusyMode::Station)
+                for request in pending {
+                    self.sink.complete(request, Ok(Completion::Done));
+                }
+                if self.config.busy_numbers.contains(&number) {
+                    self.set_state(call, CallState::Busy(BusyMode::Station), now);
+                    self.end(
+                        call,
+                        DisconnectMode::Busy,
+                        "busy: a busy number of this virtual phone",
+                        now,
+                    );
                 } else if self.config.unreachable_numbers.contains(&number) {
-                    CallState::Disconnected(DisconnectMode::Unreachable)
+                    self.end(
+                        call,
+                        DisconnectMode::Unreachable,
+                        "unreachable: an unreachable number of this virtual phone",
+                        now,
+                    );
                 } else {
                     self.timers
                         .schedule(now + self.config.ring(), Timer::FarEndAnswers { call });
-                    CallState::Ringback
-                };
-                self.set_state(call, next, now);
-                for request in pending {
-                    self.sink.complete(request, Ok(Completion::Done));
+                    self.set_state(call, CallState::Ringback, now);
                 }
             }
             Timer::FarEndAnswers { call } => {
@@ -602,7 +624,7 @@ impl Phone {
             }
             Timer::FarEndHangsUp { call } => {
                 if self.state_of(call).is_some_and(|s| s.is_established()) {
-                    self.set_state(call, CallState::Disconnected(DisconnectMode::Normal), now);
+                    self.end(call, DisconnectMode::Normal, "the far end hung up", now);
                 }
             }
             Timer::CallerGivesUp { call } => {
@@ -610,7 +632,7 @@ impl Phone {
                     self.state_of(call),
                     Some(CallState::Offering | CallState::Accepted)
                 ) {
-                    self.set_state(call, CallState::Disconnected(DisconnectMode::NoAnswer), now);
+                    self.end(call, DisconnectMode::NoAnswer, "the caller gave up", now);
                 }
             }
             Timer::Incoming { script } => {
@@ -691,8 +713,15 @@ impl Phone {
         );
     }
 
-    /// Moves `call` to `state` and reports it. Idle removes the call; the first Connected
-    /// arms the far end's hang-up timer.
+    /// The call ended by itself: `cause` in its info, then Disconnected with `mode` (which
+    /// forgets it).
+    fn end(&mut self, call: CallId, mode: DisconnectMode, cause: &str, now: Instant) {
+        self.update_info(call, |info| info.cause = Some(cause.to_owned()));
+        self.set_state(call, CallState::Disconnected(mode), now);
+    }
+
+    /// Moves `call` to `state` and reports it. Disconnected and Idle remove the call (it holds
+    /// no place on its line any more); the first Connected arms the far end's hang-up timer.
     fn set_state(&mut self, call: CallId, state: CallState, now: Instant) {
         let hangup_after = self.config.hangup_after();
         let Some(record) = self.calls.get_mut(&call) else {
@@ -707,7 +736,7 @@ impl Phone {
                     .schedule(now + after, Timer::FarEndHangsUp { call });
             }
         }
-        if state.is_idle() {
+        if !state.is_live() {
             self.calls.remove(&call);
         }
         tracing::debug!(call = %call, state = state.name(), "Call state changed.");

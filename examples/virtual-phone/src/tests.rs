@@ -269,24 +269,33 @@ fn an_outgoing_call_dials_rings_connects_and_drops() {
 }
 
 #[test]
-fn make_call_completes_when_dialling_is_done() {
+fn make_call_completes_as_soon_as_dialling_begins() {
     let mut h = Harness::start(r#"{ "dial_ms": 400 }"#);
     let make = h.submit(make_call(1, Some("200")));
-    h.wait_state(1, CallState::Dialing);
-    assert!(h.sink.state.lock().unwrap().completions.is_empty());
-    h.wait_state(1, CallState::Ringback);
     assert_eq!(h.outcome(make), Ok(Completion::Done));
+    assert_eq!(
+        h.states(1),
+        vec![CallState::Dialing],
+        "completed while dialling"
+    );
+    h.wait_state(1, CallState::Ringback);
     h.finish();
 }
 
 #[test]
-fn busy_and_unreachable_numbers() {
+fn busy_and_unreachable_numbers_end_disconnected_and_free_the_line() {
     let mut h = Harness::start(r#"{ "busy_numbers": ["486"], "unreachable_numbers": ["404"] }"#);
     h.ok(make_call(1, Some("486")));
     h.ok(make_call(2, Some("404")));
+    h.wait_state(1, CallState::Disconnected(DisconnectMode::Busy));
+    h.wait_state(2, CallState::Disconnected(DisconnectMode::Unreachable));
     assert_eq!(
         h.states(1),
-        vec![CallState::Dialing, CallState::Busy(BusyMode::Station)]
+        vec![
+            CallState::Dialing,
+            CallState::Busy(BusyMode::Station),
+            CallState::Disconnected(DisconnectMode::Busy)
+        ]
     );
     assert_eq!(
         h.states(2),
@@ -295,9 +304,26 @@ fn busy_and_unreachable_numbers() {
             CallState::Disconnected(DisconnectMode::Unreachable)
         ]
     );
-    h.ok(Request::Drop { call: CallId(1) });
-    h.ok(Request::Drop { call: CallId(2) });
-    assert_eq!(h.states(2).last(), Some(&CallState::Idle));
+    assert!(h.last_info(1).cause.is_some_and(|c| c.contains("busy")));
+    assert!(h
+        .last_info(2)
+        .cause
+        .is_some_and(|c| c.contains("unreachable")));
+    // The phone forgot both: their Drop is the front end's to answer.
+    assert_eq!(
+        h.error_kind(Request::Drop { call: CallId(1) }),
+        ErrorKind::InvalidCallHandle
+    );
+    // Failed calls hold no place: the line (4 calls at most) takes 4 more at once.
+    for call in 10..14 {
+        h.ok(make_call(call, Some("486")));
+    }
+    for call in 10..14 {
+        h.wait_state(call, CallState::Disconnected(DisconnectMode::Busy));
+    }
+    for call in 20..24 {
+        h.ok(make_call(call, Some("200")));
+    }
     h.finish();
 }
 
@@ -337,12 +363,15 @@ fn dial_tone_then_digits() {
 }
 
 #[test]
-fn the_far_end_hangs_up_and_the_application_drops() {
+fn the_far_end_hangs_up_and_the_phone_forgets_the_call() {
     let mut h = Harness::start(r#"{ "hangup_after_ms": 30 }"#);
     h.connected_call(1, "200");
     h.wait_state(1, CallState::Disconnected(DisconnectMode::Normal));
-    h.ok(Request::Drop { call: CallId(1) });
-    assert_eq!(h.states(1).last(), Some(&CallState::Idle));
+    assert_eq!(h.last_info(1).cause.as_deref(), Some("the far end hung up"));
+    assert_eq!(
+        h.error_kind(Request::Drop { call: CallId(1) }),
+        ErrorKind::InvalidCallHandle
+    );
     h.finish();
 }
 
@@ -670,10 +699,14 @@ fn dropping_while_dialling_completes_the_make_call_before_the_drop() {
 #[test]
 fn shutdown_completes_pending_requests_and_stops() {
     let mut h = Harness::start(r#"{ "dial_ms": 5000 }"#);
-    let make = h.submit(make_call(1, Some("200")));
+    h.ok(make_call(1, None));
+    let dial = h.submit(Request::Dial {
+        call: CallId(1),
+        digits: "200".into(),
+    });
     h.wait_state(1, CallState::Dialing);
     h.driver.shutdown();
-    assert_eq!(h.outcome(make).unwrap_err().kind, ErrorKind::Uninitialized);
+    assert_eq!(h.outcome(dial).unwrap_err().kind, ErrorKind::Uninitialized);
     let events_at_shutdown = h.sink.state.lock().unwrap().events.len();
     let error = h.try_submit("100", make_call(2, Some("200"))).unwrap_err();
     assert_eq!(error.kind, ErrorKind::Uninitialized);
@@ -737,7 +770,7 @@ impl Rng {
 
 /// Random request sequences, interleaved with fast timers and incoming calls, keep the
 /// invariants: every accepted request completes exactly once (checked by `finish`), no call
-/// reports anything after Idle, and nothing is reported after shutdown.
+/// reports anything after Idle or Disconnected, and nothing is reported after shutdown.
 #[test]
 fn random_sequences_keep_the_invariants() {
     for seed in [1_u64, 7, 42, 1234, 99_999] {
@@ -763,7 +796,7 @@ fn random_sequences_keep_the_invariants() {
                     match event {
                         DriverEvent::CallState {
                             call,
-                            state: CallState::Idle,
+                            state: CallState::Idle | CallState::Disconnected(_),
                             ..
                         } => live.retain(|c| *c != call.0),
                         DriverEvent::CallState { call, .. } | DriverEvent::NewCall { call, .. }
@@ -880,12 +913,13 @@ fn random_sequences_keep_the_invariants() {
             };
             assert!(
                 !idle.contains(&call),
-                "seed {seed}: {event:?} after the call was idle"
+                "seed {seed}: {event:?} after the call ended"
             );
+            // Idle and Disconnected both end the call in the phone (nothing follows).
             if matches!(
                 event,
                 DriverEvent::CallState {
-                    state: CallState::Idle,
+                    state: CallState::Idle | CallState::Disconnected(_),
                     ..
                 }
             ) {

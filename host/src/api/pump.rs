@@ -5,12 +5,16 @@
 //! It reads the front end through a [`Follower`](tapir_tsp::Follower), which never skips an
 //! event: a missed Idle would leave the call in `/v1/calls` for ever, a missed completion would
 //! be missing from the metrics. The work per event is small, so the follower's queue stays short.
+//!
+//! The REST API has no deallocation, so the task plays the application's part of the
+//! failed-call rule: a call left Disconnected for the linger is dropped (the front end answers
+//! that Drop at once: Idle), and an Idle call is closed after the linger. Nothing accumulates.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tapir_core::LineId;
-use tapir_tsp::{RequestResult, Tsp, TspEvent};
+use tapir_core::{CallState, LineId};
+use tapir_tsp::{Action, RequestResult, Tsp, TspEvent};
 
 /// Starts the task; it ends when the front end's event stream closes or the runtime stops.
 pub fn spawn(tsp: Arc<Tsp>, linger: Duration) -> tokio::task::JoinHandle<()> {
@@ -31,6 +35,23 @@ pub fn spawn(tsp: Arc<Tsp>, linger: Duration) -> tokio::task::JoinHandle<()> {
                         tokio::time::sleep(linger).await;
                         // Gone already (the line was removed) is fine.
                         let _ = tsp.close_call(call);
+                    });
+                }
+                TspEvent::CallState {
+                    call,
+                    state: CallState::Disconnected(_),
+                    ..
+                } => {
+                    let tsp = Arc::clone(&tsp);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(linger).await;
+                        // Dropped by a client meanwhile, or gone: nothing to do.
+                        let still = tsp
+                            .call(call)
+                            .is_some_and(|c| matches!(c.state, CallState::Disconnected(_)));
+                        if still {
+                            let _ = tsp.submit(Action::Drop { call });
+                        }
                     });
                 }
                 TspEvent::Completed { result, .. } => match result {

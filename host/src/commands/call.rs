@@ -4,7 +4,9 @@
 //!
 //! "Normally" means it was connected and then ended by either side without error. Busy, a
 //! failed request, a disconnect for any other reason, or the timeout end it with a non-zero
-//! status and the reason on stderr.
+//! status and the reason on stderr: the state, and the driver's own words for it (the call's
+//! `cause`, such as `603 Decline`), printed whatever the log level. It exits only once the
+//! MakeCall has completed too, so a failed MakeCall's error is never lost.
 
 use crate::config::Source;
 use crate::embedded::Embedded;
@@ -12,7 +14,7 @@ use crate::host::Host;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tapir_core::{AddressId, CallState, DisconnectMode, LineId};
+use tapir_core::{AddressId, CallId, CallState, DisconnectMode, LineId, RequestId};
 use tapir_tsp::{Action, RequestResult, TspEvent};
 use tokio::sync::broadcast::error::TryRecvError;
 
@@ -91,15 +93,14 @@ fn place(host: &Host, args: &Args) -> ExitCode {
         return fail(1, "the front end did not create a call");
     };
     let started = Instant::now();
-    let mut connected_at: Option<Instant> = None;
-    let mut ended: Option<String> = None;
+    let mut watch = Watch::new(call, accepted.request);
     let mut dropping = false;
     loop {
         if started.elapsed() > args.timeout {
             let _ = tsp.submit(Action::Drop { call });
             return fail(3, &format!("timeout after {} s", args.timeout.as_secs()));
         }
-        if let (Some(at), Some(after), false) = (connected_at, args.hangup_after, dropping) {
+        if let (Some(at), Some(after), false) = (watch.connected_at, args.hangup_after, dropping) {
             if at.elapsed() >= after {
                 dropping = true;
                 if let Err(error) = tsp.submit(Action::Drop { call }) {
@@ -126,41 +127,122 @@ fn place(host: &Host, args: &Args) -> ExitCode {
             Ok(json) => println!("{json}"),
             Err(error) => eprintln!("tapir call: cannot print an event: {error}"),
         }
-        match &event.event {
-            TspEvent::Completed {
-                request,
-                result: RequestResult::Err(error),
-                ..
-            } if *request == accepted.request => {
-                return fail(1, &format!("the call failed: {error}"));
+        match watch.on_event(&event.event) {
+            Next::Wait => {}
+            Next::Drop => {
+                if !dropping {
+                    dropping = true;
+                    let _ = tsp.submit(Action::Drop { call });
+                }
             }
-            TspEvent::CallState { call: c, state, .. } if *c == call => match state {
+            Next::Exit(Ok(())) => {
+                let _ = tsp.close_call(call);
+                return ExitCode::SUCCESS;
+            }
+            Next::Exit(Err(reason)) => {
+                let _ = tsp.close_call(call);
+                return fail(1, &reason);
+            }
+        }
+    }
+}
+
+/// What to do after an event.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Keep reading.
+    Wait,
+    /// Drop the call (it failed or was disconnected), then keep reading.
+    Drop,
+    /// Exit: Ok when the call was connected and ended normally, else the failure line.
+    Exit(Result<(), String>),
+}
+
+/// Follows one call's events: its states, the cause its driver gives, and the completion of
+/// its MakeCall. It ends only once both the call is over (Idle) and the MakeCall completed,
+/// so the completion (and its error) is never lost to an Idle that came first.
+struct Watch {
+    call: CallId,
+    make_call: RequestId,
+    /// The MakeCall's result, once completed.
+    placed: Option<Result<(), String>>,
+    connected_at: Option<Instant>,
+    /// Why the call failed, once known.
+    ended: Option<String>,
+    /// The driver's words for why (the SIP status and reason phrase).
+    cause: Option<String>,
+    idle: bool,
+}
+
+impl Watch {
+    fn new(call: CallId, make_call: RequestId) -> Self {
+        Self {
+            call,
+            make_call,
+            placed: None,
+            connected_at: None,
+            ended: None,
+            cause: None,
+            idle: false,
+        }
+    }
+
+    fn with_cause(&self, text: String) -> String {
+        match &self.cause {
+            Some(cause) => format!("{text} ({cause})"),
+            None => text,
+        }
+    }
+
+    fn on_event(&mut self, event: &TspEvent) -> Next {
+        let mut next = Next::Wait;
+        match event {
+            TspEvent::Completed {
+                request, result, ..
+            } if *request == self.make_call => {
+                self.placed = Some(match result {
+                    RequestResult::Ok(_) => Ok(()),
+                    RequestResult::Err(error) => {
+                        Err(format!("the call could not be placed: {error}"))
+                    }
+                });
+            }
+            TspEvent::CallInfo { call, info, .. } if *call == self.call && info.cause.is_some() => {
+                self.cause.clone_from(&info.cause);
+            }
+            TspEvent::CallState { call, state, .. } if *call == self.call => match state {
                 CallState::Connected => {
-                    connected_at.get_or_insert_with(Instant::now);
+                    self.connected_at.get_or_insert_with(Instant::now);
                 }
                 CallState::Busy(_) => {
-                    ended.get_or_insert_with(|| "the far end is busy".to_owned());
-                    dropping = true;
-                    let _ = tsp.submit(Action::Drop { call });
+                    if self.ended.is_none() {
+                        self.ended = Some(self.with_cause("the far end is busy".to_owned()));
+                    }
+                    next = Next::Drop;
                 }
                 CallState::Disconnected(mode) => {
-                    if *mode != DisconnectMode::Normal || connected_at.is_none() {
-                        ended.get_or_insert_with(|| format!("disconnected: {}", mode_name(*mode)));
+                    if *mode != DisconnectMode::Normal || self.connected_at.is_none() {
+                        let text = format!("disconnected: {}", mode_name(*mode));
+                        // A cause given with the Disconnected state is the better one.
+                        self.ended = Some(self.with_cause(text));
                     }
-                    dropping = true;
-                    let _ = tsp.submit(Action::Drop { call });
+                    next = Next::Drop;
                 }
-                CallState::Idle => {
-                    let _ = tsp.close_call(call);
-                    return match (&ended, connected_at) {
-                        (None, Some(_)) => ExitCode::SUCCESS,
-                        (Some(reason), _) => fail(1, reason),
-                        (None, None) => fail(1, "the call ended before it was connected"),
-                    };
-                }
+                CallState::Idle => self.idle = true,
                 _ => {}
             },
             _ => {}
+        }
+        match (&self.placed, self.idle) {
+            (Some(Err(reason)), _) => Next::Exit(Err(reason.clone())),
+            (Some(Ok(())), true) => Next::Exit(match (&self.ended, self.connected_at) {
+                (None, Some(_)) => Ok(()),
+                (Some(reason), _) => Err(reason.clone()),
+                (None, None) => {
+                    Err(self.with_cause("the call ended before it was connected".to_owned()))
+                }
+            }),
+            _ => next,
         }
     }
 }
@@ -170,4 +252,82 @@ fn mode_name(mode: DisconnectMode) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("{mode:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapir_core::{CallInfo, Completion, DriverError, ErrorKind, LineId};
+
+    fn state(call: u64, state: CallState) -> TspEvent {
+        TspEvent::CallState {
+            line: LineId(0),
+            call: CallId(call),
+            state,
+        }
+    }
+
+    fn completed(request: u64, result: RequestResult) -> TspEvent {
+        TspEvent::Completed {
+            request: RequestId(request),
+            line: LineId(0),
+            result,
+        }
+    }
+
+    #[test]
+    fn a_failed_call_names_its_mode_and_cause() {
+        let mut w = Watch::new(CallId(1), RequestId(7));
+        assert_eq!(
+            w.on_event(&completed(7, RequestResult::Ok(Completion::Done))),
+            Next::Wait
+        );
+        let info = CallInfo {
+            cause: Some("the call to sip:200@pbx failed: 603 Decline".into()),
+            ..CallInfo::default()
+        };
+        w.on_event(&TspEvent::CallInfo {
+            line: LineId(0),
+            call: CallId(1),
+            info,
+        });
+        assert_eq!(
+            w.on_event(&state(1, CallState::Disconnected(DisconnectMode::Reject))),
+            Next::Drop
+        );
+        assert_eq!(
+            w.on_event(&state(1, CallState::Idle)),
+            Next::Exit(Err(
+                "disconnected: reject (the call to sip:200@pbx failed: 603 Decline)".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn idle_before_the_makecall_completion_waits_for_it() {
+        let mut w = Watch::new(CallId(1), RequestId(7));
+        w.on_event(&state(1, CallState::Dialing));
+        // The front end publishes Idle for a call whose MakeCall failed, then the completion.
+        assert_eq!(w.on_event(&state(1, CallState::Idle)), Next::Wait);
+        let error = DriverError::new(ErrorKind::OperationFailed, "no route to the phone");
+        match w.on_event(&completed(7, RequestResult::Err(error))) {
+            Next::Exit(Err(reason)) => {
+                assert!(reason.contains("no route to the phone"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_connected_call_that_ended_normally_succeeds() {
+        let mut w = Watch::new(CallId(1), RequestId(7));
+        w.on_event(&completed(7, RequestResult::Ok(Completion::Done)));
+        w.on_event(&state(1, CallState::Connected));
+        assert_eq!(
+            w.on_event(&state(2, CallState::Idle)),
+            Next::Wait,
+            "another call"
+        );
+        assert_eq!(w.on_event(&state(1, CallState::Idle)), Next::Exit(Ok(())));
+    }
 }

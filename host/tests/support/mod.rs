@@ -1,14 +1,16 @@
 //! Helpers for the `tapir` binary's tests: the example plugin built and copied into a folder,
-//! configuration files, and a child process that is always killed by PID.
+//! configuration files, the daemon as a child process that is always stopped, and SIPp running
+//! the SIP plugins' scenarios. Processes, ports and SIPp come from `tapir-test-support`.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod web;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+pub use tapir_test_support::{sipp, Guard, Sipp};
 
 pub fn tapir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tapir"))
@@ -64,72 +66,53 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("tapir runs")
 }
 
-/// A child process killed by PID when dropped, also when the test fails.
+/// The `tapir` daemon (or another child with piped output), in its own process group, killed
+/// when dropped, also when the test fails.
 pub struct Daemon {
-    pub child: Child,
+    pub guard: Guard,
 }
 
 impl Daemon {
     pub fn spawn(cmd: &mut Command) -> Self {
-        let child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tapir starts");
-        Daemon { child }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        Daemon {
+            guard: Guard::start("tapir", cmd),
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// The child, for its pipes.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.guard.child_mut()
     }
 
     /// Sends a signal and waits (bounded) for the exit; returns status and stderr.
     pub fn stop(mut self, signal: &str) -> (Option<i32>, String) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-s", signal, &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                break status.code();
-            }
-            if Instant::now() > deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        self.guard.signal(signal);
+        let status = self
+            .guard
+            .wait_exit(Duration::from_secs(15))
+            .and_then(|s| s.code());
         let mut stderr = String::new();
-        if let Some(mut err) = self.child.stderr.take() {
+        if let Some(mut err) = self.guard.child_mut().stderr.take() {
             let _ = err.read_to_string(&mut stderr);
         }
         (status, stderr)
     }
-}
 
-impl Daemon {
     /// Waits (bounded) for the process to exit by itself; its exit code, if it did.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.guard.wait_exit(limit).and_then(|s| s.code())
     }
 }
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    tapir_test_support::free_tcp_port()
 }
 
 /// Polls `url` with a plain HTTP/1.0 GET until it answers or the deadline passes.
@@ -150,57 +133,16 @@ pub fn http_get(addr: &str, path: &str, within: Duration) -> Option<String> {
     None
 }
 
-/// The SIPp binary, when installed.
-pub fn sipp() -> Option<PathBuf> {
-    ["/usr/bin/sipp", "/usr/local/bin/sipp"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free udp port")
-}
-
 /// SIPp as a UAS on loopback running `scenario` of a SIP plugin's test scenarios
-/// (`plugins/{plugin}/tests/scenarios/{scenario}.xml`) once; killed by PID when dropped.
-/// Returns the peer and its UDP port.
-pub fn start_sipp(bin: &Path, plugin: &str, scenario: &str, dir: &Path) -> (Daemon, u16) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+/// (`plugins/{plugin}/tests/scenarios/{scenario}.xml`) once; stopped when dropped.
+pub fn start_sipp(bin: &Path, plugin: &str, scenario: &str) -> Sipp {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("../plugins/{plugin}/tests/scenarios"))
         .join(format!("{scenario}.xml"));
-    let file = dir.join(format!("{scenario}.xml"));
-    std::fs::copy(&src, &file).expect("copy scenario");
-    let port = free_udp_port();
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(dir)
-        .arg("-sf")
-        .arg(&file)
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-t",
-            "u1",
-        ])
-        .args([
-            "-nostdin",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-            "-trace_err",
-        ])
-        .stdin(Stdio::null());
-    let peer = Daemon::spawn(&mut cmd);
-    // SIPp binds at once; give it a moment before the first request arrives.
-    std::thread::sleep(Duration::from_millis(300));
-    (peer, port)
+    Sipp::builder(bin, file)
+        .timeout(Duration::from_secs(60))
+        .trace_msg(false)
+        .start()
 }
 
 /// The call states in `tapir call`'s JSON lines, in order.

@@ -153,8 +153,28 @@ fn shutdown_completes_pending_requests_and_refuses_new_ones() {
     let driver = plugin
         .build(r#"{ "dial_ms": 60000 }"#, sink.clone())
         .unwrap();
+    // MakeCall completes at once (dialling has begun); a Dial in dial tone stays pending
+    // until dialling is done, a minute from now.
     driver
-        .submit(envelope(1, "100", make_call(1, "200")))
+        .submit(envelope(
+            1,
+            "100",
+            Request::MakeCall {
+                call: CallId(1),
+                address: AddressId(0),
+                destination: None,
+            },
+        ))
+        .unwrap();
+    driver
+        .submit(envelope(
+            2,
+            "100",
+            Request::Dial {
+                call: CallId(1),
+                digits: "200".into(),
+            },
+        ))
         .unwrap();
     sink.wait_for("dialling", |r| {
         r.events.iter().any(|(e, _)| {
@@ -169,13 +189,14 @@ fn shutdown_completes_pending_requests_and_refuses_new_ones() {
     });
     driver.shutdown();
     let seen = sink.snapshot();
-    assert_eq!(seen.completions.len(), 1);
+    assert_eq!(seen.completions.len(), 2);
+    assert!(seen.completions[0].1.is_ok(), "the MakeCall");
     assert_eq!(
-        seen.completions[0].1.as_ref().unwrap_err().kind,
+        seen.completions[1].1.as_ref().unwrap_err().kind,
         ErrorKind::Uninitialized
     );
     let after = driver
-        .submit(envelope(2, "100", make_call(2, "200")))
+        .submit(envelope(3, "100", make_call(2, "200")))
         .unwrap_err();
     assert_eq!(after.kind, ErrorKind::Uninitialized);
 }

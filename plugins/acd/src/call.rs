@@ -3,9 +3,15 @@
 //! follows the sipfrag NOTIFYs; `Drop` CANCELs or BYEs. Every wait is bounded by a timer, the
 //! transaction layer, or the application's own request; every exit releases the leg and the
 //! Call-ID route, and completes every request it received exactly once.
+//!
+//! The failed-call rule (ARCHITECTURE.md): MakeCall completes Ok once the first INVITE is out,
+//! with an error only when none could be sent (no address for the first hop). Every later end
+//! but the application's Drop is a state: the cause (SIP status and reason phrase, or what
+//! happened) in the call's info, `Busy` first for a busy target, then `Disconnected` with its
+//! mode, reported once any BYE is sent; the driver frees the call right then.
 
 use crate::driver::Shared;
-use crate::outcome::{destination_uri, failure_state, progress_state, TransferError};
+use crate::outcome::{destination_uri, disconnect_mode, progress_state, TransferError};
 use crate::report::CallReporter;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,10 +57,24 @@ const CANCEL_WAIT: Duration = Duration::from_secs(32);
 
 /// How the INVITE phase ended.
 enum Dialed {
+    /// No INVITE could be sent: the call never existed.
+    NotPlaced(String),
     Answered,
     Failed(u16, String),
     Unreachable(String),
     Stopped(Stop),
+}
+
+/// How the call ends.
+enum End {
+    /// Never placed: MakeCall failed, nothing is reported.
+    NeverPlaced,
+    /// Over (dropped by the application, or handed to an agent): Idle.
+    Idle,
+    /// The driver shuts down: nothing more is reported.
+    Shutdown,
+    /// Failed or hung up by the far end: the cause, then `Disconnected` with `mode`.
+    Failed { mode: DisconnectMode, cause: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,10 +99,12 @@ struct Call {
     dialog: Option<Dialog>,
     remote_gone: bool,
     drops: Vec<RequestId>,
+    /// The MakeCall request until the first INVITE is out.
+    make_call: Option<RequestId>,
 }
 
-/// Runs one ACD call to its end. `target_uri` is already checked; `make_call` is completed as
-/// soon as the INVITE is on its way (or failed before).
+/// Runs one ACD call to its end. `target_uri` is already checked; `make_call` is completed Ok
+/// as soon as the INVITE is on its way, with an error when none could be sent.
 pub async fn run(
     shared: Arc<Shared>,
     account: Arc<Account>,
@@ -115,62 +137,110 @@ pub async fn run(
         dialog: None,
         remote_gone: false,
         drops: Vec::new(),
+        make_call: Some(make_call),
     };
-    call.rep.info(&call.call_id);
-    call.rep.state(CallState::Dialing);
-    if !routed {
-        call.rep.complete(
-            make_call,
-            Err(DriverError::new(
-                ErrorKind::Uninitialized,
-                "the acd driver has shut down",
-            )),
-        );
-        call.end(false).await;
-        return;
-    }
-    let dialed = call.invite(make_call).await;
-    let stop = match dialed {
+    let dialed = if routed {
+        call.invite().await
+    } else {
+        Dialed::Stopped(Stop::Shutdown)
+    };
+    let end = match dialed {
+        Dialed::NotPlaced(detail) => {
+            // Nothing was sent: the call never existed. The driver forgets it before the
+            // front end does, so the line is free for the next MakeCall at once.
+            tracing::info!(call_id = %call.call_id, %detail, "ACD call could not start.");
+            call.rep.forget();
+            if let Some(id) = call.make_call.take() {
+                call.rep.complete(
+                    id,
+                    Err(DriverError::new(
+                        ErrorKind::OperationFailed,
+                        format!("the call to {} could not start: {detail}", call.target_uri),
+                    )),
+                );
+            }
+            End::NeverPlaced
+        }
         Dialed::Answered => {
             call.rep.state(CallState::Connected);
             call.connected().await
         }
         Dialed::Failed(code, reason) => {
             tracing::info!(call_id = %call.call_id, code, %reason, "ACD call failed.");
-            call.rep.state(failure_state(code));
-            call.wait_for_drop().await
+            End::Failed {
+                mode: disconnect_mode(code),
+                cause: format!("{code} {reason}"),
+            }
         }
         Dialed::Unreachable(detail) => {
             tracing::info!(call_id = %call.call_id, %detail, "ACD target unreachable.");
-            call.rep
-                .state(CallState::Disconnected(DisconnectMode::Unreachable));
-            call.wait_for_drop().await
+            End::Failed {
+                mode: DisconnectMode::Unreachable,
+                cause: format!("{} cannot be reached: {detail}", call.target_uri),
+            }
         }
-        Dialed::Stopped(Stop::RingTimeout) => {
-            call.rep
-                .state(CallState::Disconnected(DisconnectMode::NoAnswer));
-            call.wait_for_drop().await
-        }
-        Dialed::Stopped(s) => s,
+        Dialed::Stopped(Stop::RingTimeout) => End::Failed {
+            mode: DisconnectMode::NoAnswer,
+            cause: format!(
+                "{} did not answer within {} s",
+                call.target_uri, call.shared.parsed.cfg.ring_timeout_secs
+            ),
+        },
+        Dialed::Stopped(Stop::Drop) => End::Idle,
+        Dialed::Stopped(Stop::Shutdown) => End::Shutdown,
     };
-    call.end(stop == Stop::Drop).await;
+    call.end(end).await;
+    if let Some(id) = call.make_call.take() {
+        // Shut down before anything was sent.
+        call.rep.complete(
+            id,
+            Err(DriverError::new(
+                ErrorKind::Uninitialized,
+                "the acd driver has shut down",
+            )),
+        );
+    }
+    let _ = call.shared.endpoint.unroute_call(&call.call_id).await;
 }
 
 impl Call {
-    /// Releases what is left, reports Idle (unless shutting down), completes every request.
-    async fn end(&mut self, idle: bool) {
-        self.release().await;
-        if idle {
-            self.rep.state(CallState::Idle);
-        }
-        for id in std::mem::take(&mut self.drops) {
+    /// The first INVITE is out: the call exists, MakeCall completes Ok (once).
+    fn on_placed(&mut self) {
+        if let Some(id) = self.make_call.take() {
+            self.rep.info(&self.call_id);
+            self.rep.state(CallState::Dialing);
             self.rep.complete(id, Ok(Completion::Done));
         }
-        // Requests that arrived while the call was ending.
+    }
+
+    /// Releases what is left and reports the end; completes every request.
+    async fn end(&mut self, end: End) {
+        match end {
+            End::NeverPlaced => {}
+            End::Idle => {
+                self.release().await;
+                self.rep.state(CallState::Idle);
+            }
+            End::Shutdown => self.release().await,
+            End::Failed { mode, cause } => {
+                // BYE first, then the report: a Disconnected call holds nothing.
+                let bye = self.send_bye().await;
+                self.rep.failed(mode, cause);
+                self.finish_requests(true);
+                self.await_bye(bye).await;
+            }
+        }
+        self.finish_requests(false);
+    }
+
+    /// Completes the Drops taken so far and every request still queued for the call (it has
+    /// ended). After a failure (`failed`), a Drop that reached the call before it was freed
+    /// moves it to Idle first.
+    fn finish_requests(&mut self, failed: bool) {
         self.ctl.close();
         while let Ok(c) = self.ctl.try_recv() {
             match c {
-                Ctl::Drop(id) => self.rep.complete(id, Ok(Completion::Done)),
+                Ctl::Drop(id) => self.drops.push(id),
                 Ctl::Transfer { id, .. } => self.rep.complete(
                     id,
                     Err(DriverError::new(
@@ -181,7 +251,12 @@ impl Call {
                 Ctl::Shutdown => {}
             }
         }
-        let _ = self.shared.endpoint.unroute_call(&self.call_id).await;
+        if failed && !self.drops.is_empty() {
+            self.rep.state(CallState::Idle);
+        }
+        for id in std::mem::take(&mut self.drops) {
+            self.rep.complete(id, Ok(Completion::Done));
+        }
     }
 
     fn note_stop(&mut self, ctl: Option<Ctl>) -> Option<Stop> {
@@ -201,24 +276,6 @@ impl Call {
                 None
             }
             Some(Ctl::Shutdown) | None => Some(Stop::Shutdown),
-        }
-    }
-
-    /// Disconnected or busy: the call stays until the application drops it.
-    async fn wait_for_drop(&mut self) -> Stop {
-        loop {
-            tokio::select! {
-                ctl = self.ctl.recv() => {
-                    if let Some(s) = self.note_stop(ctl) {
-                        return s;
-                    }
-                }
-                inc = self.inbox.recv() => {
-                    if let Some(inc) = inc {
-                        self.on_stray(inc).await;
-                    }
-                }
-            }
         }
     }
 
@@ -287,19 +344,14 @@ impl Call {
     }
 
     /// The INVITE phase.
-    async fn invite(&mut self, make_call: RequestId) -> Dialed {
-        let mut make_call = Some(make_call);
+    async fn invite(&mut self) -> Dialed {
         let (targets, route) = match self.first_targets().await {
             Ok(t) => t,
-            Err(e) => {
-                self.complete_make_call(&mut make_call, Ok(()));
-                return Dialed::Unreachable(e);
-            }
+            Err(e) => return Dialed::NotPlaced(e),
         };
         let mut alternates = targets.into_iter();
         let Some(mut target) = alternates.next() else {
-            self.complete_make_call(&mut make_call, Ok(()));
-            return Dialed::Unreachable("no address".into());
+            return Dialed::NotPlaced("no address".into());
         };
         self.set_target(target);
         let ring_deadline =
@@ -311,12 +363,10 @@ impl Call {
             let invite = self.build_invite(route.as_deref(), auth.as_ref(), &target);
             let mut tx = match self.shared.endpoint.request(invite, target).await {
                 Ok(tx) => tx,
-                Err(e) => {
-                    self.complete_make_call(&mut make_call, Ok(()));
-                    return Dialed::Unreachable(e.to_string());
-                }
+                Err(e) if self.make_call.is_some() => return Dialed::NotPlaced(e.to_string()),
+                Err(e) => return Dialed::Unreachable(e.to_string()),
             };
-            self.complete_make_call(&mut make_call, Ok(()));
+            self.on_placed();
             let mut provisional = false;
             let mut any_response = false;
             let mut cancel_sent = false;
@@ -417,12 +467,6 @@ impl Call {
         Dialed::Unreachable("too many INVITE attempts".into())
     }
 
-    fn complete_make_call(&self, id: &mut Option<RequestId>, r: Result<(), DriverError>) {
-        if let Some(id) = id.take() {
-            self.rep.complete(id, r.map(|()| Completion::Done));
-        }
-    }
-
     async fn send_cancel(&self, tx: &ClientTx, target: Target) {
         let inv = &tx.request;
         let mut c = Message::request(Method::Cancel, inv.request_uri().unwrap_or_default());
@@ -487,7 +531,11 @@ impl Call {
     }
 
     /// Connected: wait for Drop, a transfer, or the far end's BYE.
-    async fn connected(&mut self) -> Stop {
+    async fn connected(&mut self) -> End {
+        let hung_up = || End::Failed {
+            mode: DisconnectMode::Normal,
+            cause: "the called party hung up (BYE)".into(),
+        };
         loop {
             tokio::select! {
                 ctl = self.ctl.recv() => match ctl {
@@ -495,34 +543,32 @@ impl Call {
                         match self.transfer(&to).await {
                             Ok(()) => {
                                 self.rep.complete(id, Ok(Completion::Done));
-                                return Stop::Drop;
+                                return End::Idle;
                             }
                             Err(TransferError::Dropped) => {
                                 self.rep.complete(id, Err(TransferError::Dropped.to_driver_error()));
-                                return Stop::Drop;
+                                return End::Idle;
                             }
                             Err(e) => {
                                 tracing::info!(call_id = %self.call_id, error = %e, "Transfer failed.");
                                 self.rep.complete(id, Err(e.to_driver_error()));
                                 if self.remote_gone {
-                                    self.rep.state(CallState::Disconnected(DisconnectMode::Normal));
-                                    return self.wait_for_drop().await;
+                                    return hung_up();
                                 }
                             }
                         }
                     }
-                    other => {
-                        if let Some(s) = self.note_stop(other) {
-                            return s;
-                        }
-                    }
+                    other => match self.note_stop(other) {
+                        Some(Stop::Drop) => return End::Idle,
+                        Some(_) => return End::Shutdown,
+                        None => {}
+                    },
                 },
                 inc = self.inbox.recv() => {
-                    let Some(inc) = inc else { return Stop::Shutdown };
+                    let Some(inc) = inc else { return End::Shutdown };
                     self.on_stray(inc).await;
                     if self.remote_gone {
-                        self.rep.state(CallState::Disconnected(DisconnectMode::Normal));
-                        return self.wait_for_drop().await;
+                        return hung_up();
                     }
                 }
             }
@@ -688,10 +734,22 @@ impl Call {
 
     /// Sends BYE on our leg (if it is up) and waits a little for its answer.
     async fn release(&mut self) {
+        let bye = self.send_bye().await;
+        self.await_bye(bye).await;
+    }
+
+    /// Sends BYE on our leg if it is up; its transaction.
+    async fn send_bye(&mut self) -> Option<ClientTx> {
         if self.dialog.is_none() || self.remote_gone {
-            return;
+            return None;
         }
-        let Some(mut tx) = self.in_dialog(Method::Bye, &[], None).await else {
+        self.in_dialog(Method::Bye, &[], None).await
+    }
+
+    /// Waits a little for the BYE's answer, answering what else arrives on the leg.
+    async fn await_bye(&mut self, bye: Option<ClientTx>) {
+        let Some(mut tx) = bye else {
+            self.dialog = None;
             return;
         };
         let deadline = Instant::now() + BYE_WAIT;

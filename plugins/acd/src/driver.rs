@@ -74,6 +74,19 @@ impl Inner {
         }
     }
 
+    /// Sends the report that ends a call and frees its place, under the call table's lock.
+    fn end_call(&self, call: CallId, report: &mut dyn FnMut()) {
+        match self.calls.lock() {
+            Ok(mut calls) => {
+                report();
+                if let Some(e) = calls.remove(&call) {
+                    e.line.active.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            Err(_) => report(),
+        }
+    }
+
     fn on_offer_event(&self, ev: OfferEvent) {
         match ev {
             OfferEvent::Offered {
@@ -517,10 +530,9 @@ impl AcdDriver {
             env.line.clone(),
             call,
             destination.to_owned(),
-            Box::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.remove_call(call);
-                }
+            Box::new(move |report: &mut dyn FnMut()| match weak.upgrade() {
+                Some(inner) => inner.end_call(call, report),
+                None => report(),
             }),
         );
         let inner = self.inner.clone();

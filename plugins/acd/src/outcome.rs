@@ -1,18 +1,9 @@
 //! Sans-I/O rules of the dialer: dialled numbers to URIs, SIP status codes to TAPI call states
 //! and disconnect modes, and the typed failures of calls and transfers.
 
-use tapir_core::{BusyMode, CallState, DisconnectMode, DriverError, ErrorKind};
+use tapir_core::{CallState, DisconnectMode, DriverError, ErrorKind};
 use tapir_sip_ua::header::Uri;
 use thiserror::Error;
-
-/// The call state a final SIP failure of our INVITE means: `Busy` for 486/600, else
-/// `Disconnected` with the matching mode.
-pub fn failure_state(code: u16) -> CallState {
-    match code {
-        486 | 600 => CallState::Busy(BusyMode::Station),
-        _ => CallState::Disconnected(disconnect_mode(code)),
-    }
-}
 
 /// The disconnect mode for a final SIP status.
 pub fn disconnect_mode(code: u16) -> DisconnectMode {
@@ -144,24 +135,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn states_for_final_failures() {
-        assert_eq!(failure_state(486), CallState::Busy(BusyMode::Station));
-        assert_eq!(
-            failure_state(404),
-            CallState::Disconnected(DisconnectMode::BadAddress)
-        );
-        assert_eq!(
-            failure_state(603),
-            CallState::Disconnected(DisconnectMode::Reject)
-        );
-        assert_eq!(
-            failure_state(480),
-            CallState::Disconnected(DisconnectMode::NoAnswer)
-        );
-        assert_eq!(
-            failure_state(503),
-            CallState::Disconnected(DisconnectMode::Congestion)
-        );
+    fn modes_for_final_failures() {
+        assert_eq!(disconnect_mode(486), DisconnectMode::Busy);
+        assert_eq!(disconnect_mode(404), DisconnectMode::BadAddress);
+        assert_eq!(disconnect_mode(603), DisconnectMode::Reject);
+        assert_eq!(disconnect_mode(480), DisconnectMode::NoAnswer);
+        assert_eq!(disconnect_mode(503), DisconnectMode::Congestion);
         assert_eq!(progress_state(180), Some(CallState::Ringback));
         assert_eq!(progress_state(183), Some(CallState::Ringback));
         assert_eq!(progress_state(100), None);

@@ -1,10 +1,11 @@
 //! Reporting to the host: a gate that stops every event once the driver has shut down, and a
-//! per-call reporter that never reports anything after Idle.
+//! per-call reporter that never reports anything after Idle and frees the call's place in the
+//! driver the moment it reports the call Disconnected or Idle.
 
 use std::sync::{Arc, RwLock};
 use tapir_core::{
-    CallDirection, CallId, CallInfo, CallState, DriverEvent, LineKey, Outcome, Party, RequestId,
-    SharedSink,
+    BusyMode, CallDirection, CallId, CallInfo, CallState, DisconnectMode, DriverEvent, LineKey,
+    Outcome, Party, RequestId, SharedSink,
 };
 
 /// Forwards to the host's sink until closed.
@@ -53,33 +54,41 @@ impl Gate {
     }
 }
 
+/// Frees a call's entry in the driver. It gets the report of the state that ends the call and
+/// sends it while holding the driver's call table: a Drop then either finds the call (and is
+/// completed by the call task) or comes after the report (and the front end answers it).
+pub type OnEnd = Box<dyn FnOnce(&mut dyn FnMut()) + Send + Sync>;
+
 /// Reports for one call.
 pub struct CallReporter {
     gate: Arc<Gate>,
     line: LineKey,
     call: CallId,
     destination: String,
+    driver_key: Option<String>,
     idle: bool,
-    on_idle: Option<Box<dyn FnOnce() + Send + Sync>>,
+    on_end: Option<OnEnd>,
 }
 
 impl CallReporter {
-    /// A reporter; `on_idle` runs just before Idle is reported (the driver frees the call there
-    /// so an application that sees Idle can place the next call on the line at once).
+    /// A reporter; `on_end` frees the call's entry and its place on the line when the call is
+    /// first reported Disconnected or Idle (a Disconnected call holds nothing in the driver,
+    /// and an application that sees Idle can place the next call at once).
     pub fn new(
         gate: Arc<Gate>,
         line: LineKey,
         call: CallId,
         destination: String,
-        on_idle: Box<dyn FnOnce() + Send + Sync>,
+        on_end: OnEnd,
     ) -> CallReporter {
         CallReporter {
             gate,
             line,
             call,
             destination,
+            driver_key: None,
             idle: false,
-            on_idle: Some(on_idle),
+            on_end: Some(on_end),
         }
     }
 
@@ -89,24 +98,48 @@ impl CallReporter {
             return;
         }
         self.idle = state.is_idle();
-        if self.idle {
-            if let Some(f) = self.on_idle.take() {
-                f();
-            }
-        }
-        self.gate.event(DriverEvent::CallState {
+        let event = DriverEvent::CallState {
             line: self.line.clone(),
             call: self.call,
             state,
-        });
+        };
+        match self.on_end.take() {
+            Some(end) if !state.is_live() => {
+                let gate = &self.gate;
+                let mut event = Some(event);
+                end(&mut || {
+                    if let Some(e) = event.take() {
+                        gate.event(e);
+                    }
+                });
+            }
+            other => {
+                self.on_end = other;
+                self.gate.event(event);
+            }
+        }
+    }
+
+    /// Frees the call's entry without reporting a state (a call that was never placed: its
+    /// failed MakeCall tells everything).
+    pub fn forget(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f(&mut || {});
+        }
     }
 
     /// Reports the outgoing call's info with its SIP Call-ID.
-    pub fn info(&self, call_id: &str) {
+    pub fn info(&mut self, call_id: &str) {
+        self.driver_key = Some(call_id.to_owned());
+        self.send_info(None);
+    }
+
+    fn send_info(&self, cause: Option<String>) {
         let info = CallInfo {
             direction: CallDirection::Outgoing,
             called: Party::number(self.destination.clone()),
-            driver_key: Some(call_id.to_owned()),
+            driver_key: self.driver_key.clone(),
+            cause,
             ..CallInfo::default()
         };
         self.gate.event(DriverEvent::CallInfo {
@@ -114,6 +147,19 @@ impl CallReporter {
             call: self.call,
             info,
         });
+    }
+
+    /// Reports the end of a placed call: the cause in its info, `Busy` first when the far end
+    /// was busy, then `Disconnected` with `mode` (which frees the call).
+    pub fn failed(&mut self, mode: DisconnectMode, cause: String) {
+        if self.idle {
+            return;
+        }
+        self.send_info(Some(cause));
+        if mode == DisconnectMode::Busy {
+            self.state(CallState::Busy(BusyMode::Station));
+        }
+        self.state(CallState::Disconnected(mode));
     }
 
     /// Completes a request.

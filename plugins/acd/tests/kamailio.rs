@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tapir_core::*;
 
@@ -20,12 +19,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One UDP worker (`children=1`): with two, the 200 to the last NOTIFY and our BYE right after
+/// it can leave Kamailio in the other order, and SIPp then fails the call.
 fn kamailio_cfg(port: u16, target_port: u16) -> String {
     format!(
         r#"#!KAMAILIO
 debug=2
 log_stderror=yes
-children=2
+children=1
 auto_aliases=no
 listen=udp:127.0.0.1:{port}
 alias="tapir.test"
@@ -96,45 +97,8 @@ request_route {{
     )
 }
 
-fn start_kamailio(bin: &Path, target_port: u16) -> Peer {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let cfg = dir.path().join("kamailio.cfg");
-    std::fs::write(&cfg, kamailio_cfg(port, target_port)).expect("write cfg");
-    let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("log");
-    let child = in_own_group(Command::new(bin).current_dir(dir.path()))
-        .arg("-f")
-        .arg(&cfg)
-        .args(["-DD", "-E", "-m", "64", "-M", "8"])
-        .arg("-Y")
-        .arg(dir.path())
-        .arg("-w")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn kamailio");
-    let mut peer = Peer {
-        child,
-        port,
-        name: "kamailio".into(),
-        dir,
-    };
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            break;
-        }
-        if let Ok(Some(status)) = peer.child.try_wait() {
-            let log =
-                std::fs::read_to_string(peer.dir.path().join("kamailio.log")).unwrap_or_default();
-            panic!("kamailio exited ({status}):\n{log}");
-        }
-        assert!(std::time::Instant::now() < end, "kamailio did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    peer
+fn start_kamailio(bin: &Path, target_port: u16) -> Kamailio {
+    Kamailio::builder(bin, |port| kamailio_cfg(port, target_port)).start()
 }
 
 #[test]
@@ -148,7 +112,7 @@ fn lines_register_with_digest_and_take_incoming_calls() {
     let d = build(
         &json!({
             "bind": "127.0.0.1:0",
-            "domain": format!("127.0.0.1:{}", k.port),
+            "domain": format!("127.0.0.1:{}", k.port()),
             "user": "acd",
             "password": "secret",
             "lines": ["1-3"],
@@ -172,46 +136,11 @@ fn lines_register_with_digest_and_take_incoming_calls() {
         "{:?}",
         started.elapsed()
     );
-    let mut caller = {
-        let dir = tempfile::tempdir().expect("dir");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/caller_cancel.xml");
-        let sf = dir.path().join("caller_cancel.xml");
-        std::fs::copy(&src, &sf).expect("copy");
-        let port = free_port();
-        let child = Command::new(&sipp_bin)
-            .current_dir(dir.path())
-            .arg("-sf")
-            .arg(&sf)
-            .arg(format!("127.0.0.1:{}", k.port))
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-m",
-                "1",
-                "-t",
-                "u1",
-            ])
-            .args([
-                "-nostdin",
-                "-trace_err",
-                "-timeout",
-                "60s",
-                "-timeout_error",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sipp");
-        Peer {
-            child,
-            port,
-            name: "sipp caller".into(),
-            dir,
-        }
-    };
+    let mut caller = Sipp::builder(&sipp_bin, scenario("caller_cancel"))
+        .remote(format!("127.0.0.1:{}", k.port()))
+        .timeout(Duration::from_secs(60))
+        .name("sipp caller")
+        .start();
     rec.wait_for(T, "an offered call", |ev| {
         ev.iter().any(|e| matches!(e, DriverEvent::NewCall { .. }))
     });
@@ -237,13 +166,13 @@ fn acd_call_through_authenticating_proxy_and_transfer() {
         return;
     };
     let mut target = start_sipp(&sipp_bin, "target_transfer", 1, &[]);
-    let k = start_kamailio(&kam, target.port);
+    let k = start_kamailio(&kam, target.port());
     let rec = Recorder::new();
     let d = build(
         &json!({
             "bind": "127.0.0.1:0",
             "domain": "tapir.test",
-            "outbound_proxy": format!("127.0.0.1:{}", k.port),
+            "outbound_proxy": format!("127.0.0.1:{}", k.port()),
             "user": "acd",
             "password": "secret",
             "lines": 10000,

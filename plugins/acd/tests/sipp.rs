@@ -29,11 +29,11 @@ fn config(port: u16, lines: serde_json::Value, register: bool) -> serde_json::Va
 fn connected_call(
     scenario: &str,
     call: u64,
-) -> (Peer, std::sync::Arc<Recorder>, Box<dyn PhoneDriver>) {
+) -> (Sipp, std::sync::Arc<Recorder>, Box<dyn PhoneDriver>) {
     let bin = sipp().expect("sipp");
     let peer = start_sipp(&bin, scenario, 1, &[]);
     let rec = Recorder::new();
-    let d = build(&config(peer.port, json!(5), false), rec.clone());
+    let d = build(&config(peer.port(), json!(5), false), rec.clone());
     let mc = make_call(&*d, "2", call, "+49 30 1234");
     assert!(rec.wait_complete(mc, T).is_ok());
     rec.wait_state(CallId(call), CallState::Connected, T);
@@ -83,17 +83,42 @@ fn failed_transfer_keeps_the_call_then_drop_sends_bye() {
 }
 
 #[test]
-fn busy_target_reports_busy() {
+fn busy_target_reports_busy_then_disconnected_and_frees_the_line() {
     let Some(bin) = sipp() else { return };
     let mut peer = start_sipp(&bin, "target_busy", 1, &[]);
     let rec = Recorder::new();
-    let d = build(&config(peer.port, json!(5), false), rec.clone());
-    make_call(&*d, "1", 3, "200");
-    rec.wait_state(CallId(3), CallState::Busy(BusyMode::Station), T);
+    let mut cfg = config(peer.port(), json!(5), false);
+    cfg["max_calls"] = json!(1);
+    let d = build(&cfg, rec.clone());
+    let mc = make_call(&*d, "1", 3, "200");
+    // Placed once the INVITE was out; the busy target is a state, not a failed MakeCall.
+    assert_eq!(rec.wait_complete(mc, T), Ok(Completion::Done));
+    rec.wait_state(CallId(3), CallState::Disconnected(DisconnectMode::Busy), T);
     peer.assert_passed(T);
-    let dr = drop_call(&*d, "1", 3);
-    assert_eq!(rec.wait_complete(dr, T), Ok(Completion::Done));
-    rec.wait_state(CallId(3), CallState::Idle, T);
+    assert_eq!(
+        rec.states(CallId(3)),
+        [
+            CallState::Dialing,
+            CallState::Busy(BusyMode::Station),
+            CallState::Disconnected(DisconnectMode::Busy)
+        ]
+    );
+    let cause = rec.info(CallId(3)).and_then(|i| i.cause);
+    assert_eq!(cause.as_deref(), Some("486 Busy Here"));
+    // The driver holds nothing: a Drop is refused as unknown, the line takes a new call.
+    let gone = submit(&*d, "1", Request::Drop { call: CallId(3) });
+    assert_eq!(gone.map_err(|e| e.kind), Err(ErrorKind::InvalidCallHandle));
+    let next = submit(
+        &*d,
+        "1",
+        Request::MakeCall {
+            call: CallId(33),
+            address: AddressId(0),
+            destination: Some("201".into()),
+        },
+    );
+    assert!(next.is_ok(), "{next:?}");
+    assert_eq!(rec.completions_of(mc), 1);
 }
 
 #[test]
@@ -101,7 +126,7 @@ fn drop_while_ringing_cancels() {
     let Some(bin) = sipp() else { return };
     let mut peer = start_sipp(&bin, "target_ring_cancel", 1, &[]);
     let rec = Recorder::new();
-    let d = build(&config(peer.port, json!(5), false), rec.clone());
+    let d = build(&config(peer.port(), json!(5), false), rec.clone());
     make_call(&*d, "1", 4, "200");
     rec.wait_state(CallId(4), CallState::Ringback, T);
     let dr = drop_call(&*d, "1", 4);
@@ -135,8 +160,13 @@ fn far_end_hang_up_disconnects() {
         T,
     );
     peer.assert_passed(T);
-    drop_call(&*d, "2", 6);
-    rec.wait_state(CallId(6), CallState::Idle, T);
+    // Nothing is left to drop in the driver (the front end answers the application's Drop).
+    let gone = submit(&*d, "2", Request::Drop { call: CallId(6) });
+    assert_eq!(gone.map_err(|e| e.kind), Err(ErrorKind::InvalidCallHandle));
+    assert_eq!(
+        rec.states(CallId(6)).last(),
+        Some(&CallState::Disconnected(DisconnectMode::Normal))
+    );
 }
 
 #[test]
@@ -173,12 +203,12 @@ fn disabled_line_exists_and_refuses_as_unavailable() {
     assert_eq!(err.kind, ErrorKind::BadDeviceId);
 }
 
-fn pbx(scenario: &str) -> Option<(Peer, std::sync::Arc<Recorder>, Box<dyn PhoneDriver>)> {
+fn pbx(scenario: &str) -> Option<(Sipp, std::sync::Arc<Recorder>, Box<dyn PhoneDriver>)> {
     let bin = sipp()?;
     let peer = start_sipp(&bin, scenario, 1, &[]);
     let rec = Recorder::new();
     // One registering line: SIPp takes one REGISTER.
-    let mut cfg = config(peer.port, json!(["7"]), true);
+    let mut cfg = config(peer.port(), json!(["7"]), true);
     cfg["line"] = json!([]);
     let d = build(&cfg, rec.clone());
     rec.wait_for(T, "line 7 in service", |ev| {
@@ -251,7 +281,7 @@ fn registration_failure_is_out_of_service_then_retried_with_backoff() {
     let Some(bin) = sipp() else { return };
     let mut peer = start_sipp(&bin, "registrar_reject_then_accept", 1, &[]);
     let rec = Recorder::new();
-    let mut cfg = config(peer.port, json!(["4"]), true);
+    let mut cfg = config(peer.port(), json!(["4"]), true);
     cfg["line"] = json!([]);
     let started = std::time::Instant::now();
     let d = build(&cfg, rec.clone());
@@ -277,7 +307,7 @@ fn registration_failure_is_out_of_service_then_retried_with_backoff() {
 fn transfer_reaches_the_agent_phone() {
     let Some(bin) = sipp() else { return };
     let mut agent = start_sipp(&bin, "agent", 1, &[]);
-    let agent_port = agent.port.to_string();
+    let agent_port = agent.port().to_string();
     let mut target = start_sipp(
         &bin,
         "target_transfer_to_agent",
@@ -285,7 +315,7 @@ fn transfer_reaches_the_agent_phone() {
         &["-key", "agent_port", &agent_port],
     );
     let rec = Recorder::new();
-    let d = build(&config(target.port, json!(5), false), rec.clone());
+    let d = build(&config(target.port(), json!(5), false), rec.clone());
     let mc = make_call(&*d, "1", 8, "4930123");
     assert!(rec.wait_complete(mc, T).is_ok());
     rec.wait_state(CallId(8), CallState::Connected, T);
@@ -319,9 +349,9 @@ fn drop_during_the_transfer_fails_it_and_releases_the_call() {
 #[test]
 fn dial_and_transfer_over_tcp() {
     let Some(bin) = sipp() else { return };
-    let mut peer = start_sipp(&bin, "target_transfer", 1, &["-t", "t1"]);
+    let mut peer = start_sipp_on(&bin, "target_transfer", true, 1, &[]);
     let rec = Recorder::new();
-    let mut cfg = config(peer.port, json!(5), false);
+    let mut cfg = config(peer.port(), json!(5), false);
     cfg["transport"] = json!("tcp");
     let d = build(&cfg, rec.clone());
     make_call(&*d, "1", 10, "4930123");

@@ -1,7 +1,8 @@
 //! Click-to-dial load benchmark (plain binary, no harness): N `sip-refer` calls against one
 //! SIPp phone on 127.0.0.1 at a given concurrency. Each call is the full job — INVITE, 180,
 //! 200, ACK, REFER, 202, NOTIFY 100/180/200 (each answered), BYE — and tapir waits for the
-//! final NOTIFY before it counts the call as done.
+//! final NOTIFY and the BYE's answer before the call goes Idle (counted as done); a failure is done
+//! at its Disconnected state.
 //!
 //! Run: `TAPIR_BENCH_CALLS=5000 TAPIR_BENCH_CONCURRENCY=200 cargo bench -p tapir-plugin-sip --bench click_to_dial`
 
@@ -22,8 +23,8 @@ struct Timing {
     finished: u64,
     failures: u64,
     reasons: HashMap<String, u64>,
-    /// Calls left Disconnected: the application drops them (as a TAPI application would).
-    to_drop: Vec<u64>,
+    /// The cause each call reported (with its Disconnected state).
+    causes: HashMap<u64, String>,
 }
 
 #[derive(Default)]
@@ -32,44 +33,63 @@ struct Sink {
     cv: Condvar,
 }
 
+impl Timing {
+    /// A call's outcome is known: Idle after the final NOTIFY, or a failure (its reason).
+    fn finish(&mut self, call: u64, failure: Option<String>) {
+        if let Some(s) = self.submitted.get(&call).copied() {
+            self.done.insert(call, s.elapsed());
+        }
+        self.finished += 1;
+        if let Some(reason) = failure {
+            self.failures += 1;
+            // Group reasons without the per-call number.
+            let reason: String = reason.chars().filter(|c| !c.is_ascii_digit()).collect();
+            *self.reasons.entry(reason).or_default() += 1;
+        }
+    }
+}
+
 impl EventSink for Sink {
     fn event(&self, event: DriverEvent) {
-        if let DriverEvent::CallState { call, state, .. } = event {
-            let Ok(mut t) = self.t.lock() else { return };
-            let start = t.submitted.get(&call.0).copied();
-            match state {
-                // Proceeding is reported just before the REFER goes out.
-                CallState::Proceeding => {
-                    if let Some(s) = start {
-                        t.refer.entry(call.0).or_insert_with(|| s.elapsed());
-                    }
+        let Ok(mut t) = self.t.lock() else { return };
+        match event {
+            DriverEvent::CallInfo { call, info, .. } => {
+                if let Some(cause) = info.cause {
+                    t.causes.insert(call.0, cause);
                 }
-                CallState::Idle => {
-                    t.finished += 1;
-                    self.cv.notify_all();
-                }
-                CallState::Disconnected(_) => {
-                    t.to_drop.push(call.0);
-                    self.cv.notify_all();
-                }
-                _ => {}
             }
+            DriverEvent::CallState { call, state, .. } => {
+                let start = t.submitted.get(&call.0).copied();
+                match state {
+                    // Proceeding is reported just before the REFER goes out.
+                    CallState::Proceeding => {
+                        if let Some(s) = start {
+                            t.refer.entry(call.0).or_insert_with(|| s.elapsed());
+                        }
+                    }
+                    CallState::Idle => {
+                        t.finish(call.0, None);
+                        self.cv.notify_all();
+                    }
+                    // The failed-call rule: the call ends here and the driver holds nothing.
+                    CallState::Disconnected(mode) => {
+                        let cause = t.causes.remove(&call.0).unwrap_or_default();
+                        t.finish(call.0, Some(format!("{mode:?}: {cause}")));
+                        self.cv.notify_all();
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
         }
     }
     fn complete(&self, request: RequestId, outcome: Outcome) {
         let Ok(mut t) = self.t.lock() else { return };
-        if request.0 >= 1_000_000_000 {
-            return; // a Drop
-        }
-        // Request ids equal call ids in this benchmark.
-        if let Some(s) = t.submitted.get(&request.0).copied() {
-            t.done.insert(request.0, s.elapsed());
-        }
+        // Request ids equal call ids in this benchmark. MakeCall completes once the INVITE is
+        // out; an error means the call was never placed (no state follows).
         if let Err(e) = outcome {
-            t.failures += 1;
-            // Group reasons without the per-call number.
-            let reason: String = e.detail.chars().filter(|c| !c.is_ascii_digit()).collect();
-            *t.reasons.entry(reason).or_default() += 1;
+            t.finish(request.0, Some(e.detail));
+            self.cv.notify_all();
         }
     }
     fn new_call_id(&self) -> CallId {
@@ -129,7 +149,7 @@ fn main() {
     );
     let sink = Arc::new(Sink::default());
     let cfg = json!({ "lines": [{
-        "key": "bench", "domain": format!("127.0.0.1:{}", phone.port), "user": "alice",
+        "key": "bench", "domain": format!("127.0.0.1:{}", phone.port()), "user": "alice",
         "bind": "127.0.0.1:0", "max_calls": conc,
     }]});
     let _ = tapir_plugin_sip::config::EXAMPLE;
@@ -156,21 +176,6 @@ fn main() {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if t.finished >= calls || Instant::now() > deadline {
             break;
-        }
-        let drops = std::mem::take(&mut t.to_drop);
-        if !drops.is_empty() {
-            drop(t);
-            for call in drops {
-                let _ = driver.submit(RequestEnvelope {
-                    id: RequestId(1_000_000_000 + call),
-                    line: LineKey::new("bench"),
-                    request: Request::Drop { call: CallId(call) },
-                });
-            }
-            t = sink
-                .t
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         while submitted < calls && submitted - t.finished < conc {
             submitted += 1;
@@ -200,7 +205,7 @@ fn main() {
     let wall = start.elapsed();
     let cpu = cpu_ms() - cpu0;
     let stats = tapir_sip_ua::global_stats();
-    let status = phone.wait(Duration::from_secs(30));
+    let status = phone.wait_exit(Duration::from_secs(30));
     driver.shutdown();
     let t = sink
         .t
@@ -227,7 +232,7 @@ fn main() {
         pct(&mut refer, 0.99)
     );
     println!(
-        "| request → outcome (final NOTIFY) p50 / p99 | {:.2} ms / {:.2} ms |",
+        "| request → outcome (Idle after the final NOTIFY and BYE, or Disconnected) p50 / p99 | {:.2} ms / {:.2} ms |",
         pct(&mut done, 0.5),
         pct(&mut done, 0.99)
     );
@@ -242,7 +247,7 @@ fn main() {
     for (reason, n) in &t.reasons {
         println!("failure ×{n}: {reason}");
     }
-    if let Ok(rd) = std::fs::read_dir(phone.dir.path()) {
+    if let Ok(rd) = std::fs::read_dir(phone.dir()) {
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().contains("errors") {
                 let text = std::fs::read_to_string(e.path()).unwrap_or_default();

@@ -1,6 +1,12 @@
 //! One click-to-dial call, as an async task: INVITE the first leg, REFER it once it answers,
 //! follow the NOTIFY sipfrags, release our leg. Every wait is bounded by a timer or by the
 //! transaction layer's own timeouts; every exit path releases the leg and the Call-ID route.
+//!
+//! The failed-call rule (ARCHITECTURE.md): MakeCall completes Ok as soon as the first INVITE
+//! is out, with an error only when it could not be sent at all (no address for the first
+//! hop). Every later failure is a state: the cause (the SIP status and reason phrase) in the
+//! call's info, then `Disconnected` with its mode (after `Busy` for a busy party), reported
+//! once any BYE is sent; the driver forgets the call right then.
 
 use crate::config::Line;
 use crate::outcome::{progress_state, ClickToDialError};
@@ -75,6 +81,8 @@ struct Call {
     dialog: Option<Dialog>,
     remote_gone: bool,
     stop: Option<Ctl>,
+    /// The first INVITE is out and MakeCall completed.
+    placed: bool,
 }
 
 /// Runs one click-to-dial to its end. `destination_uri` is already checked.
@@ -105,9 +113,11 @@ pub async fn run(
             destination_uri.clone(),
             format!("the user's phone ({phone_uri})"),
         ),
+        // The phone's URI as resolved above: a `phone_user` that is a full `sip:` URI is taken
+        // as it is (never `sip:sip:...@domain`).
         Mode::Reverse => (
             destination_uri.clone(),
-            format!("sip:{phone}@{domain}"),
+            phone_uri.clone(),
             format!("the callee ({destination_uri})"),
         ),
     };
@@ -137,9 +147,8 @@ pub async fn run(
         dialog: None,
         remote_gone: false,
         stop: None,
+        placed: false,
     };
-    call.rep.info_driver_key(&call.call_id);
-    call.rep.state(CallState::Dialing);
     let end = if routed {
         match call.invite().await {
             Ok(()) => call.refer().await,
@@ -153,6 +162,17 @@ pub async fn run(
 }
 
 impl Call {
+    /// The first INVITE is out: the call exists, MakeCall completes Ok (once).
+    fn placed(&mut self) {
+        if self.placed {
+            return;
+        }
+        self.placed = true;
+        self.rep.info_driver_key(&self.call_id);
+        self.rep.state(CallState::Dialing);
+        self.rep.complete_make_call(Ok(()));
+    }
+
     fn creds(&self) -> Credentials {
         let cfg = &self.ctx.line.cfg;
         Credentials {
@@ -333,6 +353,7 @@ impl Call {
                     who: self.first_who.clone(),
                     detail: e.to_string(),
                 })?;
+            self.placed();
             let mut provisional = false;
             let mut any_response = false;
             let mut cancelling: Option<(ClickToDialError, Instant)> = None;
@@ -750,10 +771,22 @@ impl Call {
 
     /// Sends BYE on our leg (if it is up) and waits a little for its answer.
     async fn release(&mut self) {
+        let bye = self.send_bye().await;
+        self.await_bye(bye).await;
+    }
+
+    /// Sends BYE on our leg if it is up; its transaction.
+    async fn send_bye(&mut self) -> Option<ClientTx> {
         if self.dialog.is_none() || self.remote_gone {
-            return;
+            return None;
         }
-        let Some(mut tx) = self.in_dialog(Method::Bye, &[], None).await else {
+        self.in_dialog(Method::Bye, &[], None).await
+    }
+
+    /// Waits a little for the BYE's answer, answering what else arrives on the leg.
+    async fn await_bye(&mut self, bye: Option<ClientTx>) {
+        let Some(mut tx) = bye else {
+            self.dialog = None;
             return;
         };
         let deadline = Instant::now() + BYE_WAIT;
@@ -785,14 +818,7 @@ impl Call {
                     tracing::info!(call_id = %self.call_id, "{n}");
                 }
                 self.rep.state(CallState::Connected);
-                self.rep.complete_make_call(Ok(()));
                 self.release().await;
-                self.rep.state(CallState::Idle);
-                self.rep.complete_drops();
-            }
-            End::Failed(ClickToDialError::Dropped) => {
-                self.release().await;
-                self.rep.complete_make_call(Err(ClickToDialError::Dropped));
                 self.rep.state(CallState::Idle);
                 self.rep.complete_drops();
             }
@@ -802,19 +828,30 @@ impl Call {
                 self.rep.complete_make_call(Err(ClickToDialError::Shutdown));
                 self.rep.complete_drops();
             }
+            End::Failed(e) if !self.placed => {
+                // Nothing was sent: the call never existed. The driver forgets it before the
+                // front end does, so the line is free for the next MakeCall at once.
+                tracing::info!(call_id = %self.call_id, reason = %e, "click-to-dial could not start");
+                self.rep.forget();
+                self.rep.complete_make_call(Err(e));
+                self.rep.complete_drops();
+            }
+            End::Failed(ClickToDialError::Dropped) => {
+                self.release().await;
+                self.rep.state(CallState::Idle);
+                self.rep.complete_drops();
+            }
             End::Failed(e) => {
                 tracing::info!(call_id = %self.call_id, reason = %e, "click-to-dial failed");
-                self.rep.state(CallState::Disconnected(e.mode()));
-                self.rep.complete_make_call(Err(e));
-                self.release().await;
-                // The call stays Disconnected until the application drops it.
-                if self.stop.is_none() {
-                    self.stop = self.ctl.recv().await.or(Some(Ctl::Shutdown));
-                }
-                if self.stop == Some(Ctl::Drop) {
+                // BYE first, then the report: a Disconnected call holds nothing.
+                let bye = self.send_bye().await;
+                self.rep.failed(e.mode(), e.to_string());
+                // A Drop that arrived before the report is answered now: the call is dropped.
+                if self.rep.has_drops() {
                     self.rep.state(CallState::Idle);
                     self.rep.complete_drops();
                 }
+                self.await_bye(bye).await;
             }
         }
     }

@@ -129,7 +129,7 @@ pub struct LineConfig {
     #[serde(default)]
     pub phone_user: Option<String>,
     /// SIPTAPI's "alternative mode": the phone's own `host:port`; the INVITE goes straight there
-    /// instead of through the domain's server.
+    /// instead of through the domain's server. Excludes `outbound_proxy` (refused together).
     #[serde(default)]
     pub phone_address: Option<String>,
     /// `udp` (default) or `tcp`.
@@ -269,6 +269,15 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
             .map(|p| host_uri(p, "phone_address"))
             .transpose()
             .map_err(ctx)?;
+        if phone_addr.is_some() && proxy_uri.is_some() {
+            // Decided: refused rather than one silently winning. The phone's own address sends
+            // the INVITE straight to the phone, so the proxy would be bypassed.
+            return Err(ctx(
+                "phone_address and outbound_proxy exclude each other: phone_address sends the \
+                 INVITE straight to the phone and would bypass the proxy; set only one of them"
+                    .into(),
+            ));
+        }
         let transport = Transport::parse(&l.transport)
             .ok_or_else(|| ctx(format!("transport {:?} is not udp or tcp", l.transport)))?;
         let bind_text = l.bind.as_deref().unwrap_or(&cfg.bind);
@@ -343,6 +352,24 @@ mod tests {
         assert!(parse(r#"{"lines": []}"#).is_err());
         let tls = EXAMPLE.replace("pbx.example.com", "sips:pbx.example.com");
         assert!(parse(&tls).is_err());
+    }
+
+    #[test]
+    fn phone_address_and_outbound_proxy_are_refused_together() {
+        let both = EXAMPLE.replace(
+            "\"transport\": \"udp\",",
+            "\"transport\": \"udp\", \"phone_address\": \"10.0.0.7:5060\", \"outbound_proxy\": \"proxy.example.com\",",
+        );
+        let err = parse(&both).expect_err("both at once");
+        assert!(
+            err.contains("line \"alice\"") && err.contains("exclude each other"),
+            "{err}"
+        );
+        let one = EXAMPLE.replace(
+            "\"transport\": \"udp\",",
+            "\"transport\": \"udp\", \"phone_address\": \"10.0.0.7:5060\",",
+        );
+        assert!(parse(&one).is_ok());
     }
 
     #[test]

@@ -228,11 +228,16 @@ impl SipDriver {
             destination.to_owned(),
         );
         let weak = Arc::downgrade(&self.inner);
-        rep.set_on_idle(Box::new(move || {
-            if let Some(inner) = weak.upgrade() {
-                if let Ok(mut calls) = inner.calls.lock() {
-                    calls.remove(&call);
-                }
+        rep.set_on_end(Box::new(move |report: &mut dyn FnMut()| {
+            match weak.upgrade() {
+                Some(inner) => match inner.calls.lock() {
+                    Ok(mut calls) => {
+                        report();
+                        calls.remove(&call);
+                    }
+                    Err(_) => report(),
+                },
+                None => report(),
             }
         }));
         let inner = self.inner.clone();

@@ -1,11 +1,12 @@
 //! Reporting to the host: a gate that stops every event once the driver has shut down, and
-//! the per-call reporter that completes each request exactly once.
+//! the per-call reporter that completes each request exactly once and frees the call's place
+//! in the driver the moment it reports the call Disconnected or Idle.
 
 use crate::outcome::ClickToDialError;
 use std::sync::{Arc, Mutex, RwLock};
 use tapir_core::{
-    CallDirection, CallId, CallInfo, CallState, Completion, DriverEvent, LineKey, Party, RequestId,
-    SharedSink,
+    BusyMode, CallDirection, CallId, CallInfo, CallState, Completion, DisconnectMode, DriverEvent,
+    LineKey, Party, RequestId, SharedSink,
 };
 
 /// Forwards to the host's sink until closed.
@@ -79,6 +80,11 @@ impl CallShared {
     }
 }
 
+/// Frees a call's entry in the driver. It gets the report of the state that ends the call and
+/// sends it while holding the driver's call table: a Drop then either finds the call (and is
+/// completed by the call task) or comes after the report (and the front end answers it).
+pub type OnEnd = Box<dyn FnOnce(&mut dyn FnMut()) + Send + Sync>;
+
 /// What a call task uses to report.
 pub struct Reporter {
     gate: Arc<Gate>,
@@ -86,8 +92,9 @@ pub struct Reporter {
     call: CallId,
     shared: Arc<CallShared>,
     destination: String,
+    driver_key: Option<String>,
     idle: bool,
-    on_idle: Option<Box<dyn FnOnce() + Send + Sync>>,
+    on_end: Option<OnEnd>,
 }
 
 impl Reporter {
@@ -105,15 +112,17 @@ impl Reporter {
             call,
             shared,
             destination,
+            driver_key: None,
             idle: false,
-            on_idle: None,
+            on_end: None,
         }
     }
 
-    /// Runs `f` just before Idle is reported (the driver frees the call id there, so an
-    /// application that sees Idle can reuse the line at once).
-    pub fn set_on_idle(&mut self, f: Box<dyn FnOnce() + Send + Sync>) {
-        self.on_idle = Some(f);
+    /// Sets what frees the call's entry and its place toward `max_calls` when it is first
+    /// reported Disconnected or Idle (the failed-call rule: a Disconnected call holds nothing
+    /// in the driver).
+    pub fn set_on_end(&mut self, f: OnEnd) {
+        self.on_end = Some(f);
     }
 
     /// Reports a state (nothing after Idle).
@@ -122,24 +131,40 @@ impl Reporter {
             return;
         }
         self.idle = state.is_idle();
-        if self.idle {
-            if let Some(f) = self.on_idle.take() {
-                f();
-            }
-        }
-        self.gate.event(DriverEvent::CallState {
+        let event = DriverEvent::CallState {
             line: self.line.clone(),
             call: self.call,
             state,
-        });
+        };
+        match self.on_end.take() {
+            Some(end) if !state.is_live() => {
+                let gate = &self.gate;
+                let mut event = Some(event);
+                end(&mut || {
+                    if let Some(e) = event.take() {
+                        gate.event(e);
+                    }
+                });
+            }
+            other => {
+                self.on_end = other;
+                self.gate.event(event);
+            }
+        }
     }
 
     /// Reports the call's info with its SIP Call-ID.
-    pub fn info_driver_key(&self, call_id: &str) {
+    pub fn info_driver_key(&mut self, call_id: &str) {
+        self.driver_key = Some(call_id.to_owned());
+        self.info(None);
+    }
+
+    fn info(&self, cause: Option<String>) {
         let info = CallInfo {
             direction: CallDirection::Outgoing,
             called: Party::number(self.destination.clone()),
-            driver_key: Some(call_id.to_owned()),
+            driver_key: self.driver_key.clone(),
+            cause,
             ..CallInfo::default()
         };
         self.gate.event(DriverEvent::CallInfo {
@@ -147,6 +172,19 @@ impl Reporter {
             call: self.call,
             info,
         });
+    }
+
+    /// Reports a failure after the call was placed: the cause in the call's info, `Busy` first
+    /// when the far end was busy, then `Disconnected` with `mode` (which frees the call).
+    pub fn failed(&mut self, mode: DisconnectMode, cause: String) {
+        if self.idle {
+            return;
+        }
+        self.info(Some(cause));
+        if mode == DisconnectMode::Busy {
+            self.state(CallState::Busy(BusyMode::Station));
+        }
+        self.state(CallState::Disconnected(mode));
     }
 
     /// Completes MakeCall, once.
@@ -159,6 +197,23 @@ impl Reporter {
                     .map_err(|e| e.to_driver_error()),
             );
         }
+    }
+
+    /// Frees the call's entry in the driver without reporting a state (a call that was never
+    /// placed: its failed MakeCall tells everything).
+    pub fn forget(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f(&mut || {});
+        }
+    }
+
+    /// True when Drop requests wait for completion.
+    pub fn has_drops(&self) -> bool {
+        self.shared
+            .drops
+            .lock()
+            .map(|d| !d.is_empty())
+            .unwrap_or(false)
     }
 
     /// Completes every pending Drop with success.

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tapir_core::*;
 
@@ -99,55 +98,11 @@ request_route {{
     )
 }
 
-struct Kamailio {
-    peer: Peer,
-}
-
 fn start_kamailio(bin: &Path, phone_port: u16, algorithm: &str) -> Kamailio {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let cfg = dir.path().join("kamailio.cfg");
-    std::fs::write(&cfg, config(port, phone_port, algorithm)).expect("write cfg");
-    let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("log file");
-    // Its own process group, so the guard stops the workers it forks too.
-    let child = std::os::unix::process::CommandExt::process_group(&mut Command::new(bin), 0)
-        .current_dir(dir.path())
-        .arg("-f")
-        .arg(&cfg)
-        .args(["-DD", "-E", "-n", "1", "-m", "64", "-M", "8"])
-        .arg("-Y")
-        .arg(dir.path())
-        .arg("-w")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn kamailio");
-    let mut peer = Peer {
-        child,
-        port,
-        name: format!("kamailio {algorithm}"),
-        dir,
-    };
-    // Ready when its UDP port is taken (or it died: show its log).
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            break;
-        }
-        if let Ok(Some(status)) = peer.child.try_wait() {
-            let log =
-                std::fs::read_to_string(peer.dir.path().join("kamailio.log")).unwrap_or_default();
-            panic!("kamailio exited at start ({status}):\n{log}");
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "kamailio did not open its port"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Kamailio { peer }
+    Kamailio::builder(bin, |port| config(port, phone_port, algorithm))
+        .args(["-n", "1"])
+        .name(format!("kamailio {algorithm}"))
+        .start()
 }
 
 fn line_via_proxy(kamailio_port: u16, password: &str) -> serde_json::Value {
@@ -166,11 +121,11 @@ fn run_through_kamailio(algorithm: &str, driver_name: &str, scenario: &str) {
         return;
     };
     let mut phone = start_sipp(&sipp_bin, scenario, false, 1, &[]);
-    let kam = start_kamailio(&kam_bin, phone.port, algorithm);
+    let kam = start_kamailio(&kam_bin, phone.port(), algorithm);
     let rec = Recorder::new();
     let driver = build(
         driver_name,
-        &line_via_proxy(kam.peer.port, "secret"),
+        &line_via_proxy(kam.port(), "secret"),
         rec.clone(),
     );
     let id = make_call(driver.as_ref(), "alice", 1, "0301234");
@@ -178,10 +133,10 @@ fn run_through_kamailio(algorithm: &str, driver_name: &str, scenario: &str) {
     assert!(outcome.is_ok(), "{:?}", outcome);
     rec.wait_state(CallId(1), CallState::Connected, T);
     rec.wait_state(CallId(1), CallState::Idle, T);
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
     // Kamailio logged our answer and its verdict: accepted (rc 1) with the wanted algorithm.
-    let log = std::fs::read_to_string(kam.peer.dir.path().join("kamailio.log")).unwrap_or_default();
+    let log = kam.log();
     let accepted = log.lines().any(|l| {
         l.contains("auth rc=1 ")
             && l.contains(&format!("algorithm={algorithm},"))
@@ -232,27 +187,28 @@ fn kamailio_refusing_our_credentials_is_a_clear_auth_failure() {
         return;
     };
     let phone = start_sipp(&sipp_bin, "phone_ok_any", false, 1, &[]);
-    let kam = start_kamailio(&kam_bin, phone.port, "MD5");
+    let kam = start_kamailio(&kam_bin, phone.port(), "MD5");
     let rec = Recorder::new();
     let driver = build(
         "sip-refer",
-        &line_via_proxy(kam.peer.port, "wrong"),
+        &line_via_proxy(kam.port(), "wrong"),
         rec.clone(),
     );
     let id = make_call(driver.as_ref(), "alice", 2, "0301234");
-    let outcome = rec.wait_complete(id, T);
-    let text = match &outcome {
-        Ok(_) => String::from("ok"),
-        Err(e) => e.detail.clone(),
-    };
-    assert!(
-        text.contains("refused our credentials for user \"alice\""),
-        "{text}"
-    );
+    // Placed (the INVITE went out), then refused: the cause says why.
+    assert_eq!(rec.wait_complete(id, T), Ok(Completion::Done));
     rec.wait_state(
         CallId(2),
         CallState::Disconnected(DisconnectMode::Blocked),
         T,
+    );
+    let text = rec
+        .info(CallId(2))
+        .and_then(|i| i.cause)
+        .unwrap_or_default();
+    assert!(
+        text.contains("refused our credentials for user \"alice\""),
+        "{text}"
     );
     driver.shutdown();
 }
@@ -266,50 +222,21 @@ fn refer_to_a_phone_registered_at_kamailio() {
     let mut phone = start_sipp(&sipp_bin, "phone_ok_any", false, 1, &[]);
     let kam = start_kamailio(&kam_bin, 0, "MD5");
     // The phone registers its address as sip:201@tapir.test, authenticating with digest.
-    let reg_dir = tempfile::tempdir().expect("temp dir");
-    let sf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/register.xml");
-    let child = Command::new(&sipp_bin)
-        .current_dir(reg_dir.path())
-        .arg(format!("127.0.0.1:{}", kam.peer.port))
-        .arg("-sf")
-        .arg(&sf)
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-        ])
-        .args([
-            "-key",
-            "phone_port",
-            &phone.port.to_string(),
-            "-timeout",
-            "20s",
-            "-timeout_error",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sipp");
-    let mut registrar_client = Peer {
-        child,
-        port: 0,
-        name: "sipp register".into(),
-        dir: reg_dir,
-    };
-    registrar_client.assert_scenario_passed(T);
+    let mut registrar_client = Sipp::builder(&sipp_bin, scenario("register"))
+        .remote(format!("127.0.0.1:{}", kam.port()))
+        .key("phone_port", phone.port().to_string())
+        .timeout(Duration::from_secs(20))
+        .name("sipp register")
+        .start();
+    registrar_client.assert_passed(T);
     let rec = Recorder::new();
-    let mut cfg = line_via_proxy(kam.peer.port, "secret");
+    let mut cfg = line_via_proxy(kam.port(), "secret");
     cfg["lines"][0]["phone_user"] = json!("201");
     let driver = build("sip-refer", &cfg, rec.clone());
     let id = make_call(driver.as_ref(), "alice", 3, "0301234");
     let outcome = rec.wait_complete(id, T);
     assert!(outcome.is_ok(), "{:?}", outcome);
     rec.wait_state(CallId(3), CallState::Idle, T);
-    phone.assert_scenario_passed(T);
+    phone.assert_passed(T);
     driver.shutdown();
 }

@@ -12,7 +12,7 @@ use tapir_core::*;
 
 const T: Duration = Duration::from_secs(20);
 
-fn start(scenario: &str) -> Option<(Peer, std::sync::Arc<Recorder>, Box<dyn PhoneDriver>)> {
+fn start(scenario: &str) -> Option<(Sipp, std::sync::Arc<Recorder>, Box<dyn PhoneDriver>)> {
     let bin = sipp()?;
     let peer = start_sipp(&bin, scenario, false, 1, &[]);
     let rec = Recorder::new();
@@ -20,7 +20,7 @@ fn start(scenario: &str) -> Option<(Peer, std::sync::Arc<Recorder>, Box<dyn Phon
         "sip-refer",
         &json!({
             "bind": "127.0.0.1:0",
-            "lines": [ { "key": "5", "domain": format!("127.0.0.1:{}", peer.port), "user": "acd", "register": true } ]
+            "lines": [ { "key": "5", "domain": format!("127.0.0.1:{}", peer.port()), "user": "acd", "register": true } ]
         }),
         rec.clone(),
     );
@@ -79,7 +79,7 @@ fn sip_refer_line_indicates_incoming_call_and_cancel() {
     rec.wait_state(call, CallState::Disconnected(DisconnectMode::Pickup), T);
     rec.wait_state(call, CallState::Idle, T);
     d.shutdown();
-    peer.assert_scenario_passed(T);
+    peer.assert_passed(T);
 }
 
 #[test]
@@ -101,5 +101,5 @@ fn sip_refer_line_redirects_incoming_call() {
     assert_eq!(rec.wait_complete(id, T), Ok(Completion::Done));
     rec.wait_state(call, CallState::Idle, T);
     d.shutdown();
-    peer.assert_scenario_passed(T);
+    peer.assert_passed(T);
 }

@@ -16,6 +16,9 @@ pub enum Mode {
     Refuse,
     /// Panic inside `submit`.
     Panic,
+    /// Report the request's call Disconnected and forget it, then refuse the request as an
+    /// unknown call: an application's Drop crossing the driver's report of a failure.
+    DisconnectThenRefuse,
 }
 
 #[derive(Default)]
@@ -58,6 +61,15 @@ impl Script {
         &self,
         lines: usize,
     ) -> impl FnOnce(SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
+        self.build_with_max_calls(lines, 4)
+    }
+
+    /// Like [`Script::build`], each line carrying at most `max_calls` calls.
+    pub fn build_with_max_calls(
+        &self,
+        lines: usize,
+        max_calls: u32,
+    ) -> impl FnOnce(SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
         let script = self.clone();
         move |sink: SharedSink| {
             for i in 0..lines {
@@ -68,7 +80,7 @@ impl Script {
                         caps: LineCaps {
                             operations: OperationSet::all(),
                             forward_modes: vec![ForwardMode::Unconditional],
-                            max_calls: 4,
+                            max_calls,
                             addresses: vec![AddressInfo::default()],
                         },
                         in_service: true,
@@ -101,6 +113,20 @@ impl PhoneDriver for ScriptedDriver {
             Mode::Accept => Ok(()),
             Mode::Refuse => Err(DriverError::failed("scripted refusal")),
             Mode::Panic => panic!("scripted panic"),
+            Mode::DisconnectThenRefuse => {
+                let Some(call) = request.request.target_call() else {
+                    return Err(DriverError::failed("scripted refusal"));
+                };
+                self.0.event(DriverEvent::CallState {
+                    line: request.line.clone(),
+                    call,
+                    state: CallState::Disconnected(DisconnectMode::Unreachable),
+                });
+                Err(DriverError::new(
+                    ErrorKind::InvalidCallHandle,
+                    format!("no call {call}"),
+                ))
+            }
         }
     }
 

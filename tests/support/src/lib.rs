@@ -1,0 +1,34 @@
+//! Test support shared by tapir's crates (a dev-dependency only): real servers started by the
+//! tests on loopback and always stopped, by process group, when their guard drops (also when a
+//! test panics).
+//!
+//! - [`process::Guard`]: any child process, in a process group of its own, killed with all
+//!   the processes it forked on drop.
+//! - [`programs`]: where a program is installed; `None` after printing `SKIPPED: ...` so the
+//!   test can return.
+//! - [`ports`]: ports free at run time on 127.0.0.1 (never fixed ports: tests of other crates
+//!   run at the same time), and waiting until a server has bound one.
+//! - [`sipp::Sipp`]: SIPp running a scenario file, its exit, error log and statistics.
+//! - [`server::Server`]: any server started from configuration files written by the test
+//!   (Kamailio, and the DNS, STUN or NATS servers later work adds), with its log.
+//! - [`kamailio`]: Kamailio on a [`server::Server`].
+//! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
+//!   to submit requests to a driver directly.
+//! - [`wait::until`]: polling with a deadline.
+
+pub mod kamailio;
+pub mod ports;
+pub mod process;
+pub mod programs;
+pub mod recorder;
+pub mod server;
+pub mod sipp;
+pub mod wait;
+
+pub use kamailio::Kamailio;
+pub use ports::{free_port, free_tcp_port, free_udp_port};
+pub use process::Guard;
+pub use programs::{kamailio, program, sipp};
+pub use recorder::Recorder;
+pub use server::Server;
+pub use sipp::{Sipp, SippStats};
