@@ -343,7 +343,7 @@ impl Call {
                                     continue 'attempts;
                                 }
                                 return Dialed::Unreachable(match ev {
-                                    ClientEvent::TransportError(d) => d,
+                                    ClientEvent::TransportError(d) => d.to_string(),
                                     _ => "no response to our INVITE".into(),
                                 });
                             }
@@ -575,7 +575,7 @@ impl Call {
                             _ => return Err(TransferError::Refused { code, reason: reason(&resp) }),
                         }
                     }
-                    Some(ClientEvent::TransportError(d)) => return Err(TransferError::Unreachable(d)),
+                    Some(ClientEvent::TransportError(d)) => return Err(TransferError::Unreachable(d.to_string())),
                     Some(ClientEvent::Timeout) | None => {
                         if !accepted {
                             return Err(TransferError::Unreachable("no response to our REFER".into()));
