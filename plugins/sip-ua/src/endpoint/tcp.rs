@@ -21,7 +21,9 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 /// Longest pause of the accept loop when descriptors run out.
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
+/// Accepted connections closed at once when descriptors run out.
+const EVICT_ON_EXHAUSTION: usize = 8;
 
 /// How long a connection whose stream could not be framed still carries our answers.
 pub(super) const DRAIN: Duration = Duration::from_secs(5);
@@ -210,8 +212,8 @@ fn next_state(buf: &[u8], state: Reading, limits: TcpLimits, first: bool) -> Rea
 impl Task {
     /// A connection came in (or accepting failed). At the cap, the least useful accepted
     /// connection makes room. When descriptors run out (`EMFILE`, `ENFILE`, `ENOBUFS`,
-    /// `ENOMEM`), one such connection is closed and accepting pauses, doubling up to a second,
-    /// instead of retrying at full speed.
+    /// `ENOMEM`), up to eight such connections are closed and accepting pauses (10 ms,
+    /// doubling up to 500 ms while it keeps failing) instead of retrying at full speed.
     pub(super) fn on_accept(&mut self, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
         match accepted {
             Ok((stream, peer)) => {
@@ -246,9 +248,13 @@ impl Task {
                     tracing::debug!(error = %e, "TCP accept failed");
                     return;
                 }
-                self.evict_one();
+                for _ in 0..EVICT_ON_EXHAUSTION {
+                    if !self.evict_one() {
+                        break;
+                    }
+                }
                 self.accept_backoff = (self.accept_backoff * 2)
-                    .max(Duration::from_millis(20))
+                    .max(Duration::from_millis(10))
                     .min(MAX_ACCEPT_BACKOFF);
                 self.accept_pause = Some(std::time::Instant::now() + self.accept_backoff);
                 self.accept_pauses += 1;
