@@ -282,3 +282,85 @@ fn overload_answers_503() {
     assert_eq!(layer.len(), 1);
     assert_eq!(layer.stats().overload_rejections, 1);
 }
+
+#[test]
+fn server_bound_answers_503_with_retry_after_and_creates_nothing() {
+    let limits = Limits {
+        max_server: 3,
+        ..Limits::default()
+    };
+    let mut layer = TransactionLayer::with_limits(Timers::default(), limits);
+    let t0 = Instant::now();
+    for i in 0..10 {
+        layer.on_message(req("INVITE", &format!("z9hG4bKb{i}")), 3, false, t0);
+    }
+    assert_eq!(layer.servers(), 3);
+    assert_eq!(layer.len(), 3);
+    let busy: Vec<Message> = drain(&mut layer)
+        .into_iter()
+        .filter_map(|e| match e {
+            LayerEvent::Transmit { bytes, .. } => Message::parse(&bytes).ok(),
+            _ => None,
+        })
+        .filter(|m| m.code() == Some(503))
+        .collect();
+    assert_eq!(busy.len(), 7);
+    assert!(busy.iter().all(|m| m.header("Retry-After") == Some("5")));
+    // Our own requests still go out while the server side is full.
+    assert!(layer
+        .send_request(req("OPTIONS", "z9hG4bKown"), 1, false, t0)
+        .is_ok());
+}
+
+#[test]
+fn linger_store_is_capped_and_memory_given_back_after_a_flood() {
+    let limits = Limits {
+        max_lingering: 100,
+        ..Limits::default()
+    };
+    let mut layer = TransactionLayer::with_limits(Timers::default(), limits);
+    let t0 = Instant::now();
+    // 5,000 distinct OPTIONS, each answered at once: they linger for Timer J.
+    for i in 0..5000 {
+        let r = req("OPTIONS", &format!("z9hG4bKf{i}"));
+        layer.on_message(r.clone(), 3, false, t0);
+        let key = TxKey::of(&r, false).expect("key");
+        layer
+            .respond(&key, Message::response_to(&r, 200, "OK", Some("t")), t0)
+            .expect("answered");
+        drain(&mut layer);
+    }
+    assert!(layer.len() <= 100, "lingering: {}", layer.len());
+    assert_eq!(layer.stats().early_forgotten, 4900);
+    assert_eq!(layer.servers(), 0);
+    layer.on_timer(t0 + Duration::from_secs(40));
+    assert!(layer.is_empty());
+    assert!(
+        layer.capacity() < 2048,
+        "capacity kept: {}",
+        layer.capacity()
+    );
+}
+
+#[test]
+fn transport_failure_ends_unanswered_client_transactions_to_that_peer_only() {
+    let mut layer = TransactionLayer::new(Timers::default(), 10);
+    let t0 = Instant::now();
+    let a = layer
+        .send_request(req("INVITE", "z9hG4bKu1"), 7, false, t0)
+        .expect("starts");
+    let _b = layer
+        .send_request(req("OPTIONS", "z9hG4bKu2"), 8, false, t0)
+        .expect("starts");
+    drain(&mut layer);
+    assert_eq!(layer.transport_failed(&7), vec![a]);
+    assert_eq!(layer.len(), 1);
+    assert_eq!(layer.stats().transport_failures, 1);
+    assert!(layer.transport_failed(&7).is_empty());
+}
+
+#[test]
+fn bare_magic_cookie_falls_back_to_the_rfc_2543_key() {
+    let a = TxKey::of(&req("OPTIONS", "z9hG4bK"), false).expect("key");
+    assert!(a.branch.starts_with("legacy|"), "{}", a.branch);
+}
