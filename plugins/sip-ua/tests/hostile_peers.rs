@@ -368,3 +368,38 @@ async fn icmp_port_unreachable_fails_the_transaction_at_once() {
         assert!(got.is_ok(), "request {n} to the live peer arrived");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn icmpv6_port_unreachable_fails_the_transaction_at_once() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("SKIPPED: ICMP errors are read with IPV6_RECVERR, Linux only");
+        return;
+    }
+    let Ok(dead) = std::net::UdpSocket::bind("[::1]:0").and_then(|s| s.local_addr()) else {
+        eprintln!("SKIPPED: no IPv6 loopback here");
+        return;
+    };
+    let ep = Endpoint::start(EndpointConfig {
+        bind: "[::1]:0".parse().expect("addr"),
+        ..EndpointConfig::default()
+    })
+    .await
+    .expect("endpoint");
+    let mut tx = ep
+        .request(
+            probe(dead, 1),
+            Target {
+                transport: Transport::Udp,
+                addr: dead,
+            },
+        )
+        .await
+        .expect("sent");
+    let ev = tokio::time::timeout(Duration::from_secs(5), tx.events.recv())
+        .await
+        .expect("an event within 5 s");
+    assert!(
+        matches!(ev, Some(ClientEvent::TransportError(TransportError::Unreachable { peer, .. })) if peer == dead),
+        "{ev:?}"
+    );
+}
