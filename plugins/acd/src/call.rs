@@ -393,7 +393,7 @@ impl Call {
                                     continue 'attempts;
                                 }
                                 return Dialed::Unreachable(match ev {
-                                    ClientEvent::TransportError(d) => d,
+                                    ClientEvent::TransportError(d) => d.to_string(),
                                     _ => "no response to our INVITE".into(),
                                 });
                             }
@@ -621,7 +621,7 @@ impl Call {
                             _ => return Err(TransferError::Refused { code, reason: reason(&resp) }),
                         }
                     }
-                    Some(ClientEvent::TransportError(d)) => return Err(TransferError::Unreachable(d)),
+                    Some(ClientEvent::TransportError(d)) => return Err(TransferError::Unreachable(d.to_string())),
                     Some(ClientEvent::Timeout) | None => {
                         if !accepted {
                             return Err(TransferError::Unreachable("no response to our REFER".into()));

@@ -12,22 +12,29 @@
 //!
 //! Every channel is bounded and written with `try_send`, so a slow user can never stall the
 //! task; a request it cannot deliver is answered 503.
+//!
+//! Before anyone sees a request, the endpoint gives the answers RFC 3261 §8.2 asks of every
+//! UAS ([`crate::uas`]: 501, 416, 420, 415), and answers requests that do not parse (400, 505)
+//! on the transport they came on. Hostile traffic is bounded: TCP connections by number and by
+//! header, body and idle timeouts ([`TcpLimits`]), the accept loop backs off when descriptors
+//! run out, and live server transactions by [`Limits`] (503 with `Retry-After` beyond).
+//! On Linux an ICMP unreachable for a UDP request ends its transaction at once with
+//! [`TransportError::Unreachable`] (RFC 3261 §18.4).
 
-use crate::header::Via;
-use crate::message::{Message, Method, ParseError, MAX_MESSAGE};
+mod task;
+mod tcp;
+mod udp;
+
+pub use tcp::TcpLimits;
+
+use crate::message::{Message, ParseError};
 use crate::resolve::{Target, Transport};
-use crate::transaction::{new_branch, LayerEvent, LayerStats, Timers, TransactionLayer, TxKey};
-use std::collections::HashMap;
+use crate::transaction::{LayerStats, Limits, Timers, TransactionLayer, TxKey};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-
-/// Most datagrams waiting for the socket.
-const MAX_UDP_QUEUE: usize = 65_536;
 
 /// Endpoint settings.
 #[derive(Debug, Clone)]
@@ -36,8 +43,10 @@ pub struct EndpointConfig {
     pub bind: SocketAddr,
     /// Transaction timers.
     pub timers: Timers,
-    /// Most live transactions.
-    pub max_transactions: usize,
+    /// Bounds on live and completed transactions.
+    pub limits: Limits,
+    /// Bounds on TCP connections.
+    pub tcp: TcpLimits,
     /// `User-Agent` / `Server` header value.
     pub user_agent: String,
 }
@@ -47,7 +56,8 @@ impl Default for EndpointConfig {
         EndpointConfig {
             bind: SocketAddr::from(([0, 0, 0, 0], 0)),
             timers: Timers::default(),
-            max_transactions: 1_000_000,
+            limits: Limits::default(),
+            tcp: TcpLimits::default(),
             user_agent: "tapir".into(),
         }
     }
@@ -79,8 +89,40 @@ pub enum ClientEvent {
     Response(Message),
     /// Timer B/F: no final response in time.
     Timeout,
-    /// The transport failed (TCP connect refused, send error).
-    TransportError(String),
+    /// The transport failed: ICMP unreachable, TCP connect refused or timed out.
+    TransportError(TransportError),
+}
+
+/// Why the transport could not carry a request (RFC 3261 §18.4).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransportError {
+    /// An ICMP error said nothing receives at the destination (port, host or network
+    /// unreachable): the peer is down or not there.
+    #[error("{peer} is unreachable ({reason})")]
+    Unreachable {
+        /// The destination of the request.
+        peer: SocketAddr,
+        /// What the ICMP error said.
+        reason: String,
+    },
+    /// A TCP connection could not be opened.
+    #[error("cannot connect to {peer}: {reason}")]
+    Connect {
+        /// The destination.
+        peer: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// True when the peer is known not to be there (ICMP unreachable, connection refused).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            TransportError::Unreachable { .. } => true,
+            TransportError::Connect { reason, .. } => reason.contains("refused"),
+        }
+    }
 }
 
 /// Receives the events of one client transaction.
@@ -148,6 +190,14 @@ pub struct EndpointStats {
     pub routes: usize,
     /// Messages dropped as unparseable.
     pub malformed: u64,
+    /// Open TCP connections (accepted and our own).
+    pub connections: usize,
+    /// Accepted TCP connections closed to make room for new ones.
+    pub evicted: u64,
+    /// Times the accept loop paused because descriptors ran out.
+    pub accept_pauses: u64,
+    /// ICMP unreachable errors read from the UDP socket.
+    pub icmp_errors: u64,
 }
 
 /// Process-wide counters over every endpoint (for metrics and the benchmark).
@@ -203,9 +253,16 @@ struct Peer {
     addr: SocketAddr,
 }
 
+/// What connection tasks report to the endpoint task.
 enum Inbound {
     Stream {
         msg: Message,
+        peer: SocketAddr,
+    },
+    /// A framed message that did not parse (or the bytes of an unframeable stream).
+    Malformed {
+        bytes: Vec<u8>,
+        error: ParseError,
         peer: SocketAddr,
     },
     Connected {
@@ -227,7 +284,7 @@ impl Endpoint {
     /// # Errors
     /// [`EndpointError::Bind`] when a socket cannot be bound.
     pub async fn start(config: EndpointConfig) -> Result<Endpoint, EndpointError> {
-        let udp = bind_udp(config.bind).map_err(|source| EndpointError::Bind {
+        let udp = udp::bind_udp(config.bind).map_err(|source| EndpointError::Bind {
             addr: config.bind,
             source,
         })?;
@@ -251,23 +308,15 @@ impl Endpoint {
         })?;
         let (cmd_tx, cmd_rx) = mpsc::channel(4096);
         let (in_tx, in_rx) = mpsc::channel(4096);
-        let task = Task {
-            layer: TransactionLayer::new(config.timers, config.max_transactions),
+        let task = task::Task::new(
+            TransactionLayer::with_limits(config.timers, config.limits),
             udp,
             udp_addr,
             tcp_addr,
-            user_agent: config.user_agent.clone(),
-            conns: HashMap::new(),
-            clients: HashMap::new(),
-            routes: HashMap::new(),
-            new_calls: None,
-            inbound_tx: in_tx,
-            malformed: 0,
-            udp_out: std::collections::VecDeque::new(),
-            next_sweep: Instant::now(),
-            published: LayerStats::default(),
-            published_malformed: 0,
-        };
+            config.user_agent.clone(),
+            config.tcp,
+            in_tx,
+        );
         tokio::spawn(task.run(cmd_rx, in_rx, tcp));
         Ok(Endpoint {
             cmd: cmd_tx,
@@ -409,576 +458,4 @@ impl Endpoint {
             .map_err(|_| EndpointError::Stopped)?;
         rx.await.map_err(|_| EndpointError::Stopped)
     }
-}
-
-struct Task {
-    layer: TransactionLayer<Peer>,
-    udp: UdpSocket,
-    udp_addr: SocketAddr,
-    tcp_addr: SocketAddr,
-    user_agent: String,
-    conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
-    clients: HashMap<TxKey, (mpsc::Sender<ClientEvent>, Peer)>,
-    routes: HashMap<String, mpsc::Sender<Incoming>>,
-    new_calls: Option<mpsc::Sender<Incoming>>,
-    inbound_tx: mpsc::Sender<Inbound>,
-    malformed: u64,
-    udp_out: std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
-    next_sweep: Instant,
-    published: LayerStats,
-    published_malformed: u64,
-}
-
-impl Task {
-    async fn run(
-        mut self,
-        mut cmd_rx: mpsc::Receiver<Cmd>,
-        mut in_rx: mpsc::Receiver<Inbound>,
-        tcp: TcpListener,
-    ) {
-        let mut buf = vec![0u8; MAX_MESSAGE + 1];
-        loop {
-            let deadline = self.layer.next_deadline();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                cmd = cmd_rx.recv() => match cmd {
-                    Some(cmd) => self.on_cmd(cmd),
-                    None => break,
-                },
-                got = self.udp.recv_from(&mut buf) => {
-                    if let Ok((n, from)) = got {
-                        let bytes = buf.get(..n).unwrap_or(&[]);
-                        self.on_datagram(bytes, from);
-                    }
-                }
-                inbound = in_rx.recv() => {
-                    if let Some(i) = inbound {
-                        self.on_inbound(i);
-                    }
-                }
-                accepted = tcp.accept() => {
-                    if let Ok((stream, peer)) = accepted {
-                        let (tx, rx) = mpsc::channel(256);
-                        self.conns.insert(peer, tx);
-                        tokio::spawn(connection(stream, peer, rx, self.inbound_tx.clone()));
-                    }
-                }
-                () = sleep => self.layer.on_timer(Instant::now()),
-            }
-            self.flush().await;
-        }
-    }
-
-    fn on_cmd(&mut self, cmd: Cmd) {
-        let now = Instant::now();
-        match cmd {
-            Cmd::Request {
-                mut msg,
-                target,
-                reply,
-            } => {
-                self.add_via(&mut msg, &target);
-                let request = msg.clone();
-                let peer = Peer {
-                    transport: target.transport,
-                    addr: target.addr,
-                };
-                let result = self
-                    .layer
-                    .send_request(msg, peer, target.transport.reliable(), now)
-                    .map(|key| {
-                        let (tx, rx) = mpsc::channel(8);
-                        self.clients.insert(key.clone(), (tx, peer));
-                        ClientTx {
-                            key,
-                            request,
-                            events: rx,
-                        }
-                    })
-                    .map_err(EndpointError::from);
-                let _ = reply.send(result);
-            }
-            Cmd::Stateless { mut msg, target } => {
-                self.add_via(&mut msg, &target);
-                let peer = Peer {
-                    transport: target.transport,
-                    addr: target.addr,
-                };
-                self.transmit(peer, msg.to_bytes());
-            }
-            Cmd::Respond { key, mut msg } => {
-                if msg.header("Server").is_none() {
-                    msg.push("Server", self.user_agent.clone());
-                }
-                let _ = self.layer.respond(&key, msg, now);
-            }
-            Cmd::Route { call_id, sink } => {
-                self.routes.insert(call_id, sink);
-            }
-            Cmd::Unroute { call_id } => {
-                self.routes.remove(&call_id);
-            }
-            Cmd::RouteNew { sink } => {
-                self.new_calls = sink;
-            }
-            Cmd::Stats(reply) => {
-                let _ = reply.send(EndpointStats {
-                    layer: self.layer.stats(),
-                    transactions: self.layer.len(),
-                    routes: self.routes.len(),
-                    malformed: self.malformed,
-                });
-            }
-        }
-    }
-
-    /// Adds our Via unless the message has one already (a CANCEL reuses its INVITE's Via).
-    fn add_via(&self, msg: &mut Message, target: &Target) {
-        if msg.header("Via").is_some() {
-            return;
-        }
-        let local = match target.transport {
-            Transport::Udp => self.udp_addr,
-            Transport::Tcp => self.tcp_addr,
-        };
-        let ip = if local.ip().is_unspecified() {
-            let probe: SocketAddr = if target.addr.is_ipv6() {
-                SocketAddr::from(([0u16; 8], 0))
-            } else {
-                SocketAddr::from(([0, 0, 0, 0], 0))
-            };
-            std::net::UdpSocket::bind(probe)
-                .and_then(|s| s.connect(target.addr).and_then(|()| s.local_addr()))
-                .map(|a| a.ip())
-                .unwrap_or(local.ip())
-        } else {
-            local.ip()
-        };
-        let host = match ip {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            IpAddr::V4(v4) => v4.to_string(),
-        };
-        msg.push_front(
-            "Via",
-            format!(
-                "SIP/2.0/{} {host}:{};branch={};rport",
-                target.transport,
-                local.port(),
-                new_branch()
-            ),
-        );
-        if msg.header("User-Agent").is_none() && msg.is_request() {
-            msg.push("User-Agent", self.user_agent.clone());
-        }
-    }
-
-    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
-        // Keep-alive CRLFs (RFC 5626) and STUN are not SIP.
-        if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') || bytes.first().is_some_and(|b| *b < 4)
-        {
-            return;
-        }
-        match Message::parse(bytes) {
-            Ok(msg) => self.on_message(
-                msg,
-                Peer {
-                    transport: Transport::Udp,
-                    addr: from,
-                },
-            ),
-            Err(e) => {
-                self.malformed += 1;
-                tracing::debug!(%from, error = %e, "dropped malformed SIP datagram");
-            }
-        }
-    }
-
-    fn on_inbound(&mut self, inbound: Inbound) {
-        match inbound {
-            Inbound::Stream { msg, peer } => {
-                self.on_message(
-                    msg,
-                    Peer {
-                        transport: Transport::Tcp,
-                        addr: peer,
-                    },
-                );
-            }
-            Inbound::Connected { peer, writer } => {
-                self.conns.insert(peer, writer);
-            }
-            Inbound::ConnectFailed { peer, reason } => {
-                self.conns.remove(&peer);
-                for (tx, p) in self.clients.values() {
-                    if p.addr == peer && p.transport == Transport::Tcp {
-                        let _ = tx.try_send(ClientEvent::TransportError(reason.clone()));
-                    }
-                }
-            }
-            Inbound::Closed { peer } => {
-                self.conns.remove(&peer);
-            }
-        }
-    }
-
-    fn on_message(&mut self, mut msg: Message, peer: Peer) {
-        if msg.is_request() {
-            fix_received(&mut msg, peer.addr);
-        }
-        self.layer
-            .on_message(msg, peer, peer.transport.reliable(), Instant::now());
-    }
-
-    /// Moves layer events out to sockets and users.
-    async fn flush(&mut self) {
-        let now = Instant::now();
-        let mut budget = 100_000;
-        while let Some(ev) = self.layer.pop_event() {
-            budget -= 1;
-            if budget == 0 {
-                break;
-            }
-            match ev {
-                LayerEvent::Transmit { peer, bytes, .. } => self.transmit(peer, bytes),
-                LayerEvent::Response { key, msg } => {
-                    let final_ = msg.code().is_some_and(|c| c >= 200);
-                    let invite = key.method == Method::Invite;
-                    if let Some((tx, _)) = self.clients.get(&key) {
-                        let _ = tx.try_send(ClientEvent::Response(msg));
-                    }
-                    // Non-INVITE and failed INVITE: nothing more for the user.
-                    if final_ && !invite {
-                        self.clients.remove(&key);
-                    }
-                }
-                LayerEvent::Timeout { key } => {
-                    if let Some((tx, _)) = self.clients.remove(&key) {
-                        let _ = tx.try_send(ClientEvent::Timeout);
-                    }
-                }
-                LayerEvent::Request { key, msg, peer: _ } => self.dispatch_request(key, msg, now),
-                LayerEvent::Ack { msg, .. } => {
-                    if let Some(sink) = msg.call_id().and_then(|c| self.routes.get(c)) {
-                        let _ = sink.try_send(Incoming::Ack(msg));
-                    }
-                }
-                LayerEvent::StrayResponse { msg } => {
-                    if let Some(sink) = msg.call_id().and_then(|c| self.routes.get(c)) {
-                        let _ = sink.try_send(Incoming::StrayResponse(msg));
-                    }
-                }
-            }
-        }
-        self.publish_stats();
-        // Once a second: forget client entries whose user stopped listening or whose
-        // transaction the layer already dropped (their channel buffers are the bulk of it).
-        if now >= self.next_sweep {
-            self.next_sweep = now + Duration::from_secs(1);
-            let layer = &self.layer;
-            self.clients
-                .retain(|k, (tx, _)| !tx.is_closed() && layer.state(k).is_some());
-        }
-        // Respond-ins from dispatch may have queued more transmissions.
-        while let Some(LayerEvent::Transmit { peer, bytes, .. }) = self.layer.pop_event() {
-            self.transmit(peer, bytes);
-        }
-        self.send_queued().await;
-    }
-
-    /// Sends the queued datagrams in order, each waiting at most a second for buffer space.
-    async fn send_queued(&mut self) {
-        while let Some((addr, bytes)) = self.udp_out.pop_front() {
-            let sent = match self.udp.try_send_to(&bytes, addr) {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match tokio::time::timeout(
-                    Duration::from_secs(1),
-                    self.udp.send_to(&bytes, addr),
-                )
-                .await
-                {
-                    Ok(r) => r.map(|_| ()),
-                    Err(_) => Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "socket not writable",
-                    )),
-                },
-                Err(e) => Err(e),
-            };
-            if let Err(e) = sent {
-                tracing::debug!(to = %addr, error = %e, "UDP send failed");
-            }
-        }
-    }
-
-    fn publish_stats(&mut self) {
-        let now = self.layer.stats();
-        let last = self.published;
-        RETRANSMISSIONS.fetch_add(
-            now.retransmissions.saturating_sub(last.retransmissions),
-            Ordering::Relaxed,
-        );
-        TRANSACTIONS.fetch_add(now.created.saturating_sub(last.created), Ordering::Relaxed);
-        TIMEOUTS.fetch_add(
-            now.timeouts.saturating_sub(last.timeouts),
-            Ordering::Relaxed,
-        );
-        MALFORMED.fetch_add(
-            self.malformed.saturating_sub(self.published_malformed),
-            Ordering::Relaxed,
-        );
-        self.published = now;
-        self.published_malformed = self.malformed;
-    }
-
-    fn dispatch_request(&mut self, key: TxKey, msg: Message, now: Instant) {
-        let routed = msg.call_id().and_then(|c| self.routes.get(c)).cloned();
-        if let Some(sink) = routed {
-            match sink.try_send(Incoming::Request {
-                key: key.clone(),
-                msg: msg.clone(),
-            }) {
-                Ok(()) => return,
-                Err(_) => {
-                    let busy = Message::response_to(&msg, 503, "Service Unavailable", None);
-                    let _ = self.layer.respond(&key, busy, now);
-                    return;
-                }
-            }
-        }
-        let has_to_tag = msg.to().is_some_and(|t| t.tag().is_some());
-        let method = msg.method().unwrap_or(Method::Other(String::new()));
-        if !has_to_tag && matches!(method, Method::Invite | Method::Cancel) {
-            if let Some(sink) = &self.new_calls {
-                let sent = sink.try_send(Incoming::Request {
-                    key: key.clone(),
-                    msg: msg.clone(),
-                });
-                if sent.is_ok() {
-                    return;
-                }
-                let busy = Message::response_to(&msg, 503, "Service Unavailable", None);
-                let _ = self.layer.respond(&key, busy, now);
-                return;
-            }
-        }
-        let tag = crate::dialog::new_tag();
-        let mut resp = match method {
-            Method::Options => {
-                let mut r = Message::response_to(&msg, 200, "OK", Some(&tag));
-                r.push("Allow", crate::ALLOW);
-                r
-            }
-            _ if has_to_tag => {
-                Message::response_to(&msg, 481, "Call/Transaction Does Not Exist", Some(&tag))
-            }
-            Method::Cancel => {
-                Message::response_to(&msg, 481, "Call/Transaction Does Not Exist", Some(&tag))
-            }
-            Method::Invite => {
-                Message::response_to(&msg, 480, "Temporarily Unavailable", Some(&tag))
-            }
-            _ => {
-                let mut r = Message::response_to(&msg, 405, "Method Not Allowed", Some(&tag));
-                r.push("Allow", crate::ALLOW);
-                r
-            }
-        };
-        resp.push("Server", self.user_agent.clone());
-        let _ = self.layer.respond(&key, resp, now);
-    }
-
-    fn transmit(&mut self, peer: Peer, bytes: Vec<u8>) {
-        match peer.transport {
-            Transport::Udp => {
-                // Sent in order by `send_queued`, waiting for the socket when its buffer is full
-                // (a dropped ACK would overtake nothing but still cost a retransmission).
-                if self.udp_out.len() < MAX_UDP_QUEUE {
-                    self.udp_out.push_back((peer.addr, bytes));
-                } else {
-                    tracing::warn!(to = %peer.addr, "UDP send queue full, datagram dropped");
-                }
-            }
-            Transport::Tcp => {
-                let stale = match self.conns.get(&peer.addr) {
-                    Some(w) => match w.try_send(bytes) {
-                        Ok(()) => false,
-                        Err(mpsc::error::TrySendError::Full(_)) => false,
-                        Err(mpsc::error::TrySendError::Closed(b)) => {
-                            self.conns.remove(&peer.addr);
-                            self.open(peer.addr, b);
-                            return;
-                        }
-                    },
-                    None => {
-                        self.open(peer.addr, bytes);
-                        return;
-                    }
-                };
-                let _ = stale;
-            }
-        }
-    }
-
-    fn open(&mut self, addr: SocketAddr, first: Vec<u8>) {
-        let (tx, rx) = mpsc::channel(256);
-        let _ = tx.try_send(first);
-        self.conns.insert(addr, tx.clone());
-        let inbound = self.inbound_tx.clone();
-        let local_ip = self.tcp_addr.ip();
-        tokio::spawn(async move {
-            let socket = match if addr.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()
-            } else {
-                tokio::net::TcpSocket::new_v6()
-            } {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = inbound
-                        .send(Inbound::ConnectFailed {
-                            peer: addr,
-                            reason: e.to_string(),
-                        })
-                        .await;
-                    return;
-                }
-            };
-            if !local_ip.is_unspecified() && local_ip.is_ipv4() == addr.is_ipv4() {
-                let _ = socket.bind(SocketAddr::new(local_ip, 0));
-            }
-            match tokio::time::timeout(Duration::from_secs(10), socket.connect(addr)).await {
-                Ok(Ok(stream)) => {
-                    let _ = inbound
-                        .send(Inbound::Connected {
-                            peer: addr,
-                            writer: tx,
-                        })
-                        .await;
-                    connection(stream, addr, rx, inbound).await;
-                }
-                Ok(Err(e)) => {
-                    let _ = inbound
-                        .send(Inbound::ConnectFailed {
-                            peer: addr,
-                            reason: e.to_string(),
-                        })
-                        .await;
-                }
-                Err(_) => {
-                    let _ = inbound
-                        .send(Inbound::ConnectFailed {
-                            peer: addr,
-                            reason: "TCP connect timed out".into(),
-                        })
-                        .await;
-                }
-            }
-        });
-    }
-}
-
-/// Binds the UDP socket with large buffers (bursts of hundreds of calls must not overflow
-/// the kernel's default ~200 KiB and cost retransmissions).
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
-    let _ = socket.set_send_buffer_size(UDP_BUFFER);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
-}
-
-/// Requested UDP socket buffer size (the kernel caps it at `net.core.rmem_max`).
-const UDP_BUFFER: usize = 4 * 1024 * 1024;
-
-/// Adds `received` and fills `rport` in the top Via of a request (RFC 3261 §18.2.1, RFC 3581).
-fn fix_received(msg: &mut Message, source: SocketAddr) {
-    let Some(idx) = msg.headers.iter().position(|(n, _)| n == "Via") else {
-        return;
-    };
-    let value = msg.headers[idx].1.clone();
-    let parts = crate::message::split_commas(&value);
-    let Some(first) = parts.first() else {
-        return;
-    };
-    let Some(mut via) = Via::parse(first) else {
-        return;
-    };
-    let src_ip = source.ip().to_string();
-    let bare_host = via
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let rport = via.params.has("rport");
-    if bare_host != src_ip || rport {
-        via.params.set("received", Some(&src_ip));
-    }
-    if rport {
-        via.params.set("rport", Some(&source.port().to_string()));
-    }
-    let mut rebuilt = via.to_string();
-    for p in parts.iter().skip(1) {
-        rebuilt.push_str(", ");
-        rebuilt.push_str(p);
-    }
-    msg.headers[idx].1 = rebuilt;
-}
-
-/// Reads and writes one TCP connection until it closes or idles for 10 minutes.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    inbound: mpsc::Sender<Inbound>,
-) {
-    let (mut reader, mut writer) = stream.into_split();
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 16384];
-    let idle = Duration::from_secs(600);
-    loop {
-        tokio::select! {
-            out = rx.recv() => match out {
-                Some(bytes) => {
-                    if writer.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-                None => break,
-            },
-            read = tokio::time::timeout(idle, reader.read(&mut chunk)) => {
-                let n = match read {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                    Ok(Ok(n)) => n,
-                };
-                buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-                // Frame as many messages as the buffer holds (bounded by its size).
-                loop {
-                    match Message::parse_stream(&buf) {
-                        Ok((msg, used)) => {
-                            buf.drain(..used.min(buf.len()));
-                            if inbound.send(Inbound::Stream { msg, peer }).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(ParseError::Incomplete) => break,
-                        Err(_) => {
-                            // Unframeable stream: nothing after this point can be trusted.
-                            let _ = inbound.send(Inbound::Closed { peer }).await;
-                            return;
-                        }
-                    }
-                }
-                if buf.len() > MAX_MESSAGE * 2 {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = inbound.send(Inbound::Closed { peer }).await;
 }

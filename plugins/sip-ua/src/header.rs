@@ -1,8 +1,15 @@
 //! Typed views of the headers the stack itself reads: SIP URIs, name-addr (From, To, Contact,
-//! Route, Refer-To), Via and CSeq. Each parser returns `None` on anything it cannot read; none
-//! panics on any input.
+//! Route, Refer-To), Via and CSeq, parsed as RFC 3261 §25.1 writes them (linear whitespace
+//! around `/`, `;` and `=`, quoted strings with quoted-pairs). Each parser returns `None` on
+//! anything it cannot read; none panics on any input.
+
+pub mod lex;
 
 use crate::message::Method;
+use lex::{
+    find_unquoted, is_host, is_token, is_token_byte, is_ws, parse_digits, parse_port, quoted_len,
+    split_unquoted, take_token, trim_ws, unquote,
+};
 use std::fmt;
 
 /// A `;name=value` parameter list, in order. Names compare case-insensitively.
@@ -10,20 +17,56 @@ use std::fmt;
 pub struct Params(pub Vec<(String, Option<String>)>);
 
 impl Params {
-    /// Parses `;a=1;b;c="x"` (the leading `;` optional).
+    /// Parses `;a=1;b;c="x"` leniently (the leading `;` optional, empty parts skipped): for URI
+    /// parameters and values the stack built itself.
     pub fn parse(text: &str) -> Params {
         let mut out = Vec::new();
-        for part in split_params(text) {
-            let part = part.trim();
+        for part in split_unquoted(text, ';') {
+            let part = trim_ws(part);
             if part.is_empty() {
                 continue;
             }
             match part.split_once('=') {
-                Some((n, v)) => out.push((n.trim().to_owned(), Some(v.trim().to_owned()))),
+                Some((n, v)) => out.push((trim_ws(n).to_owned(), Some(trim_ws(v).to_owned()))),
                 None => out.push((part.to_owned(), None)),
             }
         }
         Params(out)
+    }
+
+    /// Parses the header parameters after a value, `*( SEMI generic-param )` with SEMI and
+    /// EQUAL allowing whitespace around them. `None` for an empty parameter (`;;`), a name that
+    /// is not a token, or a value that is neither a token, a host nor a closed quoted string.
+    pub fn parse_header(text: &str) -> Option<Params> {
+        let parts = split_unquoted(text, ';');
+        let (first, rest) = parts.split_first()?;
+        if !trim_ws(first).is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(rest.len());
+        for part in rest {
+            let (name, value) = match part.split_once('=') {
+                Some((n, v)) => (trim_ws(n), Some(trim_ws(v))),
+                None => (trim_ws(part), None),
+            };
+            if !is_token(name) {
+                return None;
+            }
+            if let Some(v) = value {
+                let ok = if v.starts_with('"') {
+                    quoted_len(v) == Some(v.len())
+                } else {
+                    !v.is_empty()
+                        && v.bytes()
+                            .all(|b| is_token_byte(b) || b == b':' || b == b'[' || b == b']')
+                };
+                if !ok {
+                    return None;
+                }
+            }
+            out.push((name.to_owned(), value.map(str::to_owned)));
+        }
+        Some(Params(out))
     }
 
     /// The value of a parameter: `Some("")` for a flag without value.
@@ -66,23 +109,9 @@ impl fmt::Display for Params {
     }
 }
 
-/// Splits at `;` outside double quotes.
-fn split_params(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut quoted = false;
-    let mut start = 0;
-    for (i, ch) in text.char_indices() {
-        match ch {
-            '"' => quoted = !quoted,
-            ';' if !quoted => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts
+/// A byte RFC 3261 allows (unescaped) in the user or password part of a SIP URI.
+fn is_userinfo_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/#:".contains(&b)
 }
 
 /// A `sip:`/`sips:` URI (RFC 3261 §19.1), or any other scheme kept opaque.
@@ -104,33 +133,45 @@ pub struct Uri {
 
 impl Uri {
     /// Parses a SIP or SIPS URI. Other schemes and malformed text give `None`.
+    ///
+    /// The user part ends at the first `@` (an `@` inside it must be escaped), so `?`, `;` and
+    /// `:` in the user part stay there; the headers start at the first `?` after the host.
     pub fn parse(text: &str) -> Option<Uri> {
-        let text = text.trim();
+        let text = trim_ws(text);
+        if text.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return None;
+        }
         let (scheme, rest) = text.split_once(':')?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "sip" && scheme != "sips" {
             return None;
         }
-        let (rest, headers) = match rest.split_once('?') {
-            Some((r, h)) => (r, Some(h.to_owned())),
-            None => (rest, None),
-        };
-        let (userinfo, hostpart) = match rest.rfind('@') {
-            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        let (user, after) = match rest.find('@') {
+            Some(at) => {
+                let userinfo = &rest[..at];
+                if userinfo.is_empty() || !userinfo.bytes().all(is_userinfo_byte) {
+                    return None;
+                }
+                let user = userinfo.split(':').next().unwrap_or("");
+                if user.is_empty() {
+                    return None;
+                }
+                (Some(user.to_owned()), &rest[at + 1..])
+            }
             None => (None, rest),
         };
-        let user = userinfo.map(|u| u.split(':').next().unwrap_or("").to_owned());
-        let (hostport, params) = match hostpart.find(';') {
-            Some(i) => (&hostpart[..i], Params::parse(&hostpart[i + 1..])),
-            None => (hostpart, Params::default()),
+        let (before_headers, headers) = match after.split_once('?') {
+            Some((r, h)) => (r, Some(h.to_owned())),
+            None => (after, None),
+        };
+        let (hostport, params) = match before_headers.split_once(';') {
+            Some((hp, p)) => (hp, Params::parse(p)),
+            None => (before_headers, Params::default()),
         };
         let (host, port) = split_host_port(hostport)?;
-        if host.is_empty() {
-            return None;
-        }
         Some(Uri {
             scheme,
-            user: user.filter(|u| !u.is_empty()),
+            user,
             host,
             port,
             params,
@@ -156,24 +197,25 @@ impl Uri {
     }
 }
 
-/// Splits `host[:port]`, keeping IPv6 brackets on the host.
+/// Splits `host[:port]`, keeping IPv6 brackets on the host. `None` unless the host is a name,
+/// an IPv4 address or a bracketed IPv6 reference, and the port is 1–5 digits up to 65535.
 pub fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
-    let text = text.trim();
-    if let Some(rest) = text.strip_prefix('[') {
-        let close = rest.find(']')?;
-        let host = format!("[{}]", &rest[..close]);
-        let after = &rest[close + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
-            None if after.is_empty() => None,
+    let text = trim_ws(text);
+    let (host, port) = if text.starts_with('[') {
+        let close = text.find(']')?;
+        let (host, after) = text.split_at(close + 1);
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(parse_port(p)?)),
+            None if after.is_empty() => (host, None),
             None => return None,
-        };
-        return Some((host, port));
-    }
-    match text.split_once(':') {
-        Some((h, p)) => Some((h.to_owned(), Some(p.parse().ok()?))),
-        None => Some((text.to_owned(), None)),
-    }
+        }
+    } else {
+        match text.split_once(':') {
+            Some((h, p)) => (h, Some(parse_port(p)?)),
+            None => (text, None),
+        }
+    };
+    is_host(host).then(|| (host.to_owned(), port))
 }
 
 impl fmt::Display for Uri {
@@ -197,7 +239,7 @@ impl fmt::Display for Uri {
 /// `["Display"] <uri>;params` or `uri;params` (From, To, Contact, Route, Refer-To).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameAddr {
-    /// Display name, unquoted.
+    /// Display name, unquoted (quoted-pairs undone).
     pub display: Option<String>,
     /// The URI text between the angle brackets (any scheme).
     pub uri: String,
@@ -205,34 +247,62 @@ pub struct NameAddr {
     pub params: Params,
 }
 
+/// A URI as it may stand in a header: a scheme, no whitespace, no control characters.
+fn plausible_uri(uri: &str) -> bool {
+    !uri.is_empty()
+        && !uri.contains(|c: char| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
+        && uri.split_once(':').is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        })
+}
+
 impl NameAddr {
-    /// Parses a name-addr or addr-spec. `None` if there is no URI.
+    /// Parses a name-addr or addr-spec (RFC 3261 §20.10, §25.1). `None` if there is no URI,
+    /// a quote never closes, an unquoted display name holds non-token characters, the URI in
+    /// angle brackets has whitespace, an addr-spec holds `?` or `,` (it must then be in angle
+    /// brackets), or a header parameter is malformed.
     pub fn parse(text: &str) -> Option<NameAddr> {
-        let text = text.trim();
-        if let Some(open) = find_unquoted(text, '<') {
-            let close = text[open..].find('>')? + open;
-            let display = text[..open].trim().trim_matches('"').trim();
-            let uri = text[open + 1..close].trim();
-            if uri.is_empty() {
+        let text = trim_ws(text);
+        let (display, rest) = if text.starts_with('"') {
+            let len = quoted_len(text)?;
+            let rest = text[len..].trim_start_matches(is_ws);
+            if !rest.starts_with('<') {
                 return None;
             }
-            let params = Params::parse(&text[close + 1..]);
+            (Some(unquote(&text[..len])), rest)
+        } else if let Some(open) = find_unquoted(text, '<') {
+            let name = trim_ws(&text[..open]);
+            if !name.split(is_ws).all(|w| w.is_empty() || is_token(w)) {
+                return None;
+            }
+            ((!name.is_empty()).then(|| name.to_owned()), &text[open..])
+        } else {
+            // addr-spec: parameters after the URI belong to the header (RFC 3261 §20).
+            let (uri, params) = match text.find(';') {
+                Some(i) => (trim_ws(&text[..i]), Params::parse_header(&text[i..])?),
+                None => (text, Params::default()),
+            };
+            if !plausible_uri(uri) || uri.contains(['?', ',']) {
+                return None;
+            }
             return Some(NameAddr {
-                display: (!display.is_empty()).then(|| display.to_owned()),
+                display: None,
                 uri: uri.to_owned(),
                 params,
             });
-        }
-        // addr-spec: parameters after the URI belong to the header (RFC 3261 §20).
-        let (uri, params) = match text.find(';') {
-            Some(i) => (&text[..i], Params::parse(&text[i + 1..])),
-            None => (text, Params::default()),
         };
-        if uri.is_empty() || !uri.contains(':') || uri.contains(' ') {
+        let inner = rest.strip_prefix('<')?;
+        let close = inner.find('>')?;
+        let uri = &inner[..close];
+        if !plausible_uri(uri) {
             return None;
         }
+        let params = Params::parse_header(&inner[close + 1..])?;
         Some(NameAddr {
-            display: None,
+            display: display.filter(|d| !d.is_empty()),
             uri: uri.to_owned(),
             params,
         })
@@ -258,22 +328,10 @@ impl NameAddr {
     }
 }
 
-fn find_unquoted(text: &str, needle: char) -> Option<usize> {
-    let mut quoted = false;
-    for (i, ch) in text.char_indices() {
-        if ch == '"' {
-            quoted = !quoted;
-        } else if ch == needle && !quoted {
-            return Some(i);
-        }
-    }
-    None
-}
-
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(d) = &self.display {
-            write!(f, "\"{}\" ", d.replace('"', ""))?;
+            write!(f, "{} ", lex::quote(d))?;
         }
         write!(f, "<{}>{}", self.uri, self.params)
     }
@@ -293,30 +351,25 @@ pub struct Via {
 }
 
 impl Via {
-    /// Parses one Via value.
+    /// Parses one Via value: `SIP / 2.0 / UDP host[:port] *(; param)`, whitespace allowed
+    /// around each `/`, `;` and `=` (RFC 3261 §25.1 SLASH, SEMI, EQUAL). Only SIP/2.0 is read.
     pub fn parse(text: &str) -> Option<Via> {
-        let text = text.trim();
-        let (proto, rest) = text.split_once([' ', '\t'])?;
-        let mut p = proto.split('/');
-        let (Some(name), Some(version), Some(transport), None) =
-            (p.next(), p.next(), p.next(), p.next())
-        else {
-            return None;
-        };
-        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+        let (name, rest) = take_token(trim_ws(text))?;
+        let rest = rest.trim_start_matches(is_ws).strip_prefix('/')?;
+        let (version, rest) = take_token(rest.trim_start_matches(is_ws))?;
+        let rest = rest.trim_start_matches(is_ws).strip_prefix('/')?;
+        let (transport, rest) = take_token(rest.trim_start_matches(is_ws))?;
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || !rest.starts_with(is_ws) {
             return None;
         }
-        let rest = rest.trim();
+        let rest = rest.trim_start_matches(is_ws);
         let (sent_by, params) = match rest.find(';') {
-            Some(i) => (&rest[..i], Params::parse(&rest[i + 1..])),
+            Some(i) => (&rest[..i], Params::parse_header(&rest[i..])?),
             None => (rest, Params::default()),
         };
         let (host, port) = split_host_port(sent_by)?;
-        if host.is_empty() {
-            return None;
-        }
         Some(Via {
-            transport: transport.trim().to_ascii_uppercase(),
+            transport: transport.to_ascii_uppercase(),
             host,
             port,
             params,
@@ -349,53 +402,20 @@ pub struct CSeq {
 }
 
 impl CSeq {
-    /// Parses a CSeq value.
+    /// Parses a CSeq value: 1–10 digits up to 2³²−1 (no sign), LWS, a method token.
     pub fn parse(text: &str) -> Option<CSeq> {
-        let mut it = text.split_whitespace();
-        let seq = it.next()?.parse().ok()?;
-        let method = Method::parse(it.next()?);
-        if it.next().is_some() {
+        let mut it = text.split(is_ws).filter(|p| !p.is_empty());
+        let seq = parse_digits(it.next()?, 10)?;
+        let method = it.next()?;
+        if it.next().is_some() || !is_token(method) {
             return None;
         }
-        Some(CSeq { seq, method })
+        Some(CSeq {
+            seq,
+            method: Method::parse(method),
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_uris() {
-        let u = Uri::parse("sip:+49*30#1@[::1]:5070;transport=tcp;lr?Replaces=x").expect("uri");
-        assert_eq!(u.user.as_deref(), Some("+49*30#1"));
-        assert_eq!(u.host, "[::1]");
-        assert_eq!(u.port, Some(5070));
-        assert_eq!(u.transport().as_deref(), Some("tcp"));
-        assert!(u.params.has("lr"));
-        assert_eq!(
-            u.to_string(),
-            "sip:+49*30#1@[::1]:5070;transport=tcp;lr?Replaces=x"
-        );
-        assert!(Uri::parse("tel:+123").is_none());
-        assert!(Uri::parse("sip:@").is_none());
-        assert!(Uri::parse("sip:host:99999").is_none());
-    }
-
-    #[test]
-    fn parses_name_addr_and_via() {
-        let n = NameAddr::parse("\"A; b\" <sip:a@b;lr>;tag=99").expect("na");
-        assert_eq!(n.display.as_deref(), Some("A; b"));
-        assert_eq!(n.uri, "sip:a@b;lr");
-        assert_eq!(n.tag(), Some("99"));
-        let spec = NameAddr::parse("sip:a@b;tag=1").expect("spec");
-        assert_eq!((spec.uri.as_str(), spec.tag()), ("sip:a@b", Some("1")));
-        let v = Via::parse("SIP/2.0/udp 1.2.3.4:5060;branch=z9hG4bKx;rport").expect("via");
-        assert_eq!(v.transport, "UDP");
-        assert_eq!(v.branch(), Some("z9hG4bKx"));
-        assert_eq!(v.params.get("rport"), Some(""));
-        assert!(Via::parse("SIP/3.0/UDP h").is_none());
-        assert_eq!(CSeq::parse("7 REFER").map(|c| c.seq), Some(7));
-        assert!(CSeq::parse("x REFER").is_none());
-    }
-}
+mod tests;

@@ -12,7 +12,8 @@
 //! - [`offer`]: incoming calls indicated (180), redirected (302) or cancelled;
 //! - [`refer`]: sipfrag and `Subscription-State` of REFER's implicit subscription;
 //! - [`resolve`]: RFC 3263 target selection (SRV ordering, A/AAAA, IP literals);
-//! - [`endpoint`]: the tokio UDP/TCP shell.
+//! - [`uas`]: the answers RFC 3261 §8.2 asks of every UAS (501, 416, 420, 415, 400, 505);
+//! - [`endpoint`]: the tokio UDP/TCP shell, bounded against hostile peers.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,16 +29,17 @@ pub mod refer;
 pub mod register;
 pub mod resolve;
 pub mod transaction;
+pub mod uas;
 
 pub use dialog::Dialog;
 pub use endpoint::{
     global_stats, ClientEvent, ClientTx, Endpoint, EndpointConfig, EndpointError, GlobalStats,
-    Incoming,
+    Incoming, TcpLimits, TransportError,
 };
 pub use header::{NameAddr, Uri, Via};
 pub use message::{Message, Method, ParseError, StartLine};
 pub use resolve::{Resolver, Target, Transport};
-pub use transaction::{Timers, TxKey};
+pub use transaction::{Limits, Timers, TxKey};
 
 /// The methods tapir's user agent understands, for `Allow` headers.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, REFER, NOTIFY, OPTIONS";

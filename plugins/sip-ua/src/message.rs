@@ -5,9 +5,13 @@
 //! need only the long name. The parser never panics: every index is checked and every limit
 //! ([`MAX_MESSAGE`], [`MAX_HEADERS`]) is enforced before allocation grows with the input.
 
+mod parse;
+
 use crate::header::{CSeq, NameAddr, Via};
 use std::fmt::{self, Write as _};
 use thiserror::Error;
+
+pub use parse::head_end;
 
 /// The largest message accepted (head plus body), in bytes.
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -29,15 +33,36 @@ pub enum ParseError {
     /// The start line is neither a Request-Line nor a Status-Line.
     #[error("bad start line: {0}")]
     StartLine(String),
-    /// A header line has no colon or an empty name.
+    /// The start line names a SIP version other than 2.0.
+    #[error("SIP version {0} is not supported")]
+    Version(String),
+    /// The Request-URI is malformed (or a SIP URI carries headers, RFC 3261 §19.1.1).
+    #[error("bad Request-URI")]
+    RequestUri,
+    /// A header line has no colon, or continues a header that does not exist.
     #[error("bad header line")]
     HeaderLine,
-    /// Content-Length is not a number or larger than the bytes present.
+    /// A header name holds characters other than token characters.
+    #[error("bad header name")]
+    HeaderName,
+    /// A header value holds a bare CR or another control character outside a quoted-pair.
+    #[error("{0} in a header value")]
+    HeaderValue(&'static str),
+    /// Content-Length is not a number, appears twice, or is larger than the bytes present.
     #[error("bad Content-Length")]
     ContentLength,
+    /// A header that may appear once appears more than once, or with several values.
+    #[error("more than one {0} header")]
+    Duplicate(&'static str),
     /// A header RFC 3261 §8.1.1 requires is missing or unreadable.
     #[error("missing or bad {0} header")]
     Mandatory(&'static str),
+    /// A header the stack reads (Via beyond the top, Contact, Max-Forwards) is malformed.
+    #[error("bad {0} header")]
+    Header(&'static str),
+    /// The CSeq method differs from the request's method.
+    #[error("CSeq method does not match the request method")]
+    CSeqMismatch,
 }
 
 /// A SIP method. Unknown methods are kept as [`Method::Other`].
@@ -226,158 +251,7 @@ pub fn split_commas(value: &str) -> Vec<&str> {
     parts
 }
 
-/// Finds the end of the head: the index just past the blank line, if present.
-pub fn head_end(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        if bytes[i] == b'\n' {
-            if bytes[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if bytes[i + 1] == b'\r' && bytes.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Reads the Content-Length out of a head (for stream framing); `None` if absent.
-fn content_length_of(headers: &[(String, String)]) -> Result<Option<usize>, ParseError> {
-    match headers.iter().find(|(n, _)| n == "Content-Length") {
-        None => Ok(None),
-        Some((_, v)) => v
-            .trim()
-            .parse::<usize>()
-            .map(Some)
-            .map_err(|_| ParseError::ContentLength),
-    }
-}
-
 impl Message {
-    /// Parses one message from a datagram (the body is what Content-Length says, or the rest).
-    ///
-    /// # Errors
-    /// [`ParseError`] when the bytes are not a well-formed SIP message with the mandatory headers.
-    pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
-        let (msg, _) = Self::parse_prefix(bytes, false)?;
-        Ok(msg)
-    }
-
-    /// Parses one message from the front of a stream buffer and says how many bytes it used.
-    /// On a stream, Content-Length is mandatory (RFC 3261 §18.3) and a short body is
-    /// [`ParseError::Incomplete`].
-    ///
-    /// # Errors
-    /// [`ParseError::Incomplete`] when more bytes are needed; other variants when the bytes can
-    /// never become a message.
-    pub fn parse_stream(bytes: &[u8]) -> Result<(Message, usize), ParseError> {
-        Self::parse_prefix(bytes, true)
-    }
-
-    fn parse_prefix(bytes: &[u8], stream: bool) -> Result<(Message, usize), ParseError> {
-        // Keep-alive CRLFs before a message are skipped (RFC 5626 §3.5.1).
-        let mut skip = 0;
-        while skip < bytes.len() && (bytes[skip] == b'\r' || bytes[skip] == b'\n') {
-            skip += 1;
-        }
-        let rest = &bytes[skip..];
-        let Some(end) = head_end(rest) else {
-            if rest.len() > MAX_MESSAGE {
-                return Err(ParseError::TooLarge);
-            }
-            return Err(ParseError::Incomplete);
-        };
-        if end > MAX_MESSAGE {
-            return Err(ParseError::TooLarge);
-        }
-        let head = std::str::from_utf8(&rest[..end]).map_err(|_| ParseError::NotUtf8)?;
-        let mut lines = head.lines();
-        let first = lines.next().unwrap_or("").trim_end();
-        let start = parse_start_line(first)?;
-
-        let mut headers: Vec<(String, String)> = Vec::new();
-        for line in lines {
-            if line.is_empty() {
-                break;
-            }
-            if line.starts_with(' ') || line.starts_with('\t') {
-                // Folded continuation of the previous header (RFC 3261 §7.3.1).
-                let Some(last) = headers.last_mut() else {
-                    return Err(ParseError::HeaderLine);
-                };
-                let more = line.trim();
-                if !last.1.is_empty() && !more.is_empty() {
-                    last.1.push(' ');
-                }
-                last.1.push_str(more);
-                continue;
-            }
-            if headers.len() >= MAX_HEADERS {
-                return Err(ParseError::TooLarge);
-            }
-            let Some((name, value)) = line.split_once(':') else {
-                return Err(ParseError::HeaderLine);
-            };
-            let name = name.trim();
-            if name.is_empty() || name.contains(' ') {
-                return Err(ParseError::HeaderLine);
-            }
-            headers.push((canonical_name(name), value.trim().to_owned()));
-        }
-
-        let body_bytes = &rest[end..];
-        let (body_len, used) = match content_length_of(&headers)? {
-            Some(n) if n > MAX_MESSAGE => return Err(ParseError::TooLarge),
-            Some(n) if n > body_bytes.len() => {
-                return Err(if stream {
-                    ParseError::Incomplete
-                } else {
-                    ParseError::ContentLength
-                })
-            }
-            Some(n) => (n, n),
-            None if stream => return Err(ParseError::ContentLength),
-            None => (body_bytes.len(), body_bytes.len()),
-        };
-        // Content-Length is implied by the body and rewritten on serialization.
-        headers.retain(|(n, _)| n != "Content-Length");
-        let msg = Message {
-            start,
-            headers,
-            body: body_bytes[..body_len].to_vec(),
-        };
-        msg.check_mandatory()?;
-        Ok((msg, skip + end + used))
-    }
-
-    /// Checks the headers every request and response must carry, so that later code may rely
-    /// on them: Via, From (with a readable URI), To, Call-ID, CSeq.
-    fn check_mandatory(&self) -> Result<(), ParseError> {
-        if self.top_via().is_none() {
-            return Err(ParseError::Mandatory("Via"));
-        }
-        if self.from().is_none() {
-            return Err(ParseError::Mandatory("From"));
-        }
-        if self.to().is_none() {
-            return Err(ParseError::Mandatory("To"));
-        }
-        if self.call_id().is_none_or(str::is_empty) {
-            return Err(ParseError::Mandatory("Call-ID"));
-        }
-        let Some(cseq) = self.cseq() else {
-            return Err(ParseError::Mandatory("CSeq"));
-        };
-        if let StartLine::Request { method, .. } = &self.start {
-            if *method != cseq.method {
-                return Err(ParseError::Mandatory("CSeq"));
-            }
-        }
-        Ok(())
-    }
-
     /// A new request with no headers.
     pub fn request(method: Method, uri: impl Into<String>) -> Message {
         Message {
@@ -558,40 +432,6 @@ impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
     }
-}
-
-fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
-    let bad = || ParseError::StartLine(line.chars().take(80).collect());
-    if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-        let code: u16 = code.parse().map_err(|_| bad())?;
-        if !(100..=699).contains(&code) {
-            return Err(bad());
-        }
-        return Ok(StartLine::Response {
-            code,
-            reason: reason.to_owned(),
-        });
-    }
-    let mut parts = line.split(' ');
-    let (Some(method), Some(uri), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    if version != "SIP/2.0"
-        || method.is_empty()
-        || !method
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-        || uri.is_empty()
-    {
-        return Err(bad());
-    }
-    Ok(StartLine::Request {
-        method: Method::parse(method),
-        uri: uri.to_owned(),
-    })
 }
 
 #[cfg(test)]

@@ -288,7 +288,7 @@ impl Registration {
                     Ok(Some(ClientEvent::Response(r))) if r.code().unwrap_or(0) >= 200 => break r,
                     Ok(Some(ClientEvent::Response(_))) => {}
                     Ok(Some(ClientEvent::TransportError(e))) => {
-                        return Err(RegisterError::Unreachable(e))
+                        return Err(RegisterError::Unreachable(e.to_string()))
                     }
                     Ok(Some(ClientEvent::Timeout)) | Ok(None) | Err(_) => {
                         return Err(RegisterError::Unreachable("no answer to REGISTER".into()))

@@ -68,7 +68,8 @@ impl TxKey {
             method = Method::Invite;
         }
         let branch = match via.branch() {
-            Some(b) if b.starts_with("z9hG4bK") => {
+            // A bare magic cookie identifies nothing (RFC 4475 §3.2.1): RFC 2543 key instead.
+            Some(b) if b.starts_with("z9hG4bK") && b.len() > 7 => {
                 if client {
                     b.to_owned()
                 } else {
@@ -230,6 +231,10 @@ pub struct LayerStats {
     pub timeouts: u64,
     /// Requests refused because the layer was full.
     pub overload_rejections: u64,
+    /// Completed transactions forgotten before their timer because the linger store was full.
+    pub early_forgotten: u64,
+    /// Client transactions ended by a transport error (ICMP unreachable).
+    pub transport_failures: u64,
 }
 
 struct Entry<P> {
@@ -248,10 +253,39 @@ struct Linger<P> {
     until: Instant,
 }
 
+/// Bounds on what a layer holds, so a flood of distinct requests costs bounded memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most live transactions (client and server, not counting completed ones that only
+    /// absorb retransmissions); our own requests beyond it fail with [`TxError::Overloaded`].
+    pub max_transactions: usize,
+    /// Most live server transactions; a new request beyond it is answered `503` with
+    /// `Retry-After` statelessly (RFC 3261 §21.5.4), creating nothing.
+    pub max_server: usize,
+    /// Most completed transactions kept to absorb retransmissions (Timers J, K, M); beyond
+    /// it the oldest is forgotten early (a late retransmission then counts as a new request).
+    pub max_lingering: usize,
+    /// The `Retry-After` seconds of the overload answer.
+    pub retry_after_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_transactions: 1_000_000,
+            max_server: 10_000,
+            max_lingering: 32_768,
+            retry_after_secs: 5,
+        }
+    }
+}
+
 /// All live transactions of one endpoint, generic over the peer address type.
 pub struct TransactionLayer<P> {
     timers: Timers,
-    max: usize,
+    limits: Limits,
+    /// Live server transactions in `entries`.
+    servers: usize,
     next_id: u64,
     index: HashMap<TxKey, u64>,
     entries: HashMap<u64, Entry<P>>,
@@ -265,11 +299,24 @@ pub struct TransactionLayer<P> {
 }
 
 impl<P: Clone> TransactionLayer<P> {
-    /// An empty layer holding at most `max` transactions.
+    /// An empty layer holding at most `max` live transactions (other limits at their
+    /// defaults).
     pub fn new(timers: Timers, max: usize) -> Self {
+        Self::with_limits(
+            timers,
+            Limits {
+                max_transactions: max,
+                ..Limits::default()
+            },
+        )
+    }
+
+    /// An empty layer with these limits.
+    pub fn with_limits(timers: Timers, limits: Limits) -> Self {
         TransactionLayer {
             timers,
-            max,
+            limits,
+            servers: 0,
             next_id: 0,
             index: HashMap::new(),
             entries: HashMap::new(),
@@ -304,6 +351,17 @@ impl<P: Clone> TransactionLayer<P> {
         }
         let id = self.index.get(key)?;
         self.entries.get(id).map(|e| e.tx.state)
+    }
+
+    /// Live server transactions (not counting completed ones that only absorb
+    /// retransmissions).
+    pub fn servers(&self) -> usize {
+        self.servers
+    }
+
+    /// The capacity the tables hold (for tests that memory is given back after a flood).
+    pub fn capacity(&self) -> usize {
+        self.index.capacity() + self.entries.capacity() + self.lingering.capacity()
     }
 
     /// The next event for the shell or the user.
@@ -349,7 +407,7 @@ impl<P: Clone> TransactionLayer<P> {
         if self.index.contains_key(&key) || self.lingering.contains_key(&key) {
             return Err(TxError::Duplicate);
         }
-        if self.len() >= self.max {
+        if self.entries.len() >= self.limits.max_transactions {
             self.stats.overload_rejections += 1;
             return Err(TxError::Overloaded);
         }
@@ -582,9 +640,12 @@ impl<P: Clone> TransactionLayer<P> {
             self.events.push_back(LayerEvent::Ack { msg, peer });
             return;
         }
-        if self.len() >= self.max {
+        if self.servers >= self.limits.max_server
+            || self.entries.len() >= self.limits.max_transactions
+        {
             self.stats.overload_rejections += 1;
-            let busy = Message::response_to(&msg, 503, "Service Unavailable", None);
+            let mut busy = Message::response_to(&msg, 503, "Service Unavailable", None);
+            busy.push("Retry-After", self.limits.retry_after_secs.to_string());
             self.events.push_back(LayerEvent::Transmit {
                 peer,
                 bytes: busy.to_bytes(),
@@ -652,6 +713,7 @@ impl<P: Clone> TransactionLayer<P> {
                 }
             }
         }
+        self.shrink();
         let mut bounded = self.heap.len() + 1;
         while bounded > 0 {
             bounded -= 1;
@@ -732,10 +794,72 @@ impl<P: Clone> TransactionLayer<P> {
         self.next_id += 1;
         let id = self.next_id;
         self.stats.created += 1;
+        if matches!(tx.kind, Kind::InviteServer | Kind::NonInviteServer) {
+            self.servers += 1;
+        }
         self.index.insert(key.clone(), id);
         self.entries.insert(id, Entry { key, peer, tx });
         self.reschedule(id);
         id
+    }
+
+    /// Takes a transaction out of the live tables, keeping the server count right.
+    fn remove_entry(&mut self, id: u64) -> Option<Entry<P>> {
+        let entry = self.entries.remove(&id)?;
+        self.index.remove(&entry.key);
+        if matches!(entry.tx.kind, Kind::InviteServer | Kind::NonInviteServer) {
+            self.servers = self.servers.saturating_sub(1);
+        }
+        Some(entry)
+    }
+
+    /// Forgets the oldest lingering transactions until there is room for one more.
+    fn make_linger_room(&mut self) {
+        while self.lingering.len() >= self.limits.max_lingering.max(1) {
+            let j = self.linger_j.front().map(|(t, _)| *t);
+            let k = self.linger_k.front().map(|(t, _)| *t);
+            let queue = match (j, k) {
+                (Some(a), Some(b)) if b < a => &mut self.linger_k,
+                (Some(_), _) => &mut self.linger_j,
+                (None, Some(_)) => &mut self.linger_k,
+                (None, None) => {
+                    // Unreachable while the queues track every entry; stay bounded anyway.
+                    self.lingering.clear();
+                    return;
+                }
+            };
+            if let Some((t, key)) = queue.pop_front() {
+                if self.lingering.get(&key).is_some_and(|l| l.until == t) {
+                    self.lingering.remove(&key);
+                    self.stats.early_forgotten += 1;
+                }
+            }
+        }
+    }
+
+    /// Gives memory back after a burst: tables far larger than their contents are shrunk.
+    fn shrink(&mut self) {
+        fn spare(len: usize, cap: usize) -> bool {
+            cap > 1024 && cap > 4 * len
+        }
+        if spare(self.lingering.len(), self.lingering.capacity()) {
+            self.lingering.shrink_to(self.lingering.len() * 2);
+        }
+        if spare(self.index.len(), self.index.capacity()) {
+            self.index.shrink_to(self.index.len() * 2);
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+        for q in [&mut self.linger_j, &mut self.linger_k] {
+            if spare(q.len(), q.capacity()) {
+                q.shrink_to(q.len() * 2);
+            }
+        }
+        if spare(self.heap.len(), self.heap.capacity()) {
+            self.heap.shrink_to(self.heap.len() * 2);
+        }
+        if spare(self.events.len(), self.events.capacity()) {
+            self.events.shrink_to(self.events.len() * 2);
+        }
     }
 
     fn apply(&mut self, id: u64, steps: Vec<Step>) {
@@ -784,9 +908,7 @@ impl<P: Clone> TransactionLayer<P> {
             return;
         };
         if entry.tx.state == TxState::Terminated {
-            let key = entry.key.clone();
-            self.entries.remove(&id);
-            self.index.remove(&key);
+            self.remove_entry(id);
             return;
         }
         // Completed non-INVITE over UDP (Timers J, K) and the INVITE client's Accepted state
@@ -799,10 +921,10 @@ impl<P: Clone> TransactionLayer<P> {
             _ => false,
         };
         if let (true, Some(until)) = (lingers, entry.tx.end_at) {
-            let Some(entry) = self.entries.remove(&id) else {
+            let Some(entry) = self.remove_entry(id) else {
                 return;
             };
-            self.index.remove(&entry.key);
+            self.make_linger_room();
             let server = entry.tx.kind == Kind::NonInviteServer;
             let long = entry.tx.kind != Kind::NonInviteClient; // 64*T1 (J, M) or T4 (K)
             let replay = server.then(|| entry.tx.wire.into_boxed_slice());
@@ -868,289 +990,34 @@ pub fn branch_of(msg: &Message) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(method: &str, branch: &str) -> Message {
-        let text = format!(
-            "{method} sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\n\
-             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: c1\r\n\
-             CSeq: 1 {method}\r\nMax-Forwards: 70\r\n\r\n"
-        );
-        Message::parse(text.as_bytes()).expect("test request parses")
-    }
-
-    fn drain(layer: &mut TransactionLayer<u8>) -> Vec<LayerEvent<u8>> {
-        std::iter::from_fn(|| layer.pop_event()).collect()
-    }
-
-    fn transmits(events: &[LayerEvent<u8>]) -> usize {
-        events
+impl<P: Clone + PartialEq> TransactionLayer<P> {
+    /// The transport reported `peer` unreachable (RFC 3261 §17.1.4, §18.4): every client
+    /// transaction towards it that has no final response yet ends at once. Returns their keys;
+    /// the shell tells their users.
+    pub fn transport_failed(&mut self, peer: &P) -> Vec<TxKey> {
+        let ids: Vec<u64> = self
+            .entries
             .iter()
-            .filter(|e| matches!(e, LayerEvent::Transmit { .. }))
-            .count()
-    }
-
-    #[test]
-    fn invite_client_timer_a_doubles_and_b_times_out() {
-        let t = Timers::default();
-        let mut layer = TransactionLayer::new(t, 10);
-        let t0 = Instant::now();
-        layer
-            .send_request(req("INVITE", "z9hG4bKa"), 1, false, t0)
-            .expect("starts");
-        assert_eq!(transmits(&drain(&mut layer)), 1);
-        // Retransmissions at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s; Timer B at 32 s.
-        let mut sends = 0;
-        let mut timeout = false;
-        for ms in (0..=33_000).step_by(100) {
-            layer.on_timer(t0 + Duration::from_millis(ms));
-            for e in drain(&mut layer) {
-                match e {
-                    LayerEvent::Transmit { .. } => sends += 1,
-                    LayerEvent::Timeout { .. } => timeout = true,
-                    _ => {}
-                }
+            .filter(|(_, e)| {
+                e.peer == *peer
+                    && matches!(e.tx.kind, Kind::InviteClient | Kind::NonInviteClient)
+                    && matches!(
+                        e.tx.state,
+                        TxState::Calling | TxState::Trying | TxState::Proceeding
+                    )
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(e) = self.remove_entry(id) {
+                self.stats.transport_failures += 1;
+                keys.push(e.key);
             }
         }
-        assert_eq!(sends, 6);
-        assert!(timeout);
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn invite_client_acks_error_and_absorbs_retransmission() {
-        let mut layer = TransactionLayer::new(Timers::default(), 10);
-        let t0 = Instant::now();
-        let invite = req("INVITE", "z9hG4bKb");
-        layer
-            .send_request(invite.clone(), 1, false, t0)
-            .expect("starts");
-        drain(&mut layer);
-        let busy = Message::response_to(&invite, 486, "Busy Here", Some("tt"));
-        layer.on_message(busy.clone(), 1, false, t0);
-        let ev = drain(&mut layer);
-        assert!(ev
-            .iter()
-            .any(|e| matches!(e, LayerEvent::Response { msg, .. } if msg.code() == Some(486))));
-        let ack = ev.iter().find_map(|e| match e {
-            LayerEvent::Transmit { bytes, .. } => Message::parse(bytes).ok(),
-            _ => None,
-        });
-        let ack = ack.expect("ACK sent");
-        assert_eq!(ack.method(), Some(Method::Ack));
-        assert_eq!(
-            ack.to().and_then(|t| t.tag().map(str::to_owned)),
-            Some("tt".into())
-        );
-        layer.on_message(busy, 1, false, t0 + Duration::from_secs(1));
-        let ev = drain(&mut layer);
-        assert_eq!(
-            transmits(&ev),
-            1,
-            "ACK resent, response not delivered twice"
-        );
-        assert!(!ev.iter().any(|e| matches!(e, LayerEvent::Response { .. })));
-        layer.on_timer(t0 + Duration::from_secs(33)); // Timer D
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn non_invite_client_e_caps_at_t2_and_k_ends() {
-        let t = Timers::default();
-        let mut layer = TransactionLayer::new(t, 10);
-        let t0 = Instant::now();
-        let bye = req("BYE", "z9hG4bKc");
-        layer
-            .send_request(bye.clone(), 1, false, t0)
-            .expect("starts");
-        drain(&mut layer);
-        let mut sends = 0;
-        for ms in (0..=10_000).step_by(50) {
-            layer.on_timer(t0 + Duration::from_millis(ms));
-            sends += transmits(&drain(&mut layer));
-        }
-        // 0.5, 1.5, 3.5, 7.5 (then every 4 s): 4 retransmissions in 10 s.
-        assert_eq!(sends, 4);
-        layer.on_message(
-            Message::response_to(&bye, 200, "OK", Some("x")),
-            1,
-            false,
-            t0 + Duration::from_secs(10),
-        );
-        assert!(drain(&mut layer)
-            .iter()
-            .any(|e| matches!(e, LayerEvent::Response { .. })));
-        assert_eq!(layer.len(), 1);
-        layer.on_timer(t0 + Duration::from_secs(16)); // Timer K = T4
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn non_invite_client_timer_f() {
-        let mut layer = TransactionLayer::new(Timers::default(), 10);
-        let t0 = Instant::now();
-        layer
-            .send_request(req("REFER", "z9hG4bKd"), 1, true, t0)
-            .expect("starts");
-        drain(&mut layer);
-        layer.on_timer(t0 + Duration::from_secs(31));
-        assert!(drain(&mut layer).is_empty(), "no retransmission over TCP");
-        layer.on_timer(t0 + Duration::from_secs(32));
-        assert!(drain(&mut layer)
-            .iter()
-            .any(|e| matches!(e, LayerEvent::Timeout { .. })));
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn non_invite_server_absorbs_and_replays_then_j_ends() {
-        let mut layer = TransactionLayer::new(Timers::default(), 10);
-        let t0 = Instant::now();
-        let notify = req("NOTIFY", "z9hG4bKe");
-        layer.on_message(notify.clone(), 7, false, t0);
-        let ev = drain(&mut layer);
-        let key = ev
-            .iter()
-            .find_map(|e| match e {
-                LayerEvent::Request { key, .. } => Some(key.clone()),
-                _ => None,
-            })
-            .expect("delivered");
-        layer.on_message(notify.clone(), 7, false, t0);
-        assert!(
-            drain(&mut layer).is_empty(),
-            "retransmission in Trying absorbed"
-        );
-        layer
-            .respond(
-                &key,
-                Message::response_to(&notify, 200, "OK", Some("z")),
-                t0,
-            )
-            .expect("responds");
-        assert_eq!(transmits(&drain(&mut layer)), 1);
-        layer.on_message(notify, 7, false, t0 + Duration::from_secs(1));
-        assert_eq!(transmits(&drain(&mut layer)), 1, "200 replayed");
-        layer.on_timer(t0 + Duration::from_secs(32)); // Timer J = 64*T1
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn invite_server_g_h_and_ack() {
-        let mut layer = TransactionLayer::new(Timers::default(), 10);
-        let t0 = Instant::now();
-        let invite = req("INVITE", "z9hG4bKf");
-        layer.on_message(invite.clone(), 3, false, t0);
-        let ev = drain(&mut layer);
-        assert_eq!(transmits(&ev), 1, "100 Trying at once");
-        let key = TxKey::of(&invite, false).expect("key");
-        layer
-            .respond(
-                &key,
-                Message::response_to(&invite, 480, "Temporarily Unavailable", Some("q")),
-                t0,
-            )
-            .expect("ok");
-        drain(&mut layer);
-        layer.on_timer(t0 + Duration::from_millis(500)); // Timer G
-        assert_eq!(transmits(&drain(&mut layer)), 1);
-        let mut ack = req("ACK", "z9hG4bKf");
-        ack.set("CSeq", "1 ACK");
-        layer.on_message(ack, 3, false, t0 + Duration::from_millis(600));
-        assert_eq!(layer.state(&key), Some(TxState::Confirmed));
-        layer.on_timer(t0 + Duration::from_secs(6)); // Timer I
-        assert!(layer.is_empty());
-
-        // Without the ACK, Timer H ends it with a timeout.
-        let invite2 = req("INVITE", "z9hG4bKg");
-        layer.on_message(invite2.clone(), 3, false, t0);
-        let key2 = TxKey::of(&invite2, false).expect("key");
-        layer
-            .respond(
-                &key2,
-                Message::response_to(&invite2, 486, "Busy Here", Some("q")),
-                t0,
-            )
-            .expect("ok");
-        drain(&mut layer);
-        layer.on_timer(t0 + Duration::from_secs(40));
-        assert!(drain(&mut layer)
-            .iter()
-            .any(|e| matches!(e, LayerEvent::Timeout { .. })));
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn unanswered_server_transaction_answers_500_and_ends() {
-        let mut layer = TransactionLayer::new(Timers::default(), 10);
-        let t0 = Instant::now();
-        layer.on_message(req("OPTIONS", "z9hG4bKh"), 3, false, t0);
-        drain(&mut layer);
-        layer.on_timer(t0 + Duration::from_secs(33));
-        let ev = drain(&mut layer);
-        let sent = ev.iter().find_map(|e| match e {
-            LayerEvent::Transmit { bytes, .. } => Message::parse(bytes).ok(),
-            _ => None,
-        });
-        assert_eq!(sent.and_then(|m| m.code()), Some(500));
-        layer.on_timer(t0 + Duration::from_secs(70));
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn accepted_invite_passes_2xx_retransmissions_on_and_ends_with_timer_m() {
-        let mut layer = TransactionLayer::new(Timers::default(), 10);
-        let t0 = Instant::now();
-        let invite = req("INVITE", "z9hG4bKm");
-        layer
-            .send_request(invite.clone(), 1, false, t0)
-            .expect("starts");
-        drain(&mut layer);
-        let ok = Message::response_to(&invite, 200, "OK", Some("tt"));
-        layer.on_message(ok.clone(), 1, false, t0);
-        assert!(drain(&mut layer)
-            .iter()
-            .any(|e| matches!(e, LayerEvent::Response { .. })));
-        layer.on_message(ok, 1, false, t0 + Duration::from_secs(1));
-        let ev = drain(&mut layer);
-        assert!(
-            ev.iter()
-                .any(|e| matches!(e, LayerEvent::StrayResponse { .. })),
-            "2xx retransmission reaches the user"
-        );
-        assert_eq!(transmits(&ev), 0, "the layer does not ACK a 2xx itself");
-        assert_eq!(layer.len(), 1);
-        layer.on_timer(t0 + Duration::from_secs(33)); // Timer M = 64*T1
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn completed_client_absorbs_late_responses() {
-        let mut layer = TransactionLayer::new(Timers::default(), 10);
-        let t0 = Instant::now();
-        let refer = req("REFER", "z9hG4bKn");
-        layer
-            .send_request(refer.clone(), 1, false, t0)
-            .expect("starts");
-        drain(&mut layer);
-        let accepted = Message::response_to(&refer, 202, "Accepted", Some("x"));
-        layer.on_message(accepted.clone(), 1, false, t0);
-        assert_eq!(drain(&mut layer).len(), 1);
-        layer.on_message(accepted, 1, false, t0 + Duration::from_secs(1));
-        assert!(drain(&mut layer).is_empty(), "retransmitted 202 absorbed");
-        layer.on_timer(t0 + Duration::from_secs(6)); // Timer K = T4
-        assert!(layer.is_empty());
-    }
-
-    #[test]
-    fn overload_answers_503() {
-        let mut layer = TransactionLayer::new(Timers::default(), 1);
-        let t0 = Instant::now();
-        layer.on_message(req("OPTIONS", "z9hG4bKi"), 3, false, t0);
-        layer.on_message(req("OPTIONS", "z9hG4bKj"), 3, false, t0);
-        assert_eq!(layer.len(), 1);
-        assert_eq!(layer.stats().overload_rejections, 1);
+        keys
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -447,7 +447,7 @@ impl Call {
                                 }));
                             }
                             ClientEvent::TransportError(detail) => {
-                                return Err(ClickToDialError::Unreachable { who: self.first_who.clone(), detail });
+                                return Err(ClickToDialError::Unreachable { who: self.first_who.clone(), detail: detail.to_string() });
                             }
                         }
                     }
@@ -601,7 +601,7 @@ impl Call {
                         refer_pending = false;
                     }
                     Some(ClientEvent::TransportError(detail)) => {
-                        return End::Failed(ClickToDialError::Unreachable { who: self.first_who.clone(), detail });
+                        return End::Failed(ClickToDialError::Unreachable { who: self.first_who.clone(), detail: detail.to_string() });
                     }
                 },
                 inc = self.inbox.recv() => {

@@ -1,0 +1,528 @@
+//! The endpoint task: owns the transaction layer, the sockets and the routes, and moves
+//! messages between them, the connection tasks and the users.
+
+use super::tcp::TcpLimits;
+use super::{
+    ClientEvent, ClientTx, Cmd, EndpointError, EndpointStats, Inbound, Incoming, Peer, MALFORMED,
+    RETRANSMISSIONS, TIMEOUTS, TRANSACTIONS,
+};
+use crate::header::Via;
+use crate::message::{Message, Method, MAX_MESSAGE};
+use crate::resolve::{Target, Transport};
+use crate::transaction::{new_branch, LayerEvent, LayerStats, TransactionLayer, TxKey};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+/// One TCP connection as the endpoint task sees it.
+pub(super) struct Conn {
+    /// Where to put bytes for it (dropping this closes the connection).
+    pub writer: mpsc::Sender<Vec<u8>>,
+    /// Accepted from a peer (counted against the cap), not opened by us.
+    pub accepted: bool,
+    /// A complete message has arrived on it.
+    pub proven: bool,
+    /// Accept time, then the time of its latest message.
+    pub last: Instant,
+}
+
+pub(super) struct Task {
+    pub(super) layer: TransactionLayer<Peer>,
+    pub(super) udp: UdpSocket,
+    pub(super) udp_addr: SocketAddr,
+    pub(super) tcp_addr: SocketAddr,
+    pub(super) user_agent: String,
+    pub(super) tcp_limits: TcpLimits,
+    pub(super) conns: HashMap<SocketAddr, Conn>,
+    pub(super) clients: HashMap<TxKey, (mpsc::Sender<ClientEvent>, Peer)>,
+    pub(super) routes: HashMap<String, mpsc::Sender<Incoming>>,
+    pub(super) new_calls: Option<mpsc::Sender<Incoming>>,
+    pub(super) inbound_tx: mpsc::Sender<Inbound>,
+    pub(super) malformed: u64,
+    pub(super) udp_out: VecDeque<(SocketAddr, Vec<u8>)>,
+    pub(super) next_sweep: Instant,
+    pub(super) published: LayerStats,
+    pub(super) published_malformed: u64,
+    /// Accepting paused until then (descriptors ran out).
+    pub(super) accept_pause: Option<Instant>,
+    pub(super) accept_backoff: Duration,
+    pub(super) evicted: u64,
+    pub(super) accept_pauses: u64,
+    pub(super) icmp_errors: u64,
+}
+
+impl Task {
+    pub(super) fn new(
+        layer: TransactionLayer<Peer>,
+        udp: UdpSocket,
+        udp_addr: SocketAddr,
+        tcp_addr: SocketAddr,
+        user_agent: String,
+        tcp_limits: TcpLimits,
+        inbound_tx: mpsc::Sender<Inbound>,
+    ) -> Task {
+        Task {
+            layer,
+            udp,
+            udp_addr,
+            tcp_addr,
+            user_agent,
+            tcp_limits,
+            conns: HashMap::new(),
+            clients: HashMap::new(),
+            routes: HashMap::new(),
+            new_calls: None,
+            inbound_tx,
+            malformed: 0,
+            udp_out: VecDeque::new(),
+            next_sweep: Instant::now(),
+            published: LayerStats::default(),
+            published_malformed: 0,
+            accept_pause: None,
+            accept_backoff: Duration::ZERO,
+            evicted: 0,
+            accept_pauses: 0,
+            icmp_errors: 0,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Cmd>,
+        mut in_rx: mpsc::Receiver<Inbound>,
+        tcp: TcpListener,
+    ) {
+        let mut buf = vec![0u8; MAX_MESSAGE + 1];
+        loop {
+            let deadline = self.layer.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let pause = self.accept_pause;
+            tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.on_cmd(cmd),
+                    None => break,
+                },
+                got = self.udp.recv_from(&mut buf) => match got {
+                    Ok((n, from)) => {
+                        let bytes = buf.get(..n).unwrap_or(&[]);
+                        self.on_datagram(bytes, from);
+                    }
+                    // With IP_RECVERR an ICMP error surfaces here first.
+                    Err(_) => self.take_icmp_errors(),
+                },
+                inbound = in_rx.recv() => {
+                    if let Some(i) = inbound {
+                        self.on_inbound(i);
+                    }
+                }
+                accepted = tcp.accept(), if pause.is_none() => self.on_accept(accepted),
+                () = async {
+                    match pause {
+                        Some(p) => tokio::time::sleep_until(p.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.accept_pause = None,
+                () = sleep => self.layer.on_timer(Instant::now()),
+            }
+            self.flush().await;
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        let now = Instant::now();
+        match cmd {
+            Cmd::Request {
+                mut msg,
+                target,
+                reply,
+            } => {
+                self.add_via(&mut msg, &target);
+                let request = msg.clone();
+                let peer = Peer {
+                    transport: target.transport,
+                    addr: target.addr,
+                };
+                let result = self
+                    .layer
+                    .send_request(msg, peer, target.transport.reliable(), now)
+                    .map(|key| {
+                        let (tx, rx) = mpsc::channel(8);
+                        self.clients.insert(key.clone(), (tx, peer));
+                        ClientTx {
+                            key,
+                            request,
+                            events: rx,
+                        }
+                    })
+                    .map_err(EndpointError::from);
+                let _ = reply.send(result);
+            }
+            Cmd::Stateless { mut msg, target } => {
+                self.add_via(&mut msg, &target);
+                let peer = Peer {
+                    transport: target.transport,
+                    addr: target.addr,
+                };
+                self.transmit(peer, msg.to_bytes());
+            }
+            Cmd::Respond { key, mut msg } => {
+                if msg.header("Server").is_none() {
+                    msg.push("Server", self.user_agent.clone());
+                }
+                let _ = self.layer.respond(&key, msg, now);
+            }
+            Cmd::Route { call_id, sink } => {
+                self.routes.insert(call_id, sink);
+            }
+            Cmd::Unroute { call_id } => {
+                self.routes.remove(&call_id);
+            }
+            Cmd::RouteNew { sink } => {
+                self.new_calls = sink;
+            }
+            Cmd::Stats(reply) => {
+                let _ = reply.send(EndpointStats {
+                    layer: self.layer.stats(),
+                    transactions: self.layer.len(),
+                    routes: self.routes.len(),
+                    malformed: self.malformed,
+                    connections: self.conns.len(),
+                    evicted: self.evicted,
+                    accept_pauses: self.accept_pauses,
+                    icmp_errors: self.icmp_errors,
+                });
+            }
+        }
+    }
+
+    /// Adds our Via unless the message has one already (a CANCEL reuses its INVITE's Via).
+    fn add_via(&self, msg: &mut Message, target: &Target) {
+        if msg.header("Via").is_some() {
+            return;
+        }
+        let local = match target.transport {
+            Transport::Udp => self.udp_addr,
+            Transport::Tcp => self.tcp_addr,
+        };
+        let ip = if local.ip().is_unspecified() {
+            let probe: SocketAddr = if target.addr.is_ipv6() {
+                SocketAddr::from(([0u16; 8], 0))
+            } else {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            };
+            std::net::UdpSocket::bind(probe)
+                .and_then(|s| s.connect(target.addr).and_then(|()| s.local_addr()))
+                .map(|a| a.ip())
+                .unwrap_or(local.ip())
+        } else {
+            local.ip()
+        };
+        let host = match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        msg.push_front(
+            "Via",
+            format!(
+                "SIP/2.0/{} {host}:{};branch={};rport",
+                target.transport,
+                local.port(),
+                new_branch()
+            ),
+        );
+        if msg.header("User-Agent").is_none() && msg.is_request() {
+            msg.push("User-Agent", self.user_agent.clone());
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Stream { msg, peer } => {
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    c.proven = true;
+                    c.last = Instant::now();
+                }
+                self.on_message(
+                    msg,
+                    Peer {
+                        transport: Transport::Tcp,
+                        addr: peer,
+                    },
+                );
+            }
+            Inbound::Malformed { bytes, error, peer } => {
+                self.on_malformed(
+                    &bytes,
+                    &error,
+                    Peer {
+                        transport: Transport::Tcp,
+                        addr: peer,
+                    },
+                );
+            }
+            Inbound::Connected { peer, writer } => {
+                self.conns.insert(
+                    peer,
+                    Conn {
+                        writer,
+                        accepted: false,
+                        proven: true,
+                        last: Instant::now(),
+                    },
+                );
+            }
+            Inbound::ConnectFailed { peer, reason } => {
+                self.conns.remove(&peer);
+                let error = super::TransportError::Connect { peer, reason };
+                for (tx, p) in self.clients.values() {
+                    if p.addr == peer && p.transport == Transport::Tcp {
+                        let _ = tx.try_send(ClientEvent::TransportError(error.clone()));
+                    }
+                }
+            }
+            Inbound::Closed { peer } => {
+                self.conns.remove(&peer);
+            }
+        }
+    }
+
+    pub(super) fn on_message(&mut self, mut msg: Message, peer: Peer) {
+        if msg.is_request() {
+            fix_received(&mut msg, peer.addr);
+        }
+        self.layer
+            .on_message(msg, peer, peer.transport.reliable(), Instant::now());
+    }
+
+    /// Counts bytes that did not parse and answers them when they are an answerable request
+    /// (400, 505, 501; see [`crate::uas::answer_malformed`]), statelessly, to where they came
+    /// from.
+    pub(super) fn on_malformed(
+        &mut self,
+        bytes: &[u8],
+        error: &crate::message::ParseError,
+        peer: Peer,
+    ) {
+        self.malformed += 1;
+        tracing::debug!(from = %peer.addr, %error, "malformed SIP message");
+        if let Some(mut answer) =
+            crate::uas::answer_malformed(bytes, error, &crate::dialog::new_tag())
+        {
+            answer.push("Server", self.user_agent.clone());
+            self.transmit(peer, answer.to_bytes());
+        }
+    }
+
+    /// Moves layer events out to sockets and users.
+    async fn flush(&mut self) {
+        let now = Instant::now();
+        let mut budget = 100_000;
+        while let Some(ev) = self.layer.pop_event() {
+            budget -= 1;
+            if budget == 0 {
+                break;
+            }
+            match ev {
+                LayerEvent::Transmit { peer, bytes, .. } => self.transmit(peer, bytes),
+                LayerEvent::Response { key, msg } => {
+                    let final_ = msg.code().is_some_and(|c| c >= 200);
+                    let invite = key.method == Method::Invite;
+                    if let Some((tx, _)) = self.clients.get(&key) {
+                        let _ = tx.try_send(ClientEvent::Response(msg));
+                    }
+                    // Non-INVITE and failed INVITE: nothing more for the user.
+                    if final_ && !invite {
+                        self.clients.remove(&key);
+                    }
+                }
+                LayerEvent::Timeout { key } => {
+                    if let Some((tx, _)) = self.clients.remove(&key) {
+                        let _ = tx.try_send(ClientEvent::Timeout);
+                    }
+                }
+                LayerEvent::Request { key, msg, peer: _ } => self.dispatch_request(key, msg, now),
+                LayerEvent::Ack { msg, .. } => {
+                    if let Some(sink) = msg.call_id().and_then(|c| self.routes.get(c)) {
+                        let _ = sink.try_send(Incoming::Ack(msg));
+                    }
+                }
+                LayerEvent::StrayResponse { msg } => {
+                    if let Some(sink) = msg.call_id().and_then(|c| self.routes.get(c)) {
+                        let _ = sink.try_send(Incoming::StrayResponse(msg));
+                    }
+                }
+            }
+        }
+        self.publish_stats();
+        // Once a second: forget client entries whose user stopped listening or whose
+        // transaction the layer already dropped (their channel buffers are the bulk of it).
+        if now >= self.next_sweep {
+            self.next_sweep = now + Duration::from_secs(1);
+            self.take_icmp_errors();
+            let layer = &self.layer;
+            self.clients
+                .retain(|k, (tx, _)| !tx.is_closed() && layer.state(k).is_some());
+        }
+        // Respond-ins from dispatch may have queued more transmissions.
+        while let Some(LayerEvent::Transmit { peer, bytes, .. }) = self.layer.pop_event() {
+            self.transmit(peer, bytes);
+        }
+        self.send_queued().await;
+    }
+
+    fn publish_stats(&mut self) {
+        let now = self.layer.stats();
+        let last = self.published;
+        RETRANSMISSIONS.fetch_add(
+            now.retransmissions.saturating_sub(last.retransmissions),
+            Ordering::Relaxed,
+        );
+        TRANSACTIONS.fetch_add(now.created.saturating_sub(last.created), Ordering::Relaxed);
+        TIMEOUTS.fetch_add(
+            now.timeouts.saturating_sub(last.timeouts),
+            Ordering::Relaxed,
+        );
+        MALFORMED.fetch_add(
+            self.malformed.saturating_sub(self.published_malformed),
+            Ordering::Relaxed,
+        );
+        self.published = now;
+        self.published_malformed = self.malformed;
+    }
+
+    fn dispatch_request(&mut self, key: TxKey, msg: Message, now: Instant) {
+        if let Some(mut refusal) = crate::uas::refuse(&msg, &crate::dialog::new_tag()) {
+            refusal.push("Server", self.user_agent.clone());
+            let _ = self.layer.respond(&key, refusal, now);
+            return;
+        }
+        let routed = msg.call_id().and_then(|c| self.routes.get(c)).cloned();
+        if let Some(sink) = routed {
+            match sink.try_send(Incoming::Request {
+                key: key.clone(),
+                msg: msg.clone(),
+            }) {
+                Ok(()) => return,
+                Err(_) => {
+                    let busy = Message::response_to(&msg, 503, "Service Unavailable", None);
+                    let _ = self.layer.respond(&key, busy, now);
+                    return;
+                }
+            }
+        }
+        let has_to_tag = msg.to().is_some_and(|t| t.tag().is_some());
+        let method = msg.method().unwrap_or(Method::Other(String::new()));
+        if !has_to_tag && matches!(method, Method::Invite | Method::Cancel) {
+            if let Some(sink) = &self.new_calls {
+                let sent = sink.try_send(Incoming::Request {
+                    key: key.clone(),
+                    msg: msg.clone(),
+                });
+                if sent.is_ok() {
+                    return;
+                }
+                let busy = Message::response_to(&msg, 503, "Service Unavailable", None);
+                let _ = self.layer.respond(&key, busy, now);
+                return;
+            }
+        }
+        let tag = crate::dialog::new_tag();
+        let mut resp = match method {
+            Method::Options => {
+                let mut r = Message::response_to(&msg, 200, "OK", Some(&tag));
+                r.push("Allow", crate::ALLOW);
+                r
+            }
+            _ if has_to_tag => {
+                Message::response_to(&msg, 481, "Call/Transaction Does Not Exist", Some(&tag))
+            }
+            Method::Cancel => {
+                Message::response_to(&msg, 481, "Call/Transaction Does Not Exist", Some(&tag))
+            }
+            Method::Invite => {
+                Message::response_to(&msg, 480, "Temporarily Unavailable", Some(&tag))
+            }
+            _ => {
+                let mut r = Message::response_to(&msg, 405, "Method Not Allowed", Some(&tag));
+                r.push("Allow", crate::ALLOW);
+                r
+            }
+        };
+        resp.push("Server", self.user_agent.clone());
+        let _ = self.layer.respond(&key, resp, now);
+    }
+
+    pub(super) fn transmit(&mut self, peer: Peer, bytes: Vec<u8>) {
+        match peer.transport {
+            Transport::Udp => {
+                // Sent in order by `send_queued`, waiting for the socket when its buffer is full
+                // (a dropped ACK would overtake nothing but still cost a retransmission).
+                if self.udp_out.len() < super::udp::MAX_UDP_QUEUE {
+                    self.udp_out.push_back((peer.addr, bytes));
+                } else {
+                    tracing::warn!(to = %peer.addr, "UDP send queue full, datagram dropped");
+                }
+            }
+            Transport::Tcp => {
+                let stale = match self.conns.get(&peer.addr) {
+                    Some(c) => match c.writer.try_send(bytes) {
+                        Ok(()) => false,
+                        Err(mpsc::error::TrySendError::Full(_)) => false,
+                        Err(mpsc::error::TrySendError::Closed(b)) => {
+                            self.conns.remove(&peer.addr);
+                            self.open(peer.addr, b);
+                            return;
+                        }
+                    },
+                    None => {
+                        self.open(peer.addr, bytes);
+                        return;
+                    }
+                };
+                let _ = stale;
+            }
+        }
+    }
+}
+
+/// Adds `received` and fills `rport` in the top Via of a request (RFC 3261 §18.2.1, RFC 3581).
+pub(super) fn fix_received(msg: &mut Message, source: SocketAddr) {
+    let Some(idx) = msg.headers.iter().position(|(n, _)| n == "Via") else {
+        return;
+    };
+    let value = msg.headers[idx].1.clone();
+    let parts = crate::message::split_commas(&value);
+    let Some(first) = parts.first() else {
+        return;
+    };
+    let Some(mut via) = Via::parse(first) else {
+        return;
+    };
+    let src_ip = source.ip().to_string();
+    let bare_host = via
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let rport = via.params.has("rport");
+    if bare_host != src_ip || rport {
+        via.params.set("received", Some(&src_ip));
+    }
+    if rport {
+        via.params.set("rport", Some(&source.port().to_string()));
+    }
+    let mut rebuilt = via.to_string();
+    for p in parts.iter().skip(1) {
+        rebuilt.push_str(", ");
+        rebuilt.push_str(p);
+    }
+    msg.headers[idx].1 = rebuilt;
+}

@@ -1,0 +1,350 @@
+//! TCP connections: one task per connection reads and frames messages and writes what the
+//! endpoint task hands it. Hostile peers are bounded:
+//!
+//! - a message head must arrive within [`TcpLimits::header_timeout`] of its first byte (for an
+//!   accepted connection, of the accept), its body within [`TcpLimits::body_timeout`] of the
+//!   head; a connection with no traffic for [`TcpLimits::idle_timeout`] is closed;
+//! - a framed message that does not parse is reported (the endpoint answers it 400) and the
+//!   connection goes on; a stream that cannot be framed any more (no or a bad Content-Length,
+//!   an oversized head) is read no further, but answers to earlier requests still go out on it
+//!   for [`DRAIN`] before it closes;
+//! - the endpoint caps accepted connections (see `Task::admit`).
+
+use super::task::{Conn, Task};
+use super::Inbound;
+use crate::message::{Message, ParseError, MAX_MESSAGE};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+/// Longest pause of the accept loop when descriptors run out.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
+/// Accepted connections closed at once when descriptors run out.
+const EVICT_ON_EXHAUSTION: usize = 8;
+
+/// How long a connection whose stream could not be framed still carries our answers.
+pub(super) const DRAIN: Duration = Duration::from_secs(5);
+
+/// Limits on TCP connections (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Most accepted (incoming) connections at once; at the cap the least useful one (never
+    /// sent a complete message, then the longest idle) is closed for the new one.
+    pub max_connections: usize,
+    /// Longest time from a message's first byte (or an accept) to the end of its head.
+    pub header_timeout: Duration,
+    /// Longest time from the end of a head to the end of its body.
+    pub body_timeout: Duration,
+    /// Longest time without any traffic before a connection is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(16),
+            body_timeout: Duration::from_secs(16),
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Where a connection stands in reading the next message.
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    /// Nothing of the next message yet (keep-alive CRLFs aside).
+    Between,
+    /// Part of a head; it must end by this time.
+    Head(Instant),
+    /// A complete head; the body must end by this time.
+    Body(Instant),
+    /// The stream cannot be framed: reading stopped, answers still go out until this time.
+    Draining(Instant),
+}
+
+/// Reads and writes one TCP connection until it closes, times out, or the endpoint drops its
+/// writer. `accepted` connections must deliver their first head within the header timeout.
+pub(super) async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    inbound: mpsc::Sender<Inbound>,
+    limits: TcpLimits,
+    accepted: bool,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16384];
+    let mut last_traffic = Instant::now();
+    let mut proven = false;
+    let mut state = if accepted {
+        Reading::Head(last_traffic + limits.header_timeout)
+    } else {
+        Reading::Between
+    };
+    loop {
+        let deadline = match state {
+            Reading::Between => last_traffic + limits.idle_timeout,
+            Reading::Head(d) | Reading::Body(d) | Reading::Draining(d) => d,
+        };
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(bytes) => {
+                    if writer.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                    last_traffic = Instant::now();
+                }
+                None => break,
+            },
+            read = reader.read(&mut chunk) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                last_traffic = Instant::now();
+                if matches!(state, Reading::Draining(_)) {
+                    continue; // discarded: only EOF matters now
+                }
+                buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+                match take_messages(&mut buf, peer, &inbound).await {
+                    Ok(Some(0)) => {}
+                    Ok(Some(_)) => {
+                        proven = true;
+                        state = Reading::Between;
+                    }
+                    Ok(None) => return,
+                    Err(()) => {
+                        buf = Vec::new();
+                        state = Reading::Draining(Instant::now() + DRAIN);
+                        continue;
+                    }
+                }
+                state = next_state(&buf, state, limits, accepted && !proven);
+            }
+            () = sleep_until(deadline) => {
+                if !matches!(state, Reading::Draining(_)) {
+                    tracing::debug!(%peer, ?state, "TCP connection timed out");
+                }
+                break;
+            }
+        }
+    }
+    let _ = inbound.send(Inbound::Closed { peer }).await;
+}
+
+/// Frames and hands on every complete message in `buf`: how many, `Ok(None)` when the
+/// endpoint is gone, `Err(())` when the stream cannot be framed any more.
+async fn take_messages(
+    buf: &mut Vec<u8>,
+    peer: SocketAddr,
+    inbound: &mpsc::Sender<Inbound>,
+) -> Result<Option<usize>, ()> {
+    let mut taken = 0;
+    loop {
+        let used = match Message::frame(buf) {
+            Ok(used) => used.min(buf.len()),
+            Err(ParseError::Incomplete) => return Ok(Some(taken)),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TCP stream cannot be framed; no more reading");
+                let bytes = std::mem::take(buf);
+                let _ = inbound
+                    .send(Inbound::Malformed {
+                        bytes,
+                        error: e,
+                        peer,
+                    })
+                    .await;
+                return Err(());
+            }
+        };
+        let framed: Vec<u8> = buf.drain(..used).collect();
+        let report = match Message::parse_stream(&framed) {
+            Ok((msg, _)) => Inbound::Stream { msg, peer },
+            Err(error) => Inbound::Malformed {
+                bytes: framed,
+                error,
+                peer,
+            },
+        };
+        if inbound.send(report).await.is_err() {
+            return Ok(None);
+        }
+        taken += 1;
+        if buf.capacity() > 4 * MAX_MESSAGE && buf.len() < MAX_MESSAGE {
+            buf.shrink_to(MAX_MESSAGE);
+        }
+    }
+}
+
+/// The reading state after new bytes: between messages, inside a head, or inside a body.
+/// `first`: an accepted connection before its first message, held to its accept deadline.
+fn next_state(buf: &[u8], state: Reading, limits: TcpLimits, first: bool) -> Reading {
+    let now = Instant::now();
+    let start = buf
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    if rest.is_empty() {
+        return match state {
+            // Keep-alive CRLFs do not buy a fresh accepted connection more time.
+            Reading::Head(d) if first => Reading::Head(d),
+            _ => Reading::Between,
+        };
+    }
+    match crate::message::head_end(rest) {
+        None => match state {
+            Reading::Head(d) => Reading::Head(d),
+            _ => Reading::Head(now + limits.header_timeout),
+        },
+        Some(_) => match state {
+            Reading::Body(d) => Reading::Body(d),
+            _ => Reading::Body(now + limits.body_timeout),
+        },
+    }
+}
+
+impl Task {
+    /// A connection came in (or accepting failed). At the cap, the least useful accepted
+    /// connection makes room. When descriptors run out (`EMFILE`, `ENFILE`, `ENOBUFS`,
+    /// `ENOMEM`), up to eight such connections are closed and accepting pauses (10 ms,
+    /// doubling up to 500 ms while it keeps failing) instead of retrying at full speed.
+    pub(super) fn on_accept(&mut self, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
+        match accepted {
+            Ok((stream, peer)) => {
+                self.accept_backoff = Duration::ZERO;
+                let inbound = self.conns.values().filter(|c| c.accepted).count();
+                if inbound >= self.tcp_limits.max_connections && !self.evict_one() {
+                    return; // cap 0: refuse by dropping the stream
+                }
+                let (tx, rx) = mpsc::channel(256);
+                self.conns.insert(
+                    peer,
+                    Conn {
+                        writer: tx,
+                        accepted: true,
+                        proven: false,
+                        last: std::time::Instant::now(),
+                    },
+                );
+                let limits = self.tcp_limits;
+                tokio::spawn(connection(
+                    stream,
+                    peer,
+                    rx,
+                    self.inbound_tx.clone(),
+                    limits,
+                    true,
+                ));
+            }
+            Err(e) => {
+                let exhausted = matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12));
+                if !exhausted {
+                    tracing::debug!(error = %e, "TCP accept failed");
+                    return;
+                }
+                for _ in 0..EVICT_ON_EXHAUSTION {
+                    if !self.evict_one() {
+                        break;
+                    }
+                }
+                self.accept_backoff = (self.accept_backoff * 2)
+                    .max(Duration::from_millis(10))
+                    .min(MAX_ACCEPT_BACKOFF);
+                self.accept_pause = Some(std::time::Instant::now() + self.accept_backoff);
+                self.accept_pauses += 1;
+                tracing::warn!(error = %e, pause_ms = self.accept_backoff.as_millis() as u64, "out of descriptors: TCP accept paused");
+            }
+        }
+    }
+
+    /// Closes the accepted connection that is worth least: one that never sent a complete
+    /// message before one that did, then the longest idle. False when there is none.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.accepted)
+            .min_by_key(|(_, c)| (c.proven, c.last))
+            .map(|(a, _)| *a);
+        match victim {
+            Some(addr) => {
+                // Dropping the writer ends the connection task.
+                self.conns.remove(&addr);
+                self.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn open(&mut self, addr: SocketAddr, first: Vec<u8>) {
+        let (tx, rx) = mpsc::channel(256);
+        let _ = tx.try_send(first);
+        self.conns.insert(
+            addr,
+            Conn {
+                writer: tx.clone(),
+                accepted: false,
+                proven: true,
+                last: std::time::Instant::now(),
+            },
+        );
+        let limits = self.tcp_limits;
+        let inbound = self.inbound_tx.clone();
+        let local_ip = self.tcp_addr.ip();
+        tokio::spawn(async move {
+            let socket = match if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            } {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = inbound
+                        .send(Inbound::ConnectFailed {
+                            peer: addr,
+                            reason: e.to_string(),
+                        })
+                        .await;
+                    return;
+                }
+            };
+            if !local_ip.is_unspecified() && local_ip.is_ipv4() == addr.is_ipv4() {
+                let _ = socket.bind(SocketAddr::new(local_ip, 0));
+            }
+            match tokio::time::timeout(Duration::from_secs(10), socket.connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    let _ = inbound
+                        .send(Inbound::Connected {
+                            peer: addr,
+                            writer: tx,
+                        })
+                        .await;
+                    connection(stream, addr, rx, inbound, limits, false).await;
+                }
+                Ok(Err(e)) => {
+                    let _ = inbound
+                        .send(Inbound::ConnectFailed {
+                            peer: addr,
+                            reason: e.to_string(),
+                        })
+                        .await;
+                }
+                Err(_) => {
+                    let _ = inbound
+                        .send(Inbound::ConnectFailed {
+                            peer: addr,
+                            reason: "TCP connect timed out".into(),
+                        })
+                        .await;
+                }
+            }
+        });
+    }
+}
