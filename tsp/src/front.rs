@@ -6,6 +6,9 @@
 //! a channel into a single thread (the *event loop*), which updates the tables and publishes
 //! [`Sequenced`] events. That thread is the only sender of events, so subscribers never see two
 //! events at once or out of order.
+//!
+//! Driver instances come and go at run time through [`Tsp::add_driver`] and
+//! [`Tsp::remove_driver`] (in `front/instances.rs`): the one way instances start and stop.
 
 use crate::numbers::{format_info, LineRef, NumberRules, Verbatim};
 use crate::{Accepted, Action, RequestResult, Sequenced, TspEvent};
@@ -15,12 +18,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tapir_core::{
     AddressId, AddressStatus, CallId, CallInfo, CallState, DriverError, DriverEvent, ErrorKind,
     EventSink, LineCaps, LineId, LineInfo, LineKey, Operation, Outcome, PhoneDriver, Request,
     RequestEnvelope, RequestId, SharedSink,
 };
 use tokio::sync::broadcast;
+
+mod instances;
+pub use instances::RemovedDriver;
 
 /// How the front end is set up.
 #[derive(Debug, Clone)]
@@ -93,7 +100,6 @@ struct Inner {
     events: broadcast::Sender<Sequenced>,
     next_call: Arc<AtomicU64>,
     next_request: AtomicU64,
-    rules: Arc<dyn NumberRules>,
     callback_base: Option<String>,
 }
 
@@ -101,12 +107,26 @@ enum Input {
     Driver(usize, Box<DriverEvent>),
     Complete(usize, RequestId, Outcome),
     Barrier(mpsc::Sender<()>),
+    /// A step of removing a driver instance (see `instances`), then a signal when done.
+    Retire(usize, instances::Step, mpsc::Sender<()>),
     Stop,
 }
 
 struct DriverSlot {
     name: String,
     driver: Option<Arc<dyn PhoneDriver>>,
+    state: SlotState,
+}
+
+/// Where a driver instance is in its life. Slots are never reused: a removed instance's slot
+/// stays `Retired` (its sink's late reports are ignored), and an instance added again under the
+/// same name gets a new slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Running,
+    /// Being removed: applications' requests are refused, the front end's own drops go through.
+    Leaving,
+    Retired,
 }
 
 struct LineEntry {
@@ -131,6 +151,10 @@ struct Pending {
     created: Vec<CallId>,
     /// Internal requests (a drop issued by `close_call`) complete without an event.
     silent: bool,
+    /// For the request-duration histogram: what, on which driver instance, since when.
+    operation: Operation,
+    driver: usize,
+    since: Instant,
 }
 
 struct State {
@@ -138,6 +162,10 @@ struct State {
     lines: BTreeMap<LineId, LineEntry>,
     by_key: HashMap<(usize, LineKey), LineId>,
     pinned: HashMap<(String, LineKey), LineId>,
+    /// Every id handed out, by (driver instance name, line key): a line that goes and comes
+    /// back (also with its instance restarted) keeps its id.
+    known: HashMap<(String, LineKey), LineId>,
+    rules: Arc<dyn NumberRules>,
     calls: HashMap<CallId, CallEntry>,
     pending: HashMap<RequestId, Pending>,
     next_line: u32,
@@ -217,6 +245,8 @@ impl Tsp {
                 lines: BTreeMap::new(),
                 by_key: HashMap::new(),
                 pinned,
+                known: HashMap::new(),
+                rules,
                 calls: HashMap::new(),
                 pending: HashMap::new(),
                 next_line: config.line_base,
@@ -229,7 +259,6 @@ impl Tsp {
             events,
             next_call: Arc::new(AtomicU64::new(1)),
             next_request: AtomicU64::new(1),
-            rules,
             callback_base: config.callback_base.clone(),
         });
         let loop_inner = Arc::clone(&inner);
@@ -258,7 +287,11 @@ impl Tsp {
     {
         let index = {
             let mut st = self.inner.lock();
-            if st.drivers.iter().any(|d| d.name == name) {
+            if st
+                .drivers
+                .iter()
+                .any(|d| d.name == name && d.state != SlotState::Retired)
+            {
                 return Err(err(
                     ErrorKind::InvalidParameter,
                     format!("a driver instance named {name:?} exists already"),
@@ -267,6 +300,7 @@ impl Tsp {
             st.drivers.push(DriverSlot {
                 name: name.to_owned(),
                 driver: None,
+                state: SlotState::Running,
             });
             st.drivers.len() - 1
         };
@@ -435,9 +469,9 @@ impl Tsp {
     }
 
     fn submit_inner(&self, action: Action, silent: bool) -> Result<Accepted, DriverError> {
-        let rules = Arc::clone(&self.inner.rules);
         let (driver, envelope, created) = {
             let mut st = self.inner.lock();
+            let rules = Arc::clone(&st.rules);
             if st.shut_down {
                 return Err(err(ErrorKind::Uninitialized, "the front end is shut down"));
             }
@@ -511,9 +545,14 @@ impl Tsp {
                     ));
                 }
             }
-            let driver = st
-                .drivers
-                .get(driver_index)
+            let slot = st.drivers.get(driver_index);
+            if slot.is_some_and(|d| d.state != SlotState::Running) && !silent {
+                return Err(err(
+                    ErrorKind::Disconnected,
+                    format!("line {line_id}'s driver instance is being removed"),
+                ));
+            }
+            let driver = slot
                 .and_then(|d| d.driver.clone())
                 .ok_or_else(|| err(ErrorKind::Disconnected, "the line's driver did not start"))?;
             let mut new_call = || CallId(self.inner.next_call.fetch_add(1, Ordering::Relaxed));
@@ -528,6 +567,7 @@ impl Tsp {
                 key: &key,
             };
             let dial = |n: &str| rules.dial(line_ref, n);
+            let operation = action.operation();
             let (request, created) = to_request(action, &mut new_call, &dial);
             let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
             for call in &created {
@@ -550,6 +590,9 @@ impl Tsp {
                     line: line_id,
                     created: created.clone(),
                     silent,
+                    operation,
+                    driver: driver_index,
+                    since: Instant::now(),
                 },
             );
             let envelope = RequestEnvelope {
@@ -848,8 +891,18 @@ impl State {
             .get(driver)
             .map(|d| d.name.clone())
             .unwrap_or_default();
-        if let Some(id) = self.pinned.get(&(name, key.clone())) {
-            return *id;
+        let slot = (name, key.clone());
+        // A pinned id, else the id this line had before; either only while no other line that
+        // is there now holds it (a pin added by a reload may name a taken id).
+        for candidate in [self.pinned.get(&slot), self.known.get(&slot)]
+            .into_iter()
+            .flatten()
+        {
+            let taken = self.lines.get(candidate).is_some_and(|l| !l.removed);
+            if !taken {
+                return *candidate;
+            }
+            tracing::warn!(line = %candidate, driver = %slot.0, key = %slot.1, "Line id taken by another line; a new id is handed out.");
         }
         let taken: std::collections::HashSet<LineId> = self
             .lines
@@ -892,6 +945,11 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
             Input::Barrier(done) => {
                 let _ = done.send(());
             }
+            Input::Retire(driver, step, done) => {
+                instances::retire(&mut st, driver, step, &mut out);
+                publish(inner, &mut st, std::mem::take(&mut out));
+                let _ = done.send(());
+            }
             Input::Complete(_driver, request, outcome) => {
                 on_complete(inner, &mut st, request, outcome, &mut out)
             }
@@ -929,6 +987,7 @@ fn on_complete(
         tracing::warn!(request = %request, "Driver completed a request that is not pending (twice, or unknown); ignored.");
         return;
     };
+    record_duration(st, &pending, &outcome);
     if outcome.is_err() {
         // A call whose creation failed is invalid afterwards.
         for call in &pending.created {
@@ -958,12 +1017,33 @@ fn on_complete(
 }
 
 fn on_driver_event(
-    inner: &Inner,
+    _inner: &Inner,
     st: &mut State,
     driver: usize,
     event: DriverEvent,
     out: &mut Vec<TspEvent>,
 ) {
+    if st
+        .drivers
+        .get(driver)
+        .is_none_or(|d| d.state == SlotState::Retired)
+    {
+        tracing::debug!(key = %event.line(), "Report from a removed driver instance; ignored.");
+        return;
+    }
+    if st
+        .drivers
+        .get(driver)
+        .is_some_and(|d| d.state == SlotState::Leaving)
+        && match &event {
+            DriverEvent::NewCall { .. } => true,
+            DriverEvent::CallState { state, .. } => !state.is_idle(),
+            _ => false,
+        }
+    {
+        // The instance is going: its calls show Disconnected until the driver says Idle.
+        return;
+    }
     if let DriverEvent::LineCreated { info } = event {
         let slot = (driver, info.key.clone());
         let existing = st.by_key.get(&slot).copied();
@@ -972,6 +1052,9 @@ fn on_driver_event(
             None => {
                 let id = st.allocate_line(driver, &info.key);
                 st.by_key.insert(slot, id);
+                if let Some(d) = st.drivers.get(driver) {
+                    st.known.insert((d.name.clone(), info.key.clone()), id);
+                }
                 id
             }
         };
@@ -1045,7 +1128,7 @@ fn on_driver_event(
                 tracing::warn!(call = %call, "Driver announced a call id twice; ignored.");
                 return;
             }
-            format_rules(inner, st, driver, line, &mut info);
+            format_rules(st, driver, line, &mut info);
             st.calls.insert(
                 call,
                 CallEntry {
@@ -1077,7 +1160,7 @@ fn on_driver_event(
             }
         }
         DriverEvent::CallInfo { call, mut info, .. } => {
-            format_rules(inner, st, driver, line, &mut info);
+            format_rules(st, driver, line, &mut info);
             let Some(entry) = st.calls.get_mut(&call).filter(|c| c.line == line) else {
                 return;
             };
@@ -1106,7 +1189,7 @@ fn on_driver_event(
     }
 }
 
-fn format_rules(inner: &Inner, st: &State, driver: usize, line: LineId, info: &mut CallInfo) {
+fn format_rules(st: &State, driver: usize, line: LineId, info: &mut CallInfo) {
     let Some(entry) = st.lines.get(&line) else {
         return;
     };
@@ -1120,7 +1203,33 @@ fn format_rules(inner: &Inner, st: &State, driver: usize, line: LineId, info: &m
         driver: driver_name,
         key: &entry.info.key,
     };
-    format_info(inner.rules.as_ref(), line_ref, info);
+    format_info(st.rules.as_ref(), line_ref, info);
+}
+
+/// The histogram of how long requests take from submission to completion, per operation and
+/// driver instance (a no-op unless the host installed a `metrics` recorder).
+pub const REQUEST_DURATION: &str = "tapir_request_duration_seconds";
+
+fn record_duration(st: &State, pending: &Pending, outcome: &Outcome) {
+    if pending.silent {
+        return;
+    }
+    let driver = st
+        .drivers
+        .get(pending.driver)
+        .map(|d| d.name.clone())
+        .unwrap_or_default();
+    let result = match outcome {
+        Ok(_) => "ok",
+        Err(error) => error.kind.name(),
+    };
+    metrics::histogram!(
+        REQUEST_DURATION,
+        "operation" => pending.operation.name(),
+        "driver" => driver,
+        "result" => result
+    )
+    .record(pending.since.elapsed().as_secs_f64());
 }
 
 /// Which operations a call allows now, given the line's capabilities (TAPI's dwCallFeatures).
