@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tapir_core::numbers::NumberPlanConfig;
 
-/// The configuration the host runs on when no file is given: no phones, loopback ports.
+/// The configuration the host runs on when no file is given: the simulated office (and nothing
+/// else) on loopback ports.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
 /// The whole configuration.
@@ -345,12 +346,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_default_loads_and_has_no_drivers() {
+    fn embedded_default_loads_and_runs_only_the_simulated_office() {
         let config: Config = Source::Embedded
             .figment()
             .extract()
             .expect("embedded loads");
-        assert!(config.drivers.is_empty());
+        let drivers: Vec<_> = config.drivers.values().map(|d| d.driver.as_str()).collect();
+        assert_eq!(drivers, vec![crate::host::SIMULATED_DRIVER]);
         assert!(config.http.listen.ip().is_loopback());
+        assert!(config.phones.listen.ip().is_loopback());
     }
 }
