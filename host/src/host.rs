@@ -105,6 +105,30 @@ impl Host {
         host
     }
 
+    /// A host around a front end whose instances the caller added itself (tests, embedders),
+    /// with the instances that did not start (name, reason). Such instances are not
+    /// configured: [`Host::apply`] leaves them alone.
+    pub fn around(tsp: Arc<Tsp>, failed: Vec<(String, String)>) -> Self {
+        let mut instances = BTreeMap::new();
+        for (name, reason) in failed {
+            instances.insert(
+                name.clone(),
+                Instance {
+                    section: DriverSection {
+                        driver: name,
+                        enabled: true,
+                        settings: serde_json::Map::new(),
+                    },
+                    state: InstanceState::Failed(reason),
+                },
+            );
+        }
+        Self {
+            tsp,
+            instances: Mutex::new(instances),
+        }
+    }
+
     /// Applies a configuration to the running host: number rules and pinned ids at once, then
     /// the driver instances by comparing each section with the one running. Removed and
     /// changed instances stop first (their calls end: Disconnected, then Idle), so a changed
