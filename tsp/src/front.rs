@@ -86,6 +86,11 @@ pub struct CallSnapshot {
     pub state: CallState,
     /// What is known.
     pub info: CallInfo,
+    /// When the front end learnt of the call, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When the call entered its current state, in milliseconds since the Unix epoch (the
+    /// page's call durations).
+    pub state_ms: u64,
 }
 
 /// The front end. Cheap to share behind an `Arc`.
@@ -144,6 +149,47 @@ struct CallEntry {
     info: CallInfo,
     /// States were published for this call (it is visible to applications).
     announced: bool,
+    created_ms: u64,
+    state_ms: u64,
+}
+
+impl CallEntry {
+    fn new(line: LineId, state: CallState, info: CallInfo, announced: bool) -> Self {
+        let now = now_ms();
+        Self {
+            line,
+            state,
+            info,
+            announced,
+            created_ms: now,
+            state_ms: now,
+        }
+    }
+
+    /// Moves the call to `state`, noting when.
+    fn set_state(&mut self, state: CallState) {
+        self.state = state;
+        self.state_ms = now_ms();
+    }
+
+    fn snapshot(&self, id: CallId) -> CallSnapshot {
+        CallSnapshot {
+            id,
+            line: self.line,
+            state: self.state,
+            info: self.info.clone(),
+            created_ms: self.created_ms,
+            state_ms: self.state_ms,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 struct Pending {
@@ -346,16 +392,7 @@ impl Tsp {
     /// All calls not yet closed.
     pub fn calls(&self) -> Vec<CallSnapshot> {
         let st = self.inner.lock();
-        let mut calls: Vec<_> = st
-            .calls
-            .iter()
-            .map(|(id, c)| CallSnapshot {
-                id: *id,
-                line: c.line,
-                state: c.state,
-                info: c.info.clone(),
-            })
-            .collect();
+        let mut calls: Vec<_> = st.calls.iter().map(|(id, c)| c.snapshot(*id)).collect();
         calls.sort_by_key(|c| c.id);
         calls
     }
@@ -363,12 +400,7 @@ impl Tsp {
     /// One call.
     pub fn call(&self, id: CallId) -> Option<CallSnapshot> {
         let st = self.inner.lock();
-        st.calls.get(&id).map(|c| CallSnapshot {
-            id,
-            line: c.line,
-            state: c.state,
-            info: c.info.clone(),
-        })
+        st.calls.get(&id).map(|c| c.snapshot(id))
     }
 
     /// Opens a line: its events are published from now on.
@@ -573,15 +605,15 @@ impl Tsp {
             for call in &created {
                 st.calls.insert(
                     *call,
-                    CallEntry {
-                        line: line_id,
-                        state: CallState::Unknown,
-                        info: CallInfo {
+                    CallEntry::new(
+                        line_id,
+                        CallState::Unknown,
+                        CallInfo {
                             direction: tapir_core::CallDirection::Outgoing,
                             ..CallInfo::default()
                         },
-                        announced: false,
-                    },
+                        false,
+                    ),
                 );
             }
             st.pending.insert(
@@ -993,7 +1025,7 @@ fn on_complete(
         for call in &pending.created {
             if let Some(entry) = st.calls.get_mut(call) {
                 if entry.announced && !entry.state.is_idle() {
-                    entry.state = CallState::Idle;
+                    entry.set_state(CallState::Idle);
                     if st.is_open(pending.line) {
                         out.push(TspEvent::CallState {
                             line: pending.line,
@@ -1129,15 +1161,8 @@ fn on_driver_event(
                 return;
             }
             format_rules(st, driver, line, &mut info);
-            st.calls.insert(
-                call,
-                CallEntry {
-                    line,
-                    state,
-                    info: info.clone(),
-                    announced: open,
-                },
-            );
+            st.calls
+                .insert(call, CallEntry::new(line, state, info.clone(), open));
             if open {
                 out.push(TspEvent::NewCall { line, call, info });
                 out.push(TspEvent::CallState { line, call, state });
@@ -1153,7 +1178,7 @@ fn on_driver_event(
                 // nobody.
                 return;
             }
-            entry.state = state;
+            entry.set_state(state);
             if open {
                 entry.announced = true;
                 out.push(TspEvent::CallState { line, call, state });

@@ -328,6 +328,8 @@ pub struct Summary {
     pub simulated: bool,
     /// The event position the counts are at least as new as.
     pub seq: u64,
+    /// The host's clock, in milliseconds since the Unix epoch (calls' `state_ms` are on it).
+    pub now_ms: u64,
 }
 
 /// `GET /v1/summary`.
@@ -383,6 +385,10 @@ pub async fn summary(State(state): State<Arc<ApiState>>) -> Result<Json<Summary>
         drivers,
         simulated,
         seq,
+        now_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
     }))
 }
 

@@ -195,7 +195,7 @@ pub(super) fn retire(st: &mut State, driver: usize, step: Step, out: &mut Vec<Ts
         if done {
             continue;
         }
-        call.state = target;
+        call.set_state(target);
         if open.contains(&call.line) {
             call.announced = true;
             out.push(TspEvent::CallState {
