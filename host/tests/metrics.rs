@@ -54,10 +54,19 @@ async fn metrics_after_traffic_have_every_family() {
     let http = client();
     // Traffic: a call that connects and is dropped, a transfer the driver refuses, a phone
     // callback, a request with a bad token.
+    let office = call(
+        &http,
+        "GET",
+        &format!("{base}/v1/lines?driver=office"),
+        Some(READ),
+        None,
+    )
+    .await;
+    let line = office.body[0]["id"].as_u64().expect("an office line");
     let placed = call(
         &http,
         "POST",
-        &format!("{base}/v1/lines/0/calls?wait=10"),
+        &format!("{base}/v1/lines/{line}/calls?wait=10"),
         Some(CONTROL),
         Some(("application/json", r#"{"destination":"200"}"#)),
     )

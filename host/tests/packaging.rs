@@ -35,7 +35,14 @@ fn the_packaged_configuration_and_its_examples_are_clean() {
         .expect("end of the examples");
     let mut on = text[..start].to_owned();
     for line in text[start..end].lines() {
-        on.push_str(line.strip_prefix("# ").unwrap_or(line));
+        // Commented settings (`# [table]`, `# key = ...`) come back; prose stays a comment.
+        let setting = line.strip_prefix("# ").filter(|rest| {
+            rest.starts_with('[')
+                || rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        });
+        on.push_str(setting.unwrap_or(line));
         on.push('\n');
     }
     on.push_str(&text[end..]);
@@ -125,7 +132,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_reloading_and_stopping() {
             .arg(&config)
             .env("NOTIFY_SOCKET", &socket_path),
     );
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 512];
         let n = socket.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
