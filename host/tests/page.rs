@@ -12,7 +12,6 @@ use serde_json::Value;
 use std::time::Duration;
 use support::cdp::{chromium, launch, Cdp};
 use support::web::*;
-use support::*;
 
 const PHONES: u32 = 10_000;
 
