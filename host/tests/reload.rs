@@ -1,6 +1,6 @@
 //! Reloading a running `tapir run` without a restart: SIGHUP and `POST /v1/reload`. A call in
 //! progress on an instance that did not change survives a reload that removes one instance,
-//! changes another and adds a third; the removed and changed instances' calls end Disconnected
+//! changes another and adds three (a simulated one, a snom phone, a SIP line); the removed and changed instances' calls end Disconnected
 //! then Idle; line ids stay; number rules and tokens apply at once; a bad file changes nothing.
 
 mod support;
@@ -208,6 +208,10 @@ async fn a_call_on_an_unchanged_instance_survives_reloads_that_add_remove_and_ch
 
     // Reload 1, by SIGHUP: `old` goes, `changing` changes, `added` comes, the dial rule and
     // the tokens change.
+    // Also a snom phone and a SIP line, as an administrator adds them (neither peer answers:
+    // the instances start all the same).
+    let snom_port = free_port();
+    let sip_port = free_port();
     let after = config(
         port,
         phones_port,
@@ -218,6 +222,10 @@ async fn a_call_on_an_unchanged_instance_survives_reloads_that_add_remove_and_ch
             ("changing", 300, 1, 150),
             ("added", 400, 1, 100),
         ],
+    ) + &format!(
+        "[drivers.desk]\ndriver = \"snom\"\nphones = [ {{ address = \"127.0.0.1:{snom_port}\", login = \"admin\", password = \"phone-password-1\" }} ]\n\n\
+         [drivers.sip]\ndriver = \"sip-refer\"\nbind = \"127.0.0.1:0\"\n[[drivers.sip.lines]]\nkey = \"alice\"\nname = \"Alice\"\n\
+         domain = \"127.0.0.1:{sip_port}\"\nuser = \"alice\"\npassword = \"sip-password-1\"\n"
     );
     write(&path, &after);
     let pid = daemon.as_ref().expect("daemon").child.id().to_string();
@@ -243,7 +251,19 @@ async fn a_call_on_an_unchanged_instance_survives_reloads_that_add_remove_and_ch
         .iter()
         .filter_map(|i| i["name"].as_str())
         .collect();
-    assert_eq!(names, vec!["added", "changing", "office"], "{drivers:#}");
+    assert_eq!(
+        names,
+        vec!["added", "changing", "desk", "office", "sip"],
+        "{drivers:#}"
+    );
+    assert!(
+        drivers
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|i| i["state"] == "running"),
+        "{drivers:#}"
+    );
     let events = events_after(&http, &base, CONTROL2, seq, Duration::from_secs(20), |e| {
         states(e, on_old).len() >= 2
             && states(e, on_changing).len() >= 2
@@ -277,8 +297,10 @@ async fn a_call_on_an_unchanged_instance_survives_reloads_that_add_remove_and_ch
         vec![
             ("100".into(), 1, "office".into()),
             ("101".into(), 2, "office".into()),
+            (format!("127.0.0.1_{snom_port}"), 6, "desk".into()),
             ("300".into(), 0, "changing".into()),
             ("400".into(), 5, "added".into()),
+            ("alice".into(), 7, "sip".into()),
         ]
     );
     let gone = call(
@@ -407,7 +429,13 @@ async fn a_call_on_an_unchanged_instance_survives_reloads_that_add_remove_and_ch
     assert_eq!(status, Some(0), "{stderr}");
     assert!(stderr.contains("Reload refused"), "{stderr}");
     assert!(stderr.contains("drivers.broken.driver"), "{stderr}");
-    for secret in [CONTROL, READ, CONTROL2] {
+    for secret in [
+        CONTROL,
+        READ,
+        CONTROL2,
+        "phone-password-1",
+        "sip-password-1",
+    ] {
         assert!(!stderr.contains(secret), "a token leaked into the log");
     }
 }
