@@ -35,7 +35,8 @@ struct Cli {
 enum Command {
     /// Run the host until SIGINT or SIGTERM.
     Run {
-        /// Configuration file; without it the embedded default is used (no phones, loopback).
+        /// Configuration file; without it the embedded default is used (the simulated office,
+        /// loopback).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
