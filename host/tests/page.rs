@@ -261,8 +261,13 @@ async fn the_page_stays_usable_with_ten_thousand_phones() {
         Duration::from_secs(10),
     )
     .await;
-    let debug = cdp.eval("JSON.stringify({f: tapir.filter, q: tapir.q, total: tapir.total, offset: tapir.offset})").await;
-    println!("page state at the screenshot: {debug}");
+    // The counts follow: two active calls, one held.
+    cdp.wait_for(
+        "two active calls counted",
+        "document.getElementById('count-calls').textContent === '2' && document.getElementById('count-calls-d').textContent.includes('1 on hold')",
+        Duration::from_secs(10),
+    )
+    .await;
     let path = cdp.screenshot("status-page.png").await;
     println!("screenshot of the status page: {}", path.display());
 
