@@ -2,8 +2,8 @@
 //! from spawning the process until `/healthz` answers, and from SIGTERM until the process has
 //! exited. Run with `cargo bench -p tapir-host --bench startup`; prints a table.
 //!
-//! Two configurations: the embedded default (no phones) and 1,000 virtual-phone lines from
-//! the example plugin (built on demand).
+//! Two configurations: the embedded default (the simulated office, 8 phones) and 1,000
+//! virtual-phone lines from the example plugin (built on demand).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -5,7 +5,7 @@
 //! registry must hold (a test checks it).
 
 /// The built-in driver names this binary must offer.
-pub const EXPECTED: &[&str] = &["sip-refer", "sip-reverse", "snom", "acd"];
+pub const EXPECTED: &[&str] = &["sip-refer", "sip-reverse", "snom", "acd", "simulated"];
 
 // Naming a crate is what makes the linker keep it (and its `inventory` registrations).
 use tapir_plugin_acd as _;
@@ -13,7 +13,7 @@ use tapir_plugin_sip as _;
 use tapir_plugin_snom as _;
 
 /// Kept for call sites that want to say "the built-ins are linked here"; naming the crates
-/// above is what does it.
+/// above is what does it. The simulated office lives in this crate (`crate::simulated`).
 pub fn link() {}
 
 #[cfg(test)]

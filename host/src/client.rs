@@ -120,6 +120,38 @@ impl Client {
         Self::json(response).await
     }
 
+    /// `GET path` as JSON, with the `X-Tapir-Total` count of a searched or paged list.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub async fn get_counted(&self, path: &str) -> Result<(Value, Option<u64>), ClientError> {
+        let response = self.send(self.request(reqwest::Method::GET, path)).await?;
+        let total = response
+            .headers()
+            .get("x-tapir-total")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Ok((Self::json(response).await?, total))
+    }
+
+    /// `POST path` without a body; the status and JSON body whatever the status (for answers
+    /// whose error body carries details, like a reload's problems).
+    ///
+    /// # Errors
+    /// When the host cannot be reached or the body is not JSON.
+    pub async fn post_any(&self, path: &str) -> Result<(u16, Value), ClientError> {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                detail: error_chain(&e),
+            })?;
+        let status = response.status().as_u16();
+        Ok((status, Self::json(response).await?))
+    }
+
     /// `POST path` with a JSON body (or none).
     ///
     /// # Errors

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tapir_core::numbers::NumberPlanConfig;
 
-/// The configuration the host runs on when no file is given: no phones, loopback ports.
+/// The configuration the host runs on when no file is given: the simulated office (and nothing
+/// else) on loopback ports.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
 /// The keys a configuration may have at its top level, in the order `check-config` lists them;
@@ -580,12 +581,14 @@ mod tests {
     }
 
     #[test]
-    fn embedded_default_loads_and_has_no_drivers() {
+    fn embedded_default_loads_and_runs_only_the_simulated_office() {
         let config: Config = Source::Embedded
             .figment()
             .extract()
             .expect("embedded loads");
-        assert!(config.drivers.is_empty());
+        let drivers: Vec<_> = config.drivers.values().map(|d| d.driver.as_str()).collect();
+        assert_eq!(drivers, vec![crate::host::SIMULATED_DRIVER]);
         assert!(config.http.listen.ip().is_loopback());
+        assert!(config.phones.listen.ip().is_loopback());
     }
 }

@@ -66,7 +66,7 @@ impl Embedded {
         let host = Host::start(&config, catalog);
         let (stop, stop_rx) = watch::channel(false);
         let server = listener.map(|listener| {
-            let app = crate::phones::router(host.drivers.clone());
+            let app = crate::phones::router(std::sync::Arc::clone(&host.tsp));
             let _guard = runtime.enter();
             crate::http::serve(
                 crate::http::Endpoint::Phones,

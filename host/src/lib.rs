@@ -16,6 +16,10 @@
 //! - [`logging`]: the tracing subscriber;
 //! - [`numbers`]: the configured number plans, applied by the front end to every line;
 //! - [`phones`]: the phone-facing callback endpoint, apart from the API;
+//! - [`reload`]: re-reading the configuration of a running daemon (SIGHUP, `POST /v1/reload`);
+//! - [`notify`]: readiness and reload notices to systemd (`Type=notify`);
+//! - [`simulated`]: the built-in simulated office (driver `simulated`), what the embedded
+//!   default runs;
 //! - [`commands`]: one module per subcommand of `tapir`.
 //!
 //! Only this crate reads files, the environment, or signals.
@@ -34,6 +38,9 @@ pub mod embedded;
 pub mod host;
 pub mod http;
 pub mod logging;
+pub mod notify;
 pub mod numbers;
 pub mod phones;
+pub mod reload;
 pub mod secret;
+pub mod simulated;

@@ -5,7 +5,8 @@
 //! - `tapir plugins [--plugin-dir DIR] [--json]`: list drivers and refused plugin files;
 //! - `tapir format [--config FILE] [--line LINE] --category C NUMBER`: the number-rule check tool;
 //! - `tapir call --config FILE --line LINE NUMBER`: place one call and print its events;
-//! - `tapir lines | dial LINE NUMBER | drop CALL | events | phones`: talk to a running host
+//! - `tapir lines | dial LINE NUMBER | drop CALL | events | phones | reload`: talk to a running
+//!   host (`lines` and `phones` take `--search` and `--filter` like the status page)
 //! - `tapir phone ACTION DRIVER DEVICE`: a phone-table operation on a running host
 //!   over its API (`--url` or `--config`, token from `TAPIR_TOKEN`, `--json` for scripts);
 //! - `tapir snom mass-config --config FILE --out DIR`: snom provisioning files.
@@ -16,6 +17,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tapir_host::commands::listing::ListArgs;
 use tapir_host::commands::remote::{self, Remote, Target};
 
 #[derive(Parser)]
@@ -33,7 +35,8 @@ struct Cli {
 enum Command {
     /// Run the host until SIGINT or SIGTERM.
     Run {
-        /// Configuration file; without it the embedded default is used (no phones, loopback).
+        /// Configuration file; without it the embedded default is used (the simulated office,
+        /// loopback).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -88,10 +91,13 @@ enum Command {
         /// What to dial.
         number: String,
     },
-    /// List the lines of a running host with their calls.
+    /// List the lines of a running host with their phones (MAC, IP, registration) and calls;
+    /// search and filter like the status page.
     Lines {
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        list: ListArgs,
     },
     /// Place a call through a running host.
     Dial {
@@ -129,8 +135,17 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
-    /// Show the phone table of a running host.
+    /// Show the phone table of a running host (model, firmware, MAC, IP, registration,
+    /// configuration); search and filter like the status page.
     Phones {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Make a running host read its configuration again (as SIGHUP does); prints what changed,
+    /// or every problem of a configuration it refused (then nothing changed).
+    Reload {
         #[command(flatten)]
         target: Target,
     },
@@ -207,7 +222,7 @@ fn main() -> ExitCode {
             hangup_after: hangup_after.map(std::time::Duration::from_secs),
             number,
         }),
-        Command::Lines { target } => remote::run(target, Remote::Lines),
+        Command::Lines { target, list } => remote::run(target, Remote::Lines(list)),
         Command::Dial {
             target,
             address,
@@ -229,7 +244,8 @@ fn main() -> ExitCode {
             after,
             count,
         } => remote::run(target, Remote::Events { after, count }),
-        Command::Phones { target } => remote::run(target, Remote::Phones),
+        Command::Phones { target, list } => remote::run(target, Remote::Phones(list)),
+        Command::Reload { target } => remote::run(target, Remote::Reload),
         Command::Phone {
             target,
             login,

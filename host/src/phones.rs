@@ -8,22 +8,24 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tapir_core::{HttpCallback, HttpReply, PhoneDriver};
+use std::time::Instant;
+use tapir_core::{HttpCallback, HttpReply};
+use tapir_tsp::Tsp;
 
-type Drivers = Arc<BTreeMap<String, Arc<dyn PhoneDriver>>>;
+/// The running instances are looked up per request: a reload adds and removes them.
+type Drivers = Arc<Tsp>;
 
 /// Largest callback body accepted; phones send short forms and XML.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Builds the routes for the running driver instances.
-pub fn router(drivers: BTreeMap<String, Arc<dyn PhoneDriver>>) -> Router {
+/// Builds the routes for the driver instances running in `tsp`.
+pub fn router(tsp: Arc<Tsp>) -> Router {
     Router::new()
         .route("/phones/{instance}", any(callback_root))
         .route("/phones/{instance}/{*rest}", any(callback))
-        .with_state(Arc::new(drivers))
+        .with_state(tsp)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -72,7 +74,8 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(driver) = drivers.get(&instance).cloned() else {
+    let started = Instant::now();
+    let Some(driver) = drivers.driver(&instance) else {
         count(StatusCode::NOT_FOUND);
         return (StatusCode::NOT_FOUND, "no such driver instance\n").into_response();
     };
@@ -97,6 +100,8 @@ async fn dispatch(
     .unwrap_or_else(|_| HttpReply::text(500, "the driver failed\n"));
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     count(status);
+    metrics::histogram!(crate::api::metrics::PHONE_CALLBACK_DURATION, "driver" => instance)
+        .record(started.elapsed().as_secs_f64());
     (
         status,
         [(axum::http::header::CONTENT_TYPE, reply.content_type)],

@@ -1,218 +1,88 @@
-//! The web status page in headless Chromium, driven over the DevTools protocol: the page loads,
-//! asks for the token, places a call from its dial box on a virtual-phone line, shows it
-//! Connected live from the event stream, is screenshotted, and drops the call with its button.
+//! The web status page in headless Chromium, driven over the DevTools protocol, on a host
+//! with 10,000 simulated phones: counts at the top, the recent events on load, search by name,
+//! number, MAC and IP, the filters, paging, dialling from the page, call durations, and the
+//! Answer, Hold, Retrieve, Transfer and Drop buttons where the call's features allow them. A
+//! screenshot goes to `target/tapir-artifacts/status-page.png`.
 //!
 //! Skipped, with the reason printed, only when no `chromium` is installed (CI installs it).
 
 mod support;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use serde_json::Value;
+use std::time::Duration;
+use support::cdp::{chromium, launch, Cdp};
 use support::web::*;
-use tokio_tungstenite::tungstenite::Message;
 
-/// Chromium in its own process group (its zygote and renderers with it), killed when dropped.
-struct Browser {
-    _guard: support::Guard,
-    _profile: tempfile::TempDir,
+const PHONES: u32 = 10_000;
+
+/// Types into an input as a user would (value, then an `input` event).
+async fn type_into(cdp: &mut Cdp, id: &str, text: &str) {
+    cdp.eval(&format!(
+        "(() => {{ const e = document.getElementById('{id}'); e.value = {text:?}; e.dispatchEvent(new Event('input')); return true; }})()"
+    ))
+    .await;
 }
 
-fn chromium() -> Option<std::path::PathBuf> {
-    ["chromium", "chromium-browser"]
-        .into_iter()
-        .find_map(tapir_test_support::programs::find)
+async fn click(cdp: &mut Cdp, selector: &str) {
+    let found = cdp
+        .eval(&format!(
+            "(() => {{ const e = document.querySelector({selector:?}); if (!e) return false; e.click(); return true; }})()"
+        ))
+        .await;
+    assert_eq!(found, Value::Bool(true), "nothing to click at {selector}");
 }
 
-/// Starts headless Chromium and returns it with its DevTools HTTP address.
-fn launch(binary: &std::path::Path) -> (Browser, String) {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut cmd = Command::new(binary);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--window-size=1200,900",
-        "--remote-debugging-address=127.0.0.1",
-        "--remote-debugging-port=0",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg("about:blank")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut guard = support::Guard::start("chromium", &mut cmd);
-    let stderr = guard.child_mut().stderr.take().expect("stderr");
-    let browser = Browser {
-        _guard: guard,
-        _profile: profile,
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.split("DevTools listening on ").nth(1) {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let ws = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("chromium printed its DevTools address");
-    // ws://127.0.0.1:PORT/devtools/browser/ID -> 127.0.0.1:PORT
-    let host = ws
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .expect("host")
-        .to_owned();
-    (browser, host)
+/// The `data-line` ids of the rows shown.
+const ROWS: &str =
+    "[...document.querySelectorAll('#lines tr[data-line]')].map(r => Number(r.getAttribute('data-line')))";
+
+async fn rows_are(cdp: &mut Cdp, what: &str, ids: &[u64]) {
+    let expected = serde_json::to_string(ids).expect("json");
+    cdp.wait_for(
+        what,
+        &format!("JSON.stringify({ROWS}) === '{expected}'"),
+        Duration::from_secs(20),
+    )
+    .await;
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A tiny DevTools client: numbered commands, answers matched by id, events skipped.
-struct Cdp {
-    ws: Ws,
-    next: u64,
-}
-
-impl Cdp {
-    async fn send(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let message = json!({ "id": id, "method": method, "params": params });
-        self.ws
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .expect("CDP send");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let msg = tokio::time::timeout(left, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("no answer to {method}"))
-                .expect("CDP open")
-                .expect("CDP message");
-            if let Message::Text(text) = msg {
-                let v: Value = serde_json::from_str(text.as_str()).expect("CDP JSON");
-                if v["id"] == id {
-                    assert!(v["error"].is_null(), "{method}: {v}");
-                    return v["result"].clone();
-                }
-            }
-        }
-    }
-
-    async fn eval(&mut self, expression: &str) -> Value {
-        let r = self
-            .send(
-                "Runtime.evaluate",
-                json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
-            )
-            .await;
-        assert!(
-            r["exceptionDetails"].is_null(),
-            "{expression}: {:#}",
-            r["exceptionDetails"]
-        );
-        r["result"]["value"].clone()
-    }
-
-    async fn wait_for(&mut self, what: &str, expression: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let v = self.eval(expression).await;
-            if !v.is_null() && v != json!(false) {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let page = self.eval("document.body.innerText").await;
-                panic!(
-                    "the page did not show {what} within {within:?}; it shows:\n{}",
-                    page.as_str().unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes().filter_map(value) {
-        acc = (acc << 6) | c;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
+async fn call_in_state(cdp: &mut Cdp, call: &str, state: &str) {
+    cdp.wait_for(
+        &format!("call {call} {state}"),
+        &format!("(() => {{ const r = document.querySelector('#calls tr[data-call=\"{call}\"]'); return r && r.getAttribute('data-state') === '{state}'; }})()"),
+        Duration::from_secs(20),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_dials_and_shows_the_call_connected() {
+async fn the_page_stays_usable_with_ten_thousand_phones() {
     let Some(binary) = chromium() else {
         println!("SKIPPED: no chromium installed (CI installs the Debian package `chromium`).");
         return;
     };
-    let host = start(
-        "dial_ms = 100\nring_ms = 300\nlines = [{ key = \"100\", name = \"Reception\" }, { key = \"101\", name = \"Sales\" }]\n",
-        "",
-        "",
-        false,
-    )
-    .wait_ready();
-    let (browser, devtools) = launch(&binary);
+    let (daemon, base, phones, _dir) = simulated_office(PHONES);
     let http = client();
-    let targets = support::web::call(
+    poll(
         &http,
-        "GET",
-        &format!("http://{devtools}/json/list"),
-        None,
-        None,
+        &format!("{base}/v1/summary"),
+        Some(READ),
+        Duration::from_secs(60),
+        |s| s["lines"]["total"] == PHONES,
     )
-    .await
-    .body;
-    let page = targets
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["type"] == "page"))
-        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-        .expect("a page target")
-        .to_owned();
-    let (ws, _) = tokio_tungstenite::connect_async(page.as_str())
-        .await
-        .expect("CDP connects");
-    let mut cdp = Cdp { ws, next: 0 };
-    cdp.send("Page.enable", json!({})).await;
-    cdp.send("Page.navigate", json!({ "url": format!("{}/", host.base) }))
-        .await;
+    .await;
+    let (browser, devtools) = launch(&binary);
+    let mut cdp = Cdp::connect(&devtools).await;
+    cdp.send(
+        "Page.navigate",
+        serde_json::json!({ "url": format!("{base}/") }),
+    )
+    .await;
 
     // Tokens are configured: the page asks for one.
     cdp.wait_for(
         "the token box",
-        "document.getElementById('auth') && document.getElementById('auth').style.display === 'block'",
+        "document.getElementById('auth') && !document.getElementById('auth').hidden",
         Duration::from_secs(20),
     )
     .await;
@@ -221,15 +91,98 @@ async fn the_page_dials_and_shows_the_call_connected() {
     ))
     .await;
     cdp.wait_for(
-        "both lines and a live event stream",
-        "document.querySelectorAll('#dial-line option').length === 2 && document.getElementById('status').textContent === 'live'",
+        "the counts, a page of 50 lines and a live stream",
+        "document.getElementById('count-lines').textContent === '10,000' && document.querySelectorAll('#lines tr[data-line]').length === 50 && document.getElementById('status').textContent === 'live'",
+        Duration::from_secs(30),
+    )
+    .await;
+    let counts = cdp.eval("document.querySelector('.cards').innerText").await;
+    let counts = counts.as_str().unwrap_or_default().to_owned();
+    assert!(counts.contains("9,999 in service"), "{counts}");
+    assert!(counts.contains("2 misconfigured"), "{counts}");
+    assert_eq!(
+        cdp.eval("document.getElementById('simulated').hidden")
+            .await,
+        Value::Bool(false),
+        "the simulated banner shows"
+    );
+    assert_eq!(
+        cdp.eval("document.getElementById('range').textContent")
+            .await,
+        "1–50 of 10,000"
+    );
+    // The events panel shows the recent history on load.
+    let history = cdp
+        .eval("document.querySelectorAll('#log .old').length")
+        .await;
+    assert!(history.as_u64().unwrap_or(0) >= 10, "{history}");
+
+    // Search by MAC (any separator), IP, name and number: the phone at position 4321.
+    for query in [
+        "02:74:61:00:10:e1",
+        "027461-0010E1",
+        "198.18.17.72",
+        "Phone 14321",
+        "14321",
+    ] {
+        type_into(&mut cdp, "search", query).await;
+        rows_are(&mut cdp, &format!("one row for {query}"), &[4321]).await;
+    }
+    let row = cdp
+        .eval("document.querySelector('#lines tr[data-line=\"4321\"]').innerText")
+        .await;
+    let row = row.as_str().unwrap_or_default().to_owned();
+    for column in [
+        "14321",
+        "02:74:61:00:10:e1",
+        "198.18.17.72",
+        "simulated desk phone",
+    ] {
+        assert!(row.contains(column), "{column} missing from {row}");
+    }
+    type_into(&mut cdp, "search", "").await;
+
+    // Filters.
+    click(&mut cdp, "[data-filter='out_of_service']").await;
+    rows_are(&mut cdp, "the out-of-service phone", &[7]).await;
+    click(&mut cdp, "[data-filter='misconfigured']").await;
+    rows_are(&mut cdp, "the misconfigured phones", &[6, 500]).await;
+    click(&mut cdp, "[data-filter='with_calls']").await;
+    rows_are(&mut cdp, "no line with calls", &[]).await;
+    click(&mut cdp, "[data-filter='']").await;
+    rows_are(&mut cdp, "lines 0 to 49", &(0..50).collect::<Vec<u64>>()).await;
+    // Paging.
+    click(&mut cdp, "#next").await;
+    cdp.wait_for(
+        "the second page",
+        "document.getElementById('range').textContent === '51–100 of 10,000'",
         Duration::from_secs(20),
     )
     .await;
+    rows_are(&mut cdp, "lines 50 to 99", &(50..100).collect::<Vec<u64>>()).await;
+    click(&mut cdp, "#prev").await;
+    rows_are(&mut cdp, "lines 0 to 49", &(0..50).collect::<Vec<u64>>()).await;
+    // The phones tab pages and searches the same way.
+    click(&mut cdp, "[data-tab='phones']").await;
+    type_into(&mut cdp, "search", "198.18.17.72").await;
+    cdp.wait_for(
+        "the phone row",
+        "document.querySelectorAll('#lines tr[data-phone]').length === 1 && document.querySelector('#lines tr[data-phone=\"14321\"]') !== null",
+        Duration::from_secs(20),
+    )
+    .await;
+    type_into(&mut cdp, "search", "").await;
+    click(&mut cdp, "[data-tab='lines']").await;
+    rows_are(
+        &mut cdp,
+        "lines 0 to 49 again",
+        &(0..50).collect::<Vec<u64>>(),
+    )
+    .await;
 
-    // Dial from the page: line 1 ("Sales"), number 200.
+    // Dial from the page, the line named by its name: Sales (line 1) calls 200.
     cdp.eval(
-        "document.getElementById('dial-line').value = '1'; document.getElementById('dial-number').value = '200'; document.getElementById('dial-button').click(); true",
+        "document.getElementById('dial-line').value = 'Sales'; document.getElementById('dial-number').value = '200'; document.getElementById('dial-button').click(); true",
     )
     .await;
     let call = cdp
@@ -240,45 +193,105 @@ async fn the_page_dials_and_shows_the_call_connected() {
         )
         .await;
     let call = call.as_str().expect("call id").to_owned();
-    let line_cell = cdp
-        .eval("document.querySelector('#lines tr[data-line=\"1\"]').innerText")
-        .await;
-    assert!(
-        line_cell.as_str().unwrap_or_default().contains("connected"),
-        "{line_cell}"
-    );
-    // The host agrees: the call is connected on line 1 to 200.
-    let state = call_state(&http, &host.base, &call).await;
+    let state = call_state(&http, &base, &call).await;
     assert_eq!(state["state"]["state"], "connected", "{state:#}");
     assert_eq!(state["line"], 1, "{state:#}");
-
-    let shot = cdp
-        .send("Page.captureScreenshot", json!({ "format": "png" }))
-        .await;
-    let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    let dir = support::target_dir().join("tapir-artifacts");
-    std::fs::create_dir_all(&dir).expect("artefact dir");
-    let path = dir.join("status-page.png");
-    std::fs::write(&path, &png).expect("write screenshot");
-    println!("screenshot of the status page: {}", path.display());
-
-    // Drop it with the page's button; the row turns idle.
-    cdp.eval(&format!(
-        "document.querySelector('#calls button[data-drop=\"{call}\"]').click(); true"
-    ))
-    .await;
+    // The line's row shows it, the duration counts up.
     cdp.wait_for(
-        "the call Idle",
-        &format!("document.querySelector('#calls tr[data-call=\"{call}\"]').getAttribute('data-state') === 'idle'"),
-        Duration::from_secs(20),
+        "the call on Sales' row",
+        &format!(
+            "document.querySelector('#lines tr[data-line=\"1\"] [data-call=\"{call}\"]') !== null"
+        ),
+        Duration::from_secs(10),
     )
     .await;
-    let state = call_state(&http, &host.base, &call).await;
+    cdp.wait_for(
+        "a duration of a second or more",
+        &format!("(() => {{ const d = document.querySelector('#calls tr[data-call=\"{call}\"] .dur'); return d && d.textContent !== '0:00'; }})()"),
+        Duration::from_secs(10),
+    )
+    .await;
+    click(&mut cdp, "[data-filter='with_calls']").await;
+    rows_are(&mut cdp, "Sales with its call", &[1]).await;
+    click(&mut cdp, "[data-filter='']").await;
+    rows_are(&mut cdp, "every line again", &(0..50).collect::<Vec<u64>>()).await;
+
+    // Hold, then Retrieve: each button only once the call's features allow it.
+    cdp.wait_for(
+        "the Hold button",
+        &format!("document.querySelector('#calls button[data-hold=\"{call}\"]') !== null && document.querySelector('#calls button[data-retrieve=\"{call}\"]') === null"),
+        Duration::from_secs(10),
+    )
+    .await;
+    click(&mut cdp, &format!("#calls button[data-hold='{call}']")).await;
+    call_in_state(&mut cdp, &call, "on_hold").await;
+    cdp.wait_for(
+        "the Retrieve button",
+        &format!("document.querySelector('#calls button[data-retrieve=\"{call}\"]') !== null && document.querySelector('#calls button[data-hold=\"{call}\"]') === null"),
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // An incoming call on Support (10002): Answer appears and connects it.
+    let ring = call_raw(
+        &http,
+        &format!("{phones}/phones/office/ring?line=10002&from=0301234567&name=Alice"),
+    )
+    .await;
+    assert_eq!(ring, 202);
+    let incoming = cdp
+        .wait_for(
+            "the offered call with Answer",
+            "(() => { const b = document.querySelector('#calls button[data-answer]'); return b ? b.getAttribute('data-answer') : null; })()",
+            Duration::from_secs(20),
+        )
+        .await;
+    let incoming = incoming.as_str().expect("call id").to_owned();
+    click(
+        &mut cdp,
+        &format!("#calls button[data-answer='{incoming}']"),
+    )
+    .await;
+    call_in_state(&mut cdp, &incoming, "connected").await;
+
+    // The page with calls on it, for people to look at.
+    cdp.wait_for(
+        "Transfer offered on the answered call",
+        &format!("document.querySelector('#calls button[data-transfer=\"{incoming}\"]') !== null"),
+        Duration::from_secs(10),
+    )
+    .await;
+    // The counts follow: two active calls, one held.
+    cdp.wait_for(
+        "two active calls counted",
+        "document.getElementById('count-calls').textContent === '2' && document.getElementById('count-calls-d').textContent.includes('1 on hold')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let path = cdp.screenshot("status-page.png").await;
+    println!("screenshot of the status page: {}", path.display());
+
+    // Retrieve the held call; transfer the answered one away; drop the first.
+    click(&mut cdp, &format!("#calls button[data-retrieve='{call}']")).await;
+    call_in_state(&mut cdp, &call, "connected").await;
+    click(
+        &mut cdp,
+        &format!("#calls button[data-transfer='{incoming}']"),
+    )
+    .await;
+    cdp.eval(&format!(
+        "document.querySelector('[data-transfer-to=\"{incoming}\"]').value = '300'; document.querySelector('[data-transfer-go=\"{incoming}\"]').click(); true"
+    ))
+    .await;
+    call_in_state(&mut cdp, &incoming, "idle").await;
+    click(&mut cdp, &format!("#calls button[data-drop='{call}']")).await;
+    call_in_state(&mut cdp, &call, "idle").await;
+    let state = call_state(&http, &base, &call).await;
     assert_eq!(state["state"]["state"], "idle", "{state:#}");
     drop(cdp);
     drop(browser);
-    let stderr = host.stop();
+    let (status, stderr) = daemon.stop("TERM");
+    assert_eq!(status, Some(0), "{stderr}");
     assert!(!stderr.contains(CONTROL), "{stderr}");
 }
 
@@ -293,4 +306,10 @@ async fn call_state(http: &reqwest::Client, base: &str, call: &str) -> Value {
     .await;
     assert_eq!(a.status, 200, "{}", a.text);
     a.body
+}
+
+async fn call_raw(http: &reqwest::Client, url: &str) -> u16 {
+    support::web::call(http, "GET", url, None, None)
+        .await
+        .status
 }

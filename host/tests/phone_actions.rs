@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use support::web::{call, client};
@@ -72,16 +71,9 @@ impl PhoneDriver for Recording {
 
 async fn serve(seen: Arc<Mutex<Vec<String>>>) -> String {
     let tsp = Arc::new(Tsp::new(TspConfig::default()));
-    let driver = tsp
-        .add_driver("desk", |_sink| Ok(Box::new(Recording { seen })))
+    tsp.add_driver("desk", |_sink| Ok(Box::new(Recording { seen })))
         .expect("driver builds");
-    let mut drivers = BTreeMap::new();
-    drivers.insert("desk".to_owned(), driver);
-    let host = Arc::new(Host {
-        tsp,
-        failed: Vec::new(),
-        drivers,
-    });
+    let host = Arc::new(Host::around(tsp, Vec::new()));
     let mut config = Config::empty();
     config.api.tokens = vec![
         ApiToken {

@@ -1,5 +1,6 @@
 //! The commands that talk to a running host (`tapir lines`, `dial`, `events`, `drop`,
-//! `phones`), and the API over TLS.
+//! `phones`, `reload`), their administrator columns and page-like filters, and the API over
+//! TLS.
 
 mod support;
 
@@ -214,4 +215,129 @@ async fn the_api_speaks_tls_with_configured_files() {
     assert!(stdout.contains("Virtual 100"), "{stdout}");
     let stderr = host.stop();
     assert!(stderr.contains("(HTTPS)"), "{stderr}");
+}
+
+#[test]
+fn lines_and_phones_show_what_an_administrator_needs_and_filter_like_the_page() {
+    let (daemon, base, _phones, dir) = simulated_office(600);
+    let http_ready = |path: &str| {
+        let addr = base.trim_start_matches("http://");
+        http_get(addr, path, Duration::from_secs(10))
+    };
+    assert!(http_ready("/healthz").is_some());
+    // Wait until every simulated line is there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = remote(&["lines", "--url", &base, "--json"], Some(READ));
+        let lines: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        if lines.as_array().is_some_and(|a| a.len() == 600) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let out = remote(&["lines", "--url", &base, "--limit", "5"], Some(READ));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let header: Vec<&str> = stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "LINE",
+            "NAME",
+            "NUMBER",
+            "DRIVER",
+            "KEY",
+            "SERVICE",
+            "MAC",
+            "IP",
+            "REGISTRATION",
+            "CALLS"
+        ]
+    );
+    assert!(stdout.contains("Reception (simulated)"), "{stdout}");
+    assert!(
+        stdout.contains("02:74:61:00:00:00") && stdout.contains("198.18.0.1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("5 of 600 matching lines shown"), "{stdout}");
+
+    // The page's search: a MAC with other separators, then an IP.
+    for search in ["027461-00012c", "198.18.1.51"] {
+        let out = remote(&["lines", "--url", &base, "--search", search], Some(READ));
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let rows: Vec<&str> = stdout.lines().skip(1).filter(|l| !l.is_empty()).collect();
+        assert_eq!(rows.len(), 2, "{search}: {stdout}");
+        assert!(
+            rows[0].starts_with("300 ") && rows[0].contains("10300"),
+            "{stdout}"
+        );
+        assert_eq!(rows[1], "1 line(s)");
+    }
+    // The page's filters.
+    let out = remote(
+        &["lines", "--url", &base, "--filter", "out-of-service"],
+        Some(READ),
+    );
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("10007") && stdout.contains("out of service"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("unreachable"),
+        "registration column: {stdout}"
+    );
+    assert!(stdout.contains("1 line(s)"), "{stdout}");
+
+    let out = remote(
+        &["phones", "--url", &base, "--filter", "misconfigured"],
+        Some(READ),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let header: Vec<&str> = stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "DRIVER",
+            "DEVICE",
+            "MODEL",
+            "FIRMWARE",
+            "MAC",
+            "IP",
+            "IDENTITY",
+            "REGISTRATION",
+            "CONFIGURATION",
+            "LINES"
+        ]
+    );
+    assert!(
+        stdout.contains("10006") && stdout.contains("settings wrong"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sim-"), "firmware column: {stdout}");
+    assert!(stdout.contains("2 phone(s)"), "10006 and 10500: {stdout}");
+
+    // `tapir reload`: a read token may not, a control token may; the file is unchanged.
+    let out = remote(&["reload", "--url", &base], Some(READ));
+    assert_eq!(out.status.code(), Some(1));
+    let out = remote(&["reload", "--url", &base], Some(CONTROL));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("unchanged  office"), "{stdout}");
+    drop(dir);
+    let _ = daemon.stop("TERM");
 }

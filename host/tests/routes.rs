@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use support::web::{call, client};
@@ -76,23 +75,19 @@ async fn serve() -> Served {
 async fn serve_with(config: TspConfig) -> Served {
     let tsp = Arc::new(Tsp::new(config));
     let mut kept = None;
-    let driver = tsp
-        .add_driver("desk", |sink| {
-            kept = Some(Arc::clone(&sink));
-            desk(sink)
-        })
-        .expect("driver builds");
+    tsp.add_driver("desk", |sink| {
+        kept = Some(Arc::clone(&sink));
+        desk(sink)
+    })
+    .expect("driver builds");
     let sink = kept.expect("the desk was built");
     tsp.sync();
-    let mut drivers = BTreeMap::new();
-    drivers.insert("desk".to_owned(), driver);
-    let host = Arc::new(Host {
-        tsp: Arc::clone(&tsp),
-        failed: vec![("broken".into(), "no such plugin".into())],
-        drivers: drivers.clone(),
-    });
+    let host = Arc::new(Host::around(
+        Arc::clone(&tsp),
+        vec![("broken".into(), "no such plugin".into())],
+    ));
     let state = Arc::new(ApiState::new(host, &Config::empty()));
-    api::pump::spawn(tsp, Duration::from_secs(1));
+    api::pump::spawn(Arc::clone(&tsp), Duration::from_secs(1));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -105,7 +100,7 @@ async fn serve_with(config: TspConfig) -> Served {
         .await
         .expect("bind");
     let phones = format!("http://{}", phones_listener.local_addr().expect("addr"));
-    let app = tapir_host::phones::router(drivers);
+    let app = tapir_host::phones::router(tsp);
     tokio::spawn(async move {
         let _ = axum::serve(
             phones_listener,

@@ -5,6 +5,7 @@
 //! Every change of a call's state goes through [`CallTable::set_state`]: there is no other way
 //! to reach a call mutably, so the counters cannot drift.
 
+use crate::front::CallSnapshot;
 use std::collections::HashMap;
 use tapir_core::{CallId, CallInfo, CallState, LineId};
 
@@ -18,6 +19,45 @@ pub(crate) struct CallEntry {
     pub info: CallInfo,
     /// States were published for this call (it is visible to applications).
     pub announced: bool,
+    /// When the front end learnt of the call (milliseconds since the Unix epoch).
+    pub created_ms: u64,
+    /// When the call entered its current state (milliseconds since the Unix epoch).
+    pub state_ms: u64,
+}
+
+impl CallEntry {
+    /// A call learnt of now.
+    pub fn new(line: LineId, state: CallState, info: CallInfo, announced: bool) -> Self {
+        let now = now_ms();
+        Self {
+            line,
+            state,
+            info,
+            announced,
+            created_ms: now,
+            state_ms: now,
+        }
+    }
+
+    /// What applications read of the call.
+    pub fn snapshot(&self, id: CallId) -> CallSnapshot {
+        CallSnapshot {
+            id,
+            line: self.line,
+            state: self.state,
+            info: self.info.clone(),
+            created_ms: self.created_ms,
+            state_ms: self.state_ms,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Every call not yet closed, and the live calls per line.
@@ -76,6 +116,7 @@ impl CallTable {
     pub fn set_state(&mut self, call: &CallId, state: CallState) -> Option<CallState> {
         let entry = self.calls.get_mut(call)?;
         let old = std::mem::replace(&mut entry.state, state);
+        entry.state_ms = now_ms();
         match (old.is_live(), state.is_live()) {
             (true, false) => {
                 if let Some(n) = self.live.get_mut(&entry.line) {
@@ -117,12 +158,7 @@ mod tests {
     use tapir_core::{BusyMode, DisconnectMode};
 
     fn entry(line: u32, state: CallState) -> CallEntry {
-        CallEntry {
-            line: LineId(line),
-            state,
-            info: CallInfo::default(),
-            announced: true,
-        }
+        CallEntry::new(LineId(line), state, CallInfo::default(), true)
     }
 
     #[test]

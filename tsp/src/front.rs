@@ -6,6 +6,9 @@
 //! a channel into a single thread (the *event loop*), which updates the tables and publishes
 //! [`Sequenced`] events. That thread is the only sender of events, so subscribers never see two
 //! events at once or out of order.
+//!
+//! Driver instances come and go at run time through [`Tsp::add_driver`] and
+//! [`Tsp::remove_driver`] (in `front/instances.rs`): the one way instances start and stop.
 
 use crate::calls::{CallEntry, CallTable};
 use crate::delivery::{Follower, Outlets, RequestWatch, Waiter};
@@ -17,12 +20,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tapir_core::{
     AddressId, AddressStatus, CallId, CallInfo, CallState, DriverError, DriverEvent, ErrorKind,
     EventSink, LineCaps, LineId, LineInfo, LineKey, Operation, Outcome, PhoneDriver, Request,
     RequestEnvelope, RequestId, SharedSink,
 };
 use tokio::sync::broadcast;
+
+mod instances;
+pub use instances::RemovedDriver;
 
 /// How the front end is set up.
 #[derive(Debug, Clone)]
@@ -81,6 +88,11 @@ pub struct CallSnapshot {
     pub state: CallState,
     /// What is known.
     pub info: CallInfo,
+    /// When the front end learnt of the call, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When the call entered its current state, in milliseconds since the Unix epoch (the
+    /// page's call durations).
+    pub state_ms: u64,
 }
 
 /// The front end. Cheap to share behind an `Arc`.
@@ -95,7 +107,6 @@ struct Inner {
     events: broadcast::Sender<Sequenced>,
     next_call: Arc<AtomicU64>,
     next_request: AtomicU64,
-    rules: Arc<dyn NumberRules>,
     callback_base: Option<String>,
 }
 
@@ -106,12 +117,26 @@ enum Input {
     /// the request completes Ok (the driver already holds nothing for the call).
     DropDisconnected(RequestId, CallId),
     Barrier(mpsc::Sender<()>),
+    /// A step of removing a driver instance (see `instances`), then a signal when done.
+    Retire(usize, instances::Step, mpsc::Sender<()>),
     Stop,
 }
 
 struct DriverSlot {
     name: String,
     driver: Option<Arc<dyn PhoneDriver>>,
+    state: SlotState,
+}
+
+/// Where a driver instance is in its life. Slots are never reused: a removed instance's slot
+/// stays `Retired` (its sink's late reports are ignored), and an instance added again under the
+/// same name gets a new slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Running,
+    /// Being removed: applications' requests are refused, the front end's own drops go through.
+    Leaving,
+    Retired,
 }
 
 struct LineEntry {
@@ -130,6 +155,10 @@ struct Pending {
     silent: bool,
     /// The submitter's own copy of the completion ([`Tsp::submit_watched`]).
     waiter: Option<Waiter>,
+    /// For the request-duration histogram: what, on which driver instance, since when.
+    operation: Operation,
+    driver: usize,
+    since: Instant,
 }
 
 struct State {
@@ -137,6 +166,10 @@ struct State {
     lines: BTreeMap<LineId, LineEntry>,
     by_key: HashMap<(usize, LineKey), LineId>,
     pinned: HashMap<(String, LineKey), LineId>,
+    /// Every id handed out, by (driver instance name, line key): a line that goes and comes
+    /// back (also with its instance restarted) keeps its id.
+    known: HashMap<(String, LineKey), LineId>,
+    rules: Arc<dyn NumberRules>,
     calls: CallTable,
     pending: HashMap<RequestId, Pending>,
     next_line: u32,
@@ -218,6 +251,8 @@ impl Tsp {
                 lines: BTreeMap::new(),
                 by_key: HashMap::new(),
                 pinned,
+                known: HashMap::new(),
+                rules,
                 calls: CallTable::default(),
                 pending: HashMap::new(),
                 next_line: config.line_base,
@@ -231,7 +266,6 @@ impl Tsp {
             events,
             next_call: Arc::new(AtomicU64::new(1)),
             next_request: AtomicU64::new(1),
-            rules,
             callback_base: config.callback_base.clone(),
         });
         let loop_inner = Arc::clone(&inner);
@@ -260,7 +294,11 @@ impl Tsp {
     {
         let index = {
             let mut st = self.inner.lock();
-            if st.drivers.iter().any(|d| d.name == name) {
+            if st
+                .drivers
+                .iter()
+                .any(|d| d.name == name && d.state != SlotState::Retired)
+            {
                 return Err(err(
                     ErrorKind::InvalidParameter,
                     format!("a driver instance named {name:?} exists already"),
@@ -269,6 +307,7 @@ impl Tsp {
             st.drivers.push(DriverSlot {
                 name: name.to_owned(),
                 driver: None,
+                state: SlotState::Running,
             });
             st.drivers.len() - 1
         };
@@ -314,16 +353,7 @@ impl Tsp {
     /// All calls not yet closed.
     pub fn calls(&self) -> Vec<CallSnapshot> {
         let st = self.inner.lock();
-        let mut calls: Vec<_> = st
-            .calls
-            .iter()
-            .map(|(id, c)| CallSnapshot {
-                id: *id,
-                line: c.line,
-                state: c.state,
-                info: c.info.clone(),
-            })
-            .collect();
+        let mut calls: Vec<_> = st.calls.iter().map(|(id, c)| c.snapshot(*id)).collect();
         calls.sort_by_key(|c| c.id);
         calls
     }
@@ -331,12 +361,7 @@ impl Tsp {
     /// One call.
     pub fn call(&self, id: CallId) -> Option<CallSnapshot> {
         let st = self.inner.lock();
-        st.calls.get(&id).map(|c| CallSnapshot {
-            id,
-            line: c.line,
-            state: c.state,
-            info: c.info.clone(),
-        })
+        st.calls.get(&id).map(|c| c.snapshot(id))
     }
 
     /// How many calls of a line hold a place toward its `max_calls` now (calls that are neither
@@ -471,9 +496,9 @@ impl Tsp {
         silent: bool,
         waiter: Option<Waiter>,
     ) -> Result<Accepted, DriverError> {
-        let rules = Arc::clone(&self.inner.rules);
         let (driver, envelope, created) = {
             let mut st = self.inner.lock();
+            let rules = Arc::clone(&st.rules);
             if st.shut_down {
                 return Err(err(ErrorKind::Uninitialized, "the front end is shut down"));
             }
@@ -545,7 +570,10 @@ impl Tsp {
                     ));
                 }
             }
-            if let Action::Drop { call } = action {
+            // The front end's own drops (`silent`: removing a driver instance, whose calls the
+            // front end marked Disconnected while the driver still holds them) always reach the
+            // driver; one the driver no longer knows is answered below all the same.
+            if let (&Action::Drop { call }, false) = (&action, silent) {
                 if st
                     .calls
                     .get(&call)
@@ -561,6 +589,9 @@ impl Tsp {
                             created: Vec::new(),
                             silent,
                             waiter,
+                            operation: op,
+                            driver: driver_index,
+                            since: Instant::now(),
                         },
                     );
                     let _ = self.inner.tx.send(Input::DropDisconnected(id, call));
@@ -570,9 +601,14 @@ impl Tsp {
                     });
                 }
             }
-            let driver = st
-                .drivers
-                .get(driver_index)
+            let slot = st.drivers.get(driver_index);
+            if slot.is_some_and(|d| d.state != SlotState::Running) && !silent {
+                return Err(err(
+                    ErrorKind::Disconnected,
+                    format!("line {line_id}'s driver instance is being removed"),
+                ));
+            }
+            let driver = slot
                 .and_then(|d| d.driver.clone())
                 .ok_or_else(|| err(ErrorKind::Disconnected, "the line's driver did not start"))?;
             let mut new_call = || CallId(self.inner.next_call.fetch_add(1, Ordering::Relaxed));
@@ -587,20 +623,21 @@ impl Tsp {
                 key: &key,
             };
             let dial = |n: &str| rules.dial(line_ref, n);
+            let operation = action.operation();
             let (request, created) = to_request(action, &mut new_call, &dial);
             let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
             for call in &created {
                 st.calls.insert(
                     *call,
-                    CallEntry {
-                        line: line_id,
-                        state: CallState::Unknown,
-                        info: CallInfo {
+                    CallEntry::new(
+                        line_id,
+                        CallState::Unknown,
+                        CallInfo {
                             direction: tapir_core::CallDirection::Outgoing,
                             ..CallInfo::default()
                         },
-                        announced: false,
-                    },
+                        false,
+                    ),
                 );
             }
             st.pending.insert(
@@ -610,6 +647,9 @@ impl Tsp {
                     created: created.clone(),
                     silent,
                     waiter,
+                    operation,
+                    driver: driver_index,
+                    since: Instant::now(),
                 },
             );
             let envelope = RequestEnvelope {
@@ -939,16 +979,24 @@ impl State {
             .get(driver)
             .map(|d| d.name.clone())
             .unwrap_or_default();
-        if let Some(id) = self.pinned.get(&(name, key.clone())) {
-            return *id;
+        let slot = (name, key.clone());
+        // A pinned id, else the id this line had before; either only while no other line that
+        // is there now holds it (a pin added by a reload may name a taken id).
+        for candidate in [self.pinned.get(&slot), self.known.get(&slot)]
+            .into_iter()
+            .flatten()
+        {
+            let taken = self.lines.get(candidate).is_some_and(|l| !l.removed);
+            if !taken {
+                return *candidate;
+            }
+            tracing::warn!(line = %candidate, driver = %slot.0, key = %slot.1, "Line id taken by another line; a new id is handed out.");
         }
-        let taken: std::collections::HashSet<LineId> = self
-            .lines
-            .keys()
-            .copied()
-            .chain(self.pinned.values().copied())
-            .collect();
-        while taken.contains(&LineId(self.next_line)) {
+        // Checked per candidate rather than by collecting every id first: at 10,000 lines
+        // that was 10,000 × 10,000 steps while an instance started (pins are few).
+        while self.lines.contains_key(&LineId(self.next_line))
+            || self.pinned.values().any(|p| *p == LineId(self.next_line))
+        {
             self.next_line += 1;
         }
         let id = LineId(self.next_line);
@@ -986,6 +1034,11 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                 return;
             }
             Input::Barrier(done) => {
+                let _ = done.send(());
+            }
+            Input::Retire(driver, step, done) => {
+                instances::retire(&mut st, driver, step, &mut out);
+                publish(inner, &mut st, std::mem::take(&mut out));
                 let _ = done.send(());
             }
             Input::Complete(_driver, request, outcome) => {
@@ -1050,6 +1103,7 @@ fn on_complete(
         tracing::warn!(request = %request, "Driver completed a request that is not pending (twice, or unknown); ignored.");
         return;
     };
+    record_duration(st, &pending, &outcome);
     if outcome.is_err() {
         // A call whose creation failed never existed (the driver holds nothing for it): it is
         // forgotten, after an Idle for applications that already saw it.
@@ -1079,12 +1133,33 @@ fn on_complete(
 }
 
 fn on_driver_event(
-    inner: &Inner,
+    _inner: &Inner,
     st: &mut State,
     driver: usize,
     event: DriverEvent,
     out: &mut Vec<TspEvent>,
 ) {
+    if st
+        .drivers
+        .get(driver)
+        .is_none_or(|d| d.state == SlotState::Retired)
+    {
+        tracing::debug!(key = %event.line(), "Report from a removed driver instance; ignored.");
+        return;
+    }
+    if st
+        .drivers
+        .get(driver)
+        .is_some_and(|d| d.state == SlotState::Leaving)
+        && match &event {
+            DriverEvent::NewCall { .. } => true,
+            DriverEvent::CallState { state, .. } => !state.is_idle(),
+            _ => false,
+        }
+    {
+        // The instance is going: its calls show Disconnected until the driver says Idle.
+        return;
+    }
     if let DriverEvent::LineCreated { info } = event {
         let slot = (driver, info.key.clone());
         let existing = st.by_key.get(&slot).copied();
@@ -1093,6 +1168,9 @@ fn on_driver_event(
             None => {
                 let id = st.allocate_line(driver, &info.key);
                 st.by_key.insert(slot, id);
+                if let Some(d) = st.drivers.get(driver) {
+                    st.known.insert((d.name.clone(), info.key.clone()), id);
+                }
                 id
             }
         };
@@ -1166,16 +1244,9 @@ fn on_driver_event(
                 tracing::warn!(call = %call, "Driver announced a call id twice; ignored.");
                 return;
             }
-            format_rules(inner, st, driver, line, &mut info);
-            st.calls.insert(
-                call,
-                CallEntry {
-                    line,
-                    state,
-                    info: info.clone(),
-                    announced: open,
-                },
-            );
+            format_rules(st, driver, line, &mut info);
+            st.calls
+                .insert(call, CallEntry::new(line, state, info.clone(), open));
             if open {
                 out.push(TspEvent::NewCall { line, call, info });
                 out.push(TspEvent::CallState { line, call, state });
@@ -1198,7 +1269,7 @@ fn on_driver_event(
             }
         }
         DriverEvent::CallInfo { call, mut info, .. } => {
-            format_rules(inner, st, driver, line, &mut info);
+            format_rules(st, driver, line, &mut info);
             let Some(entry) = st.calls.get(&call).filter(|c| c.line == line) else {
                 return;
             };
@@ -1228,7 +1299,7 @@ fn on_driver_event(
     }
 }
 
-fn format_rules(inner: &Inner, st: &State, driver: usize, line: LineId, info: &mut CallInfo) {
+fn format_rules(st: &State, driver: usize, line: LineId, info: &mut CallInfo) {
     let Some(entry) = st.lines.get(&line) else {
         return;
     };
@@ -1242,7 +1313,33 @@ fn format_rules(inner: &Inner, st: &State, driver: usize, line: LineId, info: &m
         driver: driver_name,
         key: &entry.info.key,
     };
-    format_info(inner.rules.as_ref(), line_ref, info);
+    format_info(st.rules.as_ref(), line_ref, info);
+}
+
+/// The histogram of how long requests take from submission to completion, per operation and
+/// driver instance (a no-op unless the host installed a `metrics` recorder).
+pub const REQUEST_DURATION: &str = "tapir_request_duration_seconds";
+
+fn record_duration(st: &State, pending: &Pending, outcome: &Outcome) {
+    if pending.silent {
+        return;
+    }
+    let driver = st
+        .drivers
+        .get(pending.driver)
+        .map(|d| d.name.clone())
+        .unwrap_or_default();
+    let result = match outcome {
+        Ok(_) => "ok",
+        Err(error) => error.kind.name(),
+    };
+    metrics::histogram!(
+        REQUEST_DURATION,
+        "operation" => pending.operation.name(),
+        "driver" => driver,
+        "result" => result
+    )
+    .record(pending.since.elapsed().as_secs_f64());
 }
 
 /// Which operations a call allows now, given the line's capabilities (TAPI's dwCallFeatures).

@@ -110,8 +110,8 @@ pub async fn authorize(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let checked =
-        browser_guard(&state.auth, &request, need).and_then(|()| state.auth.check(header, need));
+    let auth = state.auth();
+    let checked = browser_guard(&auth, &request, need).and_then(|()| auth.check(header, need));
     match checked {
         Ok(_holder) => Ok(next.run(request).await),
         Err(error) => {

@@ -1,6 +1,7 @@
 //! Lines, their addresses (forwarding, do-not-disturb, status) and the phone table.
 
 use super::calls::{submit, WaitQuery};
+use super::directory::{self, ListQuery, PhoneRow};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::ApiState;
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tapir_core::{AddressId, AddressStatus, DeviceStatus, ErrorKind, Forwarding, LineId};
+use tapir_core::{AddressId, AddressStatus, ErrorKind, Forwarding, LineId};
 use tapir_tsp::{Action, LineSnapshot};
 
 /// The header carrying the event position a snapshot is at least as new as: resume the
@@ -35,20 +36,25 @@ pub(crate) fn line_or_404(state: &ApiState, line: u32) -> Result<LineSnapshot, A
     })
 }
 
-/// `GET /v1/lines`.
-pub async fn list(State(state): State<Arc<ApiState>>) -> Response {
-    // The position is read before the snapshot, so replaying from it misses nothing.
-    let seq = state.host.tsp.last_seq();
-    with_seq(seq, Json(state.host.tsp.lines()))
-}
-
-/// `GET /v1/lines/{line}`: capabilities, service and address state.
+/// `GET /v1/lines/{line}`: capabilities, service and address state, and its phone.
 pub async fn detail(
     State(state): State<Arc<ApiState>>,
     ApiPath(line): ApiPath<u32>,
 ) -> Result<Response, ApiError> {
     let seq = state.host.tsp.last_seq();
-    Ok(with_seq(seq, Json(line_or_404(&state, line)?)))
+    line_or_404(&state, line)?;
+    let view = directory::read(&state)
+        .await?
+        .lines
+        .into_iter()
+        .find(|l| l.line.id == LineId(line));
+    let view = view.ok_or_else(|| {
+        ApiError::from(tapir_core::DriverError::new(
+            ErrorKind::BadDeviceId,
+            format!("no line {line}"),
+        ))
+    })?;
+    Ok(with_seq(seq, Json(view)))
 }
 
 /// One address as the API shows it.
@@ -178,20 +184,10 @@ pub async fn set_dnd(
     .await
 }
 
-/// One row of the phone table.
-#[derive(Debug, Serialize)]
-pub struct PhoneRow {
-    /// The driver instance (its config section name).
-    pub driver: String,
-    /// The device.
-    #[serde(flatten)]
-    pub device: DeviceStatus,
-}
-
 /// The phone table with the driver instances that failed to start.
 #[derive(Debug, Serialize)]
 pub struct Phones {
-    /// Every device of every running driver instance.
+    /// Every device of every running driver instance (or the page asked for).
     pub phones: Vec<PhoneRow>,
     /// Driver instances that did not start, with the reason.
     pub failed_drivers: Vec<FailedDriver>,
@@ -206,37 +202,26 @@ pub struct FailedDriver {
     pub reason: String,
 }
 
-/// `GET /v1/phones`: `devices()` of every driver instance.
-pub async fn phones(State(state): State<Arc<ApiState>>) -> Result<Json<Phones>, ApiError> {
-    let host = Arc::clone(&state.host);
-    // Drivers answer synchronously (a plugin may take a lock); keep that off the async threads.
-    let phones = tokio::task::spawn_blocking(move || {
-        let mut rows = Vec::new();
-        for (name, driver) in &host.drivers {
-            let devices =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.devices()))
-                    .unwrap_or_else(|_| {
-                        tracing::warn!(instance = %name, "Driver panicked listing its devices.");
-                        Vec::new()
-                    });
-            rows.extend(devices.into_iter().map(|device| PhoneRow {
-                driver: name.clone(),
-                device,
-            }));
-        }
-        Phones {
-            phones: rows,
-            failed_drivers: host
-                .failed
-                .iter()
-                .map(|(driver, reason)| FailedDriver {
-                    driver: driver.clone(),
-                    reason: reason.clone(),
-                })
-                .collect(),
-        }
-    })
-    .await
-    .map_err(|_| ApiError::internal("listing the phones failed"))?;
-    Ok(Json(phones))
+/// `GET /v1/phones`: `devices()` of every driver instance; with `q`, `filter`, `driver`,
+/// `offset`, `limit` the matching page (`X-Tapir-Total` tells how many matched).
+pub async fn phones(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let seq = state.host.tsp.last_seq();
+    let (phones, total) = directory::read(&state).await?.phones(&query);
+    let failed_drivers = state
+        .host
+        .failed()
+        .into_iter()
+        .map(|(driver, reason)| FailedDriver { driver, reason })
+        .collect();
+    Ok(directory::with_total(
+        seq,
+        total,
+        Json(Phones {
+            phones,
+            failed_drivers,
+        }),
+    ))
 }

@@ -15,13 +15,16 @@
 //! - [`metrics`]: the Prometheus recorder and `/metrics`;
 //! - [`openapi`]: the OpenAPI 3 document;
 //! - [`page`]: the embedded status page;
-//! - [`pump`]: the background task that opens every line for the API and forgets ended calls.
+//! - [`pump`]: the background task that opens every line for the API and forgets ended calls;
+//! - [`reload`]: `POST /v1/reload`, and the reload SIGHUP triggers;
+//! - [`directory`]: lines joined with their phones, searched, filtered and paged.
 //!
 //! **Invariant:** every route is added through [`RouteTable`], which records its method, path
 //! and needed access; the OpenAPI test compares that record with the document.
 
 pub mod auth;
 pub mod calls;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -31,6 +34,7 @@ pub mod openapi;
 pub mod page;
 pub mod phones;
 pub mod pump;
+pub mod reload;
 
 use crate::config::Config;
 use crate::host::Host;
@@ -39,15 +43,18 @@ use axum::handler::Handler;
 use axum::routing::MethodRouter;
 use axum::Router;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// What every handler shares.
 pub struct ApiState {
     /// The running host: the front end and its drivers.
     pub host: Arc<Host>,
-    /// Access rules.
-    pub auth: Auth,
+    /// Access rules; a reload replaces them.
+    auth: RwLock<Arc<Auth>>,
+    /// Re-reads the configuration (`POST /v1/reload`, SIGHUP); absent where the host is not
+    /// run from a configuration source of its own.
+    pub reloader: Option<crate::reload::Reloader>,
     /// The longest `?wait` honoured.
     pub wait_max: Duration,
     /// The Prometheus renderer, when metrics are recorded.
@@ -62,11 +69,28 @@ impl ApiState {
         let (stopping, _) = tokio::sync::watch::channel(false);
         Self {
             host,
-            auth: Auth::from_config(config),
+            auth: RwLock::new(Arc::new(Auth::from_config(config))),
+            reloader: None,
             wait_max: Duration::from_secs(config.api.wait_max_s),
             metrics: Some(metrics::recorder()),
             stopping,
         }
+    }
+
+    /// The same API with a reloader for its configuration source.
+    pub fn with_reloader(mut self, reloader: crate::reload::Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// The access rules in force.
+    pub fn auth(&self) -> Arc<Auth> {
+        Arc::clone(&self.auth.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the access rules (a reload with other tokens); the next request uses them.
+    pub fn set_auth(&self, auth: Auth) {
+        *self.auth.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(auth);
     }
 
     /// Ends every event stream: the host is stopping.
@@ -165,7 +189,7 @@ pub fn table(state: Arc<ApiState>) -> RouteTable {
         .get("/healthz", Public, || async { "ok\n" })
         .get("/metrics", Read, metrics::render)
         .get("/v1/openapi.json", Public, openapi::document)
-        .get("/v1/lines", Read, lines::list)
+        .get("/v1/lines", Read, directory::lines)
         .get("/v1/lines/{line}", Read, lines::detail)
         .post("/v1/lines/{line}/calls", calls::make_call)
         .get("/v1/lines/{line}/addresses/{address}", Read, lines::address)
@@ -194,6 +218,9 @@ pub fn table(state: Arc<ApiState>) -> RouteTable {
             lines::set_dnd,
         )
         .get("/v1/phones", Read, lines::phones)
+        .get("/v1/drivers", Read, directory::drivers)
+        .get("/v1/summary", Read, directory::summary)
+        .post("/v1/reload", reload::handle)
         .post("/v1/phones/{driver}/{device}/{action}", phones::action)
         .get("/v1/calls", Read, calls::list)
         .get("/v1/calls/{call}", Read, calls::detail)

@@ -68,7 +68,7 @@ pub async fn action(
 ) -> Result<Json<ActionReply>, ApiError> {
     let action = parse_action(&name, &body)?;
     let action_name = action.name();
-    let instance = state.host.drivers.get(&driver).cloned().ok_or_else(|| {
+    let instance = state.host.driver(&driver).ok_or_else(|| {
         ApiError::from(DriverError::new(
             ErrorKind::BadDeviceId,
             format!("no driver instance {driver:?}"),

@@ -3,6 +3,7 @@
 pub mod call;
 pub mod check_config;
 pub mod format;
+pub mod listing;
 pub mod plugins;
 pub mod remote;
 pub mod run;

@@ -1,5 +1,7 @@
 //! The commands that talk to a running host over its API: `tapir lines`, `tapir dial`,
-//! `tapir drop`, `tapir events`, `tapir phones`, `tapir phone ACTION DRIVER DEVICE`. Tables by default, `--json` for scripts.
+//! `tapir drop`, `tapir events`, `tapir phones`, `tapir phone ACTION DRIVER DEVICE`,
+//! `tapir reload`. Tables by default, `--json` for scripts. The line and phone tables live in
+//! [`listing`](super::listing).
 //!
 //! The host is found from `--url` (or `TAPIR_URL`), else from `[http] listen` of `--config`,
 //! else the default `http://127.0.0.1:8780`; the token comes from `TAPIR_TOKEN`.
@@ -7,6 +9,7 @@
 //! Exit statuses: 0 done, 1 the host refused (the error code and message on stderr), 2 the
 //! host could not be reached or the setup is wrong.
 
+use super::listing::{pretty, text};
 use crate::client::{Client, ClientError};
 use crate::config::Source;
 use crate::secret::Secret;
@@ -34,8 +37,8 @@ pub struct Target {
 /// What to do.
 #[derive(Debug, Clone)]
 pub enum Remote {
-    /// List lines.
-    Lines,
+    /// List lines (searched and filtered like the page).
+    Lines(super::listing::ListArgs),
     /// Place a call.
     Dial {
         /// Line id, key or name.
@@ -61,8 +64,10 @@ pub enum Remote {
         /// Stop after this many events.
         count: Option<u64>,
     },
-    /// The phone table.
-    Phones,
+    /// The phone table (searched and filtered like the page).
+    Phones(super::listing::ListArgs),
+    /// Re-read the host's configuration (`POST /v1/reload`).
+    Reload,
     /// A phone-table operation on one device.
     PhoneAction {
         /// `refresh`, `write_configuration`, `remove`, `set_login`, `save_configuration`, `add`.
@@ -142,45 +147,7 @@ fn resolve(target: &Target) -> Result<String, String> {
 
 async fn execute(client: &Client, as_json: bool, what: Remote) -> Result<(), ClientError> {
     match what {
-        Remote::Lines => {
-            let lines = client.get("/v1/lines").await?;
-            let calls = client.get("/v1/calls").await?;
-            if as_json {
-                println!("{}", pretty(&lines));
-                return Ok(());
-            }
-            let mut rows = vec![vec![
-                "LINE".to_owned(),
-                "NAME".to_owned(),
-                "DRIVER".to_owned(),
-                "KEY".to_owned(),
-                "SERVICE".to_owned(),
-                "CALLS".to_owned(),
-            ]];
-            for line in lines.as_array().into_iter().flatten() {
-                let id = &line["id"];
-                let active: Vec<String> = calls
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|c| &c["line"] == id && c["state"]["state"] != "idle")
-                    .map(|c| format!("{} {}", c["id"], text(&c["state"]["state"])))
-                    .collect();
-                rows.push(vec![
-                    id.to_string(),
-                    text(&line["name"]),
-                    text(&line["driver"]),
-                    text(&line["key"]),
-                    if line["in_service"] == true {
-                        "in service".to_owned()
-                    } else {
-                        "out of service".to_owned()
-                    },
-                    active.join(", "),
-                ]);
-            }
-            print_table(&rows);
-        }
+        Remote::Lines(args) => super::listing::lines(client, &args, as_json).await?,
         Remote::Dial {
             line,
             number,
@@ -283,53 +250,61 @@ async fn execute(client: &Client, as_json: bool, what: Remote) -> Result<(), Cli
                 _ => println!("{driver}/{device}: {action} done"),
             }
         }
-        Remote::Phones => {
-            let phones = client.get("/v1/phones").await?;
-            if as_json {
-                println!("{}", pretty(&phones));
-                return Ok(());
+        Remote::Phones(args) => super::listing::phones(client, &args, as_json).await?,
+        Remote::Reload => reload(client, as_json).await?,
+    }
+    Ok(())
+}
+
+/// `tapir reload`: what changed, or every problem of a refused configuration.
+async fn reload(client: &Client, as_json: bool) -> Result<(), ClientError> {
+    let (status, body) = client.post_any("/v1/reload").await?;
+    if as_json {
+        println!("{}", pretty(&body));
+    }
+    if !(200..300).contains(&status) {
+        let error = &body["error"];
+        if !as_json {
+            for problem in error["problems"].as_array().into_iter().flatten() {
+                eprintln!("{}", text(&problem["text"]));
             }
-            let mut rows = vec![[
-                "DRIVER",
-                "DEVICE",
-                "MODEL",
-                "IDENTITY",
-                "IP",
-                "CONNECTION",
-                "CONFIGURATION",
-                "LINES",
-            ]
-            .map(str::to_owned)
-            .to_vec()];
-            for p in phones["phones"].as_array().into_iter().flatten() {
-                let lines: Vec<String> = p["lines"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(text)
-                    .collect();
-                rows.push(vec![
-                    text(&p["driver"]),
-                    text(&p["key"]),
-                    text(&p["model"]),
-                    text(&p["identity"]),
-                    text(&p["ip"]),
-                    text(&p["connection"]),
-                    text(&p["configuration"]),
-                    lines.join(", "),
-                ]);
+        }
+        return Err(ClientError::Api {
+            status,
+            code: text(&error["code"]),
+            message: text(&error["message"]),
+        });
+    }
+    if !as_json {
+        let list = |key: &str| {
+            let names: Vec<String> = body[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
             }
-            print_table(&rows);
-            if rows.len() == 1 {
-                println!("(no driver reports devices)");
-            }
-            for f in phones["failed_drivers"].as_array().into_iter().flatten() {
-                println!(
-                    "driver {} did not start: {}",
-                    text(&f["driver"]),
-                    text(&f["reason"])
-                );
-            }
+        };
+        println!("reloaded {}", text(&body["config"]));
+        for key in ["added", "removed", "restarted", "unchanged"] {
+            println!("  {key:<10} {}", list(key));
+        }
+        for f in body["failed"].as_array().into_iter().flatten() {
+            println!(
+                "  failed     {}: {}",
+                text(&f["driver"]),
+                text(&f["reason"])
+            );
+        }
+        if body["needs_restart"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            println!("  needs a restart to apply: {}", list("needs_restart"));
         }
     }
     Ok(())
@@ -360,18 +335,6 @@ async fn line_id(client: &Client, line: &str) -> Result<u64, ClientError> {
 
 fn wait_query(wait: Option<f64>) -> String {
     wait.map(|w| format!("?wait={w}")).unwrap_or_default()
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 
 /// One line for an event: position, kind, line, call and the interesting part.
@@ -409,28 +372,9 @@ fn describe(e: &Value) -> String {
     out
 }
 
-fn print_table(rows: &[Vec<String>]) {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
-}
-
-/// Percent-encodes one path segment (device keys may hold `:`, addresses `[`/`]`).
-fn segment(raw: &str) -> String {
+/// Percent-encodes one path segment or query value (device keys may hold `:`, addresses
+/// `[`/`]`).
+pub(crate) fn segment(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for b in raw.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

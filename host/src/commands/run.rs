@@ -1,5 +1,7 @@
-//! `tapir run`: the daemon. Starts the drivers and the HTTP endpoint, waits for SIGINT or
-//! SIGTERM, then stops in order: HTTP first, then the drivers (open calls are reported).
+//! `tapir run`: the daemon. Starts the drivers and the HTTP endpoint, reloads the
+//! configuration on SIGHUP, waits for SIGINT or SIGTERM, then stops in order: HTTP first, then
+//! the drivers (open calls are reported). Under systemd (`Type=notify`) it tells the service
+//! manager when it is ready, reloading and stopping.
 
 use crate::config::{Config, Source};
 use crate::host::Host;
@@ -22,6 +24,7 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     let Some((config, catalog)) = super::load(&source) else {
         return ExitCode::from(2);
     };
+    let as_read = config.clone();
     if let Err(error) = crate::logging::init(&config.log) {
         eprintln!("tapir: cannot set up logging: {error}");
         return ExitCode::from(2);
@@ -30,7 +33,8 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         None => tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             http = %config.http.listen,
-            "Starting tapir on the embedded default configuration: no phones, loopback only."
+            "Starting tapir on the embedded default configuration: a SIMULATED office on loopback (no real phones). Open http://{}/ and dial; `tapir run --config FILE` for real phones.",
+            config.http.listen
         ),
         Some(path) => tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
@@ -60,10 +64,11 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     let host = Arc::new(Host::start(&config, &catalog));
     tracing::info!(
         lines = host.tsp.lines().len(),
-        failed = host.failed.len(),
+        failed = host.failed().len(),
         "Drivers started."
     );
-    let code = runtime.block_on(serve(listeners, Arc::clone(&host), &config));
+    let reloader = crate::reload::Reloader::new(source, as_read);
+    let code = runtime.block_on(serve(listeners, Arc::clone(&host), &config, reloader));
     let stopping = Arc::clone(&host);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -104,10 +109,18 @@ fn log_access(config: &Config) {
     }
 }
 
-async fn serve(listeners: Listeners, host: Arc<Host>, config: &Config) -> ExitCode {
+async fn serve(
+    listeners: Listeners,
+    host: Arc<Host>,
+    config: &Config,
+    reloader: crate::reload::Reloader,
+) -> ExitCode {
+    // Registered before anything is served, so an early SIGHUP or SIGTERM is not lost.
+    let mut signals = Signals::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    let api = Arc::new(crate::api::ApiState::new(Arc::clone(&host), config));
+    let api =
+        Arc::new(crate::api::ApiState::new(Arc::clone(&host), config).with_reloader(reloader));
     let _pump = crate::api::pump::spawn(
         Arc::clone(&host.tsp),
         Duration::from_secs(config.api.idle_call_linger_s),
@@ -123,7 +136,7 @@ async fn serve(listeners: Listeners, host: Arc<Host>, config: &Config) -> ExitCo
         }
     }
     if let Some(listener) = listeners.phones {
-        let app = crate::phones::router(host.drivers.clone());
+        let app = crate::phones::router(Arc::clone(&host.tsp));
         servers.push(crate::http::serve(
             crate::http::Endpoint::Phones,
             listener,
@@ -133,7 +146,20 @@ async fn serve(listeners: Listeners, host: Arc<Host>, config: &Config) -> ExitCo
             stop_rx.clone(),
         ));
     }
-    let signal = wait_for_signal().await;
+    crate::notify::ready();
+    let signal = loop {
+        match signals.next().await {
+            Signal::Reload => {
+                crate::notify::reloading();
+                let api = Arc::clone(&api);
+                // Problems are logged by the reloader; the daemon goes on either way.
+                let _ = tokio::task::spawn_blocking(move || crate::api::reload::reload(&api)).await;
+                crate::notify::ready();
+            }
+            Signal::Stop(name) => break name,
+        }
+    };
+    crate::notify::stopping();
     tracing::info!(signal, "Shutting down.");
     api.stop();
     let _ = stop_tx.send(true);
@@ -201,23 +227,61 @@ fn listen_deep(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(ACCEPT_BACKLOG)
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
-        }
-    }
+/// What a signal asks of the daemon.
+enum Signal {
+    /// SIGHUP: read the configuration again.
+    Reload,
+    /// SIGINT, SIGTERM: stop.
+    Stop(&'static str),
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "ctrl-c"
+/// The signals the daemon listens to, registered once so none is lost between two waits.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                hup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            async fn recv(stream: &mut Option<tokio::signal::unix::Signal>) {
+                match stream {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            let Self { term, hup } = self;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop("SIGINT"),
+                () = recv(term) => Signal::Stop("SIGTERM"),
+                () = recv(hup) => {
+                    tracing::info!("SIGHUP: reloading the configuration.");
+                    Signal::Reload
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop("ctrl-c")
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod cdp;
 pub mod web;
 
 use std::io::Read;

@@ -153,3 +153,33 @@ pub async fn poll(
     }
     panic!("condition not met within {within:?}; last answer {last:#}");
 }
+
+/// A daemon with `phones` simulated phones numbered from 10000 (10007 out of service, 10006
+/// and 10500 misconfigured) and the two test tokens; returns it with its API and phone URLs.
+pub fn simulated_office(phones: u32) -> (Daemon, String, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, phones_port) = (free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            // 10,000 "Line created" lines would fill the captured stderr pipe and block the
+            // daemon: warnings only.
+            "[log]\nlevel = \"warn\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[phones]\nlisten = \"127.0.0.1:{phones_port}\"\n\n\
+             [[api.tokens]]\nname = \"crm\"\ntoken = \"{CONTROL}\"\naccess = \"control\"\n\n\
+             [[api.tokens]]\nname = \"wallboard\"\ntoken = \"{READ}\"\naccess = \"read\"\n\n\
+             [drivers.office]\ndriver = \"simulated\"\nphones = {phones}\nfirst_number = 10000\n\
+             out_of_service = [\"10007\"]\nmisconfigured = [\"10006\", \"10500\"]\ndial_ms = 100\nring_ms = 300\n"
+        ),
+    );
+    let daemon = Daemon::spawn(tapir().arg("run").arg("--config").arg(&config));
+    let addr = format!("127.0.0.1:{port}");
+    if http_get(&addr, "/healthz", Duration::from_secs(60)).is_none() {
+        panic!("the daemon did not come up: {:?}", daemon.stop("KILL"));
+    }
+    (
+        daemon,
+        format!("http://{addr}"),
+        format!("http://127.0.0.1:{phones_port}"),
+        dir,
+    )
+}

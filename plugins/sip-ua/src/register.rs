@@ -393,6 +393,8 @@ pub async fn run(
     };
     let mut failures: u32 = 0;
     let mut registered = false;
+    let mut gauge = StateGauge(None);
+    gauge.set("registering");
     loop {
         if *stop.borrow() {
             break;
@@ -409,11 +411,13 @@ pub async fn run(
             Ok(expires) => {
                 failures = 0;
                 registered = true;
+                gauge.set("registered");
                 report(RegistrationEvent::Registered { expires });
                 refresh_delay(expires)
             }
             Err(error) => {
                 registered = false;
+                gauge.set("failed");
                 let retry_in = reg.backoff.delay(failures, fastrand::f64());
                 failures = failures.saturating_add(1);
                 tracing::info!(aor = %reg.aor, %error, ?retry_in, "Registration failed.");
@@ -432,6 +436,30 @@ pub async fn run(
             reg.exchange(&endpoint, &resolver, &mut st, 0),
         )
         .await;
+    }
+}
+
+/// One registration in the `tapir_sip_registrations{state}` gauge (registering, registered,
+/// failed); it leaves the gauge when the loop ends.
+struct StateGauge(Option<&'static str>);
+
+impl StateGauge {
+    fn set(&mut self, state: &'static str) {
+        if self.0 == Some(state) {
+            return;
+        }
+        if let Some(old) = self.0.replace(state) {
+            metrics::gauge!("tapir_sip_registrations", "state" => old).decrement(1.0);
+        }
+        metrics::gauge!("tapir_sip_registrations", "state" => state).increment(1.0);
+    }
+}
+
+impl Drop for StateGauge {
+    fn drop(&mut self) {
+        if let Some(old) = self.0.take() {
+            metrics::gauge!("tapir_sip_registrations", "state" => old).decrement(1.0);
+        }
     }
 }
 

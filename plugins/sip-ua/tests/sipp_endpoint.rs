@@ -196,18 +196,17 @@ fn start_child(mode: &str) -> Option<(Guard, std::net::SocketAddr, std::net::Soc
     use std::io::BufRead as _;
     let exe = std::env::current_exe().expect("test binary");
     let mut cmd = Command::new(exe);
-    cmd
-        .args([
-            "--ignored",
-            "--exact",
-            "fd_child_endpoint",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "fd_child_endpoint",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, mode)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     let mut guard = Guard::start("descriptor child", &mut cmd);
     let out = guard.child_mut().stdout.take().expect("stdout");
     let mut lines = std::io::BufReader::new(out).lines();

@@ -105,7 +105,7 @@ fn start_embedded(path: PathBuf) -> Result<Embedded, ConfigError> {
     // A second provider start in the same process finds a subscriber already set: keep it.
     let _ = tapir_host::logging::init(&config.log);
     let host = Embedded::start(config, &catalog);
-    for (name, error) in &host.failed {
+    for (name, error) in &host.failed() {
         tracing::error!(instance = %name, %error, "Driver instance failed to start.");
     }
     Ok(host)

@@ -381,6 +381,10 @@ impl Task {
     fn publish_stats(&mut self) {
         let now = self.layer.stats();
         let last = self.published;
+        metrics::counter!("tapir_sip_retransmissions_total")
+            .increment(now.retransmissions.saturating_sub(last.retransmissions));
+        metrics::counter!("tapir_sip_transaction_timeouts_total")
+            .increment(now.timeouts.saturating_sub(last.timeouts));
         RETRANSMISSIONS.fetch_add(
             now.retransmissions.saturating_sub(last.retransmissions),
             Ordering::Relaxed,
