@@ -95,7 +95,7 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         .tsp
         .calls()
         .iter()
-        .filter(|c| !c.state.is_idle())
+        .filter(|c| c.state.is_live())
         .count();
     metrics::gauge!("tapir_active_calls").set(active as f64);
     metrics::gauge!("tapir_driver_instances", "state" => "running")

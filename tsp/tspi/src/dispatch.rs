@@ -15,8 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 use tapir_core::CallState;
 use tapir_tsp::tapi::{self, address_state, line_dev_state, line_msg, value as v};
-use tapir_tsp::{RequestResult, Sequenced, TspEvent};
-use tokio::sync::broadcast::{self, error::TryRecvError};
+use tapir_tsp::{Follower, RequestResult, TspEvent};
 
 /// How long the dispatcher sleeps when there is nothing to send.
 const IDLE: Duration = Duration::from_millis(2);
@@ -27,37 +26,30 @@ const NEWCALL_PATIENCE: u32 = 500;
 ///
 /// # Errors
 /// The thread could not be started.
-pub fn spawn(
-    provider: Arc<Provider>,
-    events: broadcast::Receiver<Sequenced>,
-) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(provider: Arc<Provider>, events: Follower) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tapir-tspi-callbacks".into())
         .spawn(move || run(&provider, events))
 }
 
-fn run(provider: &Provider, mut events: broadcast::Receiver<Sequenced>) {
+fn run(provider: &Provider, mut events: Follower) {
     loop {
         let stopping = provider.stopping();
         let batch: Vec<Callback> = {
             let mut st = provider.lock();
             let mut waited = 0;
             loop {
-                match events.try_recv() {
-                    Ok(event) => translate(&mut st, event.seq, event.event),
+                match events.try_next() {
+                    Some(event) => translate(&mut st, event.seq, event.event),
                     // The front end publishes a new call's first state right after the call;
                     // wait for it so that nothing can be sent between the two.
-                    Err(TryRecvError::Empty)
-                        if matches!(st.outbox.back(), Some(Callback::NewCall { .. }))
-                            && waited < NEWCALL_PATIENCE =>
+                    None if matches!(st.outbox.back(), Some(Callback::NewCall { .. }))
+                        && waited < NEWCALL_PATIENCE =>
                     {
                         waited += 1;
                         std::thread::sleep(Duration::from_micros(100));
                     }
-                    Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
-                    Err(TryRecvError::Lagged(missed)) => {
-                        tracing::error!(missed, "The TSP fell behind the front end; events lost.");
-                    }
+                    None => break,
                 }
             }
             st.outbox.drain(..).collect()

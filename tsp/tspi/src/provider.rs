@@ -21,8 +21,7 @@ use std::thread::JoinHandle;
 use std::time::SystemTime;
 use tapir_core::{AddressId, CallId, CallInfo, CallState, Forwarding, LineId, RequestId};
 use tapir_tsp::tapi::{self, call_info_state, line_msg, value as v, version};
-use tapir_tsp::{Action, LineSnapshot, Sequenced, Tsp};
-use tokio::sync::broadcast;
+use tapir_tsp::{Action, Follower, LineSnapshot, Tsp};
 
 /// TAPI's LINEEVENT callback.
 pub type LineEventProc = extern "system" fn(usize, usize, u32, usize, usize, usize);
@@ -204,7 +203,7 @@ impl State {
 pub struct Provider {
     state: Mutex<State>,
     host: Backend,
-    events: Mutex<Option<broadcast::Receiver<Sequenced>>>,
+    events: Mutex<Option<Follower>>,
     stop: AtomicBool,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
 }
@@ -324,7 +323,7 @@ impl Provider {
     /// A provider over a started host (or remote link); its lines are counted now.
     pub fn new(host: impl Into<Backend>) -> Self {
         let host = host.into();
-        let events = host.tsp().subscribe();
+        let events = host.tsp().follow();
         let enumerated = host.tsp().lines().iter().map(|l| l.id).collect();
         Self {
             state: Mutex::new(State {
