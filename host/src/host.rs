@@ -51,6 +51,7 @@ impl Host {
                 pinned,
                 history: config.tsp.history,
                 callback_base: config.phones.callback_base(),
+                state_dir: config.state_dir.clone(),
             },
             rules,
         ));

@@ -34,6 +34,9 @@ pub struct TspConfig {
     /// Where phones reach the host's callback endpoint; each driver instance is told
     /// `{callback_base}/{instance}`.
     pub callback_base: Option<String>,
+    /// Where drivers keep small state files; each driver instance is told
+    /// `{state_dir}/{instance}`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for TspConfig {
@@ -43,6 +46,7 @@ impl Default for TspConfig {
             pinned: Vec::new(),
             history: 4096,
             callback_base: None,
+            state_dir: None,
         }
     }
 }
@@ -95,6 +99,7 @@ struct Inner {
     next_request: AtomicU64,
     rules: Arc<dyn NumberRules>,
     callback_base: Option<String>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 enum Input {
@@ -171,6 +176,7 @@ struct Sink {
     tx: mpsc::Sender<Input>,
     next_call: Arc<AtomicU64>,
     callback_url: Option<String>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl EventSink for Sink {
@@ -189,6 +195,10 @@ impl EventSink for Sink {
 
     fn callback_url(&self) -> Option<String> {
         self.callback_url.clone()
+    }
+
+    fn state_dir(&self) -> Option<std::path::PathBuf> {
+        self.state_dir.clone()
     }
 }
 
@@ -231,6 +241,7 @@ impl Tsp {
             next_request: AtomicU64::new(1),
             rules,
             callback_base: config.callback_base.clone(),
+            state_dir: config.state_dir.clone(),
         });
         let loop_inner = Arc::clone(&inner);
         let worker = std::thread::Builder::new()
@@ -279,6 +290,7 @@ impl Tsp {
                 .callback_base
                 .as_ref()
                 .map(|base| format!("{}/{name}", base.trim_end_matches('/'))),
+            state_dir: self.inner.state_dir.as_ref().map(|dir| dir.join(name)),
         });
         let built = catch_unwind(AssertUnwindSafe(|| build(sink)))
             .unwrap_or_else(|panic| Err(DriverError::failed(panic_text("building", &panic))))?;
