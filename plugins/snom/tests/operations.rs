@@ -76,8 +76,7 @@ fn incoming_answer_hold_unhold_dtmf_and_far_end_hangup() {
     assert_eq!(phone.dtmf(), vec!["12#".to_owned()]);
     let csta = phone.calls()[0].csta;
     phone.remote_hangup(csta);
-    h.expect_state(call, CallState::Disconnected(DisconnectMode::Normal));
-    h.expect_state(call, CallState::Idle);
+    h.ended(call, DisconnectMode::Normal);
 }
 
 #[test]
@@ -335,7 +334,7 @@ fn calls_placed_on_the_phone_itself_appear() {
 
 #[test]
 fn redirect_only_with_a_configured_key() {
-    let (mut h, phone, _line) = setup(r#", "redirect_key": "F_REDIRECT""#, sim_config(MAC));
+    let (mut h, phone, _line) = setup(r#", "redirect_key": "F_DEFLECT""#, sim_config(MAC));
     let call = h.incoming(&phone, "306");
     let (_, r) = h
         .run(Action::Redirect {

@@ -1,20 +1,36 @@
-//! The call tracker of one phone, sans I/O: Action URL events in, driver events out.
+//! The call tracker of one phone, sans I/O: phone events in (Action URLs and uaCSTA events),
+//! driver events out.
 //!
-//! Calls are told apart by `$csta_id` and `$call-id`. An event without either applies only
-//! when the phone has exactly one call; otherwise it is ignored rather than guessed. The
-//! phone's quirks are absorbed here: a second `disconnected` for a call already ended, a
-//! `missed` after `disconnected`, `onhook`/`offhook` without call data.
+//! Calls are told apart by `$csta_id` and `$call-id`. A phone restarts its CSTA numbering at 1
+//! when it boots, so a CSTA id alone is not a call's identity: an event whose `$call-id`
+//! differs from the one known for that CSTA id is another call, and the keys of ended calls
+//! are forgotten when the phone reports a start (`setup`) or an identity logging on. An event
+//! without either key applies only when the phone has exactly one call; otherwise it is
+//! ignored rather than guessed. The phone's quirks are absorbed here: a second `disconnected`
+//! for a call already ended, a `missed` after `disconnected`, `onhook`/`offhook` without call
+//! data.
+//!
+//! Ends follow the project's failed-call rule: a call that ends on the phone's side is
+//! reported `Disconnected(mode)` and forgotten at once (it holds nothing here); the
+//! application's Drop then makes it Idle. Calls the application dropped, and calls that left
+//! the phone by a transfer or a deflection, go straight to Idle.
+
+mod modes;
+#[cfg(test)]
+mod tests;
+
+pub use modes::cause_mode;
 
 use crate::action::{user_part, Event, Vars};
 use std::collections::VecDeque;
 use tapir_core::{
-    AddressId, AddressStatus, CallDirection, CallId, CallInfo, CallState, DisconnectMode,
-    DriverEvent, ForwardMode, Forwarding, LineKey, Party,
+    AddressId, AddressStatus, BusyMode, CallDirection, CallId, CallInfo, CallState,
+    DisconnectMode, DriverEvent, ForwardMode, Forwarding, LineKey, Party,
 };
 
 /// Most calls tracked per phone; a phone shows a handful at most.
 pub const MAX_CALLS: usize = 8;
-/// How many ended call keys are remembered to swallow repeated events.
+/// How many ended calls are remembered to swallow repeated events.
 const ENDED_MEMORY: usize = 16;
 
 /// One call the driver shows for the phone.
@@ -34,6 +50,18 @@ pub struct Tracked {
     pub dropping: bool,
     /// Held for a transfer set up by the host.
     pub pending_transfer: bool,
+    /// It was connected at some point (an unanswered incoming call that ends was missed).
+    pub answered: bool,
+    /// Why it failed, when the phone said so (uaCSTA `FailedEvent`/`ConnectionClearedEvent`
+    /// cause); used when it ends.
+    pub cause: Option<DisconnectMode>,
+}
+
+/// The keys of an ended call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EndedKeys {
+    csta: Option<String>,
+    sip: Option<String>,
 }
 
 /// What the tracker needs from the outside: fresh call ids.
@@ -65,13 +93,16 @@ pub enum LineNews {
 #[derive(Debug, Default)]
 pub struct CallTracker {
     calls: Vec<Tracked>,
-    ended: VecDeque<String>,
+    ended: VecDeque<EndedKeys>,
     /// A call the host placed (MakeCall, or the consultation call of SetupTransfer) that the
     /// phone has not reported yet: the next new outgoing call is this one.
     pending_make: Option<CallId>,
     /// The held call and its consultation call, after SetupTransfer.
     transfer: Option<(CallId, CallId)>,
     address: AddressStatus,
+    /// `user@host` of each identity (address 0 = identity 1), to tell which address a call
+    /// belongs to.
+    identities: Vec<String>,
 }
 
 impl CallTracker {
@@ -106,9 +137,23 @@ impl CallTracker {
         self.transfer
     }
 
-    /// The host placed a call: reports it Dialing (or Dialtone without a number) and binds
-    /// the phone's next outgoing call to it.
-    pub fn start_make(&mut self, line: &LineKey, id: CallId, dialtone: bool) -> Vec<DriverEvent> {
+    /// Sets the phone's identities (`sip:user@host`, identity 1 first).
+    pub fn set_identities(&mut self, identities: &[String]) {
+        self.identities = identities
+            .iter()
+            .map(|i| i.trim_start_matches("sip:").to_owned())
+            .collect();
+    }
+
+    /// The host placed a call from `address`: reports it Dialing (or Dialtone without a
+    /// number) and binds the phone's next outgoing call to it.
+    pub fn start_make(
+        &mut self,
+        line: &LineKey,
+        id: CallId,
+        address: AddressId,
+        dialtone: bool,
+    ) -> Vec<DriverEvent> {
         self.pending_make = Some(id);
         let state = if dialtone {
             CallState::Dialtone(tapir_core::DialToneMode::Normal)
@@ -123,10 +168,13 @@ impl CallTracker {
             state,
             info: CallInfo {
                 direction: CallDirection::Outgoing,
+                address,
                 ..CallInfo::default()
             },
             dropping: false,
             pending_transfer: false,
+            answered: false,
+            cause: None,
         });
         vec![DriverEvent::CallState {
             line: line.clone(),
@@ -141,7 +189,14 @@ impl CallTracker {
         self.set_state(line, id, CallState::Dialing)
     }
 
-    /// The host's call could not be placed: forget it (the front end makes it Idle).
+    /// The phone named the CSTA id of a call the host placed (uaCSTA `MakeCall` answer).
+    pub fn bind_csta(&mut self, id: CallId, csta: &str) {
+        if let Some(c) = self.get_mut(id) {
+            c.csta = Some(csta.to_owned());
+        }
+    }
+
+    /// The host's call could not be placed: forget it (the front end forgets it too).
     pub fn abort_make(&mut self, id: CallId) {
         if self.pending_make == Some(id) {
             self.pending_make = None;
@@ -156,10 +211,25 @@ impl CallTracker {
         }
     }
 
+    /// The drop request failed: the call keeps its state, and when it ends later it ends like
+    /// any other (Disconnected, then Idle on the application's Drop).
+    pub fn unmark_dropping(&mut self, id: CallId) {
+        if let Some(c) = self.get_mut(id) {
+            c.dropping = false;
+        }
+    }
+
     /// The host set up a transfer: `held` will be held pending transfer, `consult` is new.
     pub fn start_transfer(&mut self, held: CallId) {
         if let Some(c) = self.get_mut(held) {
             c.pending_transfer = true;
+        }
+    }
+
+    /// The transfer could not be set up: `held` is an ordinary call again.
+    pub fn cancel_transfer(&mut self, held: CallId) {
+        if let Some(c) = self.get_mut(held) {
+            c.pending_transfer = false;
         }
     }
 
@@ -168,7 +238,9 @@ impl CallTracker {
         self.transfer = Some((held, consult));
     }
 
-    /// Ends a call the driver knows is gone (dropped while already disconnected, snapshot).
+    /// Ends a call. `mode` `Some`: the phone ended it (Disconnected with that mode, unless
+    /// the host dropped it: then Idle); `None`: it left the phone by a transfer or deflection
+    /// (Idle). The call is forgotten either way.
     pub fn end(
         &mut self,
         line: &LineKey,
@@ -186,22 +258,28 @@ impl CallTracker {
         if matches!(self.transfer, Some((a, b)) if a == id || b == id) {
             self.transfer = None;
         }
-        let mut out = Vec::new();
-        if let (Some(mode), false) = (mode, call.dropping) {
-            if !matches!(call.state, CallState::Disconnected(_)) {
-                out.push(DriverEvent::CallState {
-                    line: line.clone(),
-                    call: id,
-                    state: CallState::Disconnected(mode),
-                });
-            }
+        let state = match mode {
+            Some(mode) if !call.dropping => CallState::Disconnected(call.cause.unwrap_or(mode)),
+            _ => CallState::Idle,
+        };
+        if call.state == state {
+            return Vec::new();
         }
-        out.push(DriverEvent::CallState {
+        vec![DriverEvent::CallState {
+            line: line.clone(),
+            call: id,
+            state,
+        }]
+    }
+
+    /// A call the application drops that the phone no longer has (it ended and was
+    /// reported Disconnected, or was never placed): Idle.
+    pub fn idle(line: &LineKey, id: CallId) -> Vec<DriverEvent> {
+        vec![DriverEvent::CallState {
             line: line.clone(),
             call: id,
             state: CallState::Idle,
-        });
-        out
+        }]
     }
 
     /// Ends every call (the phone rebooted, or reports no call at all).
@@ -232,6 +310,9 @@ impl CallTracker {
         match self.get_mut(id) {
             Some(c) if c.state != state => {
                 c.state = state;
+                if state == CallState::Connected {
+                    c.answered = true;
+                }
                 vec![DriverEvent::CallState {
                     line: line.clone(),
                     call: id,
@@ -243,19 +324,37 @@ impl CallTracker {
     }
 
     fn remember_ended(&mut self, call: &Tracked) {
-        for key in [&call.csta, &call.sip].into_iter().flatten() {
-            if self.ended.len() == ENDED_MEMORY {
-                self.ended.pop_front();
-            }
-            self.ended.push_back(key.clone());
+        if call.csta.is_none() && call.sip.is_none() {
+            return;
         }
+        if self.ended.len() == ENDED_MEMORY {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(EndedKeys {
+            csta: call.csta.clone(),
+            sip: call.sip.clone(),
+        });
     }
 
+    /// Whether the event is about a call already ended. A `$call-id` decides when the event
+    /// has one (a CSTA id reused after a reboot comes with a new Call-ID); without it, the
+    /// CSTA id does.
     fn was_ended(&self, vars: &Vars) -> bool {
-        [vars.csta(), vars.sip_call_id()]
-            .into_iter()
-            .flatten()
-            .any(|k| self.ended.iter().any(|e| e == k))
+        let (csta, sip) = (vars.csta(), vars.sip_call_id());
+        self.ended.iter().any(|e| match (sip, csta) {
+            (Some(s), _) if e.sip.is_some() => e.sip.as_deref() == Some(s),
+            (_, Some(c)) => e.csta.as_deref() == Some(c),
+            _ => false,
+        })
+    }
+
+    /// Whether `call` is the call the keys of `vars` name. A Call-ID decides when both sides
+    /// know one; otherwise the CSTA id.
+    fn same(call: &Tracked, csta: Option<&str>, sip: Option<&str>) -> bool {
+        match (sip, call.sip.as_deref()) {
+            (Some(a), Some(b)) => a == b,
+            _ => csta.is_some() && call.csta.as_deref() == csta,
+        }
     }
 
     /// Which call an event is about: by key, or the only call when the event has no key.
@@ -265,10 +364,7 @@ impl CallTracker {
             return self
                 .calls
                 .iter()
-                .find(|c| {
-                    (csta.is_some() && c.csta.as_deref() == csta)
-                        || (sip.is_some() && c.sip.as_deref() == sip)
-                })
+                .find(|c| Self::same(c, csta, sip))
                 .map(|c| c.id);
         }
         let mut live = self.live();
@@ -276,6 +372,26 @@ impl CallTracker {
             (Some(only), None) => Some(only.id),
             _ => None,
         }
+    }
+
+    /// Calls still shown under the CSTA id of `vars` but with another Call-ID: the phone
+    /// restarted its numbering (a reboot the driver did not hear of), so they are gone.
+    fn end_stale(&mut self, line: &LineKey, vars: &Vars) -> Vec<DriverEvent> {
+        let (Some(csta), Some(sip)) = (vars.csta(), vars.sip_call_id()) else {
+            return Vec::new();
+        };
+        let stale: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|c| {
+                c.csta.as_deref() == Some(csta) && c.sip.as_deref().is_some_and(|s| s != sip)
+            })
+            .map(|c| c.id)
+            .collect();
+        stale
+            .into_iter()
+            .flat_map(|id| self.end(line, id, Some(DisconnectMode::Unknown)))
+            .collect()
     }
 
     fn has_key(vars: &Vars) -> bool {
@@ -293,6 +409,30 @@ impl CallTracker {
         }
     }
 
+    /// The address (identity) a call belongs to: `$local` (`user@host` of the call's
+    /// identity), else `$active_user`, matched against the identities; address 0 when
+    /// neither matches.
+    fn address_of(&self, vars: &Vars) -> Option<AddressId> {
+        let index = |pred: &dyn Fn(&str) -> bool| {
+            self.identities
+                .iter()
+                .position(|i| pred(i))
+                .map(|i| AddressId(i as u32))
+        };
+        if let Some(local) = vars.get("local") {
+            let local = local.trim_start_matches("sip:");
+            if let Some(a) = index(&|i: &str| i.eq_ignore_ascii_case(local)) {
+                return Some(a);
+            }
+            let user = user_part(local);
+            if let Some(a) = index(&|i: &str| user_part(i) == user) {
+                return Some(a);
+            }
+        }
+        let user = vars.get("user")?;
+        index(&|i: &str| user_part(i) == user)
+    }
+
     fn new_call(
         &mut self,
         line: &LineKey,
@@ -306,7 +446,8 @@ impl CallTracker {
             return Vec::new();
         }
         let id = ids.new_call();
-        let info = info_from(vars, direction, &CallInfo::default());
+        let mut info = info_from(vars, direction, &CallInfo::default());
+        info.address = self.address_of(vars).unwrap_or_default();
         self.calls.push(Tracked {
             id,
             csta: vars.csta().map(str::to_owned),
@@ -315,6 +456,8 @@ impl CallTracker {
             info: info.clone(),
             dropping: false,
             pending_transfer: false,
+            answered: state == CallState::Connected,
+            cause: None,
         });
         vec![DriverEvent::NewCall {
             line: line.clone(),
@@ -325,10 +468,14 @@ impl CallTracker {
     }
 
     fn update_info(&mut self, line: &LineKey, id: CallId, vars: &Vars) -> Vec<DriverEvent> {
+        let address = self.address_of(vars);
         let Some(c) = self.get_mut(id) else {
             return Vec::new();
         };
-        let info = info_from(vars, c.info.direction, &c.info);
+        let mut info = info_from(vars, c.info.direction, &c.info);
+        if let (Some(a), CallDirection::Incoming) = (address, c.info.direction) {
+            info.address = a;
+        }
         if info == c.info {
             return Vec::new();
         }
@@ -340,7 +487,41 @@ impl CallTracker {
         }]
     }
 
-    /// Applies one Action URL event.
+    /// How a call the phone ended without a cause ends: an incoming call nobody answered was
+    /// missed (NoAnswer, as snom's `missed` says); an outgoing call that never connected ended
+    /// for a reason Action URLs do not give (Unavailable); any other call hung up (Normal).
+    fn plain_end(&self, id: CallId) -> DisconnectMode {
+        match self.get(id) {
+            Some(c) if !c.answered && c.info.direction == CallDirection::Incoming => {
+                DisconnectMode::NoAnswer
+            }
+            Some(c) if !c.answered && c.info.direction == CallDirection::Outgoing => {
+                DisconnectMode::Unavailable
+            }
+            _ => DisconnectMode::Normal,
+        }
+    }
+
+    /// The far end of a call refused or could not be reached (uaCSTA `FailedEvent`): Busy
+    /// when it is busy; otherwise the cause is kept for the call's end.
+    pub fn failed(&mut self, line: &LineKey, vars: &Vars) -> Vec<DriverEvent> {
+        let Some(id) = self.find(vars).filter(|_| Self::has_key(vars)) else {
+            return Vec::new();
+        };
+        let mode = vars
+            .get("cause")
+            .map(cause_mode)
+            .unwrap_or(DisconnectMode::Unavailable);
+        if let Some(c) = self.get_mut(id) {
+            c.cause = Some(mode);
+        }
+        if mode == DisconnectMode::Busy {
+            return self.set_state(line, id, CallState::Busy(BusyMode::Station));
+        }
+        Vec::new()
+    }
+
+    /// Applies one phone event (an Action URL, or a uaCSTA event in the same terms).
     pub fn apply(
         &mut self,
         line: &LineKey,
@@ -350,10 +531,21 @@ impl CallTracker {
     ) -> (Vec<DriverEvent>, LineNews) {
         let mut out = Vec::new();
         let mut news = LineNews::None;
+        if matches!(event, Event::Incoming | Event::Outgoing | Event::Connected) {
+            out.extend(self.end_stale(line, vars));
+        }
         let found = self.find(vars);
+        if let (Some(id), Some(cause)) = (found, vars.get("cause")) {
+            if let Some(c) = self.get_mut(id) {
+                c.cause = Some(cause_mode(cause));
+            }
+        }
         match event {
             Event::Incoming => match found {
-                Some(id) => out.extend(self.update_info(line, id, vars)),
+                Some(id) => {
+                    self.learn_keys(id, vars);
+                    out.extend(self.update_info(line, id, vars));
+                }
                 None if self.was_ended(vars) => {}
                 None => out.extend(self.new_call(
                     line,
@@ -363,40 +555,7 @@ impl CallTracker {
                     CallDirection::Incoming,
                 )),
             },
-            Event::Outgoing => {
-                let id = match found {
-                    Some(id) => Some(id),
-                    None if self.was_ended(vars) => None,
-                    None => match self.pending_make.take() {
-                        Some(id) if self.get(id).is_some() => Some(id),
-                        _ => {
-                            out.extend(self.new_call(
-                                line,
-                                ids,
-                                vars,
-                                CallState::Dialing,
-                                CallDirection::Outgoing,
-                            ));
-                            self.find(vars).or_else(|| self.calls.last().map(|c| c.id))
-                        }
-                    },
-                };
-                if let Some(id) = id {
-                    if self.pending_make == Some(id) {
-                        self.pending_make = None;
-                    }
-                    self.learn_keys(id, vars);
-                    if let Some((held, consult)) = self.transfer {
-                        if consult == id {
-                            self.transfer = Some((held, consult));
-                        }
-                    }
-                    out.extend(self.update_info(line, id, vars));
-                    if self.get(id).is_some_and(|c| c.state.is_outgoing_setup()) {
-                        out.extend(self.set_state(line, id, CallState::Ringback));
-                    }
-                }
-            }
+            Event::Outgoing => out.extend(self.outgoing(line, ids, vars, found)),
             Event::Connected => match found {
                 Some(id) => {
                     self.learn_keys(id, vars);
@@ -433,7 +592,8 @@ impl CallTracker {
             }
             Event::Disconnected => {
                 if let Some(id) = found {
-                    out.extend(self.end(line, id, Some(DisconnectMode::Normal)));
+                    let mode = self.plain_end(id);
+                    out.extend(self.end(line, id, Some(mode)));
                 }
                 if vars.ongoing() == Some(0) {
                     out.extend(self.end_all(line));
@@ -445,32 +605,21 @@ impl CallTracker {
                 }
             }
             Event::Transfer | Event::BlindTransfer | Event::AttendedTransfer => {
-                let mut gone: Vec<CallId> = found.into_iter().collect();
-                if event != Event::BlindTransfer {
-                    if let Some((held, consult)) = self.transfer {
-                        gone.extend([held, consult]);
-                    }
-                }
-                gone.dedup();
-                for id in gone {
-                    out.extend(self.end(line, id, None));
-                }
+                out.extend(self.transferred(line, event, found));
             }
             Event::ReceivedAttendedTransfer => {
-                if let Some(id) = found {
-                    if let Some(remote) = vars.get("remote") {
-                        if let Some(c) = self.get_mut(id) {
-                            let mut info = c.info.clone();
-                            info.connected = party(remote, vars.get("name"));
-                            info.reason = tapir_core::CallReason::Transfer;
-                            if info != c.info {
-                                c.info = info.clone();
-                                out.push(DriverEvent::CallInfo {
-                                    line: line.clone(),
-                                    call: id,
-                                    info,
-                                });
-                            }
+                if let (Some(id), Some(remote)) = (found, vars.get("remote")) {
+                    if let Some(c) = self.get_mut(id) {
+                        let mut info = c.info.clone();
+                        info.connected = party(remote, vars.get("name"));
+                        info.reason = tapir_core::CallReason::Transfer;
+                        if info != c.info {
+                            c.info = info.clone();
+                            out.push(DriverEvent::CallInfo {
+                                line: line.clone(),
+                                call: id,
+                                info,
+                            });
                         }
                     }
                 }
@@ -504,12 +653,89 @@ impl CallTracker {
             }
             Event::Setup => {
                 out.extend(self.end_all(line));
+                self.ended.clear();
                 news = LineNews::Rebooted;
             }
-            Event::LogOn => news = LineNews::Registered,
+            Event::LogOn => {
+                // Also sent after a start: the phone numbers its calls from 1 again.
+                self.ended.clear();
+                news = LineNews::Registered;
+            }
             Event::LogOff | Event::RegFailed => news = LineNews::Unregistered,
         }
         (out, news)
+    }
+
+    fn outgoing(
+        &mut self,
+        line: &LineKey,
+        ids: &mut dyn Ids,
+        vars: &Vars,
+        found: Option<CallId>,
+    ) -> Vec<DriverEvent> {
+        let mut out = Vec::new();
+        let id = match found {
+            Some(id) => Some(id),
+            None if self.was_ended(vars) => None,
+            None => match self.pending_make.take() {
+                Some(id) if self.get(id).is_some_and(|c| c.csta.is_none()) => Some(id),
+                _ => {
+                    out.extend(self.new_call(
+                        line,
+                        ids,
+                        vars,
+                        CallState::Dialing,
+                        CallDirection::Outgoing,
+                    ));
+                    self.find(vars).or_else(|| self.calls.last().map(|c| c.id))
+                }
+            },
+        };
+        let Some(id) = id else {
+            return out;
+        };
+        if self.pending_make == Some(id) {
+            self.pending_make = None;
+        }
+        self.learn_keys(id, vars);
+        out.extend(self.update_info(line, id, vars));
+        if self.get(id).is_some_and(|c| c.state.is_outgoing_setup()) {
+            out.extend(self.set_state(line, id, CallState::Ringback));
+        }
+        out
+    }
+
+    /// A transfer on the phone: the transferred call leaves (Idle), and with an attended
+    /// transfer also its partner: the host's consultation call, or, for a transfer made on
+    /// the phone's own keys, the one other established call.
+    fn transferred(
+        &mut self,
+        line: &LineKey,
+        event: Event,
+        found: Option<CallId>,
+    ) -> Vec<DriverEvent> {
+        let mut gone: Vec<CallId> = found.into_iter().collect();
+        if event != Event::BlindTransfer {
+            match self.transfer {
+                Some((held, consult)) if found.is_none_or(|f| f == held || f == consult) => {
+                    gone.extend([held, consult]);
+                }
+                _ => {
+                    let others: Vec<CallId> = self
+                        .live()
+                        .filter(|c| Some(c.id) != found && c.state.is_established())
+                        .map(|c| c.id)
+                        .collect();
+                    if found.is_some() && others.len() == 1 {
+                        gone.extend(others);
+                    }
+                }
+            }
+        }
+        gone.dedup();
+        gone.into_iter()
+            .flat_map(|id| self.end(line, id, None))
+            .collect()
     }
 
     /// Sets the address state after a successful write; an event when it changed.
@@ -572,144 +798,4 @@ fn info_from(vars: &Vars, direction: CallDirection, known: &CallInfo) -> CallInf
             .or_else(|| vars.sip_call_id().map(|s| format!("sip:{s}")));
     }
     info
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line() -> LineKey {
-        LineKey::new("L")
-    }
-
-    struct Counter(u64);
-    impl Ids for Counter {
-        fn new_call(&mut self) -> CallId {
-            self.0 += 1;
-            CallId(100 + self.0)
-        }
-    }
-
-    fn states(events: &[DriverEvent]) -> Vec<(u64, &'static str)> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                DriverEvent::CallState { call, state, .. } => Some((call.0, state.name())),
-                DriverEvent::NewCall { call, state, .. } => Some((call.0, state.name())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn v(pairs: &[(&str, &str)]) -> Vars {
-        Vars::from_pairs(pairs.iter().copied())
-    }
-
-    #[test]
-    fn outgoing_call_from_the_host() {
-        let mut t = CallTracker::default();
-        let mut ids = Counter(0);
-        let ev = t.start_make(&line(), CallId(5), false);
-        assert_eq!(states(&ev), vec![(5, "dialing")]);
-        let (ev, _) = t.apply(
-            &line(),
-            &mut ids,
-            Event::Outgoing,
-            &v(&[("csta", "1"), ("remote", "sip:200@x")]),
-        );
-        assert_eq!(states(&ev), vec![(5, "ringback")]);
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Connected, &v(&[("csta", "1")]));
-        assert_eq!(states(&ev), vec![(5, "connected")]);
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "1")]));
-        assert_eq!(states(&ev), vec![(5, "disconnected"), (5, "idle")]);
-        // The quirks: a second disconnected, then onhook without data.
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "1")]));
-        assert!(ev.is_empty());
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Onhook, &v(&[]));
-        assert!(ev.is_empty());
-    }
-
-    #[test]
-    fn incoming_missed_and_two_calls_kept_apart() {
-        let mut t = CallTracker::default();
-        let mut ids = Counter(0);
-        let (ev, _) = t.apply(
-            &line(),
-            &mut ids,
-            Event::Incoming,
-            &v(&[("csta", "a"), ("remote", "sip:300@x")]),
-        );
-        assert_eq!(states(&ev), vec![(101, "offering")]);
-        let (ev, _) = t.apply(
-            &line(),
-            &mut ids,
-            Event::Incoming,
-            &v(&[("csta", "b"), ("remote", "400")]),
-        );
-        assert_eq!(states(&ev), vec![(102, "offering")]);
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Connected, &v(&[("csta", "b")]));
-        assert_eq!(states(&ev), vec![(102, "connected")]);
-        // No key and two calls: ignored, never guessed.
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Hold, &v(&[]));
-        assert!(ev.is_empty());
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "a")]));
-        assert_eq!(states(&ev), vec![(101, "disconnected"), (101, "idle")]);
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Missed, &v(&[("csta", "a")]));
-        assert!(ev.is_empty(), "missed after disconnected is swallowed");
-        // Only one call left: an event without key applies to it.
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Hold, &v(&[]));
-        assert_eq!(states(&ev), vec![(102, "on_hold")]);
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Unhold, &v(&[("csta", "b")]));
-        assert_eq!(states(&ev), vec![(102, "connected")]);
-        let info = t
-            .get(CallId(102))
-            .map(|c| c.info.calling.raw_number.clone());
-        assert_eq!(info, Some(Some("400".into())));
-    }
-
-    #[test]
-    fn address_state_and_reboot() {
-        let mut t = CallTracker::default();
-        let mut ids = Counter(0);
-        let (ev, _) = t.apply(&line(), &mut ids, Event::DndOn, &v(&[]));
-        assert_eq!(ev.len(), 1);
-        let (ev, _) = t.apply(&line(), &mut ids, Event::DndOn, &v(&[]));
-        assert!(ev.is_empty());
-        let (ev, _) = t.apply(
-            &line(),
-            &mut ids,
-            Event::RedirectionOn,
-            &v(&[("fwd", "500")]),
-        );
-        assert_eq!(ev.len(), 1);
-        assert_eq!(t.address().forwarding[0].destination, "500");
-        t.apply(&line(), &mut ids, Event::Incoming, &v(&[("csta", "z")]));
-        let (ev, news) = t.apply(&line(), &mut ids, Event::Setup, &v(&[]));
-        assert_eq!(news, LineNews::Rebooted);
-        assert_eq!(states(&ev), vec![(101, "disconnected"), (101, "idle")]);
-        assert!(t.calls().is_empty());
-    }
-
-    #[test]
-    fn snapshot_clears_only_missing_calls() {
-        let mut t = CallTracker::default();
-        let mut ids = Counter(0);
-        t.apply(&line(), &mut ids, Event::Incoming, &v(&[("csta", "a")]));
-        t.apply(&line(), &mut ids, Event::Incoming, &v(&[("csta", "b")]));
-        let ev = t.retain_snapshot(&line(), &["b".to_owned()]);
-        assert_eq!(states(&ev), vec![(101, "disconnected"), (101, "idle")]);
-        assert_eq!(t.calls().len(), 1);
-        let ev = t.retain_snapshot(&line(), &[]);
-        assert_eq!(states(&ev), vec![(102, "disconnected"), (102, "idle")]);
-    }
-
-    #[test]
-    fn dropped_call_ends_idle_without_disconnected() {
-        let mut t = CallTracker::default();
-        let mut ids = Counter(0);
-        t.apply(&line(), &mut ids, Event::Incoming, &v(&[("csta", "a")]));
-        t.mark_dropping(CallId(101));
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "a")]));
-        assert_eq!(states(&ev), vec![(101, "idle")]);
-    }
 }

@@ -1,22 +1,29 @@
-//! Which HTTP requests carry out an operation, sans I/O: the route table.
+//! Which requests carry out an operation, sans I/O: the route table.
 //!
-//! The key interface (`command.htm?key=…`) carries no call id: a key acts on whatever the
-//! phone shows. A per-call operation therefore goes over keys only when the target is
-//! unambiguous (the phone's only call, or the only call not on hold); otherwise it is refused
-//! with `OperationUnavailable` instead of guessing. Hold is a toggle: the key is sent only when
-//! the tracked state says it will have the wanted effect. DND and forwarding are written as
-//! settings (`dnd_mode`, `redirect_event`), which are absolute, not toggles.
+//! Three routes reach a snom phone, chosen per operation and per phone:
+//! - **uaCSTA over SIP** ([`crate::uacsta`]), when a CSTA session to the phone is up: every
+//!   per-call operation goes there, naming the call by its `$csta_id`; it is exact whatever
+//!   else the phone shows.
+//! - **keys** (`command.htm?key=…`): they carry no call id and act on whatever the phone shows,
+//!   so a per-call operation goes over keys only when the target is unambiguous (the phone's
+//!   only call, or the only call not on hold). Hold is a toggle: the key is sent only when the
+//!   tracked state says it will have the wanted effect. D8xx phones have no key control.
+//! - **CSTA over HTTP** (`csta_path`): where keys are ambiguous or missing, the same ECMA-323
+//!   services are POSTed to the phone's web server.
 //!
-//! Where keys are ambiguous and the phone has CSTA over HTTP (`csta_path`), the per-call
-//! operations go as ECMA-323 services naming the call by its `$csta_id` ([`crate::csta`]):
-//! drop, answer, hold, retrieve, swap hold, blind transfer, complete transfer and redirect.
-//! Keys stay the route wherever they are unambiguous.
+//! Otherwise the request is refused with `OperationUnavailable` and nothing is sent. DND and
+//! forwarding are written as settings (`dnd_mode`, `redirect_event`), which are absolute, not
+//! toggles.
+
+#[cfg(test)]
+mod tests;
 
 use crate::action::percent_encode;
 use crate::calls::CallTracker;
 use crate::csta::{Connection, Service};
 use tapir_core::{
-    AddressStatus, CallId, CallState, DriverError, ErrorKind, ForwardMode, Forwarding, Request,
+    AddressId, AddressStatus, CallId, CallState, DriverError, ErrorKind, ForwardMode, Forwarding,
+    Request,
 };
 
 /// What the driver does besides sending the requests.
@@ -28,6 +35,8 @@ pub enum Effect {
     MakeCall {
         /// The call.
         call: CallId,
+        /// The identity it is placed from.
+        address: AddressId,
         /// No number: dial tone.
         dialtone: bool,
     },
@@ -59,16 +68,44 @@ pub enum Effect {
     Query,
 }
 
+/// Which transport carries a CSTA service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CstaVia {
+    /// uaCSTA: INFO inside the CSTA session over SIP.
+    Sip,
+    /// POSTed to `csta_path` on the phone's web server.
+    Http,
+}
+
+/// A CSTA service to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CstaCall {
+    /// Its name (the answer must be `{name}Response`).
+    pub name: &'static str,
+    /// The XML.
+    pub xml: String,
+    /// The transport.
+    pub via: CstaVia,
+}
+
 /// The requests (paths with query) and the effect of one operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// GET requests, sent in order, one at a time.
     pub steps: Vec<String>,
-    /// A CSTA service to POST to `csta_path` after the steps: its name (the answer must be
-    /// `{name}Response`) and the XML.
-    pub csta: Option<(&'static str, String)>,
+    /// A CSTA service to send after the steps.
+    pub csta: Option<CstaCall>,
     /// What else happens.
     pub effect: Effect,
+}
+
+/// How the phone takes CSTA, when it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CstaRoute {
+    /// The phone's CSTA device: `user@host` of identity 1.
+    pub device: String,
+    /// Over which transport.
+    pub via: CstaVia,
 }
 
 /// What the route depends on besides the calls.
@@ -80,11 +117,11 @@ pub struct PhoneFacts {
     pub firmware_major: Option<u32>,
     /// The model (`snomD785`), when known.
     pub model: Option<String>,
-    /// The key that redirects a ringing call (configured `redirect_key`), if any.
+    /// The key that deflects a ringing call (a checked `redirect_key`), if any.
     pub redirect_key: Option<String>,
-    /// The phone's CSTA device (`user@host` of identity 1) when CSTA over HTTP is configured
-    /// (`csta_path`) and the phone has not shown that it lacks call control.
-    pub csta_device: Option<String>,
+    /// CSTA: a uaCSTA session that is up, else CSTA over HTTP when `csta_path` is set and the
+    /// phone has not shown that it lacks call control.
+    pub csta: Option<CstaRoute>,
 }
 
 impl PhoneFacts {
@@ -103,6 +140,20 @@ impl PhoneFacts {
             Some(major) if major < 7 => "F_R",
             _ => "F_HOLD",
         }
+    }
+
+    /// CSTA is the first route (before keys): a uaCSTA session is up, or the phone has no key
+    /// control but CSTA over HTTP.
+    pub fn csta_first(&self) -> bool {
+        match &self.csta {
+            Some(c) => c.via == CstaVia::Sip || !self.has_key_control(),
+            None => false,
+        }
+    }
+
+    /// Whether calls can be placed and answered at all (keys or CSTA).
+    pub fn can_control_calls(&self) -> bool {
+        self.has_key_control() || self.csta.is_some()
     }
 }
 
@@ -157,230 +208,320 @@ fn ambiguous(op: &str) -> DriverError {
     ))
 }
 
+fn no_route(op: &str, facts: &PhoneFacts) -> DriverError {
+    DriverError::unavailable(format!(
+        "{op}: {} has no HTTP remote control (snom D8xx) and no CSTA session",
+        facts.model.as_deref().unwrap_or("this model")
+    ))
+}
+
+/// The routes of one request, with what the planner needs at hand.
+struct Router<'a> {
+    calls: &'a CallTracker,
+    facts: &'a PhoneFacts,
+    live: Vec<&'a crate::calls::Tracked>,
+}
+
+impl<'a> Router<'a> {
+    fn only(&self, id: CallId) -> bool {
+        self.live.len() == 1 && self.live[0].id == id
+    }
+
+    fn only_active(&self, id: CallId) -> bool {
+        let active: Vec<_> = self
+            .live
+            .iter()
+            .filter(|c| !matches!(c.state, CallState::OnHold | CallState::OnHoldPendingTransfer))
+            .collect();
+        active.len() == 1 && active[0].id == id
+    }
+
+    fn only_ringing(&self, id: CallId) -> bool {
+        let ringing: Vec<_> = self
+            .live
+            .iter()
+            .filter(|c| c.state == CallState::Offering)
+            .collect();
+        ringing.len() == 1 && ringing[0].id == id
+    }
+
+    fn state_of(&self, id: CallId) -> Result<CallState, DriverError> {
+        self.calls.get(id).map(|c| c.state).ok_or_else(|| {
+            DriverError::new(
+                ErrorKind::InvalidCallHandle,
+                format!("the phone has no call {id}"),
+            )
+        })
+    }
+
+    /// The CSTA name of a call, when the phone takes CSTA and the call has a `$csta_id`.
+    fn conn(&self, id: CallId) -> Option<Connection<'a>> {
+        let device = self.facts.csta.as_ref()?.device.as_str();
+        let call = self.calls.get(id)?.csta.as_deref()?;
+        Some(Connection { call, device })
+    }
+
+    fn csta(&self, service: Service<'_>, effect: Effect) -> Result<Plan, DriverError> {
+        let via = self.facts.csta.as_ref().map_or(CstaVia::Http, |c| c.via);
+        Ok(Plan {
+            steps: Vec::new(),
+            csta: Some(CstaCall {
+                name: service.name(),
+                xml: service.to_xml(),
+                via,
+            }),
+            effect,
+        })
+    }
+
+    fn keys(&self, op: &str, steps: Vec<String>, effect: Effect) -> Result<Plan, DriverError> {
+        if !self.facts.has_key_control() {
+            return Err(no_route(op, self.facts));
+        }
+        Ok(Plan {
+            steps,
+            csta: None,
+            effect,
+        })
+    }
+
+    /// A per-call operation: CSTA first when it is the phone's first route, keys when they
+    /// are unambiguous (`keys_ok`), CSTA again where keys are not, else refused.
+    fn route(
+        &self,
+        op: &str,
+        service: Option<Service<'_>>,
+        keys_ok: bool,
+        steps: impl FnOnce() -> Result<Vec<String>, DriverError>,
+        effect: Effect,
+    ) -> Result<Plan, DriverError> {
+        match service {
+            Some(s) if self.facts.csta_first() => self.csta(s, effect),
+            _ if keys_ok && self.facts.has_key_control() => self.keys(op, steps()?, effect),
+            Some(s) => self.csta(s, effect),
+            None if !self.facts.can_control_calls() => Err(no_route(op, self.facts)),
+            None if !self.facts.has_key_control() => Err(DriverError::unavailable(format!(
+                "{op}: the phone has not named this call's CSTA id yet"
+            ))),
+            None => Err(ambiguous(op)),
+        }
+    }
+}
+
 /// Plans `request` against the calls the phone has now.
 ///
 /// # Errors
-/// `OperationUnavailable` where keys would be ambiguous or the phone cannot do it;
+/// `OperationUnavailable` where no route can do it unambiguously;
 /// `InvalidCallHandle`/`InvalidCallState`/`InvalidAddress` for bad requests.
 pub fn plan(
     request: &Request,
     calls: &CallTracker,
     facts: &PhoneFacts,
 ) -> Result<Plan, DriverError> {
-    let live: Vec<_> = calls.live().collect();
-    let only = |id: CallId| live.len() == 1 && live[0].id == id;
-    let only_active = |id: CallId| {
-        let active: Vec<_> = live
-            .iter()
-            .filter(|c| {
-                !matches!(
-                    c.state,
-                    CallState::OnHold | CallState::OnHoldPendingTransfer
-                )
-            })
-            .collect();
-        active.len() == 1 && active[0].id == id
+    let r = Router {
+        calls,
+        facts,
+        live: calls.live().collect(),
     };
-    let state_of = |id: CallId| {
-        calls.get(id).map(|c| c.state).ok_or_else(|| {
-            DriverError::new(
-                ErrorKind::InvalidCallHandle,
-                format!("the phone has no call {id}"),
-            )
-        })
-    };
-    let steps = |s: Vec<String>, effect| {
+    let plain = |steps: Vec<String>, effect| {
         Ok(Plan {
-            steps: s,
+            steps,
             csta: None,
             effect,
         })
     };
-    // The CSTA name of a call, when the phone has CSTA and the call a `$csta_id`.
-    let conn = |id: CallId| -> Option<Connection<'_>> {
-        let device = facts.csta_device.as_deref()?;
-        let call = calls.get(id)?.csta.as_deref()?;
-        Some(Connection { call, device })
-    };
-    let csta = |service: Option<Service<'_>>, op: &str, effect| match service {
-        Some(service) => Ok(Plan {
-            steps: Vec::new(),
-            csta: Some((service.name(), service.to_xml())),
-            effect,
-        }),
-        None => Err(ambiguous(op)),
-    };
-    let uses_keys = !matches!(
-        request,
-        Request::Forward { .. }
-            | Request::SetDoNotDisturb { .. }
-            | Request::QueryAddressStatus { .. }
-    );
-    if uses_keys && !facts.has_key_control() {
-        return Err(DriverError::unavailable(format!(
-            "{} has no HTTP remote control (snom D8xx)",
-            facts.model.as_deref().unwrap_or("this model")
-        )));
-    }
     match request {
         Request::MakeCall {
             call,
             address,
             destination,
-        } => match destination {
-            Some(number) => {
-                check_number(number)?;
-                let mut path = format!("/command.htm?number={}", percent_encode(number));
-                if let Some(uri) = facts.identities.get(address.0 as usize) {
-                    path.push_str("&outgoing_uri=");
-                    path.push_str(&percent_encode(uri));
+        } => {
+            let effect = |dialtone| Effect::MakeCall {
+                call: *call,
+                address: *address,
+                dialtone,
+            };
+            match destination {
+                Some(number) => {
+                    check_number(number)?;
+                    let identity = facts.identities.get(address.0 as usize);
+                    if !facts.has_key_control() {
+                        let calling = identity
+                            .map(String::as_str)
+                            .ok_or_else(|| no_route("make call", facts))?;
+                        if facts.csta.is_none() {
+                            return Err(no_route("make call", facts));
+                        }
+                        let service = Service::MakeCall {
+                            calling,
+                            to: number,
+                        };
+                        return r.csta(service, effect(false));
+                    }
+                    let mut path = format!("/command.htm?number={}", percent_encode(number));
+                    if let Some(uri) = identity {
+                        path.push_str("&outgoing_uri=");
+                        path.push_str(&percent_encode(uri));
+                    }
+                    r.keys("make call", vec![path], effect(false))
                 }
-                steps(
-                    vec![path],
-                    Effect::MakeCall {
-                        call: *call,
-                        dialtone: false,
-                    },
-                )
+                None if r.live.is_empty() => {
+                    r.keys("make call", vec![keys(&["OFFHOOK"])], effect(true))
+                }
+                None => Err(DriverError::unavailable(
+                    "dial tone can only be given while the phone has no call",
+                )),
             }
-            None if live.is_empty() => steps(
-                vec![keys(&["OFFHOOK"])],
-                Effect::MakeCall {
-                    call: *call,
-                    dialtone: true,
-                },
-            ),
-            None => Err(DriverError::unavailable(
-                "dial tone can only be given while the phone has no call",
-            )),
-        },
+        }
         Request::Drop { call } => {
-            let state = state_of(*call)?;
-            if matches!(state, CallState::Disconnected(_)) {
-                return steps(Vec::new(), Effect::DropLocal { call: *call });
+            let Some(tracked) = calls.get(*call) else {
+                // The phone ended it already (reported Disconnected): nothing to send.
+                return plain(Vec::new(), Effect::DropLocal { call: *call });
+            };
+            if matches!(tracked.state, CallState::Disconnected(_)) {
+                return plain(Vec::new(), Effect::DropLocal { call: *call });
             }
-            if matches!(state, CallState::Dialtone(_))
-                && calls.get(*call).is_some_and(|c| c.csta.is_none())
-            {
+            if matches!(tracked.state, CallState::Dialtone(_)) && tracked.csta.is_none() {
                 // A dial-tone call the host made: hang up the handset if it is the only one.
-                let s = if live.is_empty() {
+                let s = if r.live.is_empty() && facts.has_key_control() {
                     vec![keys(&["ONHOOK"])]
                 } else {
                     Vec::new()
                 };
-                return steps(s, Effect::DropLocal { call: *call });
+                return plain(s, Effect::DropLocal { call: *call });
             }
-            if only(*call) || only_active(*call) {
-                steps(vec![keys(&["CANCEL"])], Effect::Drop { call: *call })
-            } else {
-                csta(
-                    conn(*call).map(Service::Clear),
-                    "drop",
-                    Effect::Drop { call: *call },
-                )
-            }
+            let keys_ok = r.only(*call) || r.only_active(*call);
+            r.route(
+                "drop",
+                r.conn(*call).map(Service::Clear),
+                keys_ok,
+                || Ok(vec![keys(&["CANCEL"])]),
+                Effect::Drop { call: *call },
+            )
         }
         Request::Answer { call } => {
-            let state = state_of(*call)?;
-            let ringing: Vec<_> = live
-                .iter()
-                .filter(|c| c.state == CallState::Offering)
-                .collect();
-            if ringing.len() != 1 || ringing[0].id != *call {
-                if state != CallState::Offering {
-                    return Err(DriverError::invalid_state(
-                        "only a ringing call can be answered",
-                    ));
-                }
-                return csta(conn(*call).map(Service::Answer), "answer", Effect::None);
+            if r.state_of(*call)? != CallState::Offering {
+                return Err(DriverError::invalid_state(
+                    "only a ringing call can be answered",
+                ));
             }
-            let key = if live.len() == 1 { "OFFHOOK" } else { "ENTER" };
-            steps(vec![keys(&[key])], Effect::None)
+            let key = if r.live.len() == 1 { "OFFHOOK" } else { "ENTER" };
+            r.route(
+                "answer",
+                r.conn(*call).map(Service::Answer),
+                r.only_ringing(*call),
+                || Ok(vec![keys(&[key])]),
+                Effect::None,
+            )
         }
         Request::Hold { call } => {
-            if state_of(*call)? != CallState::Connected {
+            if r.state_of(*call)? != CallState::Connected {
                 return Err(DriverError::invalid_state(
                     "only a connected call can be held",
                 ));
             }
-            if !only_active(*call) {
-                return csta(conn(*call).map(Service::Hold), "hold", Effect::None);
-            }
-            steps(vec![keys(&[facts.hold_key()])], Effect::None)
+            r.route(
+                "hold",
+                r.conn(*call).map(Service::Hold),
+                r.only_active(*call),
+                || Ok(vec![keys(&[facts.hold_key()])]),
+                Effect::None,
+            )
         }
         Request::Unhold { call } => {
             if !matches!(
-                state_of(*call)?,
+                r.state_of(*call)?,
                 CallState::OnHold | CallState::OnHoldPendingTransfer
             ) {
                 return Err(DriverError::invalid_state("the call is not on hold"));
             }
-            if !only(*call) {
-                return csta(conn(*call).map(Service::Retrieve), "unhold", Effect::None);
-            }
-            steps(vec![keys(&[facts.hold_key()])], Effect::None)
+            r.route(
+                "unhold",
+                r.conn(*call).map(Service::Retrieve),
+                r.only(*call),
+                || Ok(vec![keys(&[facts.hold_key()])]),
+                Effect::None,
+            )
         }
         Request::BlindTransfer { call, destination } => {
             check_number(destination)?;
-            if state_of(*call)? != CallState::Connected {
+            if r.state_of(*call)? != CallState::Connected {
                 return Err(DriverError::invalid_state(
                     "only a connected call can be transferred",
                 ));
             }
-            if !only(*call) {
-                let service = conn(*call).map(|active| Service::SingleStepTransfer {
-                    active,
-                    to: destination,
-                });
-                return csta(service, "blind transfer", Effect::None);
-            }
-            let mut k = vec!["TRANSFER"];
-            k.extend(digit_keys(destination)?);
-            k.push("ENTER");
-            steps(vec![keys(&k)], Effect::None)
-        }
-        Request::SetupTransfer { call, consult } => {
-            if state_of(*call)? != CallState::Connected || !only(*call) {
-                return Err(ambiguous("setup transfer"));
-            }
-            steps(
-                vec![keys(&[facts.hold_key()])],
-                Effect::SetupTransfer {
-                    held: *call,
-                    consult: *consult,
+            let service = r.conn(*call).map(|active| Service::SingleStepTransfer {
+                active,
+                to: destination,
+            });
+            r.route(
+                "blind transfer",
+                service,
+                r.only(*call),
+                || {
+                    let mut k = vec!["TRANSFER"];
+                    k.extend(digit_keys(destination)?);
+                    k.push("ENTER");
+                    Ok(vec![keys(&k)])
                 },
+                Effect::None,
             )
         }
-        Request::CompleteTransfer { call, consult } => {
-            state_of(*call)?;
-            state_of(*consult)?;
-            let pair_ok = calls.transfer() == Some((*call, *consult))
-                && live.len() == 2
-                && live.iter().any(|c| {
-                    c.id == *consult && c.state.is_established() | c.state.is_outgoing_setup()
-                });
-            if !pair_ok {
-                let held = matches!(
-                    state_of(*call)?,
-                    CallState::OnHold | CallState::OnHoldPendingTransfer
-                );
-                let service = conn(*call)
-                    .zip(conn(*consult))
-                    .filter(|_| held)
-                    .map(|(held, active)| Service::Transfer { held, active });
-                return csta(service, "complete transfer", Effect::None);
-            }
-            steps(vec![keys(&["TRANSFER"])], Effect::None)
-        }
-        Request::SwapHold { active, held } => {
-            if facts.csta_device.is_none() {
-                return Err(DriverError::unavailable(
-                    "swap hold needs CSTA (csta_path); the key interface cannot pick the held call",
+        Request::SetupTransfer { call, consult } => {
+            if r.state_of(*call)? != CallState::Connected {
+                return Err(DriverError::invalid_state(
+                    "only a connected call can be held for a transfer",
                 ));
             }
-            if state_of(*active)? != CallState::Connected
+            let effect = Effect::SetupTransfer {
+                held: *call,
+                consult: *consult,
+            };
+            // CSTA ConsultationCall needs the number up front; TAPI's SetupTransfer gives
+            // dial tone and the number comes later with Dial. So: hold now, dial later.
+            let hold = r.conn(*call).map(Service::Hold);
+            match hold {
+                Some(s) if facts.csta_first() => r.csta(s, effect),
+                _ if r.only(*call) => {
+                    r.keys("setup transfer", vec![keys(&[facts.hold_key()])], effect)
+                }
+                _ => Err(ambiguous("setup transfer")),
+            }
+        }
+        Request::CompleteTransfer { call, consult } => {
+            let held = matches!(
+                r.state_of(*call)?,
+                CallState::OnHold | CallState::OnHoldPendingTransfer
+            );
+            let other = r.state_of(*consult)?;
+            if !held || !(other.is_established() || other.is_outgoing_setup()) {
+                return Err(DriverError::invalid_state(
+                    "a transfer is completed from a held call and its consultation call",
+                ));
+            }
+            // The TRANSFER key joins the held call and the active one: exactly these two.
+            let keys_ok = r.live.len() == 2 && r.live.iter().any(|c| c.id == *consult);
+            let service = r
+                .conn(*call)
+                .zip(r.conn(*consult))
+                .map(|(held, active)| Service::Transfer { held, active });
+            r.route(
+                "complete transfer",
+                service,
+                keys_ok,
+                || Ok(vec![keys(&["TRANSFER"])]),
+                Effect::None,
+            )
+        }
+        Request::SwapHold { active, held } => {
+            if facts.csta.is_none() {
+                return Err(DriverError::unavailable(
+                    "swap hold needs CSTA (a uaCSTA session or csta_path); keys cannot pick the held call",
+                ));
+            }
+            if r.state_of(*active)? != CallState::Connected
                 || !matches!(
-                    state_of(*held)?,
+                    r.state_of(*held)?,
                     CallState::OnHold | CallState::OnHoldPendingTransfer
                 )
             {
@@ -388,52 +529,70 @@ pub fn plan(
                     "swap hold needs one connected and one held call",
                 ));
             }
-            let service = conn(*held)
-                .zip(conn(*active))
+            let service = r
+                .conn(*held)
+                .zip(r.conn(*active))
                 .map(|(held, active)| Service::Alternate { held, active });
-            csta(service, "swap hold", Effect::None)
+            match service {
+                Some(s) => r.csta(s, Effect::None),
+                None => Err(DriverError::unavailable(
+                    "swap hold: the phone has not named these calls' CSTA ids",
+                )),
+            }
         }
         Request::Redirect { call, destination } => {
             check_number(destination)?;
-            let offering = state_of(*call)? == CallState::Offering;
-            let deflect = || {
-                conn(*call)
-                    .filter(|_| offering)
-                    .map(|call| Service::Deflect {
-                        call,
-                        to: destination,
-                    })
-            };
-            let Some(key) = facts.redirect_key.as_deref() else {
-                if let Some(service) = deflect() {
-                    return csta(Some(service), "redirect", Effect::Drop { call: *call });
-                }
-                return Err(DriverError::unavailable(
-                    "redirect needs CSTA or a configured redirect_key; snom documents no deflect key",
+            if r.state_of(*call)? != CallState::Offering {
+                return Err(DriverError::invalid_state(
+                    "only a ringing call can be redirected",
                 ));
-            };
-            let ringing: Vec<_> = live
-                .iter()
-                .filter(|c| c.state == CallState::Offering)
-                .collect();
-            if !offering || ringing.len() != 1 || ringing[0].id != *call {
-                return csta(deflect(), "redirect", Effect::Drop { call: *call });
             }
-            let mut k = vec![key];
-            k.extend(digit_keys(destination)?);
-            k.push("ENTER");
-            steps(vec![keys(&k)], Effect::Drop { call: *call })
+            let service = r.conn(*call).map(|call| Service::Deflect {
+                call,
+                to: destination,
+            });
+            // Keys only with a key that deflects (never one that could answer the call), and
+            // only for the phone's only ringing call.
+            let key = facts.redirect_key.as_deref();
+            match (service, key) {
+                (Some(s), _) if facts.csta_first() => r.csta(s, Effect::Drop { call: *call }),
+                (_, Some(key)) if r.only_ringing(*call) && facts.has_key_control() => {
+                    let mut k = vec![key];
+                    k.extend(digit_keys(destination)?);
+                    k.push("ENTER");
+                    r.keys("redirect", vec![keys(&k)], Effect::Drop { call: *call })
+                }
+                (Some(s), _) => r.csta(s, Effect::Drop { call: *call }),
+                (None, _) => Err(DriverError::unavailable(
+                    "redirect needs CSTA (DeflectCall) or a redirect_key that deflects (F_DEFLECT) for the only ringing call",
+                )),
+            }
         }
         Request::Dial { call, digits } => {
             check_number(digits)?;
-            match state_of(*call)? {
-                CallState::Dialtone(_) => steps(
+            match r.state_of(*call)? {
+                CallState::Dialtone(_) if facts.has_key_control() => r.keys(
+                    "dial",
                     vec![format!("/command.htm?number={}", percent_encode(digits))],
                     Effect::Dialing { call: *call },
                 ),
-                CallState::Connected if only_active(*call) => {
+                CallState::Dialtone(_) => {
+                    let address = calls.get(*call).map(|c| c.info.address).unwrap_or_default();
+                    let calling = facts
+                        .identities
+                        .get(address.0 as usize)
+                        .filter(|_| facts.csta.is_some())
+                        .ok_or_else(|| no_route("dial", facts))?;
+                    let service = Service::MakeCall {
+                        calling,
+                        to: digits,
+                    };
+                    r.csta(service, Effect::Dialing { call: *call })
+                }
+                CallState::Connected if r.only_active(*call) => {
                     digit_keys(digits)?;
-                    steps(
+                    r.keys(
+                        "dial",
                         vec![format!("/command.htm?key_dtmf={}", percent_encode(digits))],
                         Effect::None,
                     )
@@ -476,7 +635,7 @@ pub fn plan(
                     write_settings(&[("redirect_event", event), (setting, destination)])
                 }
             };
-            steps(vec![path], Effect::Address(status))
+            plain(vec![path], Effect::Address(status))
         }
         Request::SetDoNotDisturb { address, enabled } => {
             if address.0 != 0 {
@@ -488,12 +647,12 @@ pub fn plan(
             let mut status = calls.address().clone();
             status.do_not_disturb = *enabled;
             let value = if *enabled { "on" } else { "off" };
-            steps(
+            plain(
                 vec![write_settings(&[("dnd_mode", value)])],
                 Effect::Address(status),
             )
         }
-        Request::QueryAddressStatus { .. } => steps(Vec::new(), Effect::Query),
+        Request::QueryAddressStatus { .. } => plain(Vec::new(), Effect::Query),
     }
 }
 
@@ -522,260 +681,5 @@ pub fn address_from_settings(settings: &crate::settings::Settings) -> AddressSta
     AddressStatus {
         forwarding,
         do_not_disturb: dnd,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::action::{Event, Vars};
-    use tapir_core::{AddressId, LineKey};
-
-    fn tracker_with(events: &[(Event, &str)]) -> CallTracker {
-        let mut t = CallTracker::default();
-        let mut n = 0;
-        let mut ids = move || {
-            n += 1;
-            CallId(n)
-        };
-        for (e, csta) in events {
-            t.apply(
-                &LineKey::new("L"),
-                &mut ids,
-                *e,
-                &Vars::from_pairs([("csta", *csta)]),
-            );
-        }
-        t
-    }
-
-    fn facts() -> PhoneFacts {
-        PhoneFacts {
-            identities: vec!["sip:100@pbx".into()],
-            firmware_major: Some(10),
-            model: Some("snomD785".into()),
-            redirect_key: None,
-            csta_device: None,
-        }
-    }
-
-    #[test]
-    fn csta_where_keys_are_ambiguous_and_keys_where_they_are_not() {
-        let with_csta = PhoneFacts {
-            csta_device: Some("100@pbx".into()),
-            ..facts()
-        };
-        let two = tracker_with(&[
-            (Event::Incoming, "a"),
-            (Event::Connected, "a"),
-            (Event::Incoming, "b"),
-        ]);
-        let p = plan(
-            &Request::BlindTransfer {
-                call: CallId(1),
-                destination: "2".into(),
-            },
-            &two,
-            &with_csta,
-        )
-        .expect("plans");
-        assert!(p.steps.is_empty());
-        let (name, xml) = p.csta.expect("a CSTA request");
-        assert_eq!(name, "SingleStepTransferCall");
-        assert!(
-            xml.contains("<callID>a</callID><deviceID>100@pbx</deviceID>"),
-            "{xml}"
-        );
-        // Drop of the ringing call: ClearConnection, and the drop effect.
-        let p = plan(&Request::Drop { call: CallId(2) }, &two, &with_csta).expect("plans");
-        assert_eq!(p.csta.map(|c| c.0), Some("ClearConnection"));
-        assert_eq!(p.effect, Effect::Drop { call: CallId(2) });
-        // The only ringing call is still answered with a key.
-        let p = plan(&Request::Answer { call: CallId(2) }, &two, &with_csta).expect("plans");
-        assert_eq!(p.steps, vec!["/command.htm?key=ENTER"]);
-        assert!(p.csta.is_none());
-        // Swap hold needs a held call.
-        let err = plan(
-            &Request::SwapHold {
-                active: CallId(1),
-                held: CallId(2),
-            },
-            &two,
-            &with_csta,
-        );
-        assert_eq!(err.map_err(|e| e.kind), Err(ErrorKind::InvalidCallState));
-        // Setup transfer has no CSTA route here: still refused.
-        let err = plan(
-            &Request::SetupTransfer {
-                call: CallId(1),
-                consult: CallId(9),
-            },
-            &two,
-            &with_csta,
-        );
-        assert_eq!(
-            err.map_err(|e| e.kind),
-            Err(ErrorKind::OperationUnavailable)
-        );
-    }
-
-    #[test]
-    fn make_call_names_the_identity() {
-        let t = CallTracker::default();
-        let p = plan(
-            &Request::MakeCall {
-                call: CallId(9),
-                address: AddressId(0),
-                destination: Some("0301#".into()),
-            },
-            &t,
-            &facts(),
-        )
-        .expect("plans");
-        assert_eq!(
-            p.steps,
-            vec!["/command.htm?number=0301%23&outgoing_uri=sip%3A100%40pbx"]
-        );
-        assert_eq!(
-            p.effect,
-            Effect::MakeCall {
-                call: CallId(9),
-                dialtone: false
-            }
-        );
-    }
-
-    #[test]
-    fn keys_only_when_unambiguous() {
-        let one = tracker_with(&[(Event::Incoming, "a"), (Event::Connected, "a")]);
-        let p = plan(&Request::Drop { call: CallId(1) }, &one, &facts()).expect("plans");
-        assert_eq!(p.steps, vec!["/command.htm?key=CANCEL"]);
-        let p = plan(&Request::Hold { call: CallId(1) }, &one, &facts()).expect("plans");
-        assert_eq!(p.steps, vec!["/command.htm?key=F_HOLD"]);
-        let old = PhoneFacts {
-            firmware_major: Some(6),
-            ..facts()
-        };
-        let p = plan(&Request::Hold { call: CallId(1) }, &one, &old).expect("plans");
-        assert_eq!(p.steps, vec!["/command.htm?key=F_R"]);
-        let p = plan(
-            &Request::BlindTransfer {
-                call: CallId(1),
-                destination: "2*3".into(),
-            },
-            &one,
-            &facts(),
-        )
-        .expect("plans");
-        assert_eq!(p.steps, vec!["/command.htm?key=TRANSFER;2;%2A;3;ENTER"]);
-
-        let two = tracker_with(&[
-            (Event::Incoming, "a"),
-            (Event::Connected, "a"),
-            (Event::Incoming, "b"),
-        ]);
-        let err = plan(
-            &Request::BlindTransfer {
-                call: CallId(1),
-                destination: "2".into(),
-            },
-            &two,
-            &facts(),
-        );
-        assert_eq!(
-            err.map_err(|e| e.kind),
-            Err(ErrorKind::OperationUnavailable)
-        );
-        let p = plan(&Request::Answer { call: CallId(2) }, &two, &facts()).expect("plans");
-        assert_eq!(p.steps, vec!["/command.htm?key=ENTER"]);
-        let err = plan(
-            &Request::SwapHold {
-                active: CallId(1),
-                held: CallId(2),
-            },
-            &two,
-            &facts(),
-        );
-        assert_eq!(
-            err.map_err(|e| e.kind),
-            Err(ErrorKind::OperationUnavailable)
-        );
-    }
-
-    #[test]
-    fn d8xx_has_no_key_control() {
-        let t = CallTracker::default();
-        let d865 = PhoneFacts {
-            model: Some("snomD865".into()),
-            ..facts()
-        };
-        let err = plan(
-            &Request::MakeCall {
-                call: CallId(1),
-                address: AddressId(0),
-                destination: Some("1".into()),
-            },
-            &t,
-            &d865,
-        );
-        assert_eq!(
-            err.map_err(|e| e.kind),
-            Err(ErrorKind::OperationUnavailable)
-        );
-        assert!(plan(
-            &Request::SetDoNotDisturb {
-                address: AddressId(0),
-                enabled: true
-            },
-            &t,
-            &d865
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn settings_are_absolute() {
-        let t = CallTracker::default();
-        let p = plan(
-            &Request::SetDoNotDisturb {
-                address: AddressId(0),
-                enabled: true,
-            },
-            &t,
-            &facts(),
-        )
-        .expect("plans");
-        assert_eq!(
-            p.steps,
-            vec!["/dummy.htm?settings=save&store_settings=save&dnd_mode=on"]
-        );
-        let p = plan(
-            &Request::Forward {
-                address: AddressId(0),
-                forward: Some(Forwarding {
-                    mode: ForwardMode::Unconditional,
-                    destination: "55".into(),
-                }),
-            },
-            &t,
-            &facts(),
-        )
-        .expect("plans");
-        assert_eq!(p.steps, vec!["/dummy.htm?settings=save&store_settings=save&redirect_event=all&redirect_number=55"]);
-        let err = plan(
-            &Request::Forward {
-                address: AddressId(0),
-                forward: Some(Forwarding {
-                    mode: ForwardMode::UnconditionalInternal,
-                    destination: "55".into(),
-                }),
-            },
-            &t,
-            &facts(),
-        );
-        assert_eq!(
-            err.map_err(|e| e.kind),
-            Err(ErrorKind::OperationUnavailable)
-        );
     }
 }

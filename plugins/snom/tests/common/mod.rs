@@ -175,6 +175,15 @@ impl Harness {
         });
     }
 
+    /// The call ended on the phone's side: it is reported Disconnected with `mode` (and
+    /// holds nothing in the driver); the application's Drop then makes it Idle at once.
+    pub fn ended(&mut self, call: CallId, mode: tapir_core::DisconnectMode) {
+        self.expect_state(call, CallState::Disconnected(mode));
+        let (_, result) = self.run(Action::Drop { call }).expect("drop accepted");
+        assert!(ok(&result), "drop of a disconnected call: {result:?}");
+        self.expect_state(call, CallState::Idle);
+    }
+
     /// Every event that arrives within `window`.
     pub fn drain(&mut self, window: Duration) -> Vec<TspEvent> {
         let until = Instant::now() + window;
