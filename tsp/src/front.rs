@@ -349,6 +349,40 @@ impl Tsp {
         })
     }
 
+    /// What a call allows now (TAPI's call features): its line's capabilities and state, and
+    /// for the two-call operations a partner on the same line (complete transfer needs a
+    /// consultation call, swap hold a held call). Empty for an unknown call.
+    pub fn call_features(&self, id: CallId) -> Vec<Operation> {
+        let st = self.inner.lock();
+        let Some(call) = st.calls.get(&id) else {
+            return Vec::new();
+        };
+        let Some(line) = st.lines.get(&call.line) else {
+            return Vec::new();
+        };
+        let others: Vec<CallState> = st
+            .calls
+            .iter()
+            .filter(|(other, c)| **other != id && c.line == call.line)
+            .map(|(_, c)| c.state)
+            .collect();
+        call_features(&line.info.caps, &call.state)
+            .into_iter()
+            .filter(|op| match op {
+                Operation::CompleteTransfer => others
+                    .iter()
+                    .any(|s| !s.is_idle() && !matches!(s, CallState::Disconnected(_))),
+                Operation::SwapHold => others.iter().any(|s| {
+                    matches!(
+                        s,
+                        CallState::OnHold | CallState::OnHoldPendingTransfer
+                    )
+                }),
+                _ => true,
+            })
+            .collect()
+    }
+
     /// Opens a line: its events are published from now on.
     ///
     /// # Errors
