@@ -57,8 +57,20 @@ impl SimPhone {
         call.csta
     }
 
-    /// Presses one key.
+    /// Presses one key. A function key `Pn` does what its setting `fkey{n-1}` says
+    /// (`keyevent F_DEFLECT`), or nothing.
     pub(crate) fn key(self: &Arc<Self>, st: &mut Inner, key: &str) {
+        if let Some(n) = key.strip_prefix('P').and_then(|n| n.parse::<usize>().ok()) {
+            let programmed = n
+                .checked_sub(1)
+                .and_then(|i| st.settings.get(&format!("fkey{i}")))
+                .and_then(|f| f.strip_prefix("keyevent "))
+                .map(str::to_owned);
+            if let Some(event) = programmed {
+                self.key(st, event.trim());
+            }
+            return;
+        }
         let active = st
             .calls
             .iter()

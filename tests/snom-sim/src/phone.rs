@@ -371,6 +371,15 @@ impl SimPhone {
         (st.wrong_passwords, st.locked)
     }
 
+    /// Someone else typed three wrong passwords: the phone is locked out (until
+    /// [`SimConfig::lockout`] has passed, or [`SimPhone::unlock`]).
+    pub fn lock_out(&self) {
+        let mut st = self.lock();
+        st.wrong_passwords = 3;
+        st.locked = true;
+        st.locked_until = self.config.lockout.map(|d| Instant::now() + d);
+    }
+
     /// Unlocks after a Digest lock-out (power cycle).
     pub fn unlock(&self) {
         let mut st = self.lock();

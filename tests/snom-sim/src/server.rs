@@ -175,6 +175,10 @@ fn serve(
             }
             (Some(h), true) => {
                 let ok = auth::digest_ok(h, method.as_str(), REALM, user, pass, &st.nonces);
+                if ok {
+                    // The phone counts wrong passwords until a login succeeds.
+                    st.wrong_passwords = 0;
+                }
                 if !ok {
                     st.wrong_passwords += 1;
                     if st.wrong_passwords >= 3 {

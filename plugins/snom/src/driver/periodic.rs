@@ -5,7 +5,7 @@
 
 use super::Shared;
 use crate::command::CstaVia;
-use crate::config::{address_key, Scheme};
+use crate::config::{address_key, Scheme, SnomConfig};
 use crate::http::{self, Target};
 use crate::phone::{Job, Phone};
 use std::sync::Arc;
@@ -77,14 +77,8 @@ impl Shared {
             let busy = !st.tracker.calls().is_empty() || !st.queue.is_empty() || st.running;
             let next = *st.next_probe.get_or_insert(now);
             if next <= now {
-                let secs = if st.connection == Connection::Unreachable {
-                    let doubled = liveness.saturating_mul(1u64 << st.probe_failures.min(10));
-                    doubled.min(self.config.liveness_max_secs.max(liveness))
-                } else if busy {
-                    self.config.liveness_busy_secs.max(1)
-                } else {
-                    liveness
-                };
+                let unreachable = st.connection == Connection::Unreachable;
+                let secs = probe_interval(&self.config, unreachable, st.probe_failures, busy);
                 st.next_probe = Some(now + Duration::from_secs(secs));
                 jobs.push(Job::Probe);
             } else if busy {
@@ -104,6 +98,21 @@ impl Shared {
             jobs.push(Job::Refresh { write: false });
         }
         jobs
+    }
+}
+
+/// Seconds until the next reachability check: backing off (doubling from
+/// `liveness_interval_secs` up to `liveness_max_secs`) while the phone stays away, often while
+/// it has calls or requests, the idle interval otherwise.
+fn probe_interval(config: &SnomConfig, unreachable: bool, failures: u32, busy: bool) -> u64 {
+    let idle = config.liveness_interval_secs.max(1);
+    if unreachable {
+        let doubled = idle.saturating_mul(1u64 << failures.saturating_sub(1).min(10));
+        doubled.min(config.liveness_max_secs.max(idle))
+    } else if busy {
+        config.liveness_busy_secs.clamp(1, idle)
+    } else {
+        idle
     }
 }
 
@@ -167,4 +176,19 @@ fn add_found(shared: &Arc<Shared>, found: crate::discovery::Found) -> bool {
         p.lock().model = Some(model);
     }
     added.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_come_often_with_calls_and_back_off_for_phones_that_stay_away() {
+        let c = SnomConfig::default();
+        assert_eq!(probe_interval(&c, false, 0, false), 30);
+        assert_eq!(probe_interval(&c, false, 0, true), 5);
+        let away: Vec<u64> = (1..=6).map(|n| probe_interval(&c, true, n, false)).collect();
+        assert_eq!(away, [30, 60, 120, 240, 300, 300]);
+        assert_eq!(probe_interval(&c, true, 40, true), 300, "bounded");
+    }
 }

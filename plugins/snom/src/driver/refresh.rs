@@ -301,6 +301,10 @@ impl Shared {
         let session = {
             let mut st = phone.lock();
             st.written_blind = false;
+            // It said it is up: a 503 wait is over (a lock-out is not: the probe decides).
+            if st.blocked.as_ref().is_some_and(|b| !b.locked) {
+                st.blocked = None;
+            }
             st.uacsta.retry_at = None;
             st.uacsta.session.take()
         };

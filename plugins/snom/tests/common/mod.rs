@@ -62,6 +62,11 @@ impl Harness {
     }
 
     pub fn start_with(config: &str, sim: Sim) -> Harness {
+        Self::start_full(config, sim, None)
+    }
+
+    /// Like [`Harness::start_with`], with the host's state directory.
+    pub fn start_full(config: &str, sim: Sim, state_dir: Option<std::path::PathBuf>) -> Harness {
         let server = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -82,6 +87,7 @@ impl Harness {
         let tsp = Arc::new(Tsp::new(TspConfig {
             callback_base: Some(format!("http://{addr}/phones")),
             history: 10_000,
+            state_dir,
             ..TspConfig::default()
         }));
         let events = tsp.subscribe();
@@ -237,6 +243,33 @@ impl Harness {
             }
             _ => unreachable!(),
         }
+    }
+
+    /// Waits until `f` holds (10 s).
+    pub fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The line's snapshot (capabilities, service).
+    pub fn line_now(&self, line: LineId) -> tapir_tsp::LineSnapshot {
+        self.tsp.line(line).expect("the line exists")
+    }
+
+    /// Places a call and returns its id once the completion says Ok.
+    pub fn make_call(&mut self, line: LineId, number: &str) -> CallId {
+        let (call, result) = self
+            .run(Action::MakeCall {
+                line,
+                address: tapir_core::AddressId(0),
+                destination: Some(number.into()),
+            })
+            .expect("accepted");
+        assert!(ok(&result), "make call: {result:?}");
+        call.expect("a call id")
     }
 
     /// The phone's line is configured (Action URLs written and read back).
