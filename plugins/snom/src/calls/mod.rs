@@ -290,6 +290,21 @@ impl CallTracker {
             .collect()
     }
 
+    /// The phone says it has no call left (`$nr_ongoing_calls` = 0): ends the calls it had
+    /// reported. A call the host placed that the phone has not reported yet is spared: the
+    /// report may be older than the dial command.
+    fn end_reported(&mut self, line: &LineKey) -> Vec<DriverEvent> {
+        let ids: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|c| c.csta.is_some() || c.sip.is_some())
+            .map(|c| c.id)
+            .collect();
+        ids.into_iter()
+            .flat_map(|id| self.end(line, id, Some(DisconnectMode::Unknown)))
+            .collect()
+    }
+
     /// Keeps only the calls whose CSTA id is in `present`; calls without a CSTA id are kept
     /// unless the phone has no call at all. Returns the events of the calls cleared.
     pub fn retain_snapshot(&mut self, line: &LineKey, present: &[String]) -> Vec<DriverEvent> {
@@ -535,9 +550,15 @@ impl CallTracker {
             out.extend(self.end_stale(line, vars));
         }
         let found = self.find(vars);
-        if let (Some(id), Some(cause)) = (found, vars.get("cause")) {
+        // A cause that tells why a call failed decides its end; a normal clearing or a
+        // cancel leaves it to the call's own story (an unanswered incoming call was missed).
+        let failure = vars
+            .get("cause")
+            .map(cause_mode)
+            .filter(|m| !matches!(m, DisconnectMode::Normal | DisconnectMode::Unknown | DisconnectMode::Cancelled));
+        if let (Some(id), Some(mode)) = (found, failure) {
             if let Some(c) = self.get_mut(id) {
-                c.cause = Some(cause_mode(cause));
+                c.cause = Some(mode);
             }
         }
         match event {
@@ -596,7 +617,7 @@ impl CallTracker {
                     out.extend(self.end(line, id, Some(mode)));
                 }
                 if vars.ongoing() == Some(0) {
-                    out.extend(self.end_all(line));
+                    out.extend(self.end_reported(line));
                 }
             }
             Event::Missed => {
@@ -627,7 +648,7 @@ impl CallTracker {
             Event::Onhook | Event::Offhook => {
                 // No call identity on these (the quirk); only "no call left" is news.
                 if event == Event::Onhook && vars.ongoing() == Some(0) {
-                    out.extend(self.end_all(line));
+                    out.extend(self.end_reported(line));
                 }
             }
             Event::DndOn | Event::DndOff => {

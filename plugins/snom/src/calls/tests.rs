@@ -328,3 +328,15 @@ fn a_failure_cause_decides_the_mode() {
     );
     assert_eq!(states(&ev), s(&[(6, "disconnected:Reject")]));
 }
+
+#[test]
+fn a_late_no_calls_left_report_spares_a_call_the_phone_has_not_reported_yet() {
+    let mut t = CallTracker::default();
+    let mut ids = Counter(0);
+    t.apply(&line(), &mut ids, Event::Incoming, &v(&[("csta", "a")]));
+    t.start_make(&line(), CallId(7), AddressId(0), false);
+    // The phone's onhook (no call left) was fired before it took the dial command.
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Onhook, &v(&[("n", "0")]));
+    assert_eq!(states(&ev), s(&[(101, "disconnected:Unknown")]));
+    assert!(t.get(CallId(7)).is_some());
+}
