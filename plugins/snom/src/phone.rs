@@ -66,6 +66,8 @@ pub struct UaState {
     pub problem: Option<String>,
     /// Not before this time is a new session tried.
     pub retry_at: Option<std::time::Instant>,
+    /// The last sign of life of the session (an answer, an event).
+    pub last_heard: Option<std::time::Instant>,
 }
 
 impl UaState {

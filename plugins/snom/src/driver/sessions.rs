@@ -13,6 +13,8 @@ use tapir_core::{CallId, DriverError};
 
 /// How long to wait before opening a session again after one failed or was refused.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// A session heard from more recently than this needs no keep-alive at a check.
+const QUIET_BEFORE_KEEPALIVE: Duration = Duration::from_secs(60);
 
 impl Shared {
     /// The SIP endpoint, started on first use; `None` when it cannot be bound (logged).
@@ -59,8 +61,15 @@ impl Shared {
         }
         let timeout = self.config.request_timeout();
         if let Some(s) = session.filter(|s| s.is_up()) {
+            let heard = phone.lock().uacsta.last_heard;
+            if heard.is_some_and(|t| t.elapsed() < QUIET_BEFORE_KEEPALIVE) {
+                return;
+            }
             match s.request(xml::request_system_status(), timeout).await {
-                Ok(_) => return,
+                Ok(_) => {
+                    phone.lock().uacsta.last_heard = Some(Instant::now());
+                    return;
+                }
                 Err(e) => self.session_down(phone, &e.to_string()),
             }
         }
@@ -105,6 +114,7 @@ impl Shared {
                 st.uacsta.session = Some(session);
                 st.uacsta.problem = None;
                 st.uacsta.retry_at = None;
+                st.uacsta.last_heard = Some(Instant::now());
             }
             Err(e) => {
                 let refused = matches!(e, uacsta::OpenError::Refused { .. });
@@ -186,7 +196,10 @@ impl Shared {
             return Err(DriverError::failed("the phone's CSTA session is down"));
         };
         match session.request(xml, self.config.request_timeout()).await {
-            Ok(answer) => Ok(answer),
+            Ok(answer) => {
+                phone.lock().uacsta.last_heard = Some(Instant::now());
+                Ok(answer)
+            }
             Err(e) => {
                 self.session_down(phone, &e.to_string());
                 Err(DriverError::failed(format!(
@@ -201,7 +214,11 @@ impl Shared {
         match inbound {
             Inbound::Closed(why) => self.session_down(phone, &why),
             Inbound::Csta(text) => {
-                let identities = phone.lock().facts.identities.clone();
+                let identities = {
+                    let mut st = phone.lock();
+                    st.uacsta.last_heard = Some(Instant::now());
+                    st.facts.identities.clone()
+                };
                 let Some(happened) = xml::event(&text, &|d| xml::is_ours(d, &identities)) else {
                     return;
                 };

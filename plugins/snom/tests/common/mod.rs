@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod sipp;
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tapir_core::{CallId, CallState, HttpCallback, LineId, PhoneDriver};
