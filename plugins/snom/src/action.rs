@@ -437,9 +437,18 @@ mod tests {
         assert_eq!(parse("/m/s/incoming", "a=%zz"), Err(ParseError::Query));
         assert_eq!(parse("/m/s/incoming", "a=%ff"), Err(ParseError::Query));
         // A NUL (or any control character) in a name or value is refused.
-        assert_eq!(parse("/m/s/incoming", "remote=12%0034"), Err(ParseError::Query));
-        assert_eq!(parse("/m/s/incoming", "re%00mote=1"), Err(ParseError::Query));
-        assert_eq!(parse("/m/s/incoming", "name=a%0D%0Ab"), Err(ParseError::Query));
+        assert_eq!(
+            parse("/m/s/incoming", "remote=12%0034"),
+            Err(ParseError::Query)
+        );
+        assert_eq!(
+            parse("/m/s/incoming", "re%00mote=1"),
+            Err(ParseError::Query)
+        );
+        assert_eq!(
+            parse("/m/s/incoming", "name=a%0D%0Ab"),
+            Err(ParseError::Query)
+        );
         let long = "a=".to_owned() + &"x".repeat(5000);
         assert_eq!(parse("/m/s/incoming", &long), Err(ParseError::Query));
         assert!(parse("/m/s/onhook", "").is_ok());

@@ -37,7 +37,10 @@ pub enum Job {
 
 impl Job {
     fn is_periodic(&self) -> bool {
-        matches!(self, Job::Refresh { write: false } | Job::Snapshot | Job::Probe)
+        matches!(
+            self,
+            Job::Refresh { write: false } | Job::Snapshot | Job::Probe
+        )
     }
 }
 
@@ -164,6 +167,10 @@ pub struct PhoneState {
     pub uacsta: UaState,
     /// The configuration status was `correct` before the phone became unreachable.
     pub was_correct: bool,
+    /// The phone refuses the driver's login (why), until a login succeeds.
+    pub login_refused: Option<String>,
+    /// The phone reported its identity unregistered (`log_off`, `reg_failed`).
+    pub unregistered: bool,
     /// The line is in service.
     pub in_service: bool,
     /// The last line info announced.
@@ -179,6 +186,27 @@ pub struct PhoneState {
     /// The Action URLs were written to a phone whose settings cannot be read back; not
     /// repeated at every status refresh (only on demand or after a reboot).
     pub written_blind: bool,
+}
+
+impl PhoneState {
+    /// Why the line cannot carry calls now, if it cannot.
+    pub fn not_serving(&self) -> Option<String> {
+        if self.connection == Connection::Unreachable {
+            return Some(
+                self.detail
+                    .clone()
+                    .unwrap_or_else(|| "the phone cannot be reached".into()),
+            );
+        }
+        if let Some(b) = &self.blocked {
+            return Some(b.why.clone());
+        }
+        if let Some(why) = &self.login_refused {
+            return Some(format!("the phone refuses the login: {why}"));
+        }
+        self.unregistered
+            .then(|| "the phone's identity is not registered".to_owned())
+    }
 }
 
 impl Phone {

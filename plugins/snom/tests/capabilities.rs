@@ -15,7 +15,11 @@ const MAC: &str = "000413000121";
 fn setup(
     sim: SimConfig,
     extra: &str,
-) -> (Harness, std::sync::Arc<tapir_snom_sim::SimPhone>, tapir_core::LineId) {
+) -> (
+    Harness,
+    std::sync::Arc<tapir_snom_sim::SimPhone>,
+    tapir_core::LineId,
+) {
     let sim_rt = tapir_snom_sim::Sim::new(2).expect("sim");
     let phone = sim_rt.phone(sim).expect("phone");
     let h = Harness::start_with(&one_phone(phone.addr(), MAC, extra), sim_rt);
@@ -47,7 +51,9 @@ fn held_and_connected(
     assert!(ok(&r));
     h.expect_state(a, CallState::OnHold);
     assert!(
-        !h.tsp.call_features(a).contains(&Operation::CompleteTransfer),
+        !h.tsp
+            .call_features(a)
+            .contains(&Operation::CompleteTransfer),
         "no consultation call yet: {:?}",
         h.tsp.call_features(a)
     );
@@ -68,7 +74,10 @@ fn a_d8xx_phone_without_csta_offers_no_call_control() {
         "",
     );
     h.wait_until("caps of a D8xx", || {
-        !h.line_now(line).caps.operations.contains(Operation::MakeCall)
+        !h.line_now(line)
+            .caps
+            .operations
+            .contains(Operation::MakeCall)
     });
     let ops = h.line_now(line).caps.operations;
     for op in [Operation::Answer, Operation::Hold, Operation::BlindTransfer] {
@@ -100,7 +109,10 @@ fn a_failed_drop_leaves_the_call_and_it_ends_like_any_other_later() {
         matches!(r, RequestResult::Err(ref e) if e.kind == ErrorKind::Disconnected),
         "{r:?}"
     );
-    assert_eq!(h.tsp.call(call).map(|c| c.state), Some(CallState::Connected));
+    assert_eq!(
+        h.tsp.call(call).map(|c| c.state),
+        Some(CallState::Connected)
+    );
     phone.come_back().expect("listens again");
     h.expect(
         "back in service",
@@ -114,7 +126,10 @@ fn a_failed_drop_leaves_the_call_and_it_ends_like_any_other_later() {
 fn a_held_and_a_connected_call_are_joined_by_complete_transfer() {
     let (mut h, phone, line) = setup(sim_config(MAC), "");
     let (a, b) = held_and_connected(&mut h, &phone, line);
-    assert!(h.tsp.call_features(a).contains(&Operation::CompleteTransfer));
+    assert!(h
+        .tsp
+        .call_features(a)
+        .contains(&Operation::CompleteTransfer));
     let (_, r) = h
         .run(Action::CompleteTransfer {
             call: a,
@@ -134,22 +149,26 @@ fn a_transfer_on_the_phones_keys_is_reported_like_an_api_transfer() {
     let (a, b) = held_and_connected(&mut h, &phone, line);
     // The user presses TRANSFER on the phone.
     let addr = phone.addr();
-    let status = tapir_snom_sim::Sim::new(1)
-        .expect("rt")
-        .handle()
-        .block_on(tapir_snom_sim::fire::get(
-            &format!("http://{addr}/command.htm?key=TRANSFER"),
-            Duration::from_secs(2),
-        ));
+    let status =
+        tapir_snom_sim::Sim::new(1)
+            .expect("rt")
+            .handle()
+            .block_on(tapir_snom_sim::fire::get(
+                &format!("http://{addr}/command.htm?key=TRANSFER"),
+                Duration::from_secs(2),
+            ));
     assert_eq!(status, Some(200));
     let mut events = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while ![a, b].iter().all(|c| {
-        events.iter().any(|e| {
-            matches!(e, TspEvent::CallState { call, state: CallState::Idle, .. } if call == c)
-        })
+        events.iter().any(
+            |e| matches!(e, TspEvent::CallState { call, state: CallState::Idle, .. } if call == c),
+        )
     }) {
-        assert!(std::time::Instant::now() < deadline, "both calls idle: {events:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both calls idle: {events:?}"
+        );
         events.extend(h.drain(Duration::from_millis(50)));
     }
     assert!(
@@ -175,7 +194,11 @@ fn f_redirect_is_refused_as_a_redirect_key() {
 fn a_function_key_deflects_only_when_it_is_programmed_to() {
     // P3 is not programmed: no redirect over keys.
     let (h, _phone, line) = setup(sim_config(MAC), r#", "redirect_key": "P3""#);
-    assert!(!h.line_now(line).caps.operations.contains(Operation::Redirect));
+    assert!(!h
+        .line_now(line)
+        .caps
+        .operations
+        .contains(Operation::Redirect));
     drop(h);
     let (mut h, phone, line) = setup(
         SimConfig {
@@ -184,7 +207,11 @@ fn a_function_key_deflects_only_when_it_is_programmed_to() {
         },
         r#", "redirect_key": "P3""#,
     );
-    assert!(h.line_now(line).caps.operations.contains(Operation::Redirect));
+    assert!(h
+        .line_now(line)
+        .caps
+        .operations
+        .contains(Operation::Redirect));
     let call = h.incoming(&phone, "704");
     let (_, r) = h
         .run(Action::Redirect {
@@ -198,5 +225,9 @@ fn a_function_key_deflects_only_when_it_is_programmed_to() {
         .requests()
         .iter()
         .any(|r| r.contains("key=P3;5;5;ENTER")));
-    assert_eq!(phone.redirected(), ["55".to_owned()], "deflected, never answered");
+    assert_eq!(
+        phone.redirected(),
+        ["55".to_owned()],
+        "deflected, never answered"
+    );
 }

@@ -30,11 +30,19 @@ fn a_phone_with_a_call_that_goes_away_is_noticed_within_seconds() {
         "out of service",
         |e| matches!(e, TspEvent::LineService { line: l, in_service: false, .. } if *l == line),
     );
-    assert!(gone.elapsed() < Duration::from_secs(5), "{:?}", gone.elapsed());
-    let d = h.wait_device(MAC, "unreachable", |d| d.connection == Connection::Unreachable);
+    assert!(
+        gone.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        gone.elapsed()
+    );
+    let d = h.wait_device(MAC, "unreachable", |d| {
+        d.connection == Connection::Unreachable
+    });
     assert_ne!(d.configuration, Configuration::Correct, "{d:?}");
     assert!(
-        d.detail.as_deref().is_some_and(|t| t.contains("correct when last seen")),
+        d.detail
+            .as_deref()
+            .is_some_and(|t| t.contains("correct when last seen")),
         "{d:?}"
     );
     phone.come_back().expect("listens again");
@@ -68,7 +76,11 @@ fn an_idle_phone_is_checked_at_the_configured_interval() {
         "out of service",
         |e| matches!(e, TspEvent::LineService { line: l, in_service: false, .. } if *l == line),
     );
-    assert!(gone.elapsed() < Duration::from_secs(4), "{:?}", gone.elapsed());
+    assert!(
+        gone.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        gone.elapsed()
+    );
     phone.come_back().expect("listens again");
     h.expect(
         "back in service",

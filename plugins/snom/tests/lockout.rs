@@ -6,11 +6,15 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use tapir_core::{Configuration, Connection, DeviceAction, PhoneDriver};
+use tapir_core::{Configuration, Connection, DeviceAction};
 use tapir_snom_sim::{Sim, SimConfig};
 use tapir_tsp::TspEvent;
 
-fn digest_phone(sim: &Sim, mac: &str, lockout: Option<Duration>) -> std::sync::Arc<tapir_snom_sim::SimPhone> {
+fn digest_phone(
+    sim: &Sim,
+    mac: &str,
+    lockout: Option<Duration>,
+) -> std::sync::Arc<tapir_snom_sim::SimPhone> {
     sim.phone(SimConfig {
         login: Some(("admin".into(), "right-pw".into())),
         digest: true,
@@ -34,7 +38,8 @@ fn wrong_digest_logins_are_remembered_across_restarts_and_new_logins() {
     let phones = Sim::new(1).expect("sim");
     let phone = digest_phone(&phones, MAC, None);
     let addr = phone.addr();
-    let every_second = r#", "status_interval_secs": 1"#;
+    // Checked every second, and probed every second: the line must stay out of service.
+    let every_second = r#", "status_interval_secs": 1, "liveness_interval_secs": 1"#;
     let h = Harness::start_full(
         &config(addr, MAC, "wrong-1", every_second),
         Sim::new(1).expect("sim"),
@@ -43,7 +48,9 @@ fn wrong_digest_logins_are_remembered_across_restarts_and_new_logins() {
     // Its own login is refused; the phone table names that login.
     let d = h.wait_device(MAC, "login refused", |d| {
         d.connection == Connection::NeedsRegistration
-            && d.detail.as_deref().is_some_and(|t| t.contains("two wrong Digest logins"))
+            && d.detail
+                .as_deref()
+                .is_some_and(|t| t.contains("two wrong Digest logins"))
     });
     let detail = d.detail.unwrap_or_default();
     assert!(detail.contains("\"admin\""), "{detail}");
@@ -60,10 +67,20 @@ fn wrong_digest_logins_are_remembered_across_restarts_and_new_logins() {
         .expect("set_login");
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(phone.auth_state(), (2, false));
+    assert!(
+        !h.line_now(h.line(MAC)).in_service,
+        "reachable, but not serving"
+    );
     let file = state.path().join("office").join("digest-logins.json");
     let text = std::fs::read_to_string(&file).expect("the state file");
-    assert!(text.contains(MAC) && text.contains("\"wrong\": 2"), "{text}");
-    assert!(!text.contains("wrong-"), "no password in the state file: {text}");
+    assert!(
+        text.contains(MAC) && text.contains("\"wrong\": 2"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("wrong-"),
+        "no password in the state file: {text}"
+    );
     drop(h);
 
     // The host restarts, with yet another wrong password: still no third attempt.
@@ -126,11 +143,12 @@ fn a_locked_out_phone_is_shown_out_of_service_left_alone_and_asked_again_later()
         |e| matches!(e, TspEvent::LineService { line: l, in_service: false, .. } if *l == line),
     );
     let d = h.wait_device(MAC, "locked out", |d| {
-        d.connection == Connection::NeedsRegistration
-            && d.configuration == Configuration::Problem
+        d.connection == Connection::NeedsRegistration && d.configuration == Configuration::Problem
     });
     assert!(
-        d.detail.as_deref().is_some_and(|t| t.contains("locked out")),
+        d.detail
+            .as_deref()
+            .is_some_and(|t| t.contains("locked out")),
         "{d:?}"
     );
     let seen = phone.requests().len();
@@ -146,7 +164,9 @@ fn a_locked_out_phone_is_shown_out_of_service_left_alone_and_asked_again_later()
         !during.iter().any(|r| r.starts_with("/dummy.htm")),
         "nothing written blind: {during:?}"
     );
-    assert!(phone.setting("action_incoming_url").is_some_and(|u| !u.is_empty()));
+    assert!(phone
+        .setting("action_incoming_url")
+        .is_some_and(|u| !u.is_empty()));
     assert_eq!(phone.auth_state(), (0, false));
 }
 
@@ -162,8 +182,13 @@ fn a_restarting_phone_is_shown_restarting_and_comes_back() {
     h.driver
         .device_action(MAC, DeviceAction::Refresh)
         .expect("refresh");
-    let d = h.wait_device(MAC, "restarting", |d| d.connection == Connection::Connecting);
-    assert!(d.detail.as_deref().is_some_and(|t| t.contains("503")), "{d:?}");
+    let d = h.wait_device(MAC, "restarting", |d| {
+        d.connection == Connection::Connecting
+    });
+    assert!(
+        d.detail.as_deref().is_some_and(|t| t.contains("503")),
+        "{d:?}"
+    );
     assert!(!h.line_now(line).in_service);
     // The phone reports its start: checked again, back in service.
     h.expect(

@@ -11,7 +11,13 @@ use tapir_tsp::{Action, TspEvent};
 
 const MAC: &str = "000413000091";
 
-fn setup(sim: SimConfig) -> (Harness, std::sync::Arc<tapir_snom_sim::SimPhone>, tapir_core::LineId) {
+fn setup(
+    sim: SimConfig,
+) -> (
+    Harness,
+    std::sync::Arc<tapir_snom_sim::SimPhone>,
+    tapir_core::LineId,
+) {
     let sim_rt = tapir_snom_sim::Sim::new(2).expect("sim");
     let phone = sim_rt.phone(sim).expect("phone");
     let h = Harness::start_with(&one_phone(phone.addr(), MAC, ""), sim_rt);
@@ -82,7 +88,9 @@ fn a_call_nobody_answered_is_missed_not_a_normal_end() {
     });
     let later = h.drain(Duration::from_millis(300));
     assert!(
-        !later.iter().any(|e| matches!(e, TspEvent::CallState { .. })),
+        !later
+            .iter()
+            .any(|e| matches!(e, TspEvent::CallState { .. })),
         "{later:?}"
     );
     // An answered call that ends is a normal end.
@@ -129,10 +137,7 @@ fn calls_on_the_second_identity_carry_its_address_both_ways() {
         .iter()
         .any(|r| r.contains("number=500") && r.contains("outgoing_uri=sip%3A101%40pbx.local")));
     assert_eq!(phone.calls()[0].identity, 1);
-    assert_eq!(
-        h.tsp.call(call).map(|c| c.info.address),
-        Some(AddressId(1))
-    );
+    assert_eq!(h.tsp.call(call).map(|c| c.info.address), Some(AddressId(1)));
     // It ends before the far end answered: Action URLs do not say why.
     phone.remote_hangup(only_csta(&phone));
     h.ended(call, DisconnectMode::Unavailable);
@@ -173,7 +178,9 @@ fn a_callback_without_the_known_mac_is_refused() {
             .status,
         200
     );
-    h.expect("the genuine call", |e| matches!(e, TspEvent::NewCall { .. }));
+    h.expect("the genuine call", |e| {
+        matches!(e, TspEvent::NewCall { .. })
+    });
     // A NUL in a value: refused, nothing happens.
     assert_eq!(
         h.driver
@@ -182,5 +189,8 @@ fn a_callback_without_the_known_mac_is_refused() {
         400
     );
     let later = h.drain(Duration::from_millis(200));
-    assert!(!later.iter().any(|e| matches!(e, TspEvent::NewCall { .. })), "{later:?}");
+    assert!(
+        !later.iter().any(|e| matches!(e, TspEvent::NewCall { .. })),
+        "{later:?}"
+    );
 }

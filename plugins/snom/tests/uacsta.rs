@@ -24,7 +24,11 @@ fn sip_phone(sip: SimSip) -> SimConfig {
 fn start(
     sim: SimConfig,
     extra: &str,
-) -> (Harness, std::sync::Arc<tapir_snom_sim::SimPhone>, tapir_core::LineId) {
+) -> (
+    Harness,
+    std::sync::Arc<tapir_snom_sim::SimPhone>,
+    tapir_core::LineId,
+) {
     let sim_rt = tapir_snom_sim::Sim::new(2).expect("sim");
     let phone = sim_rt.phone(sim).expect("phone");
     let extra = format!(r#", "sip_listen": "127.0.0.1:0"{extra}"#);
@@ -35,7 +39,11 @@ fn start(
 
 fn session_up(h: &Harness, phone: &tapir_snom_sim::SimPhone, line: tapir_core::LineId) {
     h.wait_until("a uaCSTA session", || {
-        phone.sip_session().0 && h.line_now(line).caps.operations.contains(Operation::SwapHold)
+        phone.sip_session().0
+            && h.line_now(line)
+                .caps
+                .operations
+                .contains(Operation::SwapHold)
     });
 }
 
@@ -64,7 +72,9 @@ fn per_call_operations_go_over_the_session_naming_the_call() {
     h.configured(MAC);
     session_up(&h, &phone, line);
     let d = h.wait_device(MAC, "session shown", |d| {
-        d.detail.as_deref().is_some_and(|t| t.contains("uaCSTA session up"))
+        d.detail
+            .as_deref()
+            .is_some_and(|t| t.contains("uaCSTA session up"))
     });
     assert_eq!(d.configuration, Configuration::Correct);
     let call = h.incoming(&phone, "800");
@@ -98,7 +108,10 @@ fn per_call_operations_go_over_the_session_naming_the_call() {
 #[test]
 fn events_over_sip_follow_calls_without_action_urls() {
     // The driver may not write its Action URLs: only the CSTA monitor reports calls.
-    let (mut h, phone, line) = start(sip_phone(SimSip::default()), r#", "auto_reconfigure": false"#);
+    let (mut h, phone, line) = start(
+        sip_phone(SimSip::default()),
+        r#", "auto_reconfigure": false"#,
+    );
     h.wait_device(MAC, "no Action URLs", |d| {
         d.configuration == Configuration::CallbacksMissing
     });
@@ -142,7 +155,11 @@ fn failures_arrive_as_states_with_their_mode_over_many_calls_on_one_line() {
             3 => h.ended(call, DisconnectMode::NoAnswer),
             _ => h.ended(call, DisconnectMode::Unreachable),
         }
-        assert!(phone.calls().is_empty(), "round {round}: {:?}", phone.calls());
+        assert!(
+            phone.calls().is_empty(),
+            "round {round}: {:?}",
+            phone.calls()
+        );
     }
     assert!(h.tsp.calls().iter().all(|c| c.state.is_idle()));
     assert_eq!(phone.parallel_violations(), 0);
@@ -172,7 +189,11 @@ fn a_phone_that_refuses_the_session_is_driven_over_http() {
             });
         }
         assert!(!phone.sip_session().0);
-        assert!(!h.line_now(line).caps.operations.contains(Operation::SwapHold));
+        assert!(!h
+            .line_now(line)
+            .caps
+            .operations
+            .contains(Operation::SwapHold));
         let call = h.incoming(&phone, "803");
         done(&mut h, Action::Answer { call });
         h.expect_state(call, CallState::Connected);
@@ -222,7 +243,10 @@ fn the_csta_challenge_is_answered_with_the_identity_login() {
             .as_deref()
             .is_some_and(|t| t.contains("challenge was not met"))
     });
-    assert!(!d.detail.unwrap_or_default().contains("not-it"), "no password shown");
+    assert!(
+        !d.detail.unwrap_or_default().contains("not-it"),
+        "no password shown"
+    );
     assert!(!phone.sip_session().0);
 }
 
@@ -240,7 +264,10 @@ fn after_a_restart_the_session_is_opened_again() {
     assert_eq!(only_csta(&phone), 1);
     done(&mut h, Action::Answer { call });
     h.expect_state(call, CallState::Connected);
-    assert_eq!(phone.csta_requests().last().map(String::as_str), Some("AnswerCall 1"));
+    assert_eq!(
+        phone.csta_requests().last().map(String::as_str),
+        Some("AnswerCall 1")
+    );
 }
 
 #[test]
@@ -254,11 +281,18 @@ fn a_d8xx_is_driven_through_the_session() {
     );
     h.configured(MAC);
     session_up(&h, &phone, line);
-    assert!(h.line_now(line).caps.operations.contains(Operation::MakeCall));
+    assert!(h
+        .line_now(line)
+        .caps
+        .operations
+        .contains(Operation::MakeCall));
     phone.script("900", Outcome::Answer(Duration::from_millis(30)));
     let call = h.make_call(line, "900");
     h.expect_state(call, CallState::Connected);
-    assert_eq!(phone.csta_requests().first().map(String::as_str), Some("MakeCall 900"));
+    assert_eq!(
+        phone.csta_requests().first().map(String::as_str),
+        Some("MakeCall 900")
+    );
     done(&mut h, Action::Drop { call });
     h.expect_state(call, CallState::Idle);
     assert_eq!(key_presses(&phone), 0, "a D8xx has no keys to press");

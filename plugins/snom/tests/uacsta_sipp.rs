@@ -42,16 +42,19 @@ fn a_uacsta_phone_is_driven_by_csta_requests_and_followed_by_its_events() {
     let mut h = Harness::start_with(&config, sim);
     let line = h.open(MAC);
     // SIPp reports call 7 (from 200) in a DeliveredEvent right after MonitorStart.
-    let TspEvent::NewCall { call, info, .. } =
-        h.expect("the call SIPp reports", |e| matches!(e, TspEvent::NewCall { .. }))
-    else {
+    let TspEvent::NewCall { call, info, .. } = h.expect("the call SIPp reports", |e| {
+        matches!(e, TspEvent::NewCall { .. })
+    }) else {
         unreachable!()
     };
     assert_eq!(info.calling.raw_number.as_deref(), Some("200"));
     assert_eq!(info.driver_key.as_deref(), Some("csta:7"));
     h.expect_state(call, CallState::Offering);
     h.wait_until("the session's routes", || {
-        h.line_now(line).caps.operations.contains(Operation::SwapHold)
+        h.line_now(line)
+            .caps
+            .operations
+            .contains(Operation::SwapHold)
     });
     let (_, r) = h.run(Action::Answer { call }).expect("accepted");
     assert!(ok(&r), "{r:?}");
@@ -60,7 +63,10 @@ fn a_uacsta_phone_is_driven_by_csta_requests_and_followed_by_its_events() {
     assert!(ok(&r), "{r:?}");
     h.expect_state(call, CallState::Idle);
     // Nothing went over the phone's web server for the call.
-    assert!(!phone.requests().iter().any(|r| r.starts_with("/command.htm")));
+    assert!(!phone
+        .requests()
+        .iter()
+        .any(|r| r.starts_with("/command.htm")));
     // Shutting down ends the session with a BYE, which SIPp awaits.
     drop(h);
     sipp.passed(Duration::from_secs(20));
@@ -87,7 +93,11 @@ fn a_phone_that_refuses_the_session_is_driven_over_http_keys() {
             .as_deref()
             .is_some_and(|t| t.contains("refused the CSTA session: 488 Not Acceptable Here"))
     });
-    assert!(!h.line_now(line).caps.operations.contains(Operation::SwapHold));
+    assert!(!h
+        .line_now(line)
+        .caps
+        .operations
+        .contains(Operation::SwapHold));
     let call = h.incoming(&phone, "201");
     let (_, r) = h.run(Action::Answer { call }).expect("accepted");
     assert!(ok(&r), "{r:?}");

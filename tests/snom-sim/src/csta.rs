@@ -205,7 +205,11 @@ fn event(name: &str, inner: &str) -> String {
 
 /// The CSTA event a monitored phone sends along with the Action URL `setting` for `call`.
 pub(crate) fn event_for(phone: &SimPhone, setting: &str, call: &SimCall) -> Option<String> {
-    let me = format!("sip:{}@{}", phone.identity_user(call.identity), phone.config.host);
+    let me = format!(
+        "sip:{}@{}",
+        phone.identity_user(call.identity),
+        phone.config.host
+    );
     let other = format!("sip:{}@{}", call.remote, phone.config.host);
     let conn = |tag: &str| {
         format!(

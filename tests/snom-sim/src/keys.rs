@@ -178,8 +178,10 @@ impl SimPhone {
             "F_REDIRECT" => {
                 let on = st.settings.get("redirect_event").map(String::as_str) == Some("none")
                     || !st.settings.contains_key("redirect_event");
-                st.settings
-                    .insert("redirect_event".into(), if on { "all" } else { "none" }.into());
+                st.settings.insert(
+                    "redirect_event".into(),
+                    if on { "all" } else { "none" }.into(),
+                );
                 self.fire(
                     st,
                     if on {

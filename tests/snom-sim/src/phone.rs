@@ -597,7 +597,9 @@ impl SimPhone {
             vars.insert("csta_id".into(), c.csta.to_string());
             vars.insert("call-id".into(), c.call_id.clone());
         }
-        let _ = self.events.send(Fire::Url(fire::substitute(template, &vars)));
+        let _ = self
+            .events
+            .send(Fire::Url(fire::substitute(template, &vars)));
     }
 
     pub(crate) fn record_fired(&self, url: String, status: Option<u16>) {

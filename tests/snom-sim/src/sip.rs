@@ -141,7 +141,12 @@ impl SipSide {
         r.to_bytes()
     }
 
-    fn on_request(&self, phone: &Arc<SimPhone>, msg: &Message, from: SocketAddr) -> Option<Vec<u8>> {
+    fn on_request(
+        &self,
+        phone: &Arc<SimPhone>,
+        msg: &Message,
+        from: SocketAddr,
+    ) -> Option<Vec<u8>> {
         let method = msg.method()?;
         let sip = phone.config.sip.clone().unwrap_or_default();
         let contact = format!("<sip:{}@{}>", phone.config.user, self.addr);
@@ -152,23 +157,52 @@ impl SipSide {
                 }
                 let control = phone.setting("csta_control").as_deref() == Some("on");
                 if !control {
-                    return Some(self.respond(msg, 488, "Not Acceptable Here", Some("sim"), &[], None));
+                    return Some(self.respond(
+                        msg,
+                        488,
+                        "Not Acceptable Here",
+                        Some("sim"),
+                        &[],
+                        None,
+                    ));
                 }
                 if let Some(password) = &sip.password {
                     let given = msg.header("Authorization");
-                    let nonces = self.nonces.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    let nonces = self
+                        .nonces
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
                     let ok = given.is_some_and(|h| {
-                        crate::auth::digest_ok(h, "INVITE", REALM, &phone.config.user, password, &nonces)
+                        crate::auth::digest_ok(
+                            h,
+                            "INVITE",
+                            REALM,
+                            &phone.config.user,
+                            password,
+                            &nonces,
+                        )
                     });
                     if !ok {
-                        let nonce = crate::auth::md5_hex(&format!("{}{}", msg.call_id().unwrap_or(""), msg.cseq().map_or(0, |c| c.seq)));
+                        let nonce = crate::auth::md5_hex(&format!(
+                            "{}{}",
+                            msg.call_id().unwrap_or(""),
+                            msg.cseq().map_or(0, |c| c.seq)
+                        ));
                         let mut nonces = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
                         nonces.push(nonce.clone());
                         if nonces.len() > 8 {
                             nonces.remove(0);
                         }
                         let challenge = format!("Digest realm=\"{REALM}\", nonce=\"{nonce}\", qop=\"auth\", algorithm=MD5");
-                        return Some(self.respond(msg, 401, "Unauthorized", Some("sim"), &[("WWW-Authenticate", challenge)], None));
+                        return Some(self.respond(
+                            msg,
+                            401,
+                            "Unauthorized",
+                            Some("sim"),
+                            &[("WWW-Authenticate", challenge)],
+                            None,
+                        ));
                     }
                 }
                 let tag = format!("sim{}", msg.cseq().map_or(0, |c| c.seq));
@@ -191,15 +225,32 @@ impl SipSide {
                     our_seq: 1,
                     last: None,
                 });
-                Some(self.respond(msg, 200, "OK", Some(&tag), &[("Contact", contact)], Some(answer)))
+                Some(self.respond(
+                    msg,
+                    200,
+                    "OK",
+                    Some(&tag),
+                    &[("Contact", contact)],
+                    Some(answer),
+                ))
             }
             Method::Ack => None,
             Method::Info => {
                 let seq = msg.cseq().map_or(0, |c| c.seq);
                 {
                     let session = self.session();
-                    let Some(s) = session.as_ref().filter(|s| Some(s.call_id.as_str()) == msg.call_id()) else {
-                        return Some(self.respond(msg, 481, "Call/Transaction Does Not Exist", None, &[], None));
+                    let Some(s) = session
+                        .as_ref()
+                        .filter(|s| Some(s.call_id.as_str()) == msg.call_id())
+                    else {
+                        return Some(self.respond(
+                            msg,
+                            481,
+                            "Call/Transaction Does Not Exist",
+                            None,
+                            &[],
+                            None,
+                        ));
                     };
                     if let Some((last, answer)) = &s.last {
                         if *last == seq {
@@ -258,7 +309,10 @@ impl SipSide {
             s.our_seq += 1;
             let branch = format!("z9hG4bKsim{}{}", s.our_seq, fastrand_u32());
             let mut m = Message::request(Method::Info, s.remote_target.clone());
-            m.push("Via", format!("SIP/2.0/UDP {};branch={branch};rport", self.addr));
+            m.push(
+                "Via",
+                format!("SIP/2.0/UDP {};branch={branch};rport", self.addr),
+            );
             m.push("Max-Forwards", "70");
             m.push("From", s.our_to.clone());
             m.push("To", s.their_from.clone());

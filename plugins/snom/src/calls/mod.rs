@@ -24,8 +24,8 @@ pub use modes::cause_mode;
 use crate::action::{user_part, Event, Vars};
 use std::collections::VecDeque;
 use tapir_core::{
-    AddressId, AddressStatus, BusyMode, CallDirection, CallId, CallInfo, CallState,
-    DisconnectMode, DriverEvent, ForwardMode, Forwarding, LineKey, Party,
+    AddressId, AddressStatus, BusyMode, CallDirection, CallId, CallInfo, CallState, DisconnectMode,
+    DriverEvent, ForwardMode, Forwarding, LineKey, Party,
 };
 
 /// Most calls tracked per phone; a phone shows a handful at most.
@@ -552,10 +552,12 @@ impl CallTracker {
         let found = self.find(vars);
         // A cause that tells why a call failed decides its end; a normal clearing or a
         // cancel leaves it to the call's own story (an unanswered incoming call was missed).
-        let failure = vars
-            .get("cause")
-            .map(cause_mode)
-            .filter(|m| !matches!(m, DisconnectMode::Normal | DisconnectMode::Unknown | DisconnectMode::Cancelled));
+        let failure = vars.get("cause").map(cause_mode).filter(|m| {
+            !matches!(
+                m,
+                DisconnectMode::Normal | DisconnectMode::Unknown | DisconnectMode::Cancelled
+            )
+        });
         if let (Some(id), Some(mode)) = (found, failure) {
             if let Some(c) = self.get_mut(id) {
                 c.cause = Some(mode);

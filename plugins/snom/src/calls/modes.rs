@@ -21,7 +21,10 @@ pub fn cause_mode(cause: &str) -> DisconnectMode {
         "blocked" | "lockout" => M::Blocked,
         "incompatibleDestination" => M::Incompatible,
         "callPickup" => M::Pickup,
-        "redirected" | "callForward" | "callForwardImmediate" | "callForwardBusy"
+        "redirected"
+        | "callForward"
+        | "callForwardImmediate"
+        | "callForwardBusy"
         | "callForwardNoAnswer" => M::Forwarded,
         "numberChanged" => M::NumberChanged,
         "outOfOrder" | "maintenance" => M::OutOfOrder,

@@ -18,9 +18,8 @@ fn states(events: &[DriverEvent]) -> Vec<(u64, String)> {
     events
         .iter()
         .filter_map(|e| match e {
-            DriverEvent::CallState { call, state, .. } | DriverEvent::NewCall { call, state, .. } => {
-                Some((call.0, describe(state)))
-            }
+            DriverEvent::CallState { call, state, .. }
+            | DriverEvent::NewCall { call, state, .. } => Some((call.0, describe(state))),
             _ => None,
         })
         .collect()
@@ -266,7 +265,12 @@ fn a_transfer_on_the_phones_keys_ends_both_calls_like_an_api_transfer() {
     );
     assert_eq!(states(&ev), s(&[(101, "idle"), (102, "idle")]));
     for csta in ["a", "b"] {
-        let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", csta)]));
+        let (ev, _) = t.apply(
+            &line(),
+            &mut ids,
+            Event::Disconnected,
+            &v(&[("csta", csta)]),
+        );
         assert!(ev.is_empty());
     }
 }

@@ -231,7 +231,12 @@ impl<'a> Router<'a> {
         let active: Vec<_> = self
             .live
             .iter()
-            .filter(|c| !matches!(c.state, CallState::OnHold | CallState::OnHoldPendingTransfer))
+            .filter(|c| {
+                !matches!(
+                    c.state,
+                    CallState::OnHold | CallState::OnHoldPendingTransfer
+                )
+            })
             .collect();
         active.len() == 1 && active[0].id == id
     }
@@ -405,7 +410,11 @@ pub fn plan(
                     "only a ringing call can be answered",
                 ));
             }
-            let key = if r.live.len() == 1 { "OFFHOOK" } else { "ENTER" };
+            let key = if r.live.len() == 1 {
+                "OFFHOOK"
+            } else {
+                "ENTER"
+            };
             r.route(
                 "answer",
                 r.conn(*call).map(Service::Answer),

@@ -11,7 +11,7 @@ use crate::secret::constant_time_eq;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError};
-use tapir_core::{CallId, Connection, HttpCallback, HttpReply};
+use tapir_core::{CallId, HttpCallback, HttpReply};
 
 /// Sources remembered for "log once per source".
 const LOG_SOURCES: usize = 4096;
@@ -196,10 +196,18 @@ impl Shared {
 
     /// Applies one phone event (Action URL, or uaCSTA event in the same terms) to the
     /// phone's calls, and acts on line news (restart, registration).
-    pub(super) fn apply_phone_event(self: &Arc<Self>, phone: &Arc<Phone>, event: Event, vars: &Vars) {
+    pub(super) fn apply_phone_event(
+        self: &Arc<Self>,
+        phone: &Arc<Phone>,
+        event: Event,
+        vars: &Vars,
+    ) {
         let sink = Arc::clone(&self.sink);
         let mut ids = move || -> CallId { sink.new_call_id() };
-        let (events, news) = phone.lock().tracker.apply(&phone.key, &mut ids, event, vars);
+        let (events, news) = phone
+            .lock()
+            .tracker
+            .apply(&phone.key, &mut ids, event, vars);
         self.emit(events);
         match news {
             LineNews::None => {}
@@ -208,12 +216,12 @@ impl Shared {
                 self.enqueue(phone, Job::Refresh { write: false });
             }
             LineNews::Registered => {
-                phone.lock().connection = Connection::Connected;
+                phone.lock().unregistered = false;
                 self.set_reachable(phone, true, None);
             }
             LineNews::Unregistered => {
-                phone.lock().connection = Connection::NeedsRegistration;
-                self.out_of_service(phone, "the phone's identity is not registered".into());
+                phone.lock().unregistered = true;
+                self.set_reachable(phone, true, None);
             }
         }
     }

@@ -96,7 +96,7 @@ impl Shared {
             st.detail = None;
         }
         tracing::warn!(phone = %phone.key, %why, "The phone refuses access; it is asked again later.");
-        self.out_of_service(phone, why);
+        self.settle_service(phone);
     }
 
     /// One authorised request: Basic is sent up front once known; Digest answers a fresh
@@ -143,6 +143,7 @@ impl Shared {
         let mut response = send(first_auth.clone()).await?;
         self.refused(phone, &response).await?;
         if response.status != 401 {
+            phone.lock().login_refused = None;
             return Ok(response);
         }
         let mut tried_known_basic = first_auth.is_some();
@@ -216,6 +217,7 @@ impl Shared {
                 st.wrong_login = None;
             }
             st.login = Some(cred);
+            st.login_refused = None;
             return Ok(response);
         }
         Err(FetchError::Login(match own {

@@ -485,18 +485,26 @@ impl Shared {
         }
     }
 
-    /// Marks the phone reachable or not, and its line in or out of service.
+    /// Marks the phone reachable or not (reachable: it answered something), and its line in
+    /// or out of service.
     fn set_reachable(&self, phone: &Phone, ok: bool, detail: Option<String>) {
-        let event = {
+        {
             let mut st = phone.lock();
             if ok {
                 st.probe_failures = 0;
-                if st.connection != Connection::Connected {
-                    st.connection = Connection::Connected;
-                }
-                if st.configuration == Configuration::Unknown && st.was_correct {
-                    // Reachable again: the next refresh says what the configuration is.
+                if st.connection == Connection::Unreachable
+                    && st.configuration == Configuration::Unknown
+                    && st.was_correct
+                {
+                    // Reachable again: the next check says what the configuration is.
                     st.detail = Some("reachable again; checking the configuration".into());
+                }
+                if st.blocked.is_none() {
+                    st.connection = if st.login_refused.is_some() || st.unregistered {
+                        Connection::NeedsRegistration
+                    } else {
+                        Connection::Connected
+                    };
                 }
             } else {
                 if st.connection != Connection::Unreachable {
@@ -511,37 +519,27 @@ impl Shared {
                     (None, _) => "the phone cannot be reached".into(),
                 });
             }
-            let serving = ok && st.blocked.is_none();
-            if st.in_service == serving {
-                None
-            } else {
-                st.in_service = serving;
-                Some(if serving {
-                    DriverEvent::LineInService {
-                        line: phone.key.clone(),
-                    }
-                } else {
-                    DriverEvent::LineOutOfService {
-                        line: phone.key.clone(),
-                        reason: detail.unwrap_or_else(|| "the phone cannot be reached".into()),
-                    }
-                })
-            }
-        };
-        if let Some(e) = event {
-            self.sink.event(e);
         }
+        self.settle_service(phone);
     }
 
-    /// Takes the line out of service with `reason` (login refused, locked out, restarting).
-    fn out_of_service(&self, phone: &Phone, reason: String) {
+    /// Puts the line in or out of service as the phone's state says (reachable, not put
+    /// aside, login accepted, identity registered); an event when that changed.
+    fn settle_service(&self, phone: &Phone) {
         let event = {
             let mut st = phone.lock();
-            st.in_service.then(|| {
-                st.in_service = false;
-                DriverEvent::LineOutOfService {
-                    line: phone.key.clone(),
-                    reason,
+            let why = st.not_serving();
+            let serving = why.is_none();
+            (st.in_service != serving).then(|| {
+                st.in_service = serving;
+                match why {
+                    None => DriverEvent::LineInService {
+                        line: phone.key.clone(),
+                    },
+                    Some(reason) => DriverEvent::LineOutOfService {
+                        line: phone.key.clone(),
+                        reason,
+                    },
                 }
             })
         };

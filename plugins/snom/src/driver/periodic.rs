@@ -187,7 +187,9 @@ mod tests {
         let c = SnomConfig::default();
         assert_eq!(probe_interval(&c, false, 0, false), 30);
         assert_eq!(probe_interval(&c, false, 0, true), 5);
-        let away: Vec<u64> = (1..=6).map(|n| probe_interval(&c, true, n, false)).collect();
+        let away: Vec<u64> = (1..=6)
+            .map(|n| probe_interval(&c, true, n, false))
+            .collect();
         assert_eq!(away, [30, 60, 120, 240, 300, 300]);
         assert_eq!(probe_interval(&c, true, 40, true), 300, "bounded");
     }

@@ -52,11 +52,15 @@ impl Shared {
                     st.connection = Connection::NeedsRegistration;
                     st.configuration = Configuration::Problem;
                     st.detail = Some(m.clone());
+                    st.login_refused = Some(m);
                 }
-                self.out_of_service(phone, format!("the phone refuses the login: {m}"));
+                self.settle_service(phone);
                 return;
             }
-            Ok(r) => r,
+            Ok(r) => {
+                phone.lock().login_refused = None;
+                r
+            }
         };
         let came_back = !phone.lock().in_service;
         self.set_reachable(phone, true, None);
@@ -86,9 +90,14 @@ impl Shared {
             }
         }
         let Some((wanted, also)) = self.wanted(phone) else {
-            let mut st = phone.lock();
-            st.configuration = Configuration::Problem;
-            st.detail = Some("no callback URL: enable the host's [phones] endpoint".into());
+            {
+                let mut st = phone.lock();
+                st.configuration = Configuration::Problem;
+                st.detail = Some("no callback URL: enable the host's [phones] endpoint".into());
+            }
+            // Calls can still be followed and driven over a uaCSTA session.
+            self.ensure_session(phone).await;
+            self.update_routes(phone);
             return;
         };
         let mut verdict = settings::check(&current, &wanted, &also);
@@ -204,8 +213,8 @@ impl Shared {
         if let Some(key) = &self.config.redirect_key {
             if let Ok(Some(index)) = crate::config::deflect_key(key) {
                 let function = s.get(&format!("fkey{index}")).unwrap_or("");
-                st.facts.redirect_key = (function.trim() == "keyevent F_DEFLECT")
-                    .then(|| key.clone());
+                st.facts.redirect_key =
+                    (function.trim() == "keyevent F_DEFLECT").then(|| key.clone());
             }
         }
         st.uacsta.wanted = match self.config.uacsta {

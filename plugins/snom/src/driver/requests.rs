@@ -235,7 +235,10 @@ impl Shared {
                 match self.fetch(phone, "POST", &path, Some(&body)).await {
                     Ok(r) if r.status == 200 => r.body,
                     Ok(r) => {
-                        self.snapshot_unsupported(phone, &format!("the CSTA page answered {}", r.status));
+                        self.snapshot_unsupported(
+                            phone,
+                            &format!("the CSTA page answered {}", r.status),
+                        );
                         return;
                     }
                     Err(_) => return,

@@ -227,8 +227,10 @@ impl Shared {
                         xml::Happened::Like(event, vars) => {
                             let sink = Arc::clone(&self.sink);
                             let mut ids = move || -> CallId { sink.new_call_id() };
-                            let (events, _) =
-                                phone.lock().tracker.apply(&phone.key, &mut ids, event, &vars);
+                            let (events, _) = phone
+                                .lock()
+                                .tracker
+                                .apply(&phone.key, &mut ids, event, &vars);
                             self.emit(events);
                         }
                         xml::Happened::Failed(vars) => {

@@ -148,10 +148,7 @@ pub(super) async fn open(
     let from = NameAddr {
         display: None,
         uri: format!("sip:tapir@{local_host}:{}", local.port()),
-        params: Params(vec![(
-            "tag".into(),
-            Some(tapir_sip_ua::dialog::new_tag()),
-        )]),
+        params: Params(vec![("tag".into(), Some(tapir_sip_ua::dialog::new_tag()))]),
     };
     let contact = format!("<sip:tapir@{local_host}:{}>", local.port());
     let mut task = Task {
@@ -273,7 +270,10 @@ impl Task {
             if let Some((n, v)) = &auth {
                 m.push(n, v.clone());
             }
-            m.set_body(CONTENT_TYPE, super::xml::request_system_status().into_bytes());
+            m.set_body(
+                CONTENT_TYPE,
+                super::xml::request_system_status().into_bytes(),
+            );
             let mut tx = self
                 .endpoint
                 .request(m, self.target)
@@ -299,10 +299,7 @@ impl Task {
                 200..=299 => {
                     let dialog = Dialog::from_uac(&tx.request, &resp)
                         .map_err(|e| OpenError::Unreachable(format!("unusable 2xx: {e}")))?;
-                    let _ = self
-                        .endpoint
-                        .send_ack(dialog.ack(seq), self.target)
-                        .await;
+                    let _ = self.endpoint.send_ack(dialog.ack(seq), self.target).await;
                     self.dialog = Some(dialog);
                     return Ok(body(&resp));
                 }
@@ -466,7 +463,9 @@ impl Task {
                     }
                     None => {
                         let p = pending.take()?;
-                        let _ = p.reply.send(Err(SessionError::Down("cannot resend".into())));
+                        let _ = p
+                            .reply
+                            .send(Err(SessionError::Down("cannot resend".into())));
                         Some("cannot resend an INFO".into())
                     }
                 }
@@ -519,9 +518,8 @@ impl Task {
             Some(Method::Info) => {
                 let text = body(&msg);
                 let answers_pending = pending.as_ref().is_some_and(|p| p.awaiting_info)
-                    && super::xml::root(&text).is_some_and(|r| {
-                        r.ends_with("Response") || r == "CSTAErrorCode"
-                    });
+                    && super::xml::root(&text)
+                        .is_some_and(|r| r.ends_with("Response") || r == "CSTAErrorCode");
                 if answers_pending {
                     if let Some(p) = pending.take() {
                         let _ = p.reply.send(Ok(text));

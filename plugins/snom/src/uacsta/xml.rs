@@ -165,8 +165,14 @@ mod tests {
         assert_eq!(v.csta(), Some("7"));
         assert_eq!(v.get("remote"), Some("sip:200@pbx"));
         let outgoing = incoming
-            .replace("<alertingDevice><deviceIdentifier>sip:100@pbx", "<alertingDevice><deviceIdentifier>sip:300@pbx")
-            .replace("<callingDevice><deviceIdentifier>sip:200@pbx", "<callingDevice><deviceIdentifier>sip:100@pbx");
+            .replace(
+                "<alertingDevice><deviceIdentifier>sip:100@pbx",
+                "<alertingDevice><deviceIdentifier>sip:300@pbx",
+            )
+            .replace(
+                "<callingDevice><deviceIdentifier>sip:200@pbx",
+                "<callingDevice><deviceIdentifier>sip:100@pbx",
+            );
         let (e, v) = only(&outgoing);
         assert_eq!(e, Event::Outgoing);
         assert_eq!(v.get("remote"), Some("sip:300@pbx"));
@@ -194,8 +200,10 @@ mod tests {
     #[test]
     fn requests_have_the_namespace() {
         assert!(request_system_status().contains("<RequestSystemStatus xmlns="));
-        assert!(monitor_start("sip:100@pbx")
-            .contains("<deviceObject>sip:100@pbx</deviceObject>"));
-        assert_eq!(root("<?xml version=\"1.0\"?>\n<a:HoldCall xmlns:a=\"x\"/>"), Some("HoldCall"));
+        assert!(monitor_start("sip:100@pbx").contains("<deviceObject>sip:100@pbx</deviceObject>"));
+        assert_eq!(
+            root("<?xml version=\"1.0\"?>\n<a:HoldCall xmlns:a=\"x\"/>"),
+            Some("HoldCall")
+        );
     }
 }
