@@ -297,3 +297,25 @@ fn a_d8xx_is_driven_through_the_session() {
     h.expect_state(call, CallState::Idle);
     assert_eq!(key_presses(&phone), 0, "a D8xx has no keys to press");
 }
+
+#[test]
+fn the_snapshot_goes_over_the_session() {
+    // No csta_path: only the session can ask the phone which calls it has.
+    let sim_rt = tapir_snom_sim::Sim::new(2).expect("sim");
+    let phone = sim_rt.phone(sip_phone(SimSip::default())).expect("phone");
+    let config = format!(
+        r#"{{"phones": [{{"address": "{}", "mac": "{MAC}"}}], "status_interval_secs": 0, "snapshot_interval_secs": 1, "sip_listen": "127.0.0.1:0"}}"#,
+        phone.addr()
+    );
+    let mut h = Harness::start_with(&config, sim_rt);
+    let line = h.open(MAC);
+    h.configured(MAC);
+    session_up(&h, &phone, line);
+    let call = h.incoming(&phone, "805");
+    let before = phone.sip_session().1;
+    // The phone loses the call without a word (no event, no Action URL).
+    phone.forget_calls();
+    h.ended(call, DisconnectMode::Unknown);
+    assert!(phone.sip_session().1 > before, "asked over SIP");
+    assert!(!phone.requests().iter().any(|r| r.starts_with("/csta")));
+}

@@ -492,6 +492,11 @@ impl Shared {
             let mut st = phone.lock();
             if ok {
                 st.probe_failures = 0;
+                // It just answered: the next reachability check can wait an interval.
+                let idle = self.config.liveness_interval_secs;
+                if idle > 0 && st.tracker.calls().is_empty() {
+                    st.next_probe = Some(std::time::Instant::now() + Duration::from_secs(idle));
+                }
                 if st.connection == Connection::Unreachable
                     && st.configuration == Configuration::Unknown
                     && st.was_correct

@@ -75,7 +75,10 @@ impl Shared {
         let liveness = self.config.liveness_interval_secs;
         if liveness > 0 && st.connection != Connection::NotContacted {
             let busy = !st.tracker.calls().is_empty() || !st.queue.is_empty() || st.running;
-            let next = *st.next_probe.get_or_insert(now);
+            // First sight: the phone was just contacted, the first check comes one interval on.
+            let next = *st
+                .next_probe
+                .get_or_insert(now + Duration::from_secs(liveness));
             if next <= now {
                 let unreachable = st.connection == Connection::Unreachable;
                 let secs = probe_interval(&self.config, unreachable, st.probe_failures, busy);
