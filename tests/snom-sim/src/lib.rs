@@ -30,6 +30,7 @@
 //! events, [`fire`] the reports to the host, [`auth`] Basic/Digest.
 
 pub mod auth;
+pub mod config;
 pub mod csta;
 pub mod fire;
 mod keys;

@@ -1,6 +1,7 @@
 //! Tests of the call tracker: states, keys, reboots, missed calls, transfers, addresses.
 
 use super::*;
+use crate::action::Event;
 
 fn line() -> LineKey {
     LineKey::new("L")

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::action::{Event, Vars};
-use tapir_core::{AddressId, LineKey};
+use crate::calls::CallTracker;
+use tapir_core::{AddressId, LineKey, Request};
 
 fn tracker_with(events: &[(Event, &str)]) -> CallTracker {
     let mut t = CallTracker::default();

@@ -4,7 +4,8 @@
 //!
 //! Map: this file holds the driver, its shared state and the [`PhoneDriver`] face;
 //! `fetch` the authorised HTTP request (logins, Digest counting, lock-outs); `refresh` the
-//! configuration check and the reachability probe; `requests` the application's requests;
+//! configuration check and the reachability probe; `requests` the application's requests; `service` whether the line serves and which routes
+//! it has;
 //! `callback` the Action URL endpoint; `sessions` the uaCSTA sessions; `periodic` the timers
 //! and discovery.
 
@@ -13,10 +14,11 @@ mod fetch;
 mod periodic;
 mod refresh;
 mod requests;
+mod service;
 mod sessions;
 
 use crate::action;
-use crate::command::{CstaRoute, CstaVia};
+
 use crate::config::{address_key, phone_key, AuthScheme, SnomConfig};
 use crate::http::Target;
 use crate::phone::{Credentials, Job, Phone, PhoneState};
@@ -28,9 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tapir_core::{
-    Configuration, Connection, DeviceAction, DeviceActionOutcome, DeviceStatus, DriverError,
-    DriverEvent, ErrorKind, HttpCallback, HttpReply, LineKey, PhoneDriver, RequestEnvelope,
-    SharedSink,
+    DeviceAction, DeviceActionOutcome, DeviceStatus, DriverError, DriverEvent, ErrorKind,
+    HttpCallback, HttpReply, LineKey, PhoneDriver, RequestEnvelope, SharedSink,
 };
 use tokio::sync::Semaphore;
 
@@ -448,107 +449,6 @@ impl Shared {
 
     fn emit(&self, events: Vec<DriverEvent>) {
         for e in events {
-            self.sink.event(e);
-        }
-    }
-
-    /// The CSTA route the phone has now: its uaCSTA session while it is up, else CSTA over
-    /// HTTP when `csta_path` is set and the phone has not shown that it lacks it.
-    fn csta_route(&self, st: &PhoneState) -> Option<CstaRoute> {
-        let device = st.identity.clone()?;
-        if st.uacsta.up().is_some() {
-            return Some(CstaRoute {
-                device,
-                via: CstaVia::Sip,
-            });
-        }
-        (self.config.csta_path.is_some() && !st.csta_control_unsupported).then_some(CstaRoute {
-            device,
-            via: CstaVia::Http,
-        })
-    }
-
-    /// Recomputes the routes of a phone and announces its line again when its capabilities
-    /// changed (a uaCSTA session came or went, the model became known).
-    fn update_routes(&self, phone: &Phone) {
-        let event = {
-            let mut st = phone.lock();
-            st.facts.csta = self.csta_route(&st);
-            let info = phone.line_info(&st);
-            (st.announced.as_ref() != Some(&info)).then(|| {
-                st.announced = Some(info.clone());
-                DriverEvent::LineCreated { info }
-            })
-        };
-        if let Some(e) = event {
-            self.sink.event(e);
-        }
-    }
-
-    /// Marks the phone reachable or not (reachable: it answered something), and its line in
-    /// or out of service.
-    fn set_reachable(&self, phone: &Phone, ok: bool, detail: Option<String>) {
-        {
-            let mut st = phone.lock();
-            if ok {
-                st.probe_failures = 0;
-                // It just answered: the next reachability check can wait an interval.
-                let idle = self.config.liveness_interval_secs;
-                if idle > 0 && st.tracker.calls().is_empty() {
-                    st.next_probe = Some(std::time::Instant::now() + Duration::from_secs(idle));
-                }
-                if st.connection == Connection::Unreachable
-                    && st.configuration == Configuration::Unknown
-                    && st.was_correct
-                {
-                    // Reachable again: the next check says what the configuration is.
-                    st.detail = Some("reachable again; checking the configuration".into());
-                }
-                if st.blocked.is_none() {
-                    st.connection = if st.login_refused.is_some() || st.unregistered {
-                        Connection::NeedsRegistration
-                    } else {
-                        Connection::Connected
-                    };
-                }
-            } else {
-                if st.connection != Connection::Unreachable {
-                    st.was_correct = st.configuration == Configuration::Correct;
-                }
-                st.connection = Connection::Unreachable;
-                // Whatever it was, nobody can tell while the phone does not answer.
-                st.configuration = Configuration::Unknown;
-                st.detail = Some(match (&detail, st.was_correct) {
-                    (Some(d), true) => format!("{d}; its configuration was correct when last seen"),
-                    (Some(d), false) => d.clone(),
-                    (None, _) => "the phone cannot be reached".into(),
-                });
-            }
-        }
-        self.settle_service(phone);
-    }
-
-    /// Puts the line in or out of service as the phone's state says (reachable, not put
-    /// aside, login accepted, identity registered); an event when that changed.
-    fn settle_service(&self, phone: &Phone) {
-        let event = {
-            let mut st = phone.lock();
-            let why = st.not_serving();
-            let serving = why.is_none();
-            (st.in_service != serving).then(|| {
-                st.in_service = serving;
-                match why {
-                    None => DriverEvent::LineInService {
-                        line: phone.key.clone(),
-                    },
-                    Some(reason) => DriverEvent::LineOutOfService {
-                        line: phone.key.clone(),
-                        reason,
-                    },
-                }
-            })
-        };
-        if let Some(e) = event {
             self.sink.event(e);
         }
     }
