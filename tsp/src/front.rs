@@ -372,12 +372,9 @@ impl Tsp {
                 Operation::CompleteTransfer => others
                     .iter()
                     .any(|s| !s.is_idle() && !matches!(s, CallState::Disconnected(_))),
-                Operation::SwapHold => others.iter().any(|s| {
-                    matches!(
-                        s,
-                        CallState::OnHold | CallState::OnHoldPendingTransfer
-                    )
-                }),
+                Operation::SwapHold => others
+                    .iter()
+                    .any(|s| matches!(s, CallState::OnHold | CallState::OnHoldPendingTransfer)),
                 _ => true,
             })
             .collect()
