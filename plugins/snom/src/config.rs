@@ -62,8 +62,9 @@ pub struct SnomConfig {
     /// configuration are refreshed. `0` = only at start and on demand. Default 300.
     pub status_interval_secs: u64,
     /// Every this many seconds an idle phone is checked for reachability (one unauthenticated
-    /// request; any HTTP answer counts). A phone that stays away is checked less often
-    /// (doubling up to `liveness_max_secs`). `0` = off. Default 30.
+    /// request; any HTTP answer counts). A phone that stays away is checked from
+    /// `liveness_busy_secs` on, less and less often (doubling up to `liveness_max_secs`).
+    /// `0` = off. Default 30.
     pub liveness_interval_secs: u64,
     /// The same check for phones with calls or requests under way. Default 5.
     pub liveness_busy_secs: u64,

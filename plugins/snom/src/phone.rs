@@ -71,6 +71,8 @@ pub struct UaState {
     pub retry_at: Option<std::time::Instant>,
     /// The last sign of life of the session (an answer, an event).
     pub last_heard: Option<std::time::Instant>,
+    /// A task is opening or checking the session.
+    pub working: bool,
 }
 
 impl UaState {

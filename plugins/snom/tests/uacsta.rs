@@ -319,3 +319,36 @@ fn the_snapshot_goes_over_the_session() {
     assert!(phone.sip_session().1 > before, "asked over SIP");
     assert!(!phone.requests().iter().any(|r| r.starts_with("/csta")));
 }
+
+#[test]
+fn a_silent_sip_side_never_holds_up_http_requests() {
+    // csta_control is on, but the port takes datagrams and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let (mut h, phone, _line) = start(
+        SimConfig {
+            settings: vec![
+                ("csta_control".into(), "on".into()),
+                ("network_id_port".into(), port.to_string()),
+            ],
+            ..sim_config(MAC)
+        },
+        r#", "request_timeout_ms": 3000"#,
+    );
+    h.configured(MAC);
+    let call = h.incoming(&phone, "806");
+    let started = std::time::Instant::now();
+    done(&mut h, Action::Answer { call });
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the answer waited for the SIP side: {:?}",
+        started.elapsed()
+    );
+    h.expect_state(call, CallState::Connected);
+    h.wait_device(MAC, "the SIP side's silence shown", |d| {
+        d.detail
+            .as_deref()
+            .is_some_and(|t| t.contains("SIP side cannot be reached"))
+    });
+    drop(silent);
+}

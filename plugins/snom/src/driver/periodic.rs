@@ -104,16 +104,17 @@ impl Shared {
     }
 }
 
-/// Seconds until the next reachability check: backing off (doubling from
-/// `liveness_interval_secs` up to `liveness_max_secs`) while the phone stays away, often while
-/// it has calls or requests, the idle interval otherwise.
+/// Seconds until the next reachability check: often while the phone has calls or requests,
+/// the idle interval otherwise; for a phone that stays away, from the busy interval doubling
+/// up to `liveness_max_secs` (a short absence is noticed soon, a long one costs little).
 fn probe_interval(config: &SnomConfig, unreachable: bool, failures: u32, busy: bool) -> u64 {
     let idle = config.liveness_interval_secs.max(1);
+    let often = config.liveness_busy_secs.clamp(1, idle);
     if unreachable {
-        let doubled = idle.saturating_mul(1u64 << failures.saturating_sub(1).min(10));
-        doubled.min(config.liveness_max_secs.max(idle))
+        let doubled = often.saturating_mul(1u64 << failures.saturating_sub(1).min(16));
+        doubled.min(config.liveness_max_secs.max(often))
     } else if busy {
-        config.liveness_busy_secs.clamp(1, idle)
+        often
     } else {
         idle
     }
@@ -190,10 +191,10 @@ mod tests {
         let c = SnomConfig::default();
         assert_eq!(probe_interval(&c, false, 0, false), 30);
         assert_eq!(probe_interval(&c, false, 0, true), 5);
-        let away: Vec<u64> = (1..=6)
+        let away: Vec<u64> = (1..=8)
             .map(|n| probe_interval(&c, true, n, false))
             .collect();
-        assert_eq!(away, [30, 60, 120, 240, 300, 300]);
+        assert_eq!(away, [5, 10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(probe_interval(&c, true, 40, true), 300, "bounded");
     }
 }

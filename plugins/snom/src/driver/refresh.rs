@@ -96,7 +96,7 @@ impl Shared {
                 st.detail = Some("no callback URL: enable the host's [phones] endpoint".into());
             }
             // Calls can still be followed and driven over a uaCSTA session.
-            self.ensure_session(phone).await;
+            self.ensure_session(phone);
             self.update_routes(phone);
             return;
         };
@@ -136,7 +136,7 @@ impl Shared {
             st.tracker.set_address(&phone.key, address)
         };
         self.emit(events);
-        self.ensure_session(phone).await;
+        self.ensure_session(phone);
         self.update_routes(phone);
         if came_back && !phone.lock().tracker.calls().is_empty() {
             self.enqueue(phone, Job::Snapshot);

@@ -40,10 +40,30 @@ impl Shared {
             .as_ref()
     }
 
-    /// After a configuration check: keeps the phone's session up when it takes uaCSTA (one
-    /// `RequestSystemStatus` proves an open one alive), opens one when it is due, closes it
-    /// when the phone no longer takes uaCSTA.
-    pub(super) async fn ensure_session(self: &Arc<Self>, phone: &Arc<Phone>) {
+    /// After a configuration check: keeps the phone's session up when it takes uaCSTA, opens
+    /// one when it is due, closes it when the phone no longer takes uaCSTA. The SIP exchange
+    /// runs on its own task, so a phone whose SIP side does not answer never holds up its
+    /// HTTP requests; at most one such task per phone.
+    pub(super) fn ensure_session(self: &Arc<Self>, phone: &Arc<Phone>) {
+        {
+            let mut st = phone.lock();
+            if st.uacsta.working {
+                return;
+            }
+            st.uacsta.working = true;
+        }
+        let shared = Arc::clone(self);
+        let phone = Arc::clone(phone);
+        self.handle.spawn(async move {
+            shared.maintain_session(&phone).await;
+            phone.lock().uacsta.working = false;
+            shared.update_routes(&phone);
+        });
+    }
+
+    /// Keeps up (one `RequestSystemStatus` for a session quiet for a while), opens or closes
+    /// the phone's session.
+    async fn maintain_session(self: &Arc<Self>, phone: &Arc<Phone>) {
         let (wanted, session, retry_at) = {
             let st = phone.lock();
             (
