@@ -37,6 +37,15 @@ pub trait EventSink: Send + Sync {
     fn callback_url(&self) -> Option<String> {
         None
     }
+
+    /// A directory for this driver instance's small state files, the ones that must survive
+    /// a restart (snom: wrong Digest logins per phone, which the phone counts until a
+    /// success). It belongs to this instance alone (`{state_dir}/{instance}` of the host's
+    /// `state_dir`); the driver creates it when it first writes. `None` when the host keeps no
+    /// state: the driver then keeps such state in memory and says so in its log.
+    fn state_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// The sink as drivers hold it.

@@ -220,6 +220,7 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
     let phones = section!(PhonesConfig, "phones");
     let tsp = section!(TspSection, "tsp");
     let plugin_dir = section!(Option<PathBuf>, "plugin_dir");
+    let state_dir = section!(Option<PathBuf>, "state_dir");
     let drivers = section!(BTreeMap<String, DriverSection>, "drivers");
     let numbers = section!(NumberPlanConfig, "numbers");
     let lines = section!(Vec<PinnedLine>, "lines");
@@ -239,6 +240,7 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
         phones: phones.flatten().unwrap_or_default(),
         tsp: tsp.flatten().unwrap_or_default(),
         plugin_dir: plugin_dir.flatten().flatten(),
+        state_dir: state_dir.flatten().flatten(),
         drivers: drivers.flatten().unwrap_or_default(),
         numbers: numbers.flatten().unwrap_or_default(),
         lines: lines.flatten().unwrap_or_default(),

@@ -148,6 +148,12 @@ pub struct Config {
     /// A folder of driver libraries to load; each file is loaded on its own.
     #[serde(default)]
     pub plugin_dir: Option<PathBuf>,
+    /// Where drivers keep small state files that must survive a restart (the snom driver's
+    /// count of wrong Digest logins per phone). Each driver instance gets its own folder
+    /// below it (`{state_dir}/{instance}`). None: such state lives in memory only, and the
+    /// drivers that keep some say so in the log.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     /// Driver instances by name. Each names its `driver`; every other key is the driver's own
     /// configuration and is handed to it as JSON.
     #[serde(default)]
@@ -540,6 +546,7 @@ impl Config {
             phones: PhonesConfig::default(),
             tsp: TspSection::default(),
             plugin_dir: None,
+            state_dir: None,
             drivers: BTreeMap::new(),
             numbers: NumberPlanConfig::default(),
             lines: Vec::new(),

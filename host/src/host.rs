@@ -91,6 +91,7 @@ impl Host {
                 pinned: pins(config),
                 history: config.tsp.history,
                 callback_base: config.phones.callback_base(),
+                state_dir: config.state_dir.clone(),
             },
             rules(config),
         ));

@@ -136,9 +136,14 @@ fn cli_commands_drive_a_running_host() {
     let out = remote(&["phones", "--url", &url], Some(READ));
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    // The virtual phone reports one connected row per line.
+    // The virtual phone reports one connected row per line; MAC and firmware have columns.
     assert!(
         stdout.contains("virtual phone") && stdout.contains("connected"),
+        "{stdout}"
+    );
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("FIRMWARE") && header.contains("MAC"),
         "{stdout}"
     );
 

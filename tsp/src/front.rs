@@ -43,6 +43,9 @@ pub struct TspConfig {
     /// Where phones reach the host's callback endpoint; each driver instance is told
     /// `{callback_base}/{instance}`.
     pub callback_base: Option<String>,
+    /// Where drivers keep small state files; each driver instance is told
+    /// `{state_dir}/{instance}`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for TspConfig {
@@ -52,6 +55,7 @@ impl Default for TspConfig {
             pinned: Vec::new(),
             history: 4096,
             callback_base: None,
+            state_dir: None,
         }
     }
 }
@@ -108,6 +112,7 @@ struct Inner {
     next_call: Arc<AtomicU64>,
     next_request: AtomicU64,
     callback_base: Option<String>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 enum Input {
@@ -205,6 +210,7 @@ struct Sink {
     tx: mpsc::Sender<Input>,
     next_call: Arc<AtomicU64>,
     callback_url: Option<String>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl EventSink for Sink {
@@ -223,6 +229,10 @@ impl EventSink for Sink {
 
     fn callback_url(&self) -> Option<String> {
         self.callback_url.clone()
+    }
+
+    fn state_dir(&self) -> Option<std::path::PathBuf> {
+        self.state_dir.clone()
     }
 }
 
@@ -267,6 +277,7 @@ impl Tsp {
             next_call: Arc::new(AtomicU64::new(1)),
             next_request: AtomicU64::new(1),
             callback_base: config.callback_base.clone(),
+            state_dir: config.state_dir.clone(),
         });
         let loop_inner = Arc::clone(&inner);
         let worker = std::thread::Builder::new()
@@ -320,6 +331,7 @@ impl Tsp {
                 .callback_base
                 .as_ref()
                 .map(|base| format!("{}/{name}", base.trim_end_matches('/'))),
+            state_dir: self.inner.state_dir.as_ref().map(|dir| dir.join(name)),
         });
         let built = catch_unwind(AssertUnwindSafe(|| build(sink)))
             .unwrap_or_else(|panic| Err(DriverError::failed(panic_text("building", &panic))))?;
@@ -372,6 +384,37 @@ impl Tsp {
             .get(&id)
             .filter(|l| !l.removed)
             .map(|_| st.calls.live_on(id))
+    }
+
+    /// What a call allows now (TAPI's call features): its line's capabilities and state, and
+    /// for the two-call operations a partner on the same line (complete transfer needs a
+    /// consultation call, swap hold a held call). Empty for an unknown call.
+    pub fn call_features(&self, id: CallId) -> Vec<Operation> {
+        let st = self.inner.lock();
+        let Some(call) = st.calls.get(&id) else {
+            return Vec::new();
+        };
+        let Some(line) = st.lines.get(&call.line) else {
+            return Vec::new();
+        };
+        let others: Vec<CallState> = st
+            .calls
+            .iter()
+            .filter(|(other, c)| **other != id && c.line == call.line)
+            .map(|(_, c)| c.state)
+            .collect();
+        call_features(&line.info.caps, &call.state)
+            .into_iter()
+            .filter(|op| match op {
+                Operation::CompleteTransfer => others
+                    .iter()
+                    .any(|s| !s.is_idle() && !matches!(s, CallState::Disconnected(_))),
+                Operation::SwapHold => others
+                    .iter()
+                    .any(|s| matches!(s, CallState::OnHold | CallState::OnHoldPendingTransfer)),
+                _ => true,
+            })
+            .collect()
     }
 
     /// Opens a line: its events are published from now on.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tapir_core::{AddressId, CallId, ErrorKind, LineId, Operation, RequestId};
-use tapir_tsp::{call_features, Action, CallSnapshot, RequestResult};
+use tapir_tsp::{Action, CallSnapshot, RequestResult};
 
 /// `?wait=SECONDS` of every operation.
 #[derive(Debug, Default, Deserialize)]
@@ -34,12 +34,7 @@ pub struct CallView {
 }
 
 fn view(state: &ApiState, call: CallSnapshot) -> CallView {
-    let features = state
-        .host
-        .tsp
-        .line(call.line)
-        .map(|l| call_features(&l.caps, &call.state))
-        .unwrap_or_default();
+    let features = state.host.tsp.call_features(call.id);
     CallView { call, features }
 }
 

@@ -162,6 +162,14 @@ impl FfiSink for HostSink {
             logging::emit(&self.plugin, level, target.as_str(), message.as_str())
         });
     }
+
+    fn state_dir(&self) -> RString {
+        catch_unwind(AssertUnwindSafe(|| self.sink.state_dir()))
+            .ok()
+            .flatten()
+            .map(|dir| RString::from(dir.to_string_lossy().into_owned()))
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

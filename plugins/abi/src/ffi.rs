@@ -79,6 +79,12 @@ pub trait FfiSink: Send + Sync {
     /// plugin-side target (module path); `message` is the message with its fields formatted.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>);
+
+    /// The instance's state directory; empty when the host keeps none. Added after the
+    /// prefix: a host built before it answers with this default (no state directory).
+    fn state_dir(&self) -> RString {
+        RString::new()
+    }
 }
 
 /// The severity of a forwarded log line, as `tracing` orders them.

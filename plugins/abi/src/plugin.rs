@@ -326,6 +326,11 @@ impl EventSink for SinkProxy {
         let url = self.ffi.callback_url();
         (!url.is_empty()).then(|| url.into_string())
     }
+
+    fn state_dir(&self) -> Option<std::path::PathBuf> {
+        let dir = self.ffi.state_dir();
+        (!dir.is_empty()).then(|| std::path::PathBuf::from(dir.into_string()))
+    }
 }
 
 /// Exports a [`PhoneDriver`] from a `cdylib` as a tapir plugin.

@@ -12,6 +12,9 @@
 //! resident set while the driver takes on the phones, divided by N. Phone `i` listens and
 //! calls from its own loopback address `127.0.(1 + i/200).(1 + i%200)`.
 
+mod common;
+
+use common::{percentile, rss_kib};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tapir_core::PhoneDriver;
@@ -48,17 +51,6 @@ async fn route(
         ),
         Err(_) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::new()),
     }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 struct Row {
@@ -170,10 +162,10 @@ fn run(n: usize) -> Result<Row, String> {
     let ended_in = Arc::clone(&ended);
     let collector = std::thread::spawn(move || {
         let mut latencies = Vec::with_capacity(expected_calls);
-        let mut idle = 0usize;
+        let mut ended_calls = 0usize;
         let mut lagged = 0u64;
         let until = Instant::now() + Duration::from_secs(300);
-        while idle < expected_calls && Instant::now() < until {
+        while ended_calls < expected_calls && Instant::now() < until {
             match events.try_recv() {
                 Ok(e) => match e.event {
                     TspEvent::NewCall { info, .. } => {
@@ -184,12 +176,13 @@ fn run(n: usize) -> Result<Row, String> {
                             latencies.push(now.saturating_sub(start));
                         }
                     }
+                    // The driver holds nothing once a call is Disconnected.
                     TspEvent::CallState {
-                        state: tapir_core::CallState::Idle,
+                        state: tapir_core::CallState::Disconnected(_),
                         ..
                     } => {
-                        idle += 1;
-                        ended_in.store(idle, std::sync::atomic::Ordering::Release);
+                        ended_calls += 1;
+                        ended_in.store(ended_calls, std::sync::atomic::Ordering::Release);
                     }
                     _ => {}
                 },
@@ -200,7 +193,7 @@ fn run(n: usize) -> Result<Row, String> {
                 Err(tokio::sync::broadcast::error::TryRecvError::Closed) => break,
             }
         }
-        (latencies, idle, lagged, epoch.elapsed())
+        (latencies, ended_calls, lagged, epoch.elapsed())
     });
     // One wave per round: every phone reports a call at the same moment, the next wave starts
     // when all calls of this one have ended.
@@ -217,18 +210,12 @@ fn run(n: usize) -> Result<Row, String> {
             std::thread::sleep(Duration::from_micros(500));
         }
     }
-    let (mut latencies, idle, lagged, elapsed) = collector
+    let (mut latencies, ended_calls, lagged, elapsed) = collector
         .join()
         .map_err(|_| "collector panicked".to_owned())?;
     tsp.shutdown();
     latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies[i] as f64 / 1000.0
-    };
+    let pct = |p: f64| percentile(&latencies, p);
     if lagged > 0 {
         return Err(format!("the subscriber lagged by {lagged} events"));
     }
@@ -239,7 +226,7 @@ fn run(n: usize) -> Result<Row, String> {
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         kib_per_phone: rss_after.saturating_sub(rss_before) as f64 / n as f64,
-        lost: expected_calls.saturating_sub(idle),
+        lost: expected_calls.saturating_sub(ended_calls),
     })
 }
 
@@ -263,8 +250,8 @@ fn main() {
                 r.actions,
                 r.secs,
                 r.actions as f64 / r.secs,
-                // Per call: NewCall, Offering, Disconnected, Idle.
-                (r.actions / 3 * 4) as f64 / r.secs,
+                // Per call: NewCall, Offering, Disconnected.
+                r.actions as f64 / r.secs,
                 r.p50_ms,
                 r.p99_ms,
                 r.kib_per_phone,

@@ -307,7 +307,8 @@ fn valid_segment(s: &str) -> bool {
 /// Decodes `a=b&c=d`; values that are empty or still `$variable` are left out.
 ///
 /// # Errors
-/// [`ParseError::Query`] for bad escapes, non-UTF-8 or an overlong query.
+/// [`ParseError::Query`] for bad escapes, non-UTF-8, control characters (`%00`, line breaks:
+/// no phone sends them, and they would end up in events and logs) or an overlong query.
 pub fn parse_query(query: &str) -> Result<Vars, ParseError> {
     if query.len() > MAX_QUERY {
         return Err(ParseError::Query);
@@ -317,6 +318,9 @@ pub fn parse_query(query: &str) -> Result<Vars, ParseError> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = percent_decode(k).ok_or(ParseError::Query)?;
         let v = percent_decode(v).ok_or(ParseError::Query)?;
+        if k.chars().chain(v.chars()).any(char::is_control) {
+            return Err(ParseError::Query);
+        }
         let v = v.trim();
         if v.is_empty() || v.starts_with('$') {
             continue;
@@ -432,6 +436,19 @@ mod tests {
         ));
         assert_eq!(parse("/m/s/incoming", "a=%zz"), Err(ParseError::Query));
         assert_eq!(parse("/m/s/incoming", "a=%ff"), Err(ParseError::Query));
+        // A NUL (or any control character) in a name or value is refused.
+        assert_eq!(
+            parse("/m/s/incoming", "remote=12%0034"),
+            Err(ParseError::Query)
+        );
+        assert_eq!(
+            parse("/m/s/incoming", "re%00mote=1"),
+            Err(ParseError::Query)
+        );
+        assert_eq!(
+            parse("/m/s/incoming", "name=a%0D%0Ab"),
+            Err(ParseError::Query)
+        );
         let long = "a=".to_owned() + &"x".repeat(5000);
         assert_eq!(parse("/m/s/incoming", &long), Err(ParseError::Query));
         assert!(parse("/m/s/onhook", "").is_ok());

@@ -61,6 +61,30 @@ pub struct SnomConfig {
     /// Every this many seconds each phone is contacted: reachability, identity and
     /// configuration are refreshed. `0` = only at start and on demand. Default 300.
     pub status_interval_secs: u64,
+    /// Every this many seconds an idle phone is checked for reachability (one unauthenticated
+    /// request; any HTTP answer counts). A phone that stays away is checked from
+    /// `liveness_busy_secs` on, less and less often (doubling up to `liveness_max_secs`).
+    /// `0` = off. Default 30.
+    pub liveness_interval_secs: u64,
+    /// The same check for phones with calls or requests under way. Default 5.
+    pub liveness_busy_secs: u64,
+    /// The longest wait between checks of a phone that stays unreachable. Default 300.
+    pub liveness_max_secs: u64,
+    /// A phone that refuses access (403: locked out after wrong passwords) is asked again
+    /// after this many seconds (only with a request that carries no password, until it
+    /// answers with a login challenge again). Default 300.
+    pub lockout_retry_secs: u64,
+    /// uaCSTA over SIP (ECMA TR/87): `auto` opens a CSTA session to phones whose
+    /// `csta_control` setting is on and uses it for per-call operations, events and
+    /// snapshots; `configure` also switches `csta_control` on in the phones; `off` never uses
+    /// it. Default `auto`.
+    pub uacsta: UaCstaMode,
+    /// Where the driver's SIP endpoint for uaCSTA listens (UDP and TCP). Default
+    /// `0.0.0.0:0` (any address, a free port).
+    pub sip_listen: String,
+    /// The SIP port of phones that name none (`network_id_port` in their settings, or
+    /// `sip_port` per phone). Default 5060.
+    pub sip_port: u16,
     /// Which identity setting holds the line's number: `user_name` (the SIP user),
     /// `user_pname` (the authentication name) or `user_realname` (the display name).
     /// Default `user_name`.
@@ -89,10 +113,12 @@ pub struct SnomConfig {
     /// Most jobs (requests, configuration) waiting for one phone; more are refused.
     /// Default 32.
     pub queue_per_phone: usize,
-    /// The key that redirects (deflects) a ringing call on your firmware, e.g. `F_REDIRECT`.
-    /// snom does not document one for `command.htm`, so redirect is only offered when this is
-    /// set; the driver then sends `KEY;digits…;ENTER` for the only ringing call.
-    /// Default: none (redirect unavailable).
+    /// The key that deflects a ringing call: `F_DEFLECT` (snom's call-deflection key event),
+    /// or a function key `P1`… programmed with `keyevent F_DEFLECT` (checked in the
+    /// phone's settings). The driver sends `KEY;digits…;ENTER` for the only ringing call.
+    /// Keys that do something else (`F_REDIRECT` toggles call forwarding) are refused, so a
+    /// redirect can never end up answering the call. Default: none (redirect over keys
+    /// unavailable; CSTA `DeflectCall` is used where the phone has CSTA).
     pub redirect_key: Option<String>,
 }
 
@@ -110,6 +136,13 @@ impl Default for SnomConfig {
             public_url: None,
             snapshot_interval_secs: 30,
             status_interval_secs: 300,
+            liveness_interval_secs: 30,
+            liveness_busy_secs: 5,
+            liveness_max_secs: 300,
+            lockout_retry_secs: 300,
+            uacsta: UaCstaMode::Auto,
+            sip_listen: "0.0.0.0:0".to_owned(),
+            sip_port: 5060,
             number_field: NumberField::UserName,
             discovery: Vec::new(),
             default_scheme: Scheme::Http,
@@ -154,6 +187,58 @@ pub struct PhoneConfig {
     /// The line's name. Default: "snom KEY".
     #[serde(default)]
     pub name: Option<String>,
+    /// The phone's SIP port for uaCSTA. Default: `network_id_port` from its settings, else
+    /// the driver's `sip_port`.
+    #[serde(default)]
+    pub sip_port: Option<u16>,
+    /// The user name answering the phone's CSTA challenge (`csta_challenge`): default the
+    /// phone's identity 1 user.
+    #[serde(default)]
+    pub sip_user: Option<String>,
+    /// The password answering the phone's CSTA challenge: the identity's SIP password
+    /// (`user_pass`), which the phone does not export.
+    #[serde(default)]
+    pub sip_password: Option<Secret>,
+}
+
+/// When uaCSTA over SIP is used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UaCstaMode {
+    /// Never.
+    Off,
+    /// With phones whose `csta_control` is on.
+    #[default]
+    Auto,
+    /// Also switch `csta_control` on in the phones (written with the Action URLs).
+    Configure,
+}
+
+/// The keys that deflect a ringing call: `F_DEFLECT`, or a programmable key (`P1`…)
+/// whose function the driver checks in the phone's settings. Returns the function-key index
+/// (`fkey{N}`, `P1` = 0) for programmable keys.
+///
+/// # Errors
+/// A sentence saying why the key cannot be used for redirect.
+pub fn deflect_key(key: &str) -> Result<Option<u32>, String> {
+    if key == "F_DEFLECT" {
+        return Ok(None);
+    }
+    let number = |prefix: &str| {
+        key.strip_prefix(prefix)
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n >= 1)
+    };
+    if let Some(n) = number("P") {
+        return Ok(Some(n - 1));
+    }
+    if key == "F_REDIRECT" {
+        return Err("redirect_key F_REDIRECT toggles call forwarding on snom phones and does not deflect a ringing call; use F_DEFLECT".into());
+    }
+    Err(format!(
+        "redirect_key {key:?} is not a key that deflects a ringing call; use F_DEFLECT or a function key P1… programmed with keyevent F_DEFLECT"
+    ))
 }
 
 /// A login from the password list.
@@ -272,9 +357,16 @@ impl SnomConfig {
             }
         }
         if let Some(k) = &self.redirect_key {
-            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return bad("redirect_key must be a key name such as F_REDIRECT".into());
-            }
+            deflect_key(k).map_err(ConfigError::Invalid)?;
+        }
+        if self.sip_listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(format!(
+                "sip_listen {:?} is not an address with a port (e.g. 0.0.0.0:0)",
+                self.sip_listen
+            ));
+        }
+        if self.liveness_busy_secs == 0 && self.liveness_interval_secs > 0 {
+            return bad("liveness_busy_secs must be at least 1".into());
         }
         if !self.settings_path.starts_with('/') {
             return bad("settings_path must start with /".into());
@@ -336,5 +428,17 @@ mod tests {
         assert!(SnomConfig::parse(r#"{"max_connections": 0}"#).is_err());
         assert!(SnomConfig::parse(r#"{"discovery": ["nonsense"]}"#).is_err());
         assert!(SnomConfig::parse("{}").is_ok());
+        assert!(SnomConfig::parse(r#"{"sip_listen": "nowhere"}"#).is_err());
+    }
+
+    #[test]
+    fn only_keys_that_deflect_may_redirect() {
+        assert!(SnomConfig::parse(r#"{"redirect_key": "F_DEFLECT"}"#).is_ok());
+        assert_eq!(deflect_key("P3"), Ok(Some(2)));
+        let err = SnomConfig::parse(r#"{"redirect_key": "F_REDIRECT"}"#)
+            .expect_err("F_REDIRECT toggles forwarding");
+        assert!(err.to_string().contains("F_DEFLECT"), "{err}");
+        assert!(SnomConfig::parse(r#"{"redirect_key": "ENTER"}"#).is_err());
+        assert!(SnomConfig::parse(r#"{"redirect_key": "P0"}"#).is_err());
     }
 }

@@ -1,12 +1,13 @@
-//! CSTA over HTTP (ECMA-323), sans I/O: the `SnapshotDevice` request and its answer (the
-//! snapshot of active calls), and the per-call control services (`AnswerCall`,
+//! CSTA XML (ECMA-323), sans I/O, as snom phones take it over HTTP (`csta_path`) and over SIP
+//! (uaCSTA, [`crate::uacsta`]): the `SnapshotDevice` request and its answer (the snapshot of
+//! active calls), `MakeCall`, and the per-call control services (`AnswerCall`,
 //! `ClearConnection`, `HoldCall`, `RetrieveCall`, `AlternateCall`, `SingleStepTransferCall`,
 //! `TransferCall`, `DeflectCall`) with the positive or negative acknowledgement they get.
 //!
 //! A call is named by a `ConnectionID`: the phone's CSTA call id (`$csta_id`) plus the device
 //! (`user@host` of identity 1, as in `SnapshotDevice`).
 
-const NS: &str = "http://www.ecma-international.org/standards/ecma-323/csta/ed5";
+pub(crate) const NS: &str = "http://www.ecma-international.org/standards/ecma-323/csta/ed5";
 
 /// A `SnapshotDevice` request for `device` (`user@host`).
 pub fn snapshot_device(device: &str) -> String {
@@ -80,6 +81,14 @@ pub enum Service<'a> {
         /// Where to.
         to: &'a str,
     },
+    /// Place a call from the phone (`calling`: `sip:user@host` of the identity); the answer
+    /// names the new call's id.
+    MakeCall {
+        /// The identity calling.
+        calling: &'a str,
+        /// The number.
+        to: &'a str,
+    },
 }
 
 impl Service<'_> {
@@ -94,6 +103,7 @@ impl Service<'_> {
             Self::SingleStepTransfer { .. } => "SingleStepTransferCall",
             Self::Transfer { .. } => "TransferCall",
             Self::Deflect { .. } => "DeflectCall",
+            Self::MakeCall { .. } => "MakeCall",
         }
     }
 
@@ -117,6 +127,11 @@ impl Service<'_> {
                 call.xml("callToBeDiverted"),
                 escape(to)
             ),
+            Self::MakeCall { calling, to } => format!(
+                "<callingDevice>{}</callingDevice><calledDirectoryNumber>{}</calledDirectoryNumber><autoOriginate>doNotPrompt</autoOriginate>",
+                escape(calling),
+                escape(to)
+            ),
         };
         let name = self.name();
         format!(
@@ -134,6 +149,23 @@ pub enum Ack {
     Negative(String),
     /// Neither: not a CSTA answer.
     Unreadable,
+}
+
+/// The text of the first `<tag>…</tag>` in `xml` (namespace prefixes on the tag are not
+/// expected: snom writes none).
+pub fn text_of<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))?;
+    Some(xml[start..start + end].trim())
+}
+
+/// The call id a `MakeCallResponse` names (`<callingDevice><callID>2</callID>…`).
+pub fn made_call_id(xml: &str) -> Option<&str> {
+    xml.contains("MakeCallResponse")
+        .then(|| text_of(xml, "callID"))
+        .flatten()
+        .filter(|id| !id.is_empty())
 }
 
 /// Reads the answer to `request_name` (`HoldCall`).

@@ -10,7 +10,10 @@
 //! - [`calls`]: the per-phone call tracker (sans I/O);
 //! - [`command`]: the route table: which HTTP requests carry out an operation (sans I/O);
 //! - [`settings`]: settings dumps, required settings, mass-configuration XML (sans I/O);
-//! - [`csta`]: CSTA `SnapshotDevice` (sans I/O);
+//! - [`csta`]: CSTA XML services and answers (sans I/O), for HTTP and SIP;
+//! - [`uacsta`]: uaCSTA over SIP (ECMA TR/87): the session with the phone, on tapir's own SIP
+//!   user agent;
+//! - [`store`]: the small state file (wrong Digest logins per phone);
 //! - [`discovery`]: address ranges and recognising a snom web server;
 //! - [`http`]: the HTTP(S) client;
 //! - `phone`: one phone's state and job queue;
@@ -29,6 +32,8 @@ pub mod mass_config;
 mod phone;
 pub mod secret;
 pub mod settings;
+pub mod store;
+pub mod uacsta;
 
 pub use config::{SnomConfig, EXAMPLE_CONFIG};
 pub use driver::SnomDriver;

@@ -31,11 +31,54 @@ pub enum Job {
     },
     /// Check the calls shown against the phone.
     Snapshot,
+    /// Check that the phone is reachable (one request without credentials).
+    Probe,
 }
 
 impl Job {
     fn is_periodic(&self) -> bool {
-        matches!(self, Job::Refresh { write: false } | Job::Snapshot)
+        matches!(
+            self,
+            Job::Refresh { write: false } | Job::Snapshot | Job::Probe
+        )
+    }
+}
+
+/// The phone refuses access for a while: locked out after wrong passwords (403), or
+/// restarting (503). No request with credentials is sent before `until`.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    /// When to ask again (without credentials first).
+    pub until: std::time::Instant,
+    /// Why, for the phone table.
+    pub why: String,
+    /// 403 (locked out) rather than 503 (restarting).
+    pub locked: bool,
+}
+
+/// The phone's uaCSTA session, and why there is none.
+#[derive(Debug, Default)]
+pub struct UaState {
+    /// The session, while it is up.
+    pub session: Option<crate::uacsta::Session>,
+    /// The phone takes uaCSTA (`csta_control` on, or the driver switches it on).
+    pub wanted: bool,
+    /// Its SIP port (`network_id_port` from the settings).
+    pub sip_port: Option<u16>,
+    /// Why there is no session (refused, unreachable), for the phone table.
+    pub problem: Option<String>,
+    /// Not before this time is a new session tried.
+    pub retry_at: Option<std::time::Instant>,
+    /// The last sign of life of the session (an answer, an event).
+    pub last_heard: Option<std::time::Instant>,
+    /// A task is opening or checking the session.
+    pub working: bool,
+}
+
+impl UaState {
+    /// The session, if it is up.
+    pub fn up(&self) -> Option<&crate::uacsta::Session> {
+        self.session.as_ref().filter(|s| s.is_up())
     }
 }
 
@@ -68,6 +111,12 @@ pub struct Phone {
     /// Added through a mass-configuration callback: its URLs come from the provisioning
     /// server and are accepted as they are.
     pub mass: bool,
+    /// The configured SIP port for uaCSTA.
+    pub sip_port: Option<u16>,
+    /// The configured user answering the phone's CSTA challenge.
+    pub sip_user: Option<String>,
+    /// The configured password answering the phone's CSTA challenge.
+    pub sip_password: Option<Secret>,
     /// The changing part.
     pub state: Mutex<PhoneState>,
 }
@@ -105,22 +154,61 @@ pub struct PhoneState {
     pub login: Option<Credentials>,
     /// The scheme the phone asked for.
     pub scheme: Option<AuthScheme>,
-    /// Wrong Digest attempts since the last success; never more than two are made.
+    /// Wrong Digest attempts since the last success (kept in the driver's state file);
+    /// never more than two are made.
     pub digest_failures: u8,
+    /// The login of the last wrong Digest attempt.
+    pub wrong_login: Option<String>,
+    /// The phone refuses access for a while.
+    pub blocked: Option<Blocked>,
+    /// When to check reachability next, and how many checks failed in a row.
+    pub next_probe: Option<std::time::Instant>,
+    /// Failed reachability checks in a row.
+    pub probe_failures: u32,
+    /// uaCSTA.
+    pub uacsta: UaState,
+    /// The configuration status was `correct` before the phone became unreachable.
+    pub was_correct: bool,
+    /// The phone refuses the driver's login (why), until a login succeeds.
+    pub login_refused: Option<String>,
+    /// The phone reported its identity unregistered (`log_off`, `reg_failed`).
+    pub unregistered: bool,
     /// The line is in service.
     pub in_service: bool,
     /// The last line info announced.
     pub announced: Option<LineInfo>,
-    /// CSTA snapshot known not to work on this phone.
+    /// CSTA snapshot over HTTP known not to work on this phone.
     pub snapshot_unsupported: bool,
-    /// The phone answered a CSTA call-control request with something that is not CSTA: per-call
-    /// operations no longer use CSTA on it (until the driver restarts).
+    /// The phone answered a CSTA call-control request over HTTP with something that is not
+    /// CSTA: per-call operations no longer use CSTA over HTTP on it (until the driver
+    /// restarts).
     pub csta_control_unsupported: bool,
     /// Removed: no more jobs.
     pub removed: bool,
     /// The Action URLs were written to a phone whose settings cannot be read back; not
     /// repeated at every status refresh (only on demand or after a reboot).
     pub written_blind: bool,
+}
+
+impl PhoneState {
+    /// Why the line cannot carry calls now, if it cannot.
+    pub fn not_serving(&self) -> Option<String> {
+        if self.connection == Connection::Unreachable {
+            return Some(
+                self.detail
+                    .clone()
+                    .unwrap_or_else(|| "the phone cannot be reached".into()),
+            );
+        }
+        if let Some(b) = &self.blocked {
+            return Some(b.why.clone());
+        }
+        if let Some(why) = &self.login_refused {
+            return Some(format!("the phone refuses the login: {why}"));
+        }
+        self.unregistered
+            .then(|| "the phone's identity is not registered".to_owned())
+    }
 }
 
 impl Phone {
@@ -203,10 +291,7 @@ impl Phone {
             key: self.key.clone(),
             name: self.name.clone(),
             caps: LineCaps {
-                operations: operations(
-                    st.facts.redirect_key.is_some(),
-                    st.facts.csta_device.is_some(),
-                ),
+                operations: operations(&st.facts),
                 forward_modes: vec![
                     tapir_core::ForwardMode::Unconditional,
                     tapir_core::ForwardMode::Busy,
@@ -222,6 +307,17 @@ impl Phone {
     /// The phone-table row. Never holds a secret.
     pub fn device(&self) -> DeviceStatus {
         let st = self.lock();
+        let mut detail: Vec<String> = st.detail.iter().cloned().collect();
+        if let Some(b) = &st.blocked {
+            if !detail.contains(&b.why) {
+                detail.push(b.why.clone());
+            }
+        }
+        if st.uacsta.up().is_some() {
+            detail.push("uaCSTA session up".into());
+        } else if let Some(p) = &st.uacsta.problem {
+            detail.push(format!("uaCSTA: {p}"));
+        }
         DeviceStatus {
             key: self.key.to_string(),
             model: st.model.clone(),
@@ -236,37 +332,45 @@ impl Phone {
             connection: st.connection,
             configuration: st.configuration,
             lines: vec![self.key.clone()],
-            detail: st.detail.clone(),
+            detail: (!detail.is_empty()).then(|| detail.join("; ")),
         }
     }
 }
 
-/// The operations a snom line offers over keys, settings and CSTA. Swap hold needs CSTA call
-/// control (`csta`: `csta_path` set and the phone not shown to lack it); redirect needs a
-/// configured `redirect_key` or CSTA (`DeflectCall`). What is left out the front end answers
-/// with `OperationUnavailable`.
-pub fn operations(redirect: bool, csta: bool) -> OperationSet {
+/// The operations a snom line offers now, over keys, settings and CSTA: only what a route
+/// exists for. Call control needs key control (not D8xx) or CSTA (a uaCSTA session, or
+/// `csta_path`); swap hold needs CSTA; redirect needs CSTA (`DeflectCall`) or a key that
+/// deflects. Drop is always offered: dropping a call the phone already ended needs no route.
+/// What is left out the front end answers with `OperationUnavailable`.
+pub fn operations(facts: &PhoneFacts) -> OperationSet {
     let mut set: OperationSet = [
-        Operation::MakeCall,
         Operation::Drop,
-        Operation::Answer,
-        Operation::Hold,
-        Operation::Unhold,
-        Operation::BlindTransfer,
-        Operation::SetupTransfer,
-        Operation::CompleteTransfer,
-        Operation::Dial,
         Operation::Forward,
         Operation::DoNotDisturb,
         Operation::AddressStatus,
     ]
     .into_iter()
     .collect();
-    if redirect || csta {
+    if facts.can_control_calls() {
+        for op in [
+            Operation::MakeCall,
+            Operation::Answer,
+            Operation::Hold,
+            Operation::Unhold,
+            Operation::BlindTransfer,
+            Operation::SetupTransfer,
+            Operation::CompleteTransfer,
+            Operation::Dial,
+        ] {
+            set.insert(op);
+        }
+    }
+    if facts.csta.is_some() {
+        set.insert(Operation::SwapHold);
         set.insert(Operation::Redirect);
     }
-    if csta {
-        set.insert(Operation::SwapHold);
+    if facts.redirect_key.is_some() && facts.has_key_control() {
+        set.insert(Operation::Redirect);
     }
     set
 }

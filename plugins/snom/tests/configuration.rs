@@ -233,13 +233,18 @@ fn snapshot_clears_calls_the_phone_no_longer_has() {
     phone.incoming("dummy");
     let _ = h.expect("third call", |e| matches!(e, TspEvent::NewCall { .. }));
     let _ = keep_id;
-    let mut idle = std::collections::HashSet::new();
-    while idle.len() < 2 {
-        if let TspEvent::CallState { call, .. } = h.expect("idle", |e| {
-            matches!(e, TspEvent::CallState { state: CallState::Idle, call, .. } if *call == kept || *call == lost)
+    let mut gone = std::collections::HashSet::new();
+    while gone.len() < 2 {
+        if let TspEvent::CallState { call, .. } = h.expect("disconnected", |e| {
+            matches!(e, TspEvent::CallState { state: CallState::Disconnected(tapir_core::DisconnectMode::Unknown), call, .. } if *call == kept || *call == lost)
         }) {
-            idle.insert(call);
+            gone.insert(call);
         }
+    }
+    for call in gone {
+        let (_, result) = h.run(tapir_tsp::Action::Drop { call }).expect("accepted");
+        assert!(ok(&result), "{result:?}");
+        h.expect_state(call, CallState::Idle);
     }
     let snaps = phone
         .requests()

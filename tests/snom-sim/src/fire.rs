@@ -1,8 +1,53 @@
-//! Firing Action URLs: variable substitution and a minimal HTTP/1.1 GET over loopback.
+//! Reporting to the host: Action URLs (variable substitution and a minimal HTTP/1.1 GET over
+//! loopback) and uaCSTA events (INFO in the SIP session), in the order the phone produced
+//! them: one queue per phone, each report finished before the next goes out.
 
+use crate::phone::SimPhone;
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// One report.
+#[derive(Debug)]
+pub(crate) enum Fire {
+    /// An Action URL, substituted.
+    Url(String),
+    /// A CSTA event for the uaCSTA session.
+    Csta(String),
+}
+
+pub(crate) async fn fire_loop(
+    phone: Weak<SimPhone>,
+    mut rx: mpsc::UnboundedReceiver<Fire>,
+    firing: Arc<tokio::sync::Semaphore>,
+) {
+    while let Some(report) = rx.recv().await {
+        let Ok(_permit) = firing.acquire().await else {
+            return;
+        };
+        match report {
+            Fire::Url(url) => {
+                let local = phone.upgrade().map(|p| p.addr().ip());
+                let status = get_from(&url, local, Duration::from_secs(5)).await;
+                match phone.upgrade() {
+                    Some(p) => p.record_fired(url, status),
+                    None => return,
+                }
+            }
+            Fire::Csta(xml) => {
+                let side = match phone.upgrade() {
+                    Some(p) => p.sip.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+                    None => return,
+                };
+                if let Some(side) = side {
+                    side.send_event(xml).await;
+                }
+            }
+        }
+    }
+}
 
 /// Replaces `$name` (names of letters, digits, `_` and `-`) with `vars[name]`, percent-encoded;
 /// unknown names become empty, as on the phone.

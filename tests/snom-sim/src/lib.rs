@@ -12,21 +12,33 @@
 //!   a title page at `/`;
 //! - call state kept per phone, Action URLs fired (in order) at the URLs written into its
 //!   settings, with run-time variable substitution and the quirks: a rejected call fires
-//!   `disconnected` twice, `onhook` carries no call data.
+//!   `disconnected` twice, `onhook` carries no call data, a call nobody answered ends
+//!   `disconnected` then `missed`;
+//! - identities 2, 3, … ([`SimConfig::more_identities`]), what the far end of an outgoing call
+//!   does scripted per number ([`Outcome`]: answer, busy, decline, no answer, unreachable),
+//!   reboots ([`SimPhone::reboot`]: CSTA ids from 1 again, 503 meanwhile, then `setup` and
+//!   `log_on`), a Digest lock-out that ends after a while ([`SimConfig::lockout`]);
+//! - a uaCSTA SIP side ([`SimConfig::sip`], [`sip`]): it takes (or refuses, or challenges) the
+//!   CSTA session INVITE, answers CSTA requests in INFO and, after `MonitorStart`, sends CSTA
+//!   events in INFO along with the Action URLs.
 //!
 //! Many phones live in one process on one runtime ([`Sim`]); each has its own listener
 //! (10,000 phones = 10,000 loopback ports, which the benchmark uses).
 //!
-//! Map: [`phone`] holds the state machine and the test controls, [`server`] the HTTP side,
-//! [`fire`] the Action URL client, [`auth`] Basic/Digest.
+//! Map: [`phone`] holds the state and the test controls, `keys` the key state machine and
+//! dialling, [`server`] the HTTP side, [`sip`] the SIP side, [`csta`] CSTA requests and
+//! events, [`fire`] the reports to the host, [`auth`] Basic/Digest.
 
 pub mod auth;
+pub mod config;
 pub mod csta;
 pub mod fire;
+mod keys;
 pub mod phone;
 pub mod server;
+pub mod sip;
 
-pub use phone::{SimCall, SimCallState, SimConfig, SimPhone};
+pub use phone::{Outcome, SimCall, SimCallState, SimConfig, SimPhone, SimSip};
 
 use std::sync::Arc;
 

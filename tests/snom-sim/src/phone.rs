@@ -1,65 +1,16 @@
-//! A simulated phone's state: settings, calls, the key state machine, Action URLs fired, and
-//! the controls tests use to act as the far end.
+//! A simulated phone's state: settings, identities, calls, Action URLs (and uaCSTA events)
+//! fired, and the controls tests use to act as the far end, the user at the phone, or the
+//! power switch.
 
-use crate::fire;
+use crate::fire::{self, Fire};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// How a simulated phone is set up.
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// Where to listen (loopback only).
-    pub bind: SocketAddr,
-    /// MAC (12 hex digits).
-    pub mac: String,
-    /// `phone_type`.
-    pub model: String,
-    /// `firmware_version`.
-    pub firmware: String,
-    /// Identity 1 user.
-    pub user: String,
-    /// Identity 1 host.
-    pub host: String,
-    /// Web login; `None` = no authentication.
-    pub login: Option<(String, String)>,
-    /// Digest instead of Basic.
-    pub digest: bool,
-    /// The far end answers outgoing calls after this long; `None` = never by itself.
-    pub answer_after: Option<Duration>,
-    /// Serve the CSTA snapshot page.
-    pub csta: bool,
-    /// Settings preset (e.g. Action URLs of a mass configuration).
-    pub settings: Vec<(String, String)>,
-    /// Serve HTTPS (a fresh self-signed certificate) instead of HTTP.
-    pub tls: bool,
-    /// Serve the settings dump at `/settings.xml` (its URL is not documented by snom; a phone
-    /// without it answers 404).
-    pub settings_page: bool,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            mac: "000413000001".into(),
-            model: "snomD785".into(),
-            firmware: "10.1.33.33".into(),
-            user: "100".into(),
-            host: "pbx.local".into(),
-            login: None,
-            digest: false,
-            answer_after: None,
-            csta: true,
-            settings: Vec::new(),
-            tls: false,
-            settings_page: true,
-        }
-    }
-}
+pub use crate::config::{Outcome, SimConfig, SimSip};
 
 /// A call's state on the phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +36,8 @@ pub struct SimCall {
     pub remote: String,
     /// State.
     pub state: SimCallState,
+    /// The identity (0 = identity 1) the call belongs to.
+    pub identity: usize,
 }
 
 #[derive(Debug, Default)]
@@ -102,7 +55,12 @@ pub(crate) struct Inner {
     pub fired: Vec<String>,
     pub wrong_passwords: u32,
     pub locked: bool,
+    pub locked_until: Option<Instant>,
+    pub rebooting_until: Option<Instant>,
     pub nonces: Vec<String>,
+    pub scripts: HashMap<String, Outcome>,
+    pub next_id: u64,
+    pub boots: u64,
 }
 
 /// One simulated phone.
@@ -113,11 +71,14 @@ pub struct SimPhone {
     pub(crate) busy: AtomicBool,
     pub(crate) serial: tokio::sync::Mutex<()>,
     violations: AtomicU64,
-    next_id: AtomicU64,
-    events: mpsc::UnboundedSender<String>,
+    events: mpsc::UnboundedSender<Fire>,
     pub(crate) server: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) handle: tokio::runtime::Handle,
     fired_ok: AtomicU64,
+    /// The SIP side, when configured.
+    pub(crate) sip: Mutex<Option<Arc<crate::sip::SipSide>>>,
+    /// A CSTA monitor is running in the SIP session: call events go there too.
+    pub(crate) monitoring: AtomicBool,
 }
 
 impl SimPhone {
@@ -147,12 +108,24 @@ impl SimPhone {
         ] {
             settings.insert(k.to_owned(), v.to_owned());
         }
+        for (i, user) in config.more_identities.iter().enumerate() {
+            settings.insert(format!("user_name{}", i + 2), user.clone());
+            settings.insert(format!("user_host{}", i + 2), config.host.clone());
+            settings.insert(format!("user_active{}", i + 2), "on".into());
+        }
+        if let Some(sip) = &config.sip {
+            let on = if sip.csta_control { "on" } else { "off" };
+            settings.insert("csta_control".into(), on.into());
+            let challenge = if sip.password.is_some() { "1" } else { "0" };
+            settings.insert("csta_challenge".into(), challenge.into());
+        }
         for (k, v) in &config.settings {
             settings.insert(k.clone(), v.clone());
         }
         let phone = Arc::new(SimPhone {
             inner: Mutex::new(Inner {
                 settings,
+                next_id: 1,
                 ..Inner::default()
             }),
             addr: Mutex::new(config.bind),
@@ -160,14 +133,20 @@ impl SimPhone {
             busy: AtomicBool::new(false),
             serial: tokio::sync::Mutex::new(()),
             violations: AtomicU64::new(0),
-            next_id: AtomicU64::new(1),
             events: tx,
             server: Mutex::new(None),
             handle: handle.clone(),
             fired_ok: AtomicU64::new(0),
+            sip: Mutex::new(None),
+            monitoring: AtomicBool::new(false),
         });
-        handle.spawn(fire_loop(Arc::downgrade(&phone), rx, firing));
+        handle.spawn(fire::fire_loop(Arc::downgrade(&phone), rx, firing));
         crate::server::listen(&phone).await?;
+        if phone.config.sip.is_some() {
+            let side = crate::sip::SipSide::start(&phone).await?;
+            phone.set_setting("network_id_port", &side.addr.port().to_string());
+            *phone.sip.lock().unwrap_or_else(PoisonError::into_inner) = Some(side);
+        }
         Ok(phone)
     }
 
@@ -178,6 +157,28 @@ impl SimPhone {
     /// The web server's address.
     pub fn addr(&self) -> SocketAddr {
         *self.addr.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The SIP side's address, when the phone has one.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|s| s.addr)
+    }
+
+    /// Whether a uaCSTA session is open (and how many CSTA requests came over SIP).
+    pub fn sip_session(&self) -> (bool, u64) {
+        match self
+            .sip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(s) => (s.has_session(), s.requests()),
+            None => (false, 0),
+        }
     }
 
     /// Times a request arrived while another was being served.
@@ -206,7 +207,8 @@ impl SimPhone {
             .insert(name.to_owned(), value.to_owned());
     }
 
-    /// CSTA call-control requests served (`HoldCall 2`, ids in request order).
+    /// CSTA call-control requests served (`HoldCall 2`, ids in request order), over HTTP and
+    /// SIP.
     pub fn csta_requests(&self) -> Vec<String> {
         self.lock().csta_requests.clone()
     }
@@ -231,7 +233,8 @@ impl SimPhone {
         self.fired_ok.load(Ordering::Relaxed)
     }
 
-    /// Where ringing calls were redirected to (`F_REDIRECT`, digits, `ENTER`).
+    /// Where ringing calls were deflected to (`F_DEFLECT`, digits, `ENTER`; CSTA
+    /// `DeflectCall`).
     pub fn redirected(&self) -> Vec<String> {
         self.lock().redirected_to.clone()
     }
@@ -247,11 +250,26 @@ impl SimPhone {
         (st.wrong_passwords, st.locked)
     }
 
+    /// Someone else typed three wrong passwords: the phone is locked out (until
+    /// [`SimConfig::lockout`] has passed, or [`SimPhone::unlock`]).
+    pub fn lock_out(&self) {
+        let mut st = self.lock();
+        st.wrong_passwords = 3;
+        st.locked = true;
+        st.locked_until = self.config.lockout.map(|d| Instant::now() + d);
+    }
+
     /// Unlocks after a Digest lock-out (power cycle).
     pub fn unlock(&self) {
         let mut st = self.lock();
         st.locked = false;
+        st.locked_until = None;
         st.wrong_passwords = 0;
+    }
+
+    /// Scripts what the far end does when `number` is dialled from this phone.
+    pub fn script(&self, number: &str, outcome: Outcome) {
+        self.lock().scripts.insert(number.to_owned(), outcome);
     }
 
     /// Stops answering: the listener is closed (connections are refused).
@@ -286,26 +304,85 @@ impl SimPhone {
         })
     }
 
+    /// Restarts: every call is lost without a word, the CSTA numbering starts at 1 again, the
+    /// uaCSTA session is forgotten, the web server answers 503 for `downtime`; then the phone
+    /// reports `setup` and `log_on`.
+    pub fn reboot(self: &Arc<Self>, downtime: Duration) {
+        {
+            let mut st = self.lock();
+            st.calls.clear();
+            st.next_id = 1;
+            st.dialtone = false;
+            st.transfer_digits = None;
+            st.redirect_digits = None;
+            st.boots += 1;
+            st.rebooting_until = Some(Instant::now() + downtime);
+        }
+        self.monitoring.store(false, Ordering::Release);
+        if let Some(sip) = self
+            .sip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            sip.forget_session();
+        }
+        let me = Arc::clone(self);
+        self.handle.spawn(async move {
+            tokio::time::sleep(downtime).await;
+            let mut st = me.lock();
+            st.rebooting_until = None;
+            me.fire(&st, "action_setup_url", None);
+            me.fire(&st, "action_log_on_url", None);
+            drop(st);
+        });
+    }
+
     /// Loses every call without telling anyone (what a snapshot must notice).
     pub fn forget_calls(&self) {
         self.lock().calls.clear();
     }
 
-    fn new_call(&self, remote: &str, state: SimCallState) -> SimCall {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn new_call(
+        &self,
+        st: &mut Inner,
+        remote: &str,
+        state: SimCallState,
+        identity: usize,
+    ) -> SimCall {
+        let n = st.next_id;
+        st.next_id += 1;
         SimCall {
             csta: n,
-            call_id: format!("{n}-{}@sim", self.config.mac),
+            call_id: format!("{n}-{}-{}@sim", st.boots, self.config.mac),
             remote: remote.to_owned(),
             state,
+            identity,
         }
     }
 
-    /// A call comes in from `remote`; returns its CSTA id.
+    /// The user name of identity `i` (0 = identity 1).
+    pub(crate) fn identity_user(&self, i: usize) -> &str {
+        match i {
+            0 => &self.config.user,
+            n => self
+                .config
+                .more_identities
+                .get(n - 1)
+                .map_or(self.config.user.as_str(), String::as_str),
+        }
+    }
+
+    /// A call comes in from `remote` to identity 1; returns its CSTA id.
     pub fn incoming(&self, remote: &str) -> u64 {
-        let call = self.new_call(remote, SimCallState::Ringing);
-        let id = call.csta;
+        self.incoming_to(remote, 0)
+    }
+
+    /// A call comes in from `remote` to identity `identity` (0 = identity 1).
+    pub fn incoming_to(&self, remote: &str, identity: usize) -> u64 {
         let mut st = self.lock();
+        let call = self.new_call(&mut st, remote, SimCallState::Ringing, identity);
+        let id = call.csta;
         st.calls.push(call.clone());
         self.fire(&st, "action_incoming_url", Some(&call));
         id
@@ -330,15 +407,55 @@ impl SimPhone {
         let mut st = self.lock();
         if let Some(i) = st.calls.iter().position(|c| c.csta == csta) {
             let c = st.calls.remove(i);
-            self.fire(&st, "action_disconnected_url", Some(&c));
+            self.fire_cleared(&st, &c, "normalClearing");
             if c.state == SimCallState::Ringing {
                 self.fire(&st, "action_missed_url", Some(&c));
             }
         }
     }
 
-    /// Queues the Action URL `setting` for `call` (with the state as it is in `st`).
+    /// An outgoing call fails at the far end (`cause` as uaCSTA reports it): the phone
+    /// reports the failure and clears the call.
+    pub(crate) fn remote_fail(&self, csta: u64, cause: &str) {
+        let mut st = self.lock();
+        if let Some(i) = st
+            .calls
+            .iter()
+            .position(|c| c.csta == csta && c.state == SimCallState::Outgoing)
+        {
+            let c = st.calls.remove(i);
+            self.fire_csta(crate::csta::failed_event(&c, cause));
+            self.fire_cleared(&st, &c, cause);
+        }
+    }
+
+    /// Reports a call's end: the uaCSTA `ConnectionClearedEvent` (with `cause`), then the
+    /// `disconnected` Action URL.
+    pub(crate) fn fire_cleared(&self, st: &Inner, call: &SimCall, cause: &str) {
+        self.fire_csta(crate::csta::cleared_event(call, cause));
+        self.fire_url(st, "action_disconnected_url", Some(call));
+    }
+
+    /// Queues a CSTA event for the SIP session, when a monitor runs.
+    pub(crate) fn fire_csta(&self, xml: String) {
+        if self.monitoring.load(Ordering::Acquire) {
+            let _ = self.events.send(Fire::Csta(xml));
+        }
+    }
+
+    /// Reports `setting`'s event for `call`: the uaCSTA event it stands for (when a monitor
+    /// runs), then the Action URL.
     pub(crate) fn fire(&self, st: &Inner, setting: &str, call: Option<&SimCall>) {
+        if let Some(c) = call {
+            if let Some(xml) = crate::csta::event_for(self, setting, c) {
+                self.fire_csta(xml);
+            }
+        }
+        self.fire_url(st, setting, call);
+    }
+
+    /// Queues the Action URL `setting` for `call` (with the state as it is in `st`).
+    pub(crate) fn fire_url(&self, st: &Inner, setting: &str, call: Option<&SimCall>) {
         let Some(template) = st.settings.get(setting).filter(|t| !t.is_empty()) else {
             return;
         };
@@ -348,10 +465,9 @@ impl SimPhone {
         vars.insert("nr_ongoing_calls".into(), st.calls.len().to_string());
         vars.insert("active_user".into(), self.config.user.clone());
         if let Some(c) = call {
-            vars.insert(
-                "local".into(),
-                format!("{}@{}", self.config.user, self.config.host),
-            );
+            let user = self.identity_user(c.identity).to_owned();
+            vars.insert("local".into(), format!("{user}@{}", self.config.host));
+            vars.insert("active_user".into(), user);
             vars.insert(
                 "remote".into(),
                 format!("sip:{}@{}", c.remote, self.config.host),
@@ -360,7 +476,9 @@ impl SimPhone {
             vars.insert("csta_id".into(), c.csta.to_string());
             vars.insert("call-id".into(), c.call_id.clone());
         }
-        let _ = self.events.send(fire::substitute(template, &vars));
+        let _ = self
+            .events
+            .send(Fire::Url(fire::substitute(template, &vars)));
     }
 
     pub(crate) fn record_fired(&self, url: String, status: Option<u16>) {
@@ -372,173 +490,5 @@ impl SimPhone {
             st.fired.remove(0);
         }
         st.fired.push(url);
-    }
-
-    /// Places a call from the phone (`number=`, or digits after off-hook).
-    pub(crate) fn dial(self: &Arc<Self>, st: &mut Inner, number: &str) {
-        for i in 0..st.calls.len() {
-            if st.calls[i].state == SimCallState::Connected {
-                st.calls[i].state = SimCallState::Held;
-                let c = st.calls[i].clone();
-                self.fire(st, "action_hold", Some(&c));
-            }
-        }
-        st.dialtone = false;
-        let call = self.new_call(number, SimCallState::Outgoing);
-        st.calls.push(call.clone());
-        self.fire(st, "action_outgoing_url", Some(&call));
-        if let Some(after) = self.config.answer_after {
-            let me = Arc::clone(self);
-            let id = call.csta;
-            self.handle.spawn(async move {
-                tokio::time::sleep(after).await;
-                me.remote_answer(id);
-            });
-        }
-    }
-
-    /// Presses one key.
-    pub(crate) fn key(self: &Arc<Self>, st: &mut Inner, key: &str) {
-        let active = st
-            .calls
-            .iter()
-            .position(|c| c.state != SimCallState::Held && c.state != SimCallState::Ringing);
-        let ringing = st
-            .calls
-            .iter()
-            .position(|c| c.state == SimCallState::Ringing);
-        let held: Vec<usize> = (0..st.calls.len())
-            .filter(|i| st.calls[*i].state == SimCallState::Held)
-            .collect();
-        if let Some(digits) = st.redirect_digits.as_mut() {
-            if key.len() == 1
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
-            {
-                digits.push_str(key);
-                return;
-            }
-            if key == "ENTER" {
-                let target = st.redirect_digits.take().unwrap_or_default();
-                if let Some(r) = ringing {
-                    let c = st.calls.remove(r);
-                    st.redirected_to.push(target);
-                    self.fire(st, "action_disconnected_url", Some(&c));
-                }
-                return;
-            }
-        }
-        if let Some(digits) = st.transfer_digits.as_mut() {
-            if key.len() == 1
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
-            {
-                digits.push_str(key);
-                return;
-            }
-        }
-        match key {
-            "OFFHOOK" | "ENTER" | "SPEAKER" => {
-                if let Some(target) = st.transfer_digits.take() {
-                    if let Some(i) = active {
-                        let c = st.calls.remove(i);
-                        self.fire(st, "action_blind_transfer", Some(&c));
-                        self.fire(st, "action_disconnected_url", Some(&c));
-                        let _ = target;
-                    }
-                } else if let Some(r) = ringing {
-                    if let Some(a) = active {
-                        st.calls[a].state = SimCallState::Held;
-                        let c = st.calls[a].clone();
-                        self.fire(st, "action_hold", Some(&c));
-                    }
-                    st.calls[r].state = SimCallState::Connected;
-                    let c = st.calls[r].clone();
-                    self.fire(st, "action_connected_url", Some(&c));
-                } else if st.calls.is_empty() && key == "OFFHOOK" {
-                    st.dialtone = true;
-                    self.fire(st, "action_offhook_url", None);
-                }
-            }
-            "CANCEL" | "ONHOOK" | "DISCONNECT" => {
-                st.transfer_digits = None;
-                if let Some(i) = active {
-                    let c = st.calls.remove(i);
-                    self.fire(st, "action_disconnected_url", Some(&c));
-                } else if let Some(r) = ringing {
-                    let c = st.calls.remove(r);
-                    // The quirk: a rejected call reports disconnected twice.
-                    self.fire(st, "action_disconnected_url", Some(&c));
-                    self.fire(st, "action_disconnected_url", Some(&c));
-                } else if st.dialtone {
-                    st.dialtone = false;
-                }
-                if st.calls.is_empty() {
-                    self.fire(st, "action_onhook_url", None);
-                }
-            }
-            "F_HOLD" | "F_R" => {
-                if let Some(i) = active {
-                    st.calls[i].state = SimCallState::Held;
-                    let c = st.calls[i].clone();
-                    self.fire(st, "action_hold", Some(&c));
-                } else if held.len() == 1 {
-                    st.calls[held[0]].state = SimCallState::Connected;
-                    let c = st.calls[held[0]].clone();
-                    self.fire(st, "action_unhold", Some(&c));
-                }
-            }
-            "TRANSFER" => {
-                if let (Some(a), [h]) = (active, held.as_slice()) {
-                    let held_call = st.calls[*h].clone();
-                    let consult = st.calls[a].clone();
-                    self.fire(st, "action_attended_transfer", Some(&held_call));
-                    st.calls
-                        .retain(|c| c.csta != held_call.csta && c.csta != consult.csta);
-                    self.fire(st, "action_disconnected_url", Some(&held_call));
-                    self.fire(st, "action_disconnected_url", Some(&consult));
-                } else if active.is_some() {
-                    st.transfer_digits = Some(String::new());
-                }
-            }
-            "F_REDIRECT" if ringing.is_some() => {
-                st.redirect_digits = Some(String::new());
-            }
-            "DND" => {
-                let on = st.settings.get("dnd_mode").map(String::as_str) != Some("on");
-                st.settings
-                    .insert("dnd_mode".into(), if on { "on" } else { "off" }.into());
-                self.fire(
-                    st,
-                    if on {
-                        "action_dnd_on_url"
-                    } else {
-                        "action_dnd_off_url"
-                    },
-                    None,
-                );
-            }
-            _ => {}
-        }
-    }
-}
-
-async fn fire_loop(
-    phone: std::sync::Weak<SimPhone>,
-    mut rx: mpsc::UnboundedReceiver<String>,
-    firing: Arc<tokio::sync::Semaphore>,
-) {
-    while let Some(url) = rx.recv().await {
-        let Ok(_permit) = firing.acquire().await else {
-            return;
-        };
-        let local = phone.upgrade().map(|p| p.addr().ip());
-        let status = fire::get_from(&url, local, Duration::from_secs(5)).await;
-        match phone.upgrade() {
-            Some(p) => p.record_fired(url, status),
-            None => return,
-        }
     }
 }

@@ -146,6 +146,20 @@ fn serve(
     if st.requests.len() > 2000 {
         st.requests.drain(..1000);
     }
+    let now = std::time::Instant::now();
+    if st.rebooting_until.is_some_and(|t| now < t) {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec![],
+            "restarting\n".into(),
+        );
+    }
+    if st.locked && st.locked_until.is_some_and(|t| now >= t) {
+        // The lock-out is over: the phone counts from zero again.
+        st.locked = false;
+        st.locked_until = None;
+        st.wrong_passwords = 0;
+    }
     if st.locked {
         return reply(StatusCode::FORBIDDEN, vec![], "locked\n".into());
     }
@@ -161,10 +175,15 @@ fn serve(
             }
             (Some(h), true) => {
                 let ok = auth::digest_ok(h, method.as_str(), REALM, user, pass, &st.nonces);
+                if ok {
+                    // The phone counts wrong passwords until a login succeeds.
+                    st.wrong_passwords = 0;
+                }
                 if !ok {
                     st.wrong_passwords += 1;
                     if st.wrong_passwords >= 3 {
                         st.locked = true;
+                        st.locked_until = phone.config.lockout.map(|d| now + d);
                         return reply(StatusCode::FORBIDDEN, vec![], "locked\n".into());
                     }
                 }
@@ -200,9 +219,15 @@ fn serve(
             ),
         ),
         "/command.htm" => {
+            let identity = pairs
+                .iter()
+                .find(|(k, _)| k == "outgoing_uri")
+                .map_or(0, |(_, v)| phone.identity_of(v));
             for (k, v) in &pairs {
                 match k.as_str() {
-                    "number" => phone.dial(&mut st, v),
+                    "number" => {
+                        phone.dial(&mut st, v, identity);
+                    }
                     "key_dtmf" => st.dtmf.push(v.clone()),
                     "key" => {
                         for ev in v.split(';') {
@@ -251,27 +276,8 @@ fn serve(
                 xml,
             )
         }
-        "/csta"
-            if phone.config.csta && method == Method::POST && body.contains("SnapshotDevice") =>
-        {
-            let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<SnapshotDeviceResponse xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed5\"><crossRefIDorSnapshotData><snapshotData>");
-            for c in &st.calls {
-                let state = match c.state {
-                    crate::phone::SimCallState::Ringing => "alerting",
-                    crate::phone::SimCallState::Held => "hold",
-                    _ => "connected",
-                };
-                xml.push_str(&format!("<snapshotDeviceResponseInfo><connectionIdentifier><callID>{}</callID></connectionIdentifier><localCallState><compoundCallState><localConnectionState>{state}</localConnectionState></compoundCallState></localCallState></snapshotDeviceResponseInfo>", c.csta));
-            }
-            xml.push_str("</snapshotData></crossRefIDorSnapshotData></SnapshotDeviceResponse>");
-            reply(
-                StatusCode::OK,
-                vec![("content-type", "application/xml".into())],
-                xml,
-            )
-        }
         "/csta" if phone.config.csta && method == Method::POST => {
-            let xml = crate::csta::serve(phone, &mut st, body);
+            let xml = crate::csta::serve_any(phone, &mut st, body);
             reply(
                 StatusCode::OK,
                 vec![("content-type", "application/xml".into())],

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod sipp;
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tapir_core::{CallId, CallState, HttpCallback, LineId, PhoneDriver};
@@ -62,6 +64,11 @@ impl Harness {
     }
 
     pub fn start_with(config: &str, sim: Sim) -> Harness {
+        Self::start_full(config, sim, None)
+    }
+
+    /// Like [`Harness::start_with`], with the host's state directory.
+    pub fn start_full(config: &str, sim: Sim, state_dir: Option<std::path::PathBuf>) -> Harness {
         let server = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -82,6 +89,7 @@ impl Harness {
         let tsp = Arc::new(Tsp::new(TspConfig {
             callback_base: Some(format!("http://{addr}/phones")),
             history: 10_000,
+            state_dir,
             ..TspConfig::default()
         }));
         let events = tsp.subscribe();
@@ -175,6 +183,15 @@ impl Harness {
         });
     }
 
+    /// The call ended on the phone's side: it is reported Disconnected with `mode` (and
+    /// holds nothing in the driver); the application's Drop then makes it Idle at once.
+    pub fn ended(&mut self, call: CallId, mode: tapir_core::DisconnectMode) {
+        self.expect_state(call, CallState::Disconnected(mode));
+        let (_, result) = self.run(Action::Drop { call }).expect("drop accepted");
+        assert!(ok(&result), "drop of a disconnected call: {result:?}");
+        self.expect_state(call, CallState::Idle);
+    }
+
     /// Every event that arrives within `window`.
     pub fn drain(&mut self, window: Duration) -> Vec<TspEvent> {
         let until = Instant::now() + window;
@@ -228,6 +245,33 @@ impl Harness {
             }
             _ => unreachable!(),
         }
+    }
+
+    /// Waits until `f` holds (10 s).
+    pub fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The line's snapshot (capabilities, service).
+    pub fn line_now(&self, line: LineId) -> tapir_tsp::LineSnapshot {
+        self.tsp.line(line).expect("the line exists")
+    }
+
+    /// Places a call and returns its id once the completion says Ok.
+    pub fn make_call(&mut self, line: LineId, number: &str) -> CallId {
+        let (call, result) = self
+            .run(Action::MakeCall {
+                line,
+                address: tapir_core::AddressId(0),
+                destination: Some(number.into()),
+            })
+            .expect("accepted");
+        assert!(ok(&result), "make call: {result:?}");
+        call.expect("a call id")
     }
 
     /// The phone's line is configured (Action URLs written and read back).
