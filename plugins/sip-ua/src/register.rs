@@ -159,6 +159,8 @@ pub struct Registration {
     pub credentials: Credentials,
     /// Backoff after failures.
     pub backoff: Backoff,
+    /// `User-Agent` of the REGISTERs; `None`: the endpoint's.
+    pub user_agent: Option<String>,
 }
 
 /// What the registration loop reports.
@@ -247,6 +249,9 @@ impl Registration {
         m.push("Allow", crate::ALLOW);
         if let Some((n, v)) = auth {
             m.push(n, v.clone());
+        }
+        if let Some(ua) = &self.user_agent {
+            m.push("User-Agent", ua.clone());
         }
         m
     }

@@ -4,7 +4,7 @@
 use crate::call::{self, Ctl, LineCtx, Mode};
 use crate::config;
 use crate::outcome::{destination_uri, ClickToDialError};
-use crate::report::{CallShared, Gate, Reporter};
+use crate::report::{CallShared, Gate, OnEnd, Reporter};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,7 @@ use tapir_core::{
     AddressId, AddressInfo, CallId, DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo,
     LineKey, Operation, OperationSet, PhoneDriver, Request, RequestEnvelope, SharedSink,
 };
+use tapir_sip_ua::report::CallReporter;
 use tapir_sip_ua::{Endpoint, EndpointConfig, Resolver};
 use tokio::sync::mpsc;
 
@@ -103,7 +104,7 @@ pub fn build(
                 .clone()
                 .unwrap_or_else(|| line.cfg.key.clone()),
             caps: LineCaps {
-                operations: if line.cfg.register {
+                operations: if line.account.config.register {
                     OperationSet::empty()
                         .with(Operation::MakeCall)
                         .with(Operation::Drop)
@@ -114,19 +115,19 @@ pub fn build(
                         .with(Operation::Drop)
                 },
                 forward_modes: Vec::new(),
-                max_calls: line.cfg.max_calls,
+                max_calls: line.account.config.max_calls,
                 addresses: vec![AddressInfo {
                     id: AddressId(0),
                     number: line
                         .cfg
                         .phone_user
                         .clone()
-                        .unwrap_or_else(|| line.cfg.user.clone()),
-                    name: line.cfg.display_name.clone().unwrap_or_default(),
+                        .unwrap_or_else(|| line.user().to_owned()),
+                    name: line.account.config.display_name.clone().unwrap_or_default(),
                 }],
             },
             // A registering line is in service once registered.
-            in_service: !line.cfg.register,
+            in_service: !line.account.config.register,
         };
         ctxs.insert(
             key,
@@ -197,7 +198,7 @@ impl SipDriver {
             ));
         }
         let on_line = calls.values().filter(|c| c.line == env.line).count();
-        if on_line >= ctx.line.cfg.max_calls as usize {
+        if on_line >= ctx.line.account.config.max_calls as usize {
             return Err(DriverError::new(
                 ErrorKind::ResourceUnavailable,
                 format!(
@@ -220,26 +221,27 @@ impl SipDriver {
             },
         );
         drop(calls);
-        let mut rep = Reporter::new(
-            self.inner.gate.clone(),
-            env.line.clone(),
-            call,
-            shared,
-            destination.to_owned(),
-        );
         let weak = Arc::downgrade(&self.inner);
-        rep.set_on_end(Box::new(move |report: &mut dyn FnMut()| {
-            match weak.upgrade() {
-                Some(inner) => match inner.calls.lock() {
-                    Ok(mut calls) => {
-                        report();
-                        calls.remove(&call);
-                    }
-                    Err(_) => report(),
-                },
-                None => report(),
-            }
-        }));
+        let on_end: OnEnd = Box::new(move |report: &mut dyn FnMut()| match weak.upgrade() {
+            Some(inner) => match inner.calls.lock() {
+                Ok(mut calls) => {
+                    report();
+                    calls.remove(&call);
+                }
+                Err(_) => report(),
+            },
+            None => report(),
+        });
+        let rep = Reporter::new(
+            CallReporter::new(
+                self.inner.gate.clone(),
+                env.line.clone(),
+                call,
+                destination.to_owned(),
+                on_end,
+            ),
+            shared,
+        );
         let inner = self.inner.clone();
         self.handle.spawn(async move {
             call::run(ctx, rep, ctl_rx, uri).await;

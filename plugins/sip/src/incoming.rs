@@ -7,17 +7,17 @@
 use crate::call::LineCtx;
 use crate::report::Gate;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapir_core::{
-    CallDirection, CallId, CallInfo, CallState, Completion, DisconnectMode, DriverError,
-    DriverEvent, ErrorKind, LineKey, Party, RequestId,
+    CallId, CallState, Completion, DriverError, DriverEvent, ErrorKind, LineKey, RequestId,
 };
-use tapir_sip_ua::digest::Credentials;
 use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::offer::{OfferEnd, OfferError, OfferEvent, Offers};
-use tapir_sip_ua::register::{self, Backoff, Pacer, Registration, RegistrationEvent};
+use tapir_sip_ua::leg::outcome::offer_end_mode;
+use tapir_sip_ua::offer::{OfferError, OfferEvent, Offers};
+use tapir_sip_ua::register::{self, Pacer};
+use tapir_sip_ua::report::{offered_info, registration_events};
 use tapir_sip_ua::Message;
 use tokio::sync::watch;
 
@@ -60,7 +60,7 @@ fn pick(
     let user = ruri.and_then(|u| u.user).unwrap_or_default();
     lines
         .iter()
-        .find(|(_, c)| c.line.cfg.user == user)
+        .find(|(_, c)| c.line.user() == user)
         .map(|(k, _)| k.0.clone())
         .ok_or((404, "Not Found"))
 }
@@ -78,7 +78,7 @@ impl IncomingCalls {
     ) -> Result<Option<Arc<IncomingCalls>>, DriverError> {
         let registering: Vec<(LineKey, Arc<LineCtx>)> = lines
             .iter()
-            .filter(|(_, c)| c.line.cfg.register)
+            .filter(|(_, c)| c.line.account.config.register)
             .cloned()
             .collect();
         if registering.is_empty() {
@@ -137,67 +137,16 @@ impl IncomingCalls {
         }
         let pacer = Arc::new(Pacer::new(REGISTER_RATE, 10));
         for (key, ctx) in registering {
-            let line = &ctx.line;
-            let cfg = &line.cfg;
-            let (next_hop, route) = match &line.proxy_uri {
-                Some(p) => {
-                    let mut r = p.clone();
-                    r.params.set("lr", None);
-                    (p.clone(), Some(format!("<{r}>")))
-                }
-                None => (line.domain_uri.clone(), None),
-            };
-            let mut registrar = line.domain_uri.clone();
-            registrar.user = None;
-            let reg = Registration {
-                aor: format!("sip:{}@{}", cfg.user, line.domain()),
-                registrar,
-                next_hop,
-                route,
-                contact_user: cfg.user.clone(),
-                contact_params: vec![("line".into(), Some(key.0.clone()))],
-                expires: cfg.register_expires,
-                transport: line.transport,
-                credentials: Credentials {
-                    username: cfg.auth_user.clone().unwrap_or_else(|| cfg.user.clone()),
-                    password: cfg.password.expose().to_owned(),
-                    realm: if cfg.ignore_realm {
-                        None
-                    } else {
-                        Some(
-                            cfg.realm
-                                .clone()
-                                .unwrap_or_else(|| line.domain_host().to_owned()),
-                        )
-                    },
-                },
-                backoff: Backoff::default(),
-            };
-            let g = gate.clone();
-            let registered = Arc::new(AtomicBool::new(false));
+            let account = &ctx.line.account;
+            let reg = account.registration(&key.0, ctx.line.user(), account.credentials());
+            let report = registration_events(gate.clone(), key, Arc::new(AtomicBool::new(false)));
             let task = rt.spawn(register::run(
                 ctx.endpoint.clone(),
                 ctx.resolver.clone(),
                 reg,
                 pacer.clone(),
                 stop_rx.clone(),
-                move |ev| match ev {
-                    RegistrationEvent::Registered { .. } => {
-                        if !registered.swap(true, Ordering::SeqCst) {
-                            g.event(DriverEvent::LineInService { line: key.clone() });
-                        }
-                    }
-                    RegistrationEvent::Failed { error, retry_in } => {
-                        registered.store(false, Ordering::SeqCst);
-                        g.event(DriverEvent::LineOutOfService {
-                            line: key.clone(),
-                            reason: format!(
-                                "not registered ({error}); next try in {} s",
-                                retry_in.as_secs()
-                            ),
-                        });
-                    }
-                },
+                report,
             ));
             if let Ok(mut r) = this.registrations.lock() {
                 r.push(task);
@@ -234,17 +183,7 @@ impl IncomingCalls {
                     line,
                     call,
                     state: CallState::Offering,
-                    info: CallInfo {
-                        direction: CallDirection::Incoming,
-                        calling: Party {
-                            number: caller.number.clone(),
-                            raw_number: caller.number,
-                            name: caller.name,
-                        },
-                        called: called.map(Party::number).unwrap_or_default(),
-                        driver_key: Some(call_id),
-                        ..CallInfo::default()
-                    },
+                    info: offered_info(caller, called, call_id),
                 });
             }
             OfferEvent::Ended { id, end } => {
@@ -259,16 +198,7 @@ impl IncomingCalls {
                 let Some(offer) = self.calls.lock().ok().and_then(|mut c| c.remove(&call)) else {
                     return;
                 };
-                let mode = match end {
-                    OfferEnd::Cancelled {
-                        answered_elsewhere: true,
-                        ..
-                    } => DisconnectMode::Pickup,
-                    OfferEnd::Cancelled { .. } => DisconnectMode::Cancelled,
-                    OfferEnd::RingTimeout => DisconnectMode::NoAnswer,
-                    OfferEnd::Redirected => DisconnectMode::Forwarded,
-                    OfferEnd::Rejected => DisconnectMode::Reject,
-                };
+                let mode = offer_end_mode(&end);
                 for state in [CallState::Disconnected(mode), CallState::Idle] {
                     self.gate.event(DriverEvent::CallState {
                         line: offer.line.clone(),

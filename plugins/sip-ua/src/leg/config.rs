@@ -322,6 +322,7 @@ impl Account {
             transport: self.transport,
             credentials,
             backoff: Backoff::default(),
+            user_agent: self.config.user_agent.clone(),
         }
     }
 }
