@@ -2,23 +2,22 @@
 //! runtime owned by the driver, one task per outgoing call, one registration task per line with
 //! incoming indication, and one offers task for incoming calls.
 
-use crate::call::{self, Account, Ctl};
+use crate::call::{self, Ctl, LineAccount};
 use crate::config::{self, Parsed};
-use crate::outcome::{destination_uri, disconnect_mode};
-use crate::report::{CallReporter, Gate};
+use crate::outcome::{destination_uri, offer_end_mode};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tapir_core::{
-    AddressId, AddressInfo, CallDirection, CallId, CallInfo, CallState, Completion, DisconnectMode,
-    DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo, LineKey, Operation, OperationSet,
-    Party, PhoneDriver, Request, RequestEnvelope, SharedSink,
+    AddressId, AddressInfo, CallId, CallState, Completion, DriverError, DriverEvent, ErrorKind,
+    LineCaps, LineInfo, LineKey, Operation, OperationSet, PhoneDriver, Request, RequestEnvelope,
+    SharedSink,
 };
-use tapir_sip_ua::digest::Credentials;
 use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::offer::{OfferEnd, OfferError, OfferEvent, Offers};
-use tapir_sip_ua::register::{self, Backoff, Pacer, Registration, RegistrationEvent};
+use tapir_sip_ua::offer::{OfferError, OfferEvent, Offers};
+use tapir_sip_ua::register::{self, Pacer};
+use tapir_sip_ua::report::{offered_info, registration_events, CallReporter, Gate};
 use tapir_sip_ua::{Endpoint, EndpointConfig, Message, Resolver};
 use tokio::sync::{mpsc, watch};
 
@@ -37,9 +36,9 @@ struct Line {
     key: LineKey,
     enabled: bool,
     register: bool,
-    account: Arc<Account>,
+    account: Arc<LineAccount>,
     active: AtomicU32,
-    registered: AtomicBool,
+    registered: Arc<AtomicBool>,
 }
 
 enum CallKind {
@@ -114,17 +113,7 @@ impl Inner {
                 if let Ok(mut o) = self.offers_by_id.lock() {
                     o.insert(id, call);
                 }
-                let info = CallInfo {
-                    direction: CallDirection::Incoming,
-                    calling: Party {
-                        number: caller.number.clone(),
-                        raw_number: caller.number,
-                        name: caller.name,
-                    },
-                    called: called.map(Party::number).unwrap_or_default(),
-                    driver_key: Some(call_id),
-                    ..CallInfo::default()
-                };
+                let info = offered_info(caller, called, call_id);
                 self.gate.event(DriverEvent::NewCall {
                     line: key,
                     call,
@@ -145,19 +134,7 @@ impl Inner {
                     .ok()
                     .and_then(|c| c.get(&call).map(|e| e.line.key.clone()));
                 let Some(line) = line else { return };
-                let mode = match end {
-                    OfferEnd::Cancelled {
-                        answered_elsewhere: true,
-                        ..
-                    } => DisconnectMode::Pickup,
-                    OfferEnd::Cancelled {
-                        cause: Some(code), ..
-                    } if code >= 300 => disconnect_mode(code),
-                    OfferEnd::Cancelled { .. } => DisconnectMode::Cancelled,
-                    OfferEnd::RingTimeout => DisconnectMode::NoAnswer,
-                    OfferEnd::Redirected => DisconnectMode::Forwarded,
-                    OfferEnd::Rejected => DisconnectMode::Reject,
-                };
+                let mode = offer_end_mode(&end);
                 self.gate.event(DriverEvent::CallState {
                     line: line.clone(),
                     call,
@@ -179,29 +156,6 @@ pub struct AcdDriver {
     inner: Arc<Inner>,
     handle: tokio::runtime::Handle,
     rt: Mutex<Option<tokio::runtime::Runtime>>,
-}
-
-fn credentials(
-    parsed: &Parsed,
-    user: &str,
-    auth_user: Option<&str>,
-    password: &str,
-) -> Credentials {
-    Credentials {
-        username: auth_user.unwrap_or(user).to_owned(),
-        password: password.to_owned(),
-        realm: if parsed.cfg.ignore_realm {
-            None
-        } else {
-            Some(
-                parsed
-                    .cfg
-                    .realm
-                    .clone()
-                    .unwrap_or_else(|| parsed.domain_uri.host.clone()),
-            )
-        },
-    }
 }
 
 /// Picks the line for an incoming INVITE: the Contact's `line=` parameter we registered (what a
@@ -265,12 +219,18 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             )
         })?;
     let bind = parsed.bind;
+    let user_agent = parsed
+        .cfg
+        .sip
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")));
     // Bind on a thread of our own: `build` may be called from inside another runtime.
     let endpoint = std::thread::scope(|s| {
         s.spawn(|| {
             rt.block_on(Endpoint::start(EndpointConfig {
                 bind,
-                user_agent: format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")),
+                user_agent,
                 ..EndpointConfig::default()
             }))
             .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))
@@ -279,14 +239,9 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         .unwrap_or_else(|_| Err(DriverError::failed("acd start-up thread failed")))
     })?;
     let gate = Arc::new(Gate::new(sink));
-    let main_account = Arc::new(Account {
-        user: parsed.cfg.user.clone(),
-        credentials: credentials(
-            &parsed,
-            &parsed.cfg.user,
-            parsed.cfg.auth_user.as_deref(),
-            parsed.cfg.password.expose(),
-        ),
+    let main_account = Arc::new(LineAccount {
+        user: parsed.cfg.sip.user.clone(),
+        credentials: parsed.account.credentials(),
     });
     let mut lines = HashMap::with_capacity(parsed.lines.len());
     let mut order = Vec::with_capacity(parsed.lines.len());
@@ -298,9 +253,11 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         .with(Operation::Redirect);
     for spec in &parsed.lines {
         let account = match &spec.account {
-            Some((user, auth_user, password)) => Arc::new(Account {
+            Some((user, auth_user, password)) => Arc::new(LineAccount {
                 user: user.clone(),
-                credentials: credentials(&parsed, user, auth_user.as_deref(), password.expose()),
+                credentials: parsed
+                    .account
+                    .credentials_of(user, auth_user.as_deref(), password),
             }),
             None => main_account.clone(),
         };
@@ -314,7 +271,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                 register: spec.register && spec.enabled,
                 account,
                 active: AtomicU32::new(0),
-                registered: AtomicBool::new(false),
+                registered: Arc::new(AtomicBool::new(false)),
             }),
         );
         order.push(key.clone());
@@ -330,11 +287,11 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                     OperationSet::empty()
                 },
                 forward_modes: Vec::new(),
-                max_calls: parsed.cfg.max_calls,
+                max_calls: parsed.cfg.sip.max_calls,
                 addresses: vec![AddressInfo {
                     id: AddressId(0),
                     number,
-                    name: parsed.cfg.display_name.clone().unwrap_or_default(),
+                    name: parsed.cfg.sip.display_name.clone().unwrap_or_default(),
                 }],
             },
             in_service: spec.enabled && !spec.register,
@@ -366,7 +323,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         let weak: Arc<OnceLock<Weak<Inner>>> = Arc::new(OnceLock::new());
         let _ = weak.set(Arc::downgrade(&inner));
         let pick_lines = lines.clone();
-        let max_calls = shared.parsed.cfg.max_calls;
+        let max_calls = shared.parsed.cfg.sip.max_calls;
         let pick_order = order.clone();
         let report_weak = weak.clone();
         let ep = shared.endpoint.clone();
@@ -399,16 +356,6 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         }
         let p = &shared.parsed;
         let pacer = Arc::new(Pacer::new(p.cfg.register_rate, p.cfg.register_burst));
-        let (next_hop, route) = match &p.proxy_uri {
-            Some(proxy) => {
-                let mut r = proxy.clone();
-                r.params.set("lr", None);
-                (proxy.clone(), Some(format!("<{r}>")))
-            }
-            None => (p.domain_uri.clone(), None),
-        };
-        let mut registrar = p.domain_uri.clone();
-        registrar.user = None;
         for key in &order {
             let Some(line) = lines.get(key).cloned() else {
                 continue;
@@ -416,45 +363,20 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             if !line.register {
                 continue;
             }
-            let reg = Registration {
-                aor: format!("sip:{}@{}", line.account.user, p.domain()),
-                registrar: registrar.clone(),
-                next_hop: next_hop.clone(),
-                route: route.clone(),
-                contact_user: line.account.user.clone(),
-                contact_params: vec![("line".into(), Some(line.key.0.clone()))],
-                expires: p.cfg.register_expires,
-                transport: p.transport,
-                credentials: line.account.credentials.clone(),
-                backoff: Backoff::default(),
-            };
-            let g = gate.clone();
-            let l = line.clone();
+            let reg = p.account.registration(
+                &line.key.0,
+                &line.account.user,
+                line.account.credentials.clone(),
+            );
+            let report =
+                registration_events(gate.clone(), line.key.clone(), line.registered.clone());
             let task = rt.spawn(register::run(
                 shared.endpoint.clone(),
                 shared.resolver.clone(),
                 reg,
                 pacer.clone(),
                 stop_rx.clone(),
-                move |ev| match ev {
-                    RegistrationEvent::Registered { .. } => {
-                        if !l.registered.swap(true, Ordering::SeqCst) {
-                            g.event(DriverEvent::LineInService {
-                                line: l.key.clone(),
-                            });
-                        }
-                    }
-                    RegistrationEvent::Failed { error, retry_in } => {
-                        l.registered.store(false, Ordering::SeqCst);
-                        g.event(DriverEvent::LineOutOfService {
-                            line: l.key.clone(),
-                            reason: format!(
-                                "not registered ({error}); next try in {} s",
-                                retry_in.as_secs()
-                            ),
-                        });
-                    }
-                },
+                report,
             ));
             if let Ok(mut r) = inner.registrations.lock() {
                 r.push(task);
@@ -495,7 +417,7 @@ impl AcdDriver {
             .ok_or_else(|| DriverError::unavailable("acd lines dial at once (no dial tone)"))?;
         let uri = destination_uri(destination, &self.inner.shared.parsed.domain())
             .map_err(|e| DriverError::new(ErrorKind::InvalidAddress, e.0))?;
-        let max = self.inner.shared.parsed.cfg.max_calls;
+        let max = self.inner.shared.parsed.cfg.sip.max_calls;
         let (tx, rx) = mpsc::channel(8);
         {
             let mut calls = self
@@ -747,16 +669,16 @@ mod tests {
             key: LineKey::new(key),
             enabled: true,
             register,
-            account: Arc::new(Account {
+            account: Arc::new(LineAccount {
                 user: user.into(),
-                credentials: Credentials {
+                credentials: tapir_sip_ua::digest::Credentials {
                     username: user.into(),
                     password: String::new(),
                     realm: None,
                 },
             }),
             active: AtomicU32::new(0),
-            registered: AtomicBool::new(true),
+            registered: Arc::new(AtomicBool::new(true)),
         })
     }
 
