@@ -216,37 +216,26 @@ impl Call {
         let mut ringing = false;
         let mut stop: Option<Stop> = None;
         loop {
-            let ev = if stop.is_none() {
-                match leg.next(&mut self.ctl).await {
-                    Next::Ctl(c) => {
-                        stop = self.note_stop(c);
-                        if stop.is_some() {
-                            leg.cancel().await;
-                        }
-                        continue;
+            match leg.next(&mut self.ctl).await {
+                Next::Ctl(c) => {
+                    if let Some(s) = self.note_stop(c) {
+                        stop = Some(s);
+                        leg.cancel().await;
                     }
-                    Next::Leg(ev) => ev,
                 }
-            } else {
-                leg.event().await
-            };
-            match ev {
-                LegEvent::Progress { code, .. } if !ringing && stop.is_none() => {
+                Next::Leg(LegEvent::Progress { code, .. }) if !ringing => {
                     if let Some(s) = progress_state(code) {
                         ringing = s == CallState::Ringback;
                         self.rep.state(s);
                     }
                 }
-                LegEvent::Answered => return Ok(()),
-                LegEvent::Cancelled => {
-                    return Err(match stop {
-                        Some(Stop::Drop) => End::Idle,
-                        _ => End::Shutdown,
-                    })
+                Next::Leg(LegEvent::Answered) => return Ok(()),
+                Next::Leg(LegEvent::Cancelled) if stop == Some(Stop::Drop) => {
+                    return Err(End::Idle)
                 }
-                LegEvent::Failed(f) => return Err(self.failed(f)),
-                LegEvent::Stopped => return Err(End::Shutdown),
-                _ => {}
+                Next::Leg(LegEvent::Cancelled | LegEvent::Stopped) => return Err(End::Shutdown),
+                Next::Leg(LegEvent::Failed(f)) => return Err(self.failed(f)),
+                Next::Leg(_) => {}
             }
         }
     }

@@ -16,10 +16,10 @@ use tapir_core::{
 };
 use tapir_sip_ua::header::Uri;
 use tapir_sip_ua::offer::{OfferError, OfferEvent, Offers};
-use tapir_sip_ua::register::{self, Pacer};
-use tapir_sip_ua::report::{offered_info, registration_events, CallReporter, Gate};
+use tapir_sip_ua::report::{offered_info, CallReporter, Gate, Registrations};
+use tapir_sip_ua::runtime::DriverRuntime;
 use tapir_sip_ua::{Endpoint, EndpointConfig, Message, Resolver};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// What every call of the driver shares.
 pub struct Shared {
@@ -58,8 +58,7 @@ struct Inner {
     calls: Mutex<HashMap<CallId, CallEntry>>,
     offers_by_id: Mutex<HashMap<u64, CallId>>,
     offers: Mutex<Option<Offers>>,
-    stop_registrations: watch::Sender<bool>,
-    registrations: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    registrations: Registrations,
     shut: AtomicBool,
 }
 
@@ -155,7 +154,7 @@ impl Inner {
 pub struct AcdDriver {
     inner: Arc<Inner>,
     handle: tokio::runtime::Handle,
-    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    runtime: DriverRuntime,
 }
 
 /// Picks the line for an incoming INVITE: the Contact's `line=` parameter we registered (what a
@@ -207,17 +206,12 @@ fn pick_line(
 pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
     let parsed = config::parse(config_json)
         .map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tapir-acd")
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            DriverError::new(
-                ErrorKind::ResourceUnavailable,
-                format!("cannot start the acd runtime: {e}"),
-            )
-        })?;
+    let runtime = DriverRuntime::new("tapir-acd").map_err(|e| {
+        DriverError::new(
+            ErrorKind::ResourceUnavailable,
+            format!("cannot start the acd runtime: {e}"),
+        )
+    })?;
     let bind = parsed.bind;
     let user_agent = parsed
         .cfg
@@ -225,19 +219,14 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         .user_agent
         .clone()
         .unwrap_or_else(|| format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")));
-    // Bind on a thread of our own: `build` may be called from inside another runtime.
-    let endpoint = std::thread::scope(|s| {
-        s.spawn(|| {
-            rt.block_on(Endpoint::start(EndpointConfig {
-                bind,
-                user_agent,
-                ..EndpointConfig::default()
-            }))
-            .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(DriverError::failed("acd start-up thread failed")))
-    })?;
+    let endpoint = runtime
+        .block_on(Endpoint::start(EndpointConfig {
+            bind,
+            user_agent,
+            ..EndpointConfig::default()
+        }))
+        .unwrap_or_else(|| Err(tapir_sip_ua::EndpointError::Stopped))
+        .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
     let gate = Arc::new(Gate::new(sink));
     let main_account = Arc::new(LineAccount {
         user: parsed.cfg.sip.user.clone(),
@@ -303,7 +292,11 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         endpoint,
         resolver: Arc::new(Resolver::new()),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let registrations = Registrations::new(
+        gate.clone(),
+        shared.parsed.cfg.register_rate,
+        shared.parsed.cfg.register_burst,
+    );
     let inner = Arc::new(Inner {
         gate: gate.clone(),
         shared: shared.clone(),
@@ -311,8 +304,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         calls: Mutex::new(HashMap::new()),
         offers_by_id: Mutex::new(HashMap::new()),
         offers: Mutex::new(None),
-        stop_registrations: stop_tx,
-        registrations: Mutex::new(Vec::new()),
+        registrations,
         shut: AtomicBool::new(false),
     });
     for info in infos {
@@ -328,21 +320,18 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         let report_weak = weak.clone();
         let ep = shared.endpoint.clone();
         let ring = Duration::from_secs(shared.parsed.cfg.offer_timeout_secs);
-        let offers = rt.block_on(async move {
-            tokio::spawn(Offers::start(
-                ep,
-                Box::new(move |m: &Message| pick_line(&pick_lines, &pick_order, max_calls, m)),
-                ring,
-                move |ev| {
-                    if let Some(inner) = report_weak.get().and_then(Weak::upgrade) {
-                        inner.on_offer_event(ev);
-                    }
-                },
-            ))
-            .await
-        });
+        let offers = runtime.block_on(Offers::start(
+            ep,
+            Box::new(move |m: &Message| pick_line(&pick_lines, &pick_order, max_calls, m)),
+            ring,
+            move |ev| {
+                if let Some(inner) = report_weak.get().and_then(Weak::upgrade) {
+                    inner.on_offer_event(ev);
+                }
+            },
+        ));
         match offers {
-            Ok(Ok(o)) => {
+            Some(Ok(o)) => {
                 if let Ok(mut slot) = inner.offers.lock() {
                     *slot = Some(o);
                 }
@@ -355,7 +344,6 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             }
         }
         let p = &shared.parsed;
-        let pacer = Arc::new(Pacer::new(p.cfg.register_rate, p.cfg.register_burst));
         for key in &order {
             let Some(line) = lines.get(key).cloned() else {
                 continue;
@@ -368,26 +356,21 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                 &line.account.user,
                 line.account.credentials.clone(),
             );
-            let report =
-                registration_events(gate.clone(), line.key.clone(), line.registered.clone());
-            let task = rt.spawn(register::run(
+            inner.registrations.start(
+                runtime.handle(),
                 shared.endpoint.clone(),
                 shared.resolver.clone(),
                 reg,
-                pacer.clone(),
-                stop_rx.clone(),
-                report,
-            ));
-            if let Ok(mut r) = inner.registrations.lock() {
-                r.push(task);
-            }
+                line.key.clone(),
+                line.registered.clone(),
+            );
         }
     }
-    let handle = rt.handle().clone();
+    let handle = runtime.handle().clone();
     Ok(Box::new(AcdDriver {
         inner,
         handle,
-        rt: Mutex::new(Some(rt)),
+        runtime,
     }))
 }
 
@@ -601,7 +584,7 @@ impl PhoneDriver for AcdDriver {
         if self.inner.shut.swap(true, Ordering::SeqCst) {
             return;
         }
-        let _ = self.inner.stop_registrations.send(true);
+        self.inner.registrations.stop();
         let ctls: Vec<mpsc::Sender<Ctl>> = self
             .inner
             .calls
@@ -632,13 +615,7 @@ impl PhoneDriver for AcdDriver {
                 .lock()
                 .map(|c| c.values().all(|e| matches!(e.kind, CallKind::Offered(_))))
                 .unwrap_or(true);
-            let regs_done = self
-                .inner
-                .registrations
-                .lock()
-                .map(|r| r.iter().all(tokio::task::JoinHandle::is_finished))
-                .unwrap_or(true);
-            if calls_done && regs_done {
+            if calls_done && self.inner.registrations.finished() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -646,11 +623,7 @@ impl PhoneDriver for AcdDriver {
         // Let the endpoint send what the tasks queued last (final answers, BYE, un-REGISTER).
         std::thread::sleep(Duration::from_millis(100));
         self.inner.gate.close();
-        if let Ok(mut rt) = self.rt.lock() {
-            if let Some(rt) = rt.take() {
-                rt.shutdown_background();
-            }
-        }
+        self.runtime.shutdown();
     }
 }
 

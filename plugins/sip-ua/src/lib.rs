@@ -15,6 +15,7 @@
 //! - [`register`]: REGISTER client: refresh, backoff with jitter, token-bucket pacing;
 //! - [`offer`]: incoming calls indicated (180), redirected (302) or cancelled;
 //! - [`refer`]: sipfrag and `Subscription-State` of REFER's implicit subscription;
+//! - [`runtime`]: the tokio runtime a SIP driver owns;
 //! - [`resolve`]: RFC 3263 target selection (SRV ordering, A/AAAA, IP literals);
 //! - [`uas`]: the answers RFC 3261 §8.2 asks of every UAS (501, 416, 420, 415, 400, 505);
 //! - [`endpoint`]: the tokio UDP/TCP shell, bounded against hostile peers.
@@ -34,6 +35,7 @@ pub mod refer;
 pub mod register;
 pub mod report;
 pub mod resolve;
+pub mod runtime;
 pub mod transaction;
 pub mod uas;
 

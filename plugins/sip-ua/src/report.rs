@@ -1,16 +1,21 @@
 //! What every SIP driver reports to the host, written once: a [`Gate`] that stops every event
 //! and completion once the driver has shut down, the per-call [`CallReporter`] (nothing after
 //! Idle; the call's place in the driver freed the moment it is reported Disconnected or Idle),
-//! a registration's line service states, and the info of an offered incoming call.
+//! the lines' registrations and their service states ([`Registrations`]), and the info of an
+//! offered incoming call.
 
+use crate::endpoint::Endpoint;
 use crate::offer::Caller;
-use crate::register::RegistrationEvent;
+use crate::register::{self, Pacer, Registration, RegistrationEvent};
+use crate::resolve::Resolver;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tapir_core::{
     BusyMode, CallDirection, CallId, CallInfo, CallState, DisconnectMode, DriverEvent, LineKey,
     Outcome, Party, RequestId, SharedSink,
 };
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Forwards to the host's sink until closed.
 pub struct Gate {
@@ -196,6 +201,66 @@ pub fn registration_events(
                 ),
             });
         }
+    }
+}
+
+/// The registrations of one driver's lines: paced by one token bucket, each reporting its
+/// line in or out of service, all stopped (un-REGISTERed) together.
+pub struct Registrations {
+    gate: Arc<Gate>,
+    pacer: Arc<Pacer>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Registrations {
+    /// Registrations reporting through `gate`, at most `rate` REGISTERs per second after a
+    /// burst of `burst`.
+    pub fn new(gate: Arc<Gate>, rate: f64, burst: u32) -> Registrations {
+        Registrations {
+            gate,
+            pacer: Arc::new(Pacer::new(rate, burst)),
+            stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps `reg` registered for `line` on `rt` until [`Self::stop`]; `registered` follows
+    /// the binding.
+    pub fn start(
+        &self,
+        rt: &tokio::runtime::Handle,
+        endpoint: Endpoint,
+        resolver: Arc<Resolver>,
+        reg: Registration,
+        line: LineKey,
+        registered: Arc<AtomicBool>,
+    ) {
+        let report = registration_events(self.gate.clone(), line, registered);
+        let task = rt.spawn(register::run(
+            endpoint,
+            resolver,
+            reg,
+            self.pacer.clone(),
+            self.stop.subscribe(),
+            report,
+        ));
+        if let Ok(mut t) = self.tasks.lock() {
+            t.push(task);
+        }
+    }
+
+    /// Stops every registration: each removes its binding (waiting at most 5 s for the answer).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// True once every registration task has ended.
+    pub fn finished(&self) -> bool {
+        self.tasks
+            .lock()
+            .map(|t| t.iter().all(JoinHandle::is_finished))
+            .unwrap_or(true)
     }
 }
 

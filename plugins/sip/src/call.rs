@@ -189,30 +189,24 @@ impl Call {
         let mut ringing = false;
         let mut stopped: Option<ClickToDialError> = None;
         loop {
-            let ev = if stopped.is_none() {
-                match leg.next(&mut self.ctl).await {
-                    Next::Ctl(c) => {
-                        stopped = Some(self.note_ctl(c));
-                        leg.cancel().await;
-                        continue;
-                    }
-                    Next::Leg(ev) => ev,
+            match leg.next(&mut self.ctl).await {
+                Next::Ctl(c) => {
+                    stopped = Some(self.note_ctl(c));
+                    leg.cancel().await;
                 }
-            } else {
-                leg.event().await
-            };
-            match ev {
-                LegEvent::Progress { code, .. } if !ringing && stopped.is_none() => {
+                Next::Leg(LegEvent::Progress { code, .. }) if !ringing => {
                     ringing = true;
                     if let Some(s) = progress_state(code) {
                         self.rep.state(s);
                     }
                 }
-                LegEvent::Answered => return Ok(()),
-                LegEvent::Cancelled => return Err(stopped.unwrap_or(ClickToDialError::Dropped)),
-                LegEvent::Failed(f) => return Err(self.first_leg(f)),
-                LegEvent::Stopped => return Err(ClickToDialError::Shutdown),
-                _ => {}
+                Next::Leg(LegEvent::Answered) => return Ok(()),
+                Next::Leg(LegEvent::Cancelled) => {
+                    return Err(stopped.unwrap_or(ClickToDialError::Dropped))
+                }
+                Next::Leg(LegEvent::Failed(f)) => return Err(self.first_leg(f)),
+                Next::Leg(LegEvent::Stopped) => return Err(ClickToDialError::Shutdown),
+                Next::Leg(_) => {}
             }
         }
     }

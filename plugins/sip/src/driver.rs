@@ -15,6 +15,7 @@ use tapir_core::{
     LineKey, Operation, OperationSet, PhoneDriver, Request, RequestEnvelope, SharedSink,
 };
 use tapir_sip_ua::report::CallReporter;
+use tapir_sip_ua::runtime::DriverRuntime;
 use tapir_sip_ua::{Endpoint, EndpointConfig, Resolver};
 use tokio::sync::mpsc;
 
@@ -36,7 +37,7 @@ struct Inner {
 pub struct SipDriver {
     inner: Arc<Inner>,
     handle: tokio::runtime::Handle,
-    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    runtime: DriverRuntime,
 }
 
 /// Builds a driver of the given mode from its JSON section.
@@ -51,43 +52,33 @@ pub fn build(
 ) -> Result<Box<dyn PhoneDriver>, DriverError> {
     let (_, lines) =
         config::parse(config_json).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tapir-sip")
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            DriverError::new(
-                ErrorKind::ResourceUnavailable,
-                format!("cannot start the SIP runtime: {e}"),
-            )
-        })?;
+    let runtime = DriverRuntime::new("tapir-sip").map_err(|e| {
+        DriverError::new(
+            ErrorKind::ResourceUnavailable,
+            format!("cannot start the SIP runtime: {e}"),
+        )
+    })?;
     let resolver = Arc::new(Resolver::new());
-    // Bind on a thread of our own: `build` may be called from inside another runtime.
     let binds: Vec<SocketAddr> = lines.iter().map(|l| l.bind).collect();
-    let started: Result<HashMap<SocketAddr, Endpoint>, DriverError> = std::thread::scope(|s| {
-        s.spawn(|| {
-            rt.block_on(async {
-                let mut eps = HashMap::new();
-                for bind in binds {
-                    if eps.contains_key(&bind) {
-                        continue;
-                    }
-                    let ep = Endpoint::start(EndpointConfig {
-                        bind,
-                        user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")),
-                        ..EndpointConfig::default()
-                    })
-                    .await
-                    .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
-                    eps.insert(bind, ep);
-                }
-                Ok(eps)
+    let started = runtime.block_on(async {
+        let mut eps = HashMap::new();
+        for bind in binds {
+            if eps.contains_key(&bind) {
+                continue;
+            }
+            let ep = Endpoint::start(EndpointConfig {
+                bind,
+                user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")),
+                ..EndpointConfig::default()
             })
-        })
-        .join()
-        .unwrap_or_else(|_| Err(DriverError::failed("SIP endpoint start-up thread failed")))
+            .await
+            .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
+            eps.insert(bind, ep);
+        }
+        Ok(eps)
     });
+    let started: Result<HashMap<SocketAddr, Endpoint>, DriverError> =
+        started.unwrap_or_else(|| Err(DriverError::failed("SIP endpoint start-up thread failed")));
     let endpoints = started?;
     let gate = Arc::new(Gate::new(sink));
     let mut ctxs = HashMap::new();
@@ -149,8 +140,8 @@ pub fn build(
         ordered.push((key.clone(), ctx.clone()));
         lines.insert(key, ctx);
     }
-    let incoming = crate::incoming::IncomingCalls::start(&rt, gate.clone(), &ordered)?;
-    let handle = rt.handle().clone();
+    let incoming = crate::incoming::IncomingCalls::start(&runtime, gate.clone(), &ordered)?;
+    let handle = runtime.handle().clone();
     Ok(Box::new(SipDriver {
         inner: Arc::new(Inner {
             gate,
@@ -160,7 +151,7 @@ pub fn build(
             shut: AtomicBool::new(false),
         }),
         handle,
-        rt: Mutex::new(Some(rt)),
+        runtime,
     }))
 }
 
@@ -374,11 +365,7 @@ impl PhoneDriver for SipDriver {
             }
         }
         self.inner.gate.close();
-        if let Ok(mut rt) = self.rt.lock() {
-            if let Some(rt) = rt.take() {
-                rt.shutdown_background();
-            }
-        }
+        self.runtime.shutdown();
     }
 }
 

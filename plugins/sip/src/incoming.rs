@@ -16,10 +16,9 @@ use tapir_core::{
 use tapir_sip_ua::header::Uri;
 use tapir_sip_ua::leg::outcome::offer_end_mode;
 use tapir_sip_ua::offer::{OfferError, OfferEvent, Offers};
-use tapir_sip_ua::register::{self, Pacer};
-use tapir_sip_ua::report::{offered_info, registration_events};
+use tapir_sip_ua::report::{offered_info, Registrations};
+use tapir_sip_ua::runtime::DriverRuntime;
 use tapir_sip_ua::Message;
-use tokio::sync::watch;
 
 /// REGISTERs per second over all lines of one driver.
 const REGISTER_RATE: f64 = 20.0;
@@ -41,8 +40,7 @@ pub struct IncomingCalls {
     offers: Mutex<Vec<Option<Offers>>>,
     calls: Mutex<HashMap<CallId, Offer>>,
     by_offer: Mutex<HashMap<(usize, u64), CallId>>,
-    stop: watch::Sender<bool>,
-    registrations: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    registrations: Registrations,
 }
 
 fn pick(
@@ -72,7 +70,7 @@ impl IncomingCalls {
     /// # Errors
     /// A driver error when an offers task cannot start.
     pub fn start(
-        rt: &tokio::runtime::Runtime,
+        rt: &DriverRuntime,
         gate: Arc<Gate>,
         lines: &[(LineKey, Arc<LineCtx>)],
     ) -> Result<Option<Arc<IncomingCalls>>, DriverError> {
@@ -92,14 +90,12 @@ impl IncomingCalls {
                 None => endpoints.push((c.line.bind, vec![(k.clone(), c.clone())])),
             }
         }
-        let (stop, stop_rx) = watch::channel(false);
         let this = Arc::new(IncomingCalls {
             gate: gate.clone(),
             offers: Mutex::new(Vec::new()),
             calls: Mutex::new(HashMap::new()),
             by_offer: Mutex::new(HashMap::new()),
-            stop,
-            registrations: Mutex::new(Vec::new()),
+            registrations: Registrations::new(gate.clone(), REGISTER_RATE, 10),
         });
         for (index, (_, group)) in endpoints.iter().enumerate() {
             let Some((_, first)) = group.first() else {
@@ -108,21 +104,18 @@ impl IncomingCalls {
             let endpoint = first.endpoint.clone();
             let group2 = group.clone();
             let weak = Arc::downgrade(&this);
-            let started = rt.block_on(async move {
-                tokio::spawn(Offers::start(
-                    endpoint,
-                    Box::new(move |m: &Message| pick(&group2, m)),
-                    OFFER_LIMIT,
-                    move |ev| {
-                        if let Some(me) = weak.upgrade() {
-                            me.on_event(index, ev);
-                        }
-                    },
-                ))
-                .await
-            });
+            let started = rt.block_on(Offers::start(
+                endpoint,
+                Box::new(move |m: &Message| pick(&group2, m)),
+                OFFER_LIMIT,
+                move |ev| {
+                    if let Some(me) = weak.upgrade() {
+                        me.on_event(index, ev);
+                    }
+                },
+            ));
             match started {
-                Ok(Ok(o)) => {
+                Some(Ok(o)) => {
                     if let Ok(mut v) = this.offers.lock() {
                         v.push(Some(o));
                     }
@@ -135,22 +128,16 @@ impl IncomingCalls {
                 }
             }
         }
-        let pacer = Arc::new(Pacer::new(REGISTER_RATE, 10));
         for (key, ctx) in registering {
             let account = &ctx.line.account;
-            let reg = account.registration(&key.0, ctx.line.user(), account.credentials());
-            let report = registration_events(gate.clone(), key, Arc::new(AtomicBool::new(false)));
-            let task = rt.spawn(register::run(
+            this.registrations.start(
+                rt.handle(),
                 ctx.endpoint.clone(),
                 ctx.resolver.clone(),
-                reg,
-                pacer.clone(),
-                stop_rx.clone(),
-                report,
-            ));
-            if let Ok(mut r) = this.registrations.lock() {
-                r.push(task);
-            }
+                account.registration(&key.0, ctx.line.user(), account.credentials()),
+                key,
+                Arc::new(AtomicBool::new(false)),
+            );
         }
         Ok(Some(this))
     }
@@ -261,18 +248,13 @@ impl IncomingCalls {
     /// Stops: un-REGISTERs (each at most 5 s, waited for at most `limit`) and answers ringing
     /// offers 480.
     pub fn shutdown(&self, limit: Duration) {
-        let _ = self.stop.send(true);
+        self.registrations.stop();
         if let Ok(mut v) = self.offers.lock() {
             v.iter_mut().for_each(|o| *o = None);
         }
         let end = Instant::now() + limit;
         while Instant::now() < end {
-            let done = self
-                .registrations
-                .lock()
-                .map(|r| r.iter().all(tokio::task::JoinHandle::is_finished))
-                .unwrap_or(true);
-            if done {
+            if self.registrations.finished() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

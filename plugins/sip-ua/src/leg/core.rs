@@ -284,6 +284,17 @@ impl LegCore {
         self.refer.as_ref().is_some_and(ReferSubscription::accepted)
     }
 
+    /// True while the INVITE is being cancelled (on request or after the ring timeout).
+    pub fn cancelling(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Inviting {
+                cancelling: Some(_),
+                ..
+            }
+        )
+    }
+
     /// The next action for the transport.
     pub fn pop_action(&mut self) -> Option<Action> {
         self.actions.pop_front()

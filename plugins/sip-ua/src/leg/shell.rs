@@ -151,8 +151,9 @@ impl Leg {
         &self.core
     }
 
-    /// Waits for the leg's next event or a message on `ctl`, whichever comes first. Once `ctl`
-    /// answered `None` (closed), wait with [`Self::event`] instead.
+    /// Waits for the leg's next event or a message on `ctl`, whichever comes first. While the
+    /// INVITE is being cancelled `ctl` is left alone (what comes meanwhile waits there for the
+    /// driver). Once `ctl` answered `None` (closed), wait with [`Self::event`] instead.
     pub async fn next<C>(&mut self, ctl: &mut mpsc::Receiver<C>) -> Next<C> {
         self.step(Some(ctl)).await
     }
@@ -217,6 +218,7 @@ impl Leg {
                 // Nothing can happen any more.
                 return Next::Leg(LegEvent::Stopped);
             }
+            let watch_ctl = ctl.is_some() && !self.core.cancelling();
             let input = tokio::select! {
                 biased;
                 c = async {
@@ -224,7 +226,7 @@ impl Leg {
                         Some(rx) => rx.recv().await,
                         None => std::future::pending().await,
                     }
-                } => return Next::Ctl(c),
+                }, if watch_ctl => return Next::Ctl(c),
                 inc = self.inbox.recv(), if self.inbox_open => Input::Incoming(inc),
                 (id, ev) = any_tx(&mut self.txs) => Input::Client(id, ev),
                 () = until(deadline) => Input::Timer,
