@@ -139,6 +139,8 @@ struct Request {
     sent: Message,
     auth_answers: u32,
     finished: bool,
+    /// Sent once more (a PRACK whose reliable response came again).
+    resent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +345,7 @@ impl LegCore {
             sent: msg.clone(),
             auth_answers: 0,
             finished: false,
+            resent: false,
         });
         self.actions.push_back(Action::Send { id, msg, dest });
         id

@@ -261,6 +261,10 @@ fn reliable_provisional_responses_get_one_prack_each_in_cseq_order() {
     let (again, _) = b.resent();
     assert_eq!(again, prack, "same CSeq, same RAck, same branch");
     assert!(b.events().is_empty());
+    // Once: a peer that answers every copy with the 183 again starts no ping-pong (the
+    // transaction retransmits over UDP by itself).
+    b.reply(id, answer(&invite, 183, "Session Progress", &rel("5")), 2);
+    b.nothing_sent();
     // Once the PRACK is answered, a late repeat is ignored.
     b.reply(prack_id, Message::response_to(&prack, 200, "OK", None), 2);
     b.reply(id, answer(&invite, 183, "Session Progress", &rel("5")), 3);

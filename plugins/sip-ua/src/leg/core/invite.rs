@@ -189,18 +189,20 @@ impl LegCore {
                 true
             }
             Reliable::Repeat => {
-                // Our PRACK is still on its way (or was lost): send it again as it was, unless
-                // it has been answered already. No new PRACK (RFC 3262 §4).
-                let again = self
-                    .requests
-                    .iter()
-                    .find(|r| !r.finished && r.purpose == Purpose::Prack { tag: tag.clone() });
-                if let Some(r) = again {
+                // The UAS has not seen our PRACK yet (lost, or still on its way): send it once
+                // more as it was (same CSeq, same RAck, same branch), unless it has been
+                // answered. Never a new PRACK (RFC 3262 §4); over UDP its transaction keeps
+                // retransmitting by itself, so once is enough (and a peer that answers every
+                // copy with the 1xx again cannot start a ping-pong).
+                let early = self.early.iter().find(|d| d.remote_tag == tag).cloned();
+                let again = self.requests.iter_mut().find(|r| {
+                    !r.finished && !r.resent && r.purpose == Purpose::Prack { tag: tag.clone() }
+                });
+                if let (Some(r), Some(early)) = (again, early) {
+                    r.resent = true;
                     let msg = r.sent.clone();
-                    if let Some(early) = self.early.iter().find(|d| d.remote_tag == tag) {
-                        let dest = self.hop(early);
-                        self.actions.push_back(Action::Resend { msg, dest });
-                    }
+                    let dest = self.hop(&early);
+                    self.actions.push_back(Action::Resend { msg, dest });
                 }
                 false
             }
