@@ -340,6 +340,47 @@ mod tests {
         assert_eq!(p.cfg.sip.password.expose(), "secret");
     }
 
+    /// The README's TOML example is a valid section and names every key.
+    #[test]
+    fn readme_toml_example_names_every_key() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split("```toml")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a TOML example in the README");
+        let doc: toml::Value = toml::from_str(block).expect("the example is TOML");
+        let mut section = doc["drivers"]["dialer"].clone();
+        if let Some(t) = section.as_table_mut() {
+            t.remove("driver");
+        }
+        let json = serde_json::to_string(&section).expect("json");
+        let p = parse(&json).expect("the example is a valid section");
+        let shared = serde_json::to_value(&p.account.config).expect("keys");
+        let own = [
+            "bind",
+            "lines",
+            "name_prefix",
+            "register_rate",
+            "register_burst",
+            "offer_timeout_secs",
+            "key",
+            "enabled",
+            "name",
+        ];
+        let keys = shared
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        for key in keys.iter().map(String::as_str).chain(own) {
+            assert!(
+                block.contains(&format!("\n{key} = ")),
+                "the README's example lacks `{key}`"
+            );
+        }
+        assert!(block.contains("[[drivers.dialer.line]]"));
+    }
+
     #[test]
     fn growing_the_count_keeps_keys_and_overrides() {
         let small = parse(&EXAMPLE.replace("\"lines\": 1000", "\"lines\": 10")).expect("10");

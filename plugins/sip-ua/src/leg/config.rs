@@ -8,7 +8,7 @@ use crate::digest::Credentials;
 use crate::header::Uri;
 use crate::register::{Backoff, Registration};
 use crate::resolve::Transport;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
 use thiserror::Error;
@@ -41,6 +41,14 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Serialized as `***` too: a configuration written out (to list its keys, say) never carries
+/// the secret.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Secret)
@@ -67,8 +75,9 @@ fn default_register_expires() -> u32 {
 }
 
 /// The shared SIP keys of a driver section (or of one line of it). Flatten it into the driver's
-/// own struct; unknown keys are refused by the driver's `deny_unknown_fields`.
-#[derive(Debug, Clone, Deserialize)]
+/// own struct; unknown keys are refused by the driver's `deny_unknown_fields`. Serializing it
+/// lists every key (the password as `***`), which the drivers' README tests use.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LegConfig {
     /// SIP domain (registrar / proxy), `host` or `host:port`; DNS SRV when no port is given.
     pub domain: String,
@@ -368,6 +377,15 @@ mod tests {
         assert_eq!(reg.route.as_deref(), Some("<sip:10.0.0.1:5060;lr>"));
         assert_eq!(reg.transport, Transport::Tcp);
         assert_eq!(reg.contact_params, vec![("line".into(), Some("7".into()))]);
+    }
+
+    #[test]
+    fn written_out_it_names_every_key_and_hides_the_password() {
+        let a = parse(r#"{"domain": "pbx", "user": "alice", "password": "pw"}"#).expect("valid");
+        let v = serde_json::to_value(&a.config).expect("json");
+        assert_eq!(v["password"], "***");
+        assert!(!v.to_string().contains("pw"));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(16));
     }
 
     #[test]

@@ -14,11 +14,10 @@ use std::time::Instant;
 impl LegCore {
     pub(super) fn on_invite_event(&mut self, id: ReqId, ev: ClientEvent, now: Instant) {
         if let ClientEvent::Response(resp) = &ev {
-            if resp.code().is_some_and(|c| (200..300).contains(&c)) {
-                if !matches!(self.phase, Phase::Inviting { .. }) || id != self.invite_id {
-                    self.on_late_2xx(resp);
-                    return;
-                }
+            let late = !matches!(self.phase, Phase::Inviting { .. }) || id != self.invite_id;
+            if late && resp.code().is_some_and(|c| (200..300).contains(&c)) {
+                self.on_late_2xx(resp);
+                return;
             }
         }
         if id != self.invite_id {
