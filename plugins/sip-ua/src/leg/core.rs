@@ -396,10 +396,23 @@ impl LegCore {
         m
     }
 
+    /// Sends the INVITE (again: to the next target, or with credentials). Each attempt is a
+    /// transaction of its own: what its predecessor heard does not count for it.
     fn send_invite(&mut self) {
         self.attempts += 1;
         self.early.clear();
         self.order.clear();
+        if let Phase::Inviting {
+            provisional,
+            any_response,
+            cancel_sent,
+            ..
+        } = &mut self.phase
+        {
+            *provisional = false;
+            *any_response = false;
+            *cancel_sent = false;
+        }
         let invite = self.build_invite();
         self.invite_id = self.send(Purpose::Invite, invite, Dest::Target(self.target));
     }

@@ -360,6 +360,33 @@ fn a_silent_target_makes_way_for_the_next_then_the_leg_is_unreachable() {
 }
 
 #[test]
+fn after_a_challenge_the_new_invite_starts_afresh() {
+    let mut b = Bench::new();
+    let (id, invite) = b.sent();
+    b.reply(id, answer(&invite, 100, "Trying", &[]), 0);
+    let challenge = [("WWW-Authenticate", "Digest realm=\"pbx\", nonce=\"n1\"")];
+    b.reply(id, answer(&invite, 401, "Unauthorized", &challenge), 0);
+    let (id2, _) = b.sent();
+    // Nothing answered the new INVITE (the 100 and 401 were the old one's): the next target is
+    // tried.
+    b.core.on_client(id2, ClientEvent::Timeout, b.at(33));
+    match b.action() {
+        Some(Action::Send {
+            id,
+            msg,
+            dest: Dest::Target(t),
+        }) => assert_eq!(
+            (msg.method(), t.addr.port(), id != id2),
+            (Some(Method::Invite), 5071, true)
+        ),
+        other => panic!("{other:?}"),
+    }
+    // No provisional response to this INVITE yet: no CANCEL before one comes.
+    b.core.cancel(b.at(34));
+    b.nothing_sent();
+}
+
+#[test]
 fn the_ring_timeout_cancels_after_the_first_provisional_response() {
     let mut b = Bench::new();
     let (id, invite) = b.sent();
