@@ -343,19 +343,9 @@ mod tests {
     /// The README's TOML example is a valid section and names every key.
     #[test]
     fn readme_toml_example_names_every_key() {
-        let readme = include_str!("../README.md");
-        let block = readme
-            .split("```toml")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .expect("a TOML example in the README");
-        let doc: toml::Value = toml::from_str(block).expect("the example is TOML");
-        let mut section = doc["drivers"]["dialer"].clone();
-        if let Some(t) = section.as_table_mut() {
-            t.remove("driver");
-        }
-        let json = serde_json::to_string(&section).expect("json");
-        let p = parse(&json).expect("the example is a valid section");
+        use tapir_test_support::docs::{keys_not_named, toml_example};
+        let (block, section) = toml_example(include_str!("../README.md"), &["drivers", "dialer"]);
+        let p = parse(&section.to_string()).expect("the example is a valid section");
         let shared = serde_json::to_value(&p.account.config).expect("keys");
         let own = [
             "bind",
@@ -368,16 +358,9 @@ mod tests {
             "enabled",
             "name",
         ];
-        let keys = shared
-            .as_object()
-            .map(|o| o.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
-        for key in keys.iter().map(String::as_str).chain(own) {
-            assert!(
-                block.contains(&format!("\n{key} = ")),
-                "the README's example lacks `{key}`"
-            );
-        }
+        let keys = shared.as_object().into_iter().flat_map(|o| o.keys());
+        let missing = keys_not_named(&block, keys.map(String::as_str).chain(own));
+        assert!(missing.is_empty(), "the README's example lacks {missing:?}");
         assert!(block.contains("[[drivers.dialer.line]]"));
     }
 
