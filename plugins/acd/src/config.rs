@@ -3,50 +3,17 @@
 //! incoming-call indication on or off). Line keys are stable: `lines = 500` gives `"1"`..`"500"`,
 //! and growing it to 600 adds `"501"`..`"600"` without touching the others.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::net::SocketAddr;
-use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::Transport;
+use tapir_sip_ua::leg::config::check_user;
+use tapir_sip_ua::leg::{Account, ConfigProblem, LegConfig};
 use thiserror::Error;
+
+pub use tapir_sip_ua::leg::Secret;
 
 /// Most lines one driver instance accepts.
 pub const MAX_LINES: usize = 100_000;
-
-/// A password: usable by the code, never printed. `Debug` and `Display` show `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for hashing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
 
 /// Which lines exist: a count (`"1"`..`"N"`) or a list of keys and ranges (`"1-500"`).
 #[derive(Debug, Clone, Deserialize)]
@@ -84,26 +51,8 @@ pub struct LineOverride {
     pub register: Option<bool>,
 }
 
-fn default_transport() -> String {
-    "udp".into()
-}
 fn default_bind() -> String {
     "0.0.0.0:0".into()
-}
-fn default_notify_timeout() -> u64 {
-    25
-}
-fn default_ring_timeout() -> u64 {
-    60
-}
-fn default_max_calls() -> u32 {
-    1
-}
-fn default_true() -> bool {
-    true
-}
-fn default_expires() -> u32 {
-    300
 }
 fn default_rate() -> f64 {
     50.0
@@ -125,31 +74,6 @@ pub struct AcdConfig {
     /// Local `ip:port` of the driver's one SIP endpoint (UDP and TCP), default `0.0.0.0:0`.
     #[serde(default = "default_bind")]
     pub bind: String,
-    /// SIP domain (registrar / proxy), `host` or `host:port`; DNS SRV when no port is given.
-    pub domain: String,
-    /// Outbound proxy `host[:port]` or URI; requests go there with a loose `Route`.
-    #[serde(default)]
-    pub outbound_proxy: Option<String>,
-    /// SIP user of the account (From of our requests, AoR of registrations).
-    pub user: String,
-    /// Password of the account; never logged.
-    #[serde(default)]
-    pub password: Secret,
-    /// Authentication user when it differs from `user`.
-    #[serde(default)]
-    pub auth_user: Option<String>,
-    /// Display name in our From header.
-    #[serde(default)]
-    pub display_name: Option<String>,
-    /// `udp` (default) or `tcp`.
-    #[serde(default = "default_transport")]
-    pub transport: String,
-    /// Answer digest challenges of any realm (default true); when false only `realm`'s.
-    #[serde(default = "default_true")]
-    pub ignore_realm: bool,
-    /// The credentials' realm when `ignore_realm` is false (default: the domain's host).
-    #[serde(default)]
-    pub realm: Option<String>,
     /// The lines: a count or a list of keys and ranges.
     pub lines: LinesSpec,
     /// Prefix of line names (default `"ACD "`, so line `"7"` is called `"ACD 7"`).
@@ -158,21 +82,6 @@ pub struct AcdConfig {
     /// Per-line overrides.
     #[serde(default)]
     pub line: Vec<LineOverride>,
-    /// Calls one line may carry at once (default 1).
-    #[serde(default = "default_max_calls")]
-    pub max_calls: u32,
-    /// Seconds the target may ring before we CANCEL (default 60).
-    #[serde(default = "default_ring_timeout")]
-    pub ring_timeout_secs: u64,
-    /// Seconds to wait for the final NOTIFY of a transfer (default 25).
-    #[serde(default = "default_notify_timeout")]
-    pub notify_timeout_secs: u64,
-    /// Incoming-call indication: REGISTER every line (default false; per line in `line`).
-    #[serde(default)]
-    pub register: bool,
-    /// Requested registration expiry in seconds (default 300).
-    #[serde(default = "default_expires")]
-    pub register_expires: u32,
     /// REGISTERs per second the driver sends at most, over all its lines (default 50).
     #[serde(default = "default_rate")]
     pub register_rate: f64,
@@ -182,6 +91,10 @@ pub struct AcdConfig {
     /// Seconds an incoming call may ring on a line before we answer 480 (default 120).
     #[serde(default = "default_offer_timeout")]
     pub offer_timeout_secs: u64,
+    /// The account every line uses unless it has its own, the call timers, registration,
+    /// PRACK (the keys every SIP driver shares; `register` is every line's default).
+    #[serde(flatten)]
+    pub sip: LegConfig,
 }
 
 /// A configuration problem, with the sentence for the operator.
@@ -207,6 +120,15 @@ fn bad(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+impl From<ConfigProblem> for ConfigError {
+    fn from(p: ConfigProblem) -> ConfigError {
+        ConfigError::Value {
+            field: p.field,
+            problem: p.problem,
+        }
+    }
+}
+
 /// One line, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineSpec {
@@ -227,12 +149,8 @@ pub struct LineSpec {
 pub struct Parsed {
     /// The section as written.
     pub cfg: AcdConfig,
-    /// Parsed domain.
-    pub domain_uri: Uri,
-    /// Parsed outbound proxy.
-    pub proxy_uri: Option<Uri>,
-    /// Transport.
-    pub transport: Transport,
+    /// The checked account (domain, proxy, transport, timers).
+    pub account: Account,
     /// Bind address.
     pub bind: SocketAddr,
     /// The lines, in key order of the configuration.
@@ -242,32 +160,8 @@ pub struct Parsed {
 impl Parsed {
     /// The domain as written in URIs (`host[:port]`).
     pub fn domain(&self) -> String {
-        match self.domain_uri.port {
-            Some(p) => format!("{}:{p}", self.domain_uri.host),
-            None => self.domain_uri.host.clone(),
-        }
+        self.account.domain()
     }
-}
-
-fn host_uri(text: &str, field: &str) -> Result<Uri, ConfigError> {
-    let text = text.trim();
-    let candidate = if text.starts_with("sip:") || text.starts_with("sips:") {
-        text.to_owned()
-    } else {
-        format!("sip:{text}")
-    };
-    let uri = Uri::parse(&candidate).ok_or_else(|| bad(field, "not a host[:port] or sip: URI"))?;
-    if uri.scheme == "sips" {
-        return Err(bad(field, "sips/TLS is not supported"));
-    }
-    Ok(uri)
-}
-
-fn check_user(field: &str, user: &str) -> Result<(), ConfigError> {
-    if user.trim().is_empty() || user.contains(['@', ' ', '<', '>', ';', ':']) {
-        return Err(bad(field, format!("{user:?} is not a SIP user name")));
-    }
-    Ok(())
 }
 
 /// Expands the line keys: a count or keys and inclusive ranges, in order, no duplicates.
@@ -331,43 +225,19 @@ pub fn expand_keys(spec: &LinesSpec) -> Result<Vec<String>, ConfigError> {
 pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
     let cfg: AcdConfig =
         serde_json::from_str(json).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-    check_user("user", &cfg.user)?;
-    let domain_uri = host_uri(&cfg.domain, "domain")?;
-    let proxy_uri = cfg
-        .outbound_proxy
-        .as_deref()
-        .map(|p| host_uri(p, "outbound_proxy"))
-        .transpose()?;
-    let transport = Transport::parse(&cfg.transport).ok_or_else(|| {
-        bad(
-            "transport",
-            format!("{:?} is not udp or tcp", cfg.transport),
-        )
-    })?;
+    let account = Account::check(cfg.sip.clone())?;
     let bind: SocketAddr = cfg
         .bind
         .parse()
         .map_err(|_| bad("bind", format!("{:?} is not an ip:port", cfg.bind)))?;
-    for (field, v) in [
-        ("ring_timeout_secs", cfg.ring_timeout_secs),
-        ("notify_timeout_secs", cfg.notify_timeout_secs),
-        ("offer_timeout_secs", cfg.offer_timeout_secs),
-    ] {
-        if v == 0 || v > 3600 {
-            return Err(bad(field, "must be 1..=3600"));
-        }
+    if cfg.offer_timeout_secs == 0 || cfg.offer_timeout_secs > 3600 {
+        return Err(bad("offer_timeout_secs", "must be 1..=3600"));
     }
     if cfg.offer_timeout_secs > 170 {
         return Err(bad(
             "offer_timeout_secs",
             "must be at most 170 (the INVITE server transaction's own limit is 180 s)",
         ));
-    }
-    if cfg.max_calls == 0 {
-        return Err(bad("max_calls", "must be at least 1"));
-    }
-    if !(60..=86_400).contains(&cfg.register_expires) {
-        return Err(bad("register_expires", "must be 60..=86400"));
     }
     if !(cfg.register_rate.is_finite()
         && cfg.register_rate >= 0.1
@@ -419,7 +289,7 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
                     .and_then(|o| o.name.clone())
                     .unwrap_or_else(|| format!("{}{key}", cfg.name_prefix)),
                 enabled: o.and_then(|o| o.enabled).unwrap_or(true),
-                register: o.and_then(|o| o.register).unwrap_or(cfg.register),
+                register: o.and_then(|o| o.register).unwrap_or(cfg.sip.register),
                 account,
                 key,
             }
@@ -427,9 +297,7 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
         .collect();
     Ok(Parsed {
         cfg,
-        domain_uri,
-        proxy_uri,
-        transport,
+        account,
         bind,
         lines,
     })
@@ -469,7 +337,31 @@ mod tests {
         assert_eq!(p.lines[0].name, "ACD 1");
         let dbg = format!("{p:?}");
         assert!(!dbg.contains("secret") && !dbg.contains("other"), "{dbg}");
-        assert_eq!(p.cfg.password.expose(), "secret");
+        assert_eq!(p.cfg.sip.password.expose(), "secret");
+    }
+
+    /// The README's TOML example is a valid section and names every key.
+    #[test]
+    fn readme_toml_example_names_every_key() {
+        use tapir_test_support::docs::{keys_not_named, toml_example};
+        let (block, section) = toml_example(include_str!("../README.md"), &["drivers", "dialer"]);
+        let p = parse(&section.to_string()).expect("the example is a valid section");
+        let shared = serde_json::to_value(&p.account.config).expect("keys");
+        let own = [
+            "bind",
+            "lines",
+            "name_prefix",
+            "register_rate",
+            "register_burst",
+            "offer_timeout_secs",
+            "key",
+            "enabled",
+            "name",
+        ];
+        let keys = shared.as_object().into_iter().flat_map(|o| o.keys());
+        let missing = keys_not_named(&block, keys.map(String::as_str).chain(own));
+        assert!(missing.is_empty(), "the README's example lacks {missing:?}");
+        assert!(block.contains("[[drivers.dialer.line]]"));
     }
 
     #[test]

@@ -2,25 +2,24 @@
 //! runtime owned by the driver, one task per outgoing call, one registration task per line with
 //! incoming indication, and one offers task for incoming calls.
 
-use crate::call::{self, Account, Ctl};
+use crate::call::{self, Ctl, LineAccount};
 use crate::config::{self, Parsed};
-use crate::outcome::{destination_uri, disconnect_mode};
-use crate::report::{CallReporter, Gate};
+use crate::outcome::{destination_uri, offer_end_mode};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tapir_core::{
-    AddressId, AddressInfo, CallDirection, CallId, CallInfo, CallState, Completion, DisconnectMode,
-    DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo, LineKey, Operation, OperationSet,
-    Party, PhoneDriver, Request, RequestEnvelope, SharedSink,
+    AddressId, AddressInfo, CallId, CallState, Completion, DriverError, DriverEvent, ErrorKind,
+    LineCaps, LineInfo, LineKey, Operation, OperationSet, PhoneDriver, Request, RequestEnvelope,
+    SharedSink,
 };
-use tapir_sip_ua::digest::Credentials;
 use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::offer::{OfferEnd, OfferError, OfferEvent, Offers};
-use tapir_sip_ua::register::{self, Backoff, Pacer, Registration, RegistrationEvent};
+use tapir_sip_ua::offer::{OfferError, OfferEvent, Offers};
+use tapir_sip_ua::report::{offered_info, CallReporter, Gate, Registrations};
+use tapir_sip_ua::runtime::DriverRuntime;
 use tapir_sip_ua::{Endpoint, EndpointConfig, Message, Resolver};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// What every call of the driver shares.
 pub struct Shared {
@@ -37,9 +36,9 @@ struct Line {
     key: LineKey,
     enabled: bool,
     register: bool,
-    account: Arc<Account>,
+    account: Arc<LineAccount>,
     active: AtomicU32,
-    registered: AtomicBool,
+    registered: Arc<AtomicBool>,
 }
 
 enum CallKind {
@@ -59,8 +58,7 @@ struct Inner {
     calls: Mutex<HashMap<CallId, CallEntry>>,
     offers_by_id: Mutex<HashMap<u64, CallId>>,
     offers: Mutex<Option<Offers>>,
-    stop_registrations: watch::Sender<bool>,
-    registrations: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    registrations: Registrations,
     shut: AtomicBool,
 }
 
@@ -114,17 +112,7 @@ impl Inner {
                 if let Ok(mut o) = self.offers_by_id.lock() {
                     o.insert(id, call);
                 }
-                let info = CallInfo {
-                    direction: CallDirection::Incoming,
-                    calling: Party {
-                        number: caller.number.clone(),
-                        raw_number: caller.number,
-                        name: caller.name,
-                    },
-                    called: called.map(Party::number).unwrap_or_default(),
-                    driver_key: Some(call_id),
-                    ..CallInfo::default()
-                };
+                let info = offered_info(caller, called, call_id);
                 self.gate.event(DriverEvent::NewCall {
                     line: key,
                     call,
@@ -145,19 +133,7 @@ impl Inner {
                     .ok()
                     .and_then(|c| c.get(&call).map(|e| e.line.key.clone()));
                 let Some(line) = line else { return };
-                let mode = match end {
-                    OfferEnd::Cancelled {
-                        answered_elsewhere: true,
-                        ..
-                    } => DisconnectMode::Pickup,
-                    OfferEnd::Cancelled {
-                        cause: Some(code), ..
-                    } if code >= 300 => disconnect_mode(code),
-                    OfferEnd::Cancelled { .. } => DisconnectMode::Cancelled,
-                    OfferEnd::RingTimeout => DisconnectMode::NoAnswer,
-                    OfferEnd::Redirected => DisconnectMode::Forwarded,
-                    OfferEnd::Rejected => DisconnectMode::Reject,
-                };
+                let mode = offer_end_mode(&end);
                 self.gate.event(DriverEvent::CallState {
                     line: line.clone(),
                     call,
@@ -178,30 +154,7 @@ impl Inner {
 pub struct AcdDriver {
     inner: Arc<Inner>,
     handle: tokio::runtime::Handle,
-    rt: Mutex<Option<tokio::runtime::Runtime>>,
-}
-
-fn credentials(
-    parsed: &Parsed,
-    user: &str,
-    auth_user: Option<&str>,
-    password: &str,
-) -> Credentials {
-    Credentials {
-        username: auth_user.unwrap_or(user).to_owned(),
-        password: password.to_owned(),
-        realm: if parsed.cfg.ignore_realm {
-            None
-        } else {
-            Some(
-                parsed
-                    .cfg
-                    .realm
-                    .clone()
-                    .unwrap_or_else(|| parsed.domain_uri.host.clone()),
-            )
-        },
-    }
+    runtime: DriverRuntime,
 }
 
 /// Picks the line for an incoming INVITE: the Contact's `line=` parameter we registered (what a
@@ -253,40 +206,31 @@ fn pick_line(
 pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>, DriverError> {
     let parsed = config::parse(config_json)
         .map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tapir-acd")
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            DriverError::new(
-                ErrorKind::ResourceUnavailable,
-                format!("cannot start the acd runtime: {e}"),
-            )
-        })?;
-    let bind = parsed.bind;
-    // Bind on a thread of our own: `build` may be called from inside another runtime.
-    let endpoint = std::thread::scope(|s| {
-        s.spawn(|| {
-            rt.block_on(Endpoint::start(EndpointConfig {
-                bind,
-                user_agent: format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")),
-                ..EndpointConfig::default()
-            }))
-            .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(DriverError::failed("acd start-up thread failed")))
+    let runtime = DriverRuntime::new("tapir-acd").map_err(|e| {
+        DriverError::new(
+            ErrorKind::ResourceUnavailable,
+            format!("cannot start the acd runtime: {e}"),
+        )
     })?;
+    let bind = parsed.bind;
+    let user_agent = parsed
+        .cfg
+        .sip
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")));
+    let endpoint = runtime
+        .block_on(Endpoint::start(EndpointConfig {
+            bind,
+            user_agent,
+            ..EndpointConfig::default()
+        }))
+        .unwrap_or_else(|| Err(tapir_sip_ua::EndpointError::Stopped))
+        .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
     let gate = Arc::new(Gate::new(sink));
-    let main_account = Arc::new(Account {
-        user: parsed.cfg.user.clone(),
-        credentials: credentials(
-            &parsed,
-            &parsed.cfg.user,
-            parsed.cfg.auth_user.as_deref(),
-            parsed.cfg.password.expose(),
-        ),
+    let main_account = Arc::new(LineAccount {
+        user: parsed.cfg.sip.user.clone(),
+        credentials: parsed.account.credentials(),
     });
     let mut lines = HashMap::with_capacity(parsed.lines.len());
     let mut order = Vec::with_capacity(parsed.lines.len());
@@ -298,9 +242,11 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         .with(Operation::Redirect);
     for spec in &parsed.lines {
         let account = match &spec.account {
-            Some((user, auth_user, password)) => Arc::new(Account {
+            Some((user, auth_user, password)) => Arc::new(LineAccount {
                 user: user.clone(),
-                credentials: credentials(&parsed, user, auth_user.as_deref(), password.expose()),
+                credentials: parsed
+                    .account
+                    .credentials_of(user, auth_user.as_deref(), password),
             }),
             None => main_account.clone(),
         };
@@ -314,7 +260,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                 register: spec.register && spec.enabled,
                 account,
                 active: AtomicU32::new(0),
-                registered: AtomicBool::new(false),
+                registered: Arc::new(AtomicBool::new(false)),
             }),
         );
         order.push(key.clone());
@@ -330,11 +276,11 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                     OperationSet::empty()
                 },
                 forward_modes: Vec::new(),
-                max_calls: parsed.cfg.max_calls,
+                max_calls: parsed.cfg.sip.max_calls,
                 addresses: vec![AddressInfo {
                     id: AddressId(0),
                     number,
-                    name: parsed.cfg.display_name.clone().unwrap_or_default(),
+                    name: parsed.cfg.sip.display_name.clone().unwrap_or_default(),
                 }],
             },
             in_service: spec.enabled && !spec.register,
@@ -346,7 +292,11 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         endpoint,
         resolver: Arc::new(Resolver::new()),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let registrations = Registrations::new(
+        gate.clone(),
+        shared.parsed.cfg.register_rate,
+        shared.parsed.cfg.register_burst,
+    );
     let inner = Arc::new(Inner {
         gate: gate.clone(),
         shared: shared.clone(),
@@ -354,8 +304,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         calls: Mutex::new(HashMap::new()),
         offers_by_id: Mutex::new(HashMap::new()),
         offers: Mutex::new(None),
-        stop_registrations: stop_tx,
-        registrations: Mutex::new(Vec::new()),
+        registrations,
         shut: AtomicBool::new(false),
     });
     for info in infos {
@@ -366,26 +315,23 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         let weak: Arc<OnceLock<Weak<Inner>>> = Arc::new(OnceLock::new());
         let _ = weak.set(Arc::downgrade(&inner));
         let pick_lines = lines.clone();
-        let max_calls = shared.parsed.cfg.max_calls;
+        let max_calls = shared.parsed.cfg.sip.max_calls;
         let pick_order = order.clone();
         let report_weak = weak.clone();
         let ep = shared.endpoint.clone();
         let ring = Duration::from_secs(shared.parsed.cfg.offer_timeout_secs);
-        let offers = rt.block_on(async move {
-            tokio::spawn(Offers::start(
-                ep,
-                Box::new(move |m: &Message| pick_line(&pick_lines, &pick_order, max_calls, m)),
-                ring,
-                move |ev| {
-                    if let Some(inner) = report_weak.get().and_then(Weak::upgrade) {
-                        inner.on_offer_event(ev);
-                    }
-                },
-            ))
-            .await
-        });
+        let offers = runtime.block_on(Offers::start(
+            ep,
+            Box::new(move |m: &Message| pick_line(&pick_lines, &pick_order, max_calls, m)),
+            ring,
+            move |ev| {
+                if let Some(inner) = report_weak.get().and_then(Weak::upgrade) {
+                    inner.on_offer_event(ev);
+                }
+            },
+        ));
         match offers {
-            Ok(Ok(o)) => {
+            Some(Ok(o)) => {
                 if let Ok(mut slot) = inner.offers.lock() {
                     *slot = Some(o);
                 }
@@ -398,17 +344,6 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             }
         }
         let p = &shared.parsed;
-        let pacer = Arc::new(Pacer::new(p.cfg.register_rate, p.cfg.register_burst));
-        let (next_hop, route) = match &p.proxy_uri {
-            Some(proxy) => {
-                let mut r = proxy.clone();
-                r.params.set("lr", None);
-                (proxy.clone(), Some(format!("<{r}>")))
-            }
-            None => (p.domain_uri.clone(), None),
-        };
-        let mut registrar = p.domain_uri.clone();
-        registrar.user = None;
         for key in &order {
             let Some(line) = lines.get(key).cloned() else {
                 continue;
@@ -416,56 +351,26 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             if !line.register {
                 continue;
             }
-            let reg = Registration {
-                aor: format!("sip:{}@{}", line.account.user, p.domain()),
-                registrar: registrar.clone(),
-                next_hop: next_hop.clone(),
-                route: route.clone(),
-                contact_user: line.account.user.clone(),
-                contact_params: vec![("line".into(), Some(line.key.0.clone()))],
-                expires: p.cfg.register_expires,
-                transport: p.transport,
-                credentials: line.account.credentials.clone(),
-                backoff: Backoff::default(),
-            };
-            let g = gate.clone();
-            let l = line.clone();
-            let task = rt.spawn(register::run(
+            let reg = p.account.registration(
+                &line.key.0,
+                &line.account.user,
+                line.account.credentials.clone(),
+            );
+            inner.registrations.start(
+                runtime.handle(),
                 shared.endpoint.clone(),
                 shared.resolver.clone(),
                 reg,
-                pacer.clone(),
-                stop_rx.clone(),
-                move |ev| match ev {
-                    RegistrationEvent::Registered { .. } => {
-                        if !l.registered.swap(true, Ordering::SeqCst) {
-                            g.event(DriverEvent::LineInService {
-                                line: l.key.clone(),
-                            });
-                        }
-                    }
-                    RegistrationEvent::Failed { error, retry_in } => {
-                        l.registered.store(false, Ordering::SeqCst);
-                        g.event(DriverEvent::LineOutOfService {
-                            line: l.key.clone(),
-                            reason: format!(
-                                "not registered ({error}); next try in {} s",
-                                retry_in.as_secs()
-                            ),
-                        });
-                    }
-                },
-            ));
-            if let Ok(mut r) = inner.registrations.lock() {
-                r.push(task);
-            }
+                line.key.clone(),
+                line.registered.clone(),
+            );
         }
     }
-    let handle = rt.handle().clone();
+    let handle = runtime.handle().clone();
     Ok(Box::new(AcdDriver {
         inner,
         handle,
-        rt: Mutex::new(Some(rt)),
+        runtime,
     }))
 }
 
@@ -495,7 +400,7 @@ impl AcdDriver {
             .ok_or_else(|| DriverError::unavailable("acd lines dial at once (no dial tone)"))?;
         let uri = destination_uri(destination, &self.inner.shared.parsed.domain())
             .map_err(|e| DriverError::new(ErrorKind::InvalidAddress, e.0))?;
-        let max = self.inner.shared.parsed.cfg.max_calls;
+        let max = self.inner.shared.parsed.cfg.sip.max_calls;
         let (tx, rx) = mpsc::channel(8);
         {
             let mut calls = self
@@ -679,7 +584,7 @@ impl PhoneDriver for AcdDriver {
         if self.inner.shut.swap(true, Ordering::SeqCst) {
             return;
         }
-        let _ = self.inner.stop_registrations.send(true);
+        self.inner.registrations.stop();
         let ctls: Vec<mpsc::Sender<Ctl>> = self
             .inner
             .calls
@@ -710,13 +615,7 @@ impl PhoneDriver for AcdDriver {
                 .lock()
                 .map(|c| c.values().all(|e| matches!(e.kind, CallKind::Offered(_))))
                 .unwrap_or(true);
-            let regs_done = self
-                .inner
-                .registrations
-                .lock()
-                .map(|r| r.iter().all(tokio::task::JoinHandle::is_finished))
-                .unwrap_or(true);
-            if calls_done && regs_done {
+            if calls_done && self.inner.registrations.finished() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -724,11 +623,7 @@ impl PhoneDriver for AcdDriver {
         // Let the endpoint send what the tasks queued last (final answers, BYE, un-REGISTER).
         std::thread::sleep(Duration::from_millis(100));
         self.inner.gate.close();
-        if let Ok(mut rt) = self.rt.lock() {
-            if let Some(rt) = rt.take() {
-                rt.shutdown_background();
-            }
-        }
+        self.runtime.shutdown();
     }
 }
 
@@ -747,16 +642,16 @@ mod tests {
             key: LineKey::new(key),
             enabled: true,
             register,
-            account: Arc::new(Account {
+            account: Arc::new(LineAccount {
                 user: user.into(),
-                credentials: Credentials {
+                credentials: tapir_sip_ua::digest::Credentials {
                     username: user.into(),
                     password: String::new(),
                     realm: None,
                 },
             }),
             active: AtomicU32::new(0),
-            registered: AtomicBool::new(true),
+            registered: Arc::new(AtomicBool::new(true)),
         })
     }
 

@@ -9,10 +9,11 @@
 //! on one account or each on its own; with `register` on, lines REGISTER (paced by a token
 //! bucket) and incoming INVITEs become Offering calls that the application may redirect.
 //!
-//! Modules: [`config`] (typed configuration, [`config::Secret`]), [`outcome`] (status codes →
-//! states, destinations), [`report`] (gate and per-call reporter), [`call`] (one outgoing
-//! call), [`driver`] (the `PhoneDriver`). The SIP protocol pieces (REGISTER loop, offers) live in
-//! [`tapir_sip_ua`], shared with the `sip-refer` driver.
+//! Modules: [`config`] (typed configuration: the shared SIP keys plus the dialer's lines),
+//! [`outcome`] (a failed transfer in the dialer's words), [`call`] (one outgoing call on the
+//! shared call leg), [`driver`] (the `PhoneDriver`). Every SIP piece — the call leg, REGISTER
+//! loop, offers, status mapping, reports — lives in [`tapir_sip_ua`], shared with the
+//! `sip-refer` and `sip-reverse` drivers.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -22,7 +23,6 @@ pub mod call;
 pub mod config;
 pub mod driver;
 pub mod outcome;
-pub mod report;
 
 use tapir_core::{DriverDescriptor, DriverError, PhoneDriver, SharedSink};
 

@@ -5,6 +5,7 @@
 //! `Proxy-Authorization` value. MD5, SHA-256 and SHA-512-256 with their `-sess` variants;
 //! `qop` lists (`auth` preferred, `auth-int` hashes the body); no `qop` = RFC 2069 style.
 
+use crate::message::Message;
 use md5::Md5;
 use sha2::{Digest as _, Sha256, Sha512_256};
 use std::fmt::Write as _;
@@ -329,6 +330,50 @@ pub fn authorization(
 
 fn quote_safe(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The challenge header a 401 (`WWW-Authenticate`) or 407 (`Proxy-Authenticate`) carries, and
+/// the header that answers it.
+fn header_names(resp: &Message) -> (&'static str, &'static str) {
+    if resp.code() == Some(407) {
+        ("Proxy-Authenticate", "Proxy-Authorization")
+    } else {
+        ("WWW-Authenticate", "Authorization")
+    }
+}
+
+/// True when a 401/407 says our last answer was right but its nonce has expired (`stale=true`),
+/// so answering once more is not a refusal of our credentials.
+pub fn is_stale(resp: &Message) -> bool {
+    resp.header_values_raw(header_names(resp).0)
+        .any(|v| Challenge::parse(v).is_ok_and(|c| c.stale))
+}
+
+/// Answers the strongest challenge of a 401/407 to `req`: the header (name, value) to add to
+/// the request sent again.
+///
+/// # Errors
+/// [`AuthError`] when no challenge can be answered with `creds`.
+pub fn answer_challenge(
+    req: &Message,
+    resp: &Message,
+    creds: &Credentials,
+) -> Result<(&'static str, String), AuthError> {
+    let (challenge_name, auth_name) = header_names(resp);
+    let challenge = Challenge::choose(resp.header_values_raw(challenge_name))?;
+    let method = req.method().map(|m| m.to_string()).unwrap_or_default();
+    let value = authorization(
+        &challenge,
+        creds,
+        RequestParts {
+            method: &method,
+            uri: req.request_uri().unwrap_or_default(),
+            body: &req.body,
+        },
+        &new_cnonce(),
+        1,
+    )?;
+    Ok((auth_name, value))
 }
 
 /// A fresh random client nonce.

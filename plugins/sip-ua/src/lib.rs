@@ -7,10 +7,15 @@
 //! - [`header`]: URIs, name-addr, Via, CSeq;
 //! - [`transaction`]: client/server, INVITE/non-INVITE transactions with timers A–K;
 //! - [`dialog`]: UAC dialogs, loose and strict routing;
+//! - [`leg`]: the one outgoing call leg every SIP driver uses (INVITE, PRACK, CANCEL, ACK,
+//!   REFER and its NOTIFYs, in-dialog answers, BYE), its shared configuration and outcomes;
 //! - [`digest`]: digest authentication, MD5/SHA-256/SHA-512-256, qop lists, realm binding;
+//! - [`report`]: what every SIP driver reports to the host (gate, per-call reporter, line
+//!   service from registrations, offered calls);
 //! - [`register`]: REGISTER client: refresh, backoff with jitter, token-bucket pacing;
 //! - [`offer`]: incoming calls indicated (180), redirected (302) or cancelled;
 //! - [`refer`]: sipfrag and `Subscription-State` of REFER's implicit subscription;
+//! - [`runtime`]: the tokio runtime a SIP driver owns;
 //! - [`resolve`]: RFC 3263 target selection (SRV ordering, A/AAAA, IP literals);
 //! - [`uas`]: the answers RFC 3261 §8.2 asks of every UAS (501, 416, 420, 415, 400, 505);
 //! - [`endpoint`]: the tokio UDP/TCP shell, bounded against hostile peers.
@@ -23,11 +28,14 @@ pub mod dialog;
 pub mod digest;
 pub mod endpoint;
 pub mod header;
+pub mod leg;
 pub mod message;
 pub mod offer;
 pub mod refer;
 pub mod register;
+pub mod report;
 pub mod resolve;
+pub mod runtime;
 pub mod transaction;
 pub mod uas;
 

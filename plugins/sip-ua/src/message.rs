@@ -310,6 +310,14 @@ impl Message {
         }
     }
 
+    /// The reason phrase of a response (empty for requests).
+    pub fn reason_phrase(&self) -> &str {
+        match &self.start {
+            StartLine::Response { reason, .. } => reason,
+            StartLine::Request { .. } => "",
+        }
+    }
+
     /// True for requests.
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })

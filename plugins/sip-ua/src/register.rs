@@ -5,7 +5,7 @@
 //! The timing rules ([`refresh_delay`], [`Backoff`], [`granted_expires`], [`TokenBucket`]) are
 //! sans-I/O and unit-tested; [`run`] is the small async loop that uses them.
 
-use crate::digest::{self, Challenge, Credentials, RequestParts};
+use crate::digest::{self, Credentials};
 use crate::endpoint::{ClientEvent, Endpoint};
 use crate::header::{NameAddr, Params, Uri};
 use crate::message::{Message, Method};
@@ -159,6 +159,8 @@ pub struct Registration {
     pub credentials: Credentials,
     /// Backoff after failures.
     pub backoff: Backoff,
+    /// `User-Agent` of the REGISTERs; `None`: the endpoint's.
+    pub user_agent: Option<String>,
 }
 
 /// What the registration loop reports.
@@ -195,13 +197,6 @@ pub enum RegisterError {
     /// No answer in time, or the transport failed.
     #[error("the registrar cannot be reached: {0}")]
     Unreachable(String),
-}
-
-fn reason_of(resp: &Message) -> String {
-    match &resp.start {
-        crate::StartLine::Response { reason, .. } => reason.clone(),
-        crate::StartLine::Request { .. } => String::new(),
-    }
 }
 
 struct State {
@@ -255,6 +250,9 @@ impl Registration {
         if let Some((n, v)) = auth {
             m.push(n, v.clone());
         }
+        if let Some(ua) = &self.user_agent {
+            m.push("User-Agent", ua.clone());
+        }
         m
     }
 
@@ -304,17 +302,11 @@ impl Registration {
                     return Ok(granted_expires(&resp, &contact, expires));
                 }
                 401 | 407 => {
-                    let stale = resp
-                        .header_values_raw(if code == 407 {
-                            "Proxy-Authenticate"
-                        } else {
-                            "WWW-Authenticate"
-                        })
-                        .any(|v| Challenge::parse(v).is_ok_and(|c| c.stale));
+                    let stale = digest::is_stale(&resp);
                     if auth.is_some() && !stale {
                         return Err(RegisterError::Auth(format!(
                             "challenged again ({code} {})",
-                            reason_of(&resp)
+                            resp.reason_phrase().to_owned()
                         )));
                     }
                     auth = Some(answer(&tx.request, &resp, &self.credentials)?);
@@ -326,14 +318,14 @@ impl Registration {
                         .filter(|m| *m > expires)
                         .ok_or(RegisterError::Rejected {
                             code,
-                            reason: reason_of(&resp),
+                            reason: resp.reason_phrase().to_owned(),
                         })?;
                     expires = min;
                 }
                 _ => {
                     return Err(RegisterError::Rejected {
                         code,
-                        reason: reason_of(&resp),
+                        reason: resp.reason_phrase().to_owned(),
                     })
                 }
             }
@@ -351,27 +343,7 @@ pub fn answer(
     resp: &Message,
     creds: &Credentials,
 ) -> Result<(&'static str, String), RegisterError> {
-    let (challenge_name, auth_name) = if resp.code() == Some(407) {
-        ("Proxy-Authenticate", "Proxy-Authorization")
-    } else {
-        ("WWW-Authenticate", "Authorization")
-    };
-    let challenge = Challenge::choose(resp.header_values_raw(challenge_name))
-        .map_err(|e| RegisterError::Auth(e.to_string()))?;
-    let method = req.method().map(|m| m.to_string()).unwrap_or_default();
-    let value = digest::authorization(
-        &challenge,
-        creds,
-        RequestParts {
-            method: &method,
-            uri: req.request_uri().unwrap_or_default(),
-            body: &req.body,
-        },
-        &digest::new_cnonce(),
-        1,
-    )
-    .map_err(|e| RegisterError::Auth(e.to_string()))?;
-    Ok((auth_name, value))
+    digest::answer_challenge(req, resp, creds).map_err(|e| RegisterError::Auth(e.to_string()))
 }
 
 /// Keeps `reg` registered until `stop` becomes true (or its sender is dropped), then removes

@@ -1,5 +1,4 @@
-//! The endpoint against real peers on 127.0.0.1, and every test of this crate that starts a
-//! process (kept in this one file):
+//! The endpoint against real peers on 127.0.0.1 (the call leg's SIPp tests are in `leg.rs`):
 //! - SIPp: client transactions over UDP and TCP, server transactions (INVITE answered 100/480
 //!   with the ACK absorbed, OPTIONS answered 200, `rport` filled in), and the answers RFC 3261
 //!   asks of a UAS (501, 416, 420, 505, 400) over UDP and TCP. SIPp exiting 0 proves it saw

@@ -1,45 +1,13 @@
 //! Configuration of the `sip-refer` and `sip-reverse` drivers: one section per driver with any
 //! number of lines, each line its own SIP account (or several lines on one account).
 
-use serde::{Deserialize, Deserializer};
-use std::fmt;
+use serde::Deserialize;
 use std::net::SocketAddr;
 use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::Transport;
+use tapir_sip_ua::leg::config::host_uri;
+use tapir_sip_ua::leg::{Account, LegConfig};
 
-/// A password: usable by the code, never printed. `Debug` and `Display` show `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for hashing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
+pub use tapir_sip_ua::leg::Secret;
 
 /// Which auto-answer header(s) the INVITE to the user's phone carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -79,29 +47,11 @@ impl AutoAnswerHeader {
     }
 }
 
-fn default_transport() -> String {
-    "udp".into()
-}
-fn default_notify_timeout() -> u64 {
-    25
-}
-fn default_ring_timeout() -> u64 {
-    60
-}
-fn default_max_calls() -> u32 {
-    1
-}
-fn default_true() -> bool {
-    true
-}
-fn default_register_expires() -> u32 {
-    300
-}
 fn default_bind() -> String {
     "0.0.0.0:0".into()
 }
 
-/// One line: a SIP account and the user's phone.
+/// One line: a SIP account (the shared keys of [`LegConfig`]) and the user's phone.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineConfig {
@@ -110,20 +60,6 @@ pub struct LineConfig {
     /// Name shown to applications; defaults to the key.
     #[serde(default)]
     pub name: Option<String>,
-    /// SIP domain (registrar / proxy), `host` or `host:port`. Requests go there unless
-    /// `outbound_proxy` or `phone_address` says otherwise; DNS SRV is used when no port is given.
-    pub domain: String,
-    /// Outbound proxy URI or `host[:port]`; requests are sent there with a `Route` (loose routing).
-    #[serde(default)]
-    pub outbound_proxy: Option<String>,
-    /// SIP user of the account tapir uses (From of our requests).
-    pub user: String,
-    /// Password of the account; never logged.
-    #[serde(default)]
-    pub password: Secret,
-    /// Authentication user name when it differs from `user`.
-    #[serde(default)]
-    pub auth_user: Option<String>,
     /// The user's phone / extension (the AoR tapir INVITEs in `sip-refer`, the REFER target in
     /// `sip-reverse`); defaults to `user`. May be a full `sip:` URI.
     #[serde(default)]
@@ -132,47 +68,19 @@ pub struct LineConfig {
     /// instead of through the domain's server. Excludes `outbound_proxy` (refused together).
     #[serde(default)]
     pub phone_address: Option<String>,
-    /// `udp` (default) or `tcp`.
-    #[serde(default = "default_transport")]
-    pub transport: String,
     /// Ask the user's phone to answer our INVITE by itself.
     #[serde(default)]
     pub auto_answer: bool,
     /// Which auto-answer header variant to send when `auto_answer` is on.
     #[serde(default)]
     pub auto_answer_header: AutoAnswerHeader,
-    /// Seconds to wait for the final NOTIFY after the REFER was accepted (default 25).
-    #[serde(default = "default_notify_timeout")]
-    pub notify_timeout_secs: u64,
-    /// Seconds to let the first INVITE ring before giving up with CANCEL (default 60).
-    #[serde(default = "default_ring_timeout")]
-    pub ring_timeout_secs: u64,
-    /// Answer digest challenges of any realm (SIPTAPI's "ignore realm", default true); when
-    /// false, only challenges whose realm equals `realm` (or the domain's host) are answered.
-    #[serde(default = "default_true")]
-    pub ignore_realm: bool,
-    /// The realm the credentials belong to, when `ignore_realm` is false; defaults to the
-    /// domain's host.
-    #[serde(default)]
-    pub realm: Option<String>,
     /// Local `ip:port` to send from; lines with the same bind share one socket. Defaults to the
     /// driver's `bind`.
     #[serde(default)]
     pub bind: Option<String>,
-    /// Display name in our From header.
-    #[serde(default)]
-    pub display_name: Option<String>,
-    /// Calls this line may carry at once (default 1, like a phone line).
-    #[serde(default = "default_max_calls")]
-    pub max_calls: u32,
-    /// Incoming-call indication: REGISTER this line's account (Contact with `line=<key>`),
-    /// keep the line out of service while unregistered, and offer incoming INVITEs as new
-    /// calls (answered 180; the application may redirect or drop them). Default false.
-    #[serde(default)]
-    pub register: bool,
-    /// Requested registration expiry in seconds (default 300, 60..=86400).
-    #[serde(default = "default_register_expires")]
-    pub register_expires: u32,
+    /// The account, its timers, registration and PRACK (the keys every SIP driver shares).
+    #[serde(flatten)]
+    pub sip: LegConfig,
 }
 
 /// The driver's section.
@@ -191,14 +99,10 @@ pub struct DriverConfig {
 pub struct Line {
     /// The raw configuration.
     pub cfg: LineConfig,
-    /// Parsed domain (`sip:host[:port]`).
-    pub domain_uri: Uri,
-    /// Parsed outbound proxy.
-    pub proxy_uri: Option<Uri>,
+    /// The checked SIP account (domain, proxy, transport, credentials).
+    pub account: Account,
     /// Parsed phone address (alternative mode).
     pub phone_addr: Option<Uri>,
-    /// Transport.
-    pub transport: Transport,
     /// Local bind address.
     pub bind: SocketAddr,
 }
@@ -206,31 +110,18 @@ pub struct Line {
 impl Line {
     /// The domain's host (without port).
     pub fn domain_host(&self) -> &str {
-        &self.domain_uri.host
+        self.account.domain_host()
     }
 
     /// The domain as written in URIs (`host[:port]`).
     pub fn domain(&self) -> String {
-        match self.domain_uri.port {
-            Some(p) => format!("{}:{p}", self.domain_uri.host),
-            None => self.domain_uri.host.clone(),
-        }
+        self.account.domain()
     }
-}
 
-fn host_uri(text: &str, what: &str) -> Result<Uri, String> {
-    let text = text.trim();
-    let candidate = if text.starts_with("sip:") || text.starts_with("sips:") {
-        text.to_owned()
-    } else {
-        format!("sip:{text}")
-    };
-    let uri = Uri::parse(&candidate)
-        .ok_or_else(|| format!("{what} {text:?} is not a host[:port] or sip: URI"))?;
-    if uri.scheme == "sips" {
-        return Err(format!("{what} {text:?}: sips/TLS is not supported"));
+    /// The account's SIP user.
+    pub fn user(&self) -> &str {
+        &self.account.config.user
     }
-    Ok(uri)
 }
 
 /// Parses and checks a driver section.
@@ -253,23 +144,14 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
             return Err(format!("line key {:?} is used twice", l.key));
         }
         let ctx = |m: String| format!("line {:?}: {m}", l.key);
-        if l.user.trim().is_empty() || l.user.contains(['@', ' ', '<', '>']) {
-            return Err(ctx(format!("user {:?} is not a SIP user name", l.user)));
-        }
-        let domain_uri = host_uri(&l.domain, "domain").map_err(ctx)?;
-        let proxy_uri = l
-            .outbound_proxy
-            .as_deref()
-            .map(|p| host_uri(p, "outbound_proxy"))
-            .transpose()
-            .map_err(ctx)?;
+        let account = Account::check(l.sip.clone()).map_err(|p| ctx(p.to_string()))?;
         let phone_addr = l
             .phone_address
             .as_deref()
             .map(|p| host_uri(p, "phone_address"))
             .transpose()
-            .map_err(ctx)?;
-        if phone_addr.is_some() && proxy_uri.is_some() {
+            .map_err(|p| ctx(p.to_string()))?;
+        if phone_addr.is_some() && account.proxy_uri.is_some() {
             // Decided: refused rather than one silently winning. The phone's own address sends
             // the INVITE straight to the phone, so the proxy would be bypassed.
             return Err(ctx(
@@ -278,30 +160,14 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
                     .into(),
             ));
         }
-        let transport = Transport::parse(&l.transport)
-            .ok_or_else(|| ctx(format!("transport {:?} is not udp or tcp", l.transport)))?;
         let bind_text = l.bind.as_deref().unwrap_or(&cfg.bind);
         let bind: SocketAddr = bind_text
             .parse()
             .map_err(|_| ctx(format!("bind {bind_text:?} is not an ip:port")))?;
-        if l.notify_timeout_secs == 0 || l.notify_timeout_secs > 3600 {
-            return Err(ctx("notify_timeout_secs must be 1..=3600".into()));
-        }
-        if l.ring_timeout_secs == 0 || l.ring_timeout_secs > 3600 {
-            return Err(ctx("ring_timeout_secs must be 1..=3600".into()));
-        }
-        if !(60..=86_400).contains(&l.register_expires) {
-            return Err(ctx("register_expires must be 60..=86400".into()));
-        }
-        if l.max_calls == 0 {
-            return Err(ctx("max_calls must be at least 1".into()));
-        }
         lines.push(Line {
             cfg: l.clone(),
-            domain_uri,
-            proxy_uri,
+            account,
             phone_addr,
-            transport,
             bind,
         });
     }
@@ -339,7 +205,7 @@ mod tests {
         let dbg = format!("{cfg:?} {lines:?}");
         assert!(!dbg.contains("secret"), "password leaked: {dbg}");
         assert!(dbg.contains("***"));
-        assert_eq!(lines[0].cfg.password.expose(), "secret");
+        assert_eq!(lines[0].account.config.password.expose(), "secret");
         assert_eq!(lines[0].domain(), "pbx.example.com");
     }
 
@@ -370,6 +236,27 @@ mod tests {
             "\"transport\": \"udp\", \"phone_address\": \"10.0.0.7:5060\",",
         );
         assert!(parse(&one).is_ok());
+    }
+
+    /// The README's TOML example is a valid section and names every key.
+    #[test]
+    fn readme_toml_example_names_every_key() {
+        use tapir_test_support::docs::{keys_not_named, toml_example};
+        let (block, section) = toml_example(include_str!("../README.md"), &["drivers", "pbx"]);
+        let (_, lines) = parse(&section.to_string()).expect("the example is a valid section");
+        let shared = serde_json::to_value(&lines[0].account.config).expect("keys");
+        let own = [
+            "bind",
+            "key",
+            "name",
+            "phone_user",
+            "phone_address",
+            "auto_answer",
+            "auto_answer_header",
+        ];
+        let keys = shared.as_object().into_iter().flat_map(|o| o.keys());
+        let missing = keys_not_named(&block, keys.map(String::as_str).chain(own));
+        assert!(missing.is_empty(), "the README's example lacks {missing:?}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::call::{self, Ctl, LineCtx, Mode};
 use crate::config;
 use crate::outcome::{destination_uri, ClickToDialError};
-use crate::report::{CallShared, Gate, Reporter};
+use crate::report::{CallShared, Gate, OnEnd, Reporter};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,8 @@ use tapir_core::{
     AddressId, AddressInfo, CallId, DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo,
     LineKey, Operation, OperationSet, PhoneDriver, Request, RequestEnvelope, SharedSink,
 };
+use tapir_sip_ua::report::CallReporter;
+use tapir_sip_ua::runtime::DriverRuntime;
 use tapir_sip_ua::{Endpoint, EndpointConfig, Resolver};
 use tokio::sync::mpsc;
 
@@ -35,7 +37,7 @@ struct Inner {
 pub struct SipDriver {
     inner: Arc<Inner>,
     handle: tokio::runtime::Handle,
-    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    runtime: DriverRuntime,
 }
 
 /// Builds a driver of the given mode from its JSON section.
@@ -50,43 +52,33 @@ pub fn build(
 ) -> Result<Box<dyn PhoneDriver>, DriverError> {
     let (_, lines) =
         config::parse(config_json).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tapir-sip")
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            DriverError::new(
-                ErrorKind::ResourceUnavailable,
-                format!("cannot start the SIP runtime: {e}"),
-            )
-        })?;
+    let runtime = DriverRuntime::new("tapir-sip").map_err(|e| {
+        DriverError::new(
+            ErrorKind::ResourceUnavailable,
+            format!("cannot start the SIP runtime: {e}"),
+        )
+    })?;
     let resolver = Arc::new(Resolver::new());
-    // Bind on a thread of our own: `build` may be called from inside another runtime.
     let binds: Vec<SocketAddr> = lines.iter().map(|l| l.bind).collect();
-    let started: Result<HashMap<SocketAddr, Endpoint>, DriverError> = std::thread::scope(|s| {
-        s.spawn(|| {
-            rt.block_on(async {
-                let mut eps = HashMap::new();
-                for bind in binds {
-                    if eps.contains_key(&bind) {
-                        continue;
-                    }
-                    let ep = Endpoint::start(EndpointConfig {
-                        bind,
-                        user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")),
-                        ..EndpointConfig::default()
-                    })
-                    .await
-                    .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
-                    eps.insert(bind, ep);
-                }
-                Ok(eps)
+    let started = runtime.block_on(async {
+        let mut eps = HashMap::new();
+        for bind in binds {
+            if eps.contains_key(&bind) {
+                continue;
+            }
+            let ep = Endpoint::start(EndpointConfig {
+                bind,
+                user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")),
+                ..EndpointConfig::default()
             })
-        })
-        .join()
-        .unwrap_or_else(|_| Err(DriverError::failed("SIP endpoint start-up thread failed")))
+            .await
+            .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
+            eps.insert(bind, ep);
+        }
+        Ok(eps)
     });
+    let started: Result<HashMap<SocketAddr, Endpoint>, DriverError> =
+        started.unwrap_or_else(|| Err(DriverError::failed("SIP endpoint start-up thread failed")));
     let endpoints = started?;
     let gate = Arc::new(Gate::new(sink));
     let mut ctxs = HashMap::new();
@@ -103,7 +95,7 @@ pub fn build(
                 .clone()
                 .unwrap_or_else(|| line.cfg.key.clone()),
             caps: LineCaps {
-                operations: if line.cfg.register {
+                operations: if line.account.config.register {
                     OperationSet::empty()
                         .with(Operation::MakeCall)
                         .with(Operation::Drop)
@@ -114,19 +106,19 @@ pub fn build(
                         .with(Operation::Drop)
                 },
                 forward_modes: Vec::new(),
-                max_calls: line.cfg.max_calls,
+                max_calls: line.account.config.max_calls,
                 addresses: vec![AddressInfo {
                     id: AddressId(0),
                     number: line
                         .cfg
                         .phone_user
                         .clone()
-                        .unwrap_or_else(|| line.cfg.user.clone()),
-                    name: line.cfg.display_name.clone().unwrap_or_default(),
+                        .unwrap_or_else(|| line.user().to_owned()),
+                    name: line.account.config.display_name.clone().unwrap_or_default(),
                 }],
             },
             // A registering line is in service once registered.
-            in_service: !line.cfg.register,
+            in_service: !line.account.config.register,
         };
         ctxs.insert(
             key,
@@ -148,8 +140,8 @@ pub fn build(
         ordered.push((key.clone(), ctx.clone()));
         lines.insert(key, ctx);
     }
-    let incoming = crate::incoming::IncomingCalls::start(&rt, gate.clone(), &ordered)?;
-    let handle = rt.handle().clone();
+    let incoming = crate::incoming::IncomingCalls::start(&runtime, gate.clone(), &ordered)?;
+    let handle = runtime.handle().clone();
     Ok(Box::new(SipDriver {
         inner: Arc::new(Inner {
             gate,
@@ -159,7 +151,7 @@ pub fn build(
             shut: AtomicBool::new(false),
         }),
         handle,
-        rt: Mutex::new(Some(rt)),
+        runtime,
     }))
 }
 
@@ -197,7 +189,7 @@ impl SipDriver {
             ));
         }
         let on_line = calls.values().filter(|c| c.line == env.line).count();
-        if on_line >= ctx.line.cfg.max_calls as usize {
+        if on_line >= ctx.line.account.config.max_calls as usize {
             return Err(DriverError::new(
                 ErrorKind::ResourceUnavailable,
                 format!(
@@ -220,26 +212,27 @@ impl SipDriver {
             },
         );
         drop(calls);
-        let mut rep = Reporter::new(
-            self.inner.gate.clone(),
-            env.line.clone(),
-            call,
-            shared,
-            destination.to_owned(),
-        );
         let weak = Arc::downgrade(&self.inner);
-        rep.set_on_end(Box::new(move |report: &mut dyn FnMut()| {
-            match weak.upgrade() {
-                Some(inner) => match inner.calls.lock() {
-                    Ok(mut calls) => {
-                        report();
-                        calls.remove(&call);
-                    }
-                    Err(_) => report(),
-                },
-                None => report(),
-            }
-        }));
+        let on_end: OnEnd = Box::new(move |report: &mut dyn FnMut()| match weak.upgrade() {
+            Some(inner) => match inner.calls.lock() {
+                Ok(mut calls) => {
+                    report();
+                    calls.remove(&call);
+                }
+                Err(_) => report(),
+            },
+            None => report(),
+        });
+        let rep = Reporter::new(
+            CallReporter::new(
+                self.inner.gate.clone(),
+                env.line.clone(),
+                call,
+                destination.to_owned(),
+                on_end,
+            ),
+            shared,
+        );
         let inner = self.inner.clone();
         self.handle.spawn(async move {
             call::run(ctx, rep, ctl_rx, uri).await;
@@ -372,11 +365,7 @@ impl PhoneDriver for SipDriver {
             }
         }
         self.inner.gate.close();
-        if let Ok(mut rt) = self.rt.lock() {
-            if let Some(rt) = rt.take() {
-                rt.shutdown_background();
-            }
-        }
+        self.runtime.shutdown();
     }
 }
 

@@ -7,19 +7,18 @@
 use crate::call::LineCtx;
 use crate::report::Gate;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapir_core::{
-    CallDirection, CallId, CallInfo, CallState, Completion, DisconnectMode, DriverError,
-    DriverEvent, ErrorKind, LineKey, Party, RequestId,
+    CallId, CallState, Completion, DriverError, DriverEvent, ErrorKind, LineKey, RequestId,
 };
-use tapir_sip_ua::digest::Credentials;
 use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::offer::{OfferEnd, OfferError, OfferEvent, Offers};
-use tapir_sip_ua::register::{self, Backoff, Pacer, Registration, RegistrationEvent};
+use tapir_sip_ua::leg::outcome::offer_end_mode;
+use tapir_sip_ua::offer::{OfferError, OfferEvent, Offers};
+use tapir_sip_ua::report::{offered_info, Registrations};
+use tapir_sip_ua::runtime::DriverRuntime;
 use tapir_sip_ua::Message;
-use tokio::sync::watch;
 
 /// REGISTERs per second over all lines of one driver.
 const REGISTER_RATE: f64 = 20.0;
@@ -41,8 +40,7 @@ pub struct IncomingCalls {
     offers: Mutex<Vec<Option<Offers>>>,
     calls: Mutex<HashMap<CallId, Offer>>,
     by_offer: Mutex<HashMap<(usize, u64), CallId>>,
-    stop: watch::Sender<bool>,
-    registrations: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    registrations: Registrations,
 }
 
 fn pick(
@@ -60,7 +58,7 @@ fn pick(
     let user = ruri.and_then(|u| u.user).unwrap_or_default();
     lines
         .iter()
-        .find(|(_, c)| c.line.cfg.user == user)
+        .find(|(_, c)| c.line.user() == user)
         .map(|(k, _)| k.0.clone())
         .ok_or((404, "Not Found"))
 }
@@ -72,13 +70,13 @@ impl IncomingCalls {
     /// # Errors
     /// A driver error when an offers task cannot start.
     pub fn start(
-        rt: &tokio::runtime::Runtime,
+        rt: &DriverRuntime,
         gate: Arc<Gate>,
         lines: &[(LineKey, Arc<LineCtx>)],
     ) -> Result<Option<Arc<IncomingCalls>>, DriverError> {
         let registering: Vec<(LineKey, Arc<LineCtx>)> = lines
             .iter()
-            .filter(|(_, c)| c.line.cfg.register)
+            .filter(|(_, c)| c.line.account.config.register)
             .cloned()
             .collect();
         if registering.is_empty() {
@@ -92,14 +90,12 @@ impl IncomingCalls {
                 None => endpoints.push((c.line.bind, vec![(k.clone(), c.clone())])),
             }
         }
-        let (stop, stop_rx) = watch::channel(false);
         let this = Arc::new(IncomingCalls {
             gate: gate.clone(),
             offers: Mutex::new(Vec::new()),
             calls: Mutex::new(HashMap::new()),
             by_offer: Mutex::new(HashMap::new()),
-            stop,
-            registrations: Mutex::new(Vec::new()),
+            registrations: Registrations::new(gate.clone(), REGISTER_RATE, 10),
         });
         for (index, (_, group)) in endpoints.iter().enumerate() {
             let Some((_, first)) = group.first() else {
@@ -108,21 +104,18 @@ impl IncomingCalls {
             let endpoint = first.endpoint.clone();
             let group2 = group.clone();
             let weak = Arc::downgrade(&this);
-            let started = rt.block_on(async move {
-                tokio::spawn(Offers::start(
-                    endpoint,
-                    Box::new(move |m: &Message| pick(&group2, m)),
-                    OFFER_LIMIT,
-                    move |ev| {
-                        if let Some(me) = weak.upgrade() {
-                            me.on_event(index, ev);
-                        }
-                    },
-                ))
-                .await
-            });
+            let started = rt.block_on(Offers::start(
+                endpoint,
+                Box::new(move |m: &Message| pick(&group2, m)),
+                OFFER_LIMIT,
+                move |ev| {
+                    if let Some(me) = weak.upgrade() {
+                        me.on_event(index, ev);
+                    }
+                },
+            ));
             match started {
-                Ok(Ok(o)) => {
+                Some(Ok(o)) => {
                     if let Ok(mut v) = this.offers.lock() {
                         v.push(Some(o));
                     }
@@ -135,73 +128,16 @@ impl IncomingCalls {
                 }
             }
         }
-        let pacer = Arc::new(Pacer::new(REGISTER_RATE, 10));
         for (key, ctx) in registering {
-            let line = &ctx.line;
-            let cfg = &line.cfg;
-            let (next_hop, route) = match &line.proxy_uri {
-                Some(p) => {
-                    let mut r = p.clone();
-                    r.params.set("lr", None);
-                    (p.clone(), Some(format!("<{r}>")))
-                }
-                None => (line.domain_uri.clone(), None),
-            };
-            let mut registrar = line.domain_uri.clone();
-            registrar.user = None;
-            let reg = Registration {
-                aor: format!("sip:{}@{}", cfg.user, line.domain()),
-                registrar,
-                next_hop,
-                route,
-                contact_user: cfg.user.clone(),
-                contact_params: vec![("line".into(), Some(key.0.clone()))],
-                expires: cfg.register_expires,
-                transport: line.transport,
-                credentials: Credentials {
-                    username: cfg.auth_user.clone().unwrap_or_else(|| cfg.user.clone()),
-                    password: cfg.password.expose().to_owned(),
-                    realm: if cfg.ignore_realm {
-                        None
-                    } else {
-                        Some(
-                            cfg.realm
-                                .clone()
-                                .unwrap_or_else(|| line.domain_host().to_owned()),
-                        )
-                    },
-                },
-                backoff: Backoff::default(),
-            };
-            let g = gate.clone();
-            let registered = Arc::new(AtomicBool::new(false));
-            let task = rt.spawn(register::run(
+            let account = &ctx.line.account;
+            this.registrations.start(
+                rt.handle(),
                 ctx.endpoint.clone(),
                 ctx.resolver.clone(),
-                reg,
-                pacer.clone(),
-                stop_rx.clone(),
-                move |ev| match ev {
-                    RegistrationEvent::Registered { .. } => {
-                        if !registered.swap(true, Ordering::SeqCst) {
-                            g.event(DriverEvent::LineInService { line: key.clone() });
-                        }
-                    }
-                    RegistrationEvent::Failed { error, retry_in } => {
-                        registered.store(false, Ordering::SeqCst);
-                        g.event(DriverEvent::LineOutOfService {
-                            line: key.clone(),
-                            reason: format!(
-                                "not registered ({error}); next try in {} s",
-                                retry_in.as_secs()
-                            ),
-                        });
-                    }
-                },
-            ));
-            if let Ok(mut r) = this.registrations.lock() {
-                r.push(task);
-            }
+                account.registration(&key.0, ctx.line.user(), account.credentials()),
+                key,
+                Arc::new(AtomicBool::new(false)),
+            );
         }
         Ok(Some(this))
     }
@@ -234,17 +170,7 @@ impl IncomingCalls {
                     line,
                     call,
                     state: CallState::Offering,
-                    info: CallInfo {
-                        direction: CallDirection::Incoming,
-                        calling: Party {
-                            number: caller.number.clone(),
-                            raw_number: caller.number,
-                            name: caller.name,
-                        },
-                        called: called.map(Party::number).unwrap_or_default(),
-                        driver_key: Some(call_id),
-                        ..CallInfo::default()
-                    },
+                    info: offered_info(caller, called, call_id),
                 });
             }
             OfferEvent::Ended { id, end } => {
@@ -259,16 +185,7 @@ impl IncomingCalls {
                 let Some(offer) = self.calls.lock().ok().and_then(|mut c| c.remove(&call)) else {
                     return;
                 };
-                let mode = match end {
-                    OfferEnd::Cancelled {
-                        answered_elsewhere: true,
-                        ..
-                    } => DisconnectMode::Pickup,
-                    OfferEnd::Cancelled { .. } => DisconnectMode::Cancelled,
-                    OfferEnd::RingTimeout => DisconnectMode::NoAnswer,
-                    OfferEnd::Redirected => DisconnectMode::Forwarded,
-                    OfferEnd::Rejected => DisconnectMode::Reject,
-                };
+                let mode = offer_end_mode(&end);
                 for state in [CallState::Disconnected(mode), CallState::Idle] {
                     self.gate.event(DriverEvent::CallState {
                         line: offer.line.clone(),
@@ -331,18 +248,13 @@ impl IncomingCalls {
     /// Stops: un-REGISTERs (each at most 5 s, waited for at most `limit`) and answers ringing
     /// offers 480.
     pub fn shutdown(&self, limit: Duration) {
-        let _ = self.stop.send(true);
+        self.registrations.stop();
         if let Ok(mut v) = self.offers.lock() {
             v.iter_mut().for_each(|o| *o = None);
         }
         let end = Instant::now() + limit;
         while Instant::now() < end {
-            let done = self
-                .registrations
-                .lock()
-                .map(|r| r.iter().all(tokio::task::JoinHandle::is_finished))
-                .unwrap_or(true);
-            if done {
+            if self.registrations.finished() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -15,7 +15,9 @@
 //! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
 //!   to submit requests to a driver directly.
 //! - [`wait::until`]: polling with a deadline.
+//! - [`docs`]: a README's TOML example as the section a driver gets, and the keys it names.
 
+pub mod docs;
 pub mod kamailio;
 pub mod ports;
 pub mod process;
