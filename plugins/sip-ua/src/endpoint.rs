@@ -382,9 +382,12 @@ enum Inbound {
         id: u64,
         error: TransportError,
     },
+    /// A connection ended; `unsent` is what it had not written (only for a connection we
+    /// opened that had carried the peer's messages), to be sent on a new one.
     Closed {
         peer: Peer,
         id: u64,
+        unsent: Vec<Vec<u8>>,
     },
     /// A keep-alive pong (CRLF) arrived.
     Pong {

@@ -92,8 +92,8 @@ impl NatConfig {
                 return Err(format!("nat.stun_server {s:?} is not host[:port]"));
             }
         }
-        if !(10..=86_400).contains(&self.stun_refresh_secs) {
-            return Err("nat.stun_refresh_secs must be 10..=86400".into());
+        if !(5..=86_400).contains(&self.stun_refresh_secs) {
+            return Err("nat.stun_refresh_secs must be 5..=86400".into());
         }
         if self.keepalive_secs > 3600 || self.udp_keepalive_secs > 3600 {
             return Err("nat.keepalive_secs and nat.udp_keepalive_secs must be 0..=3600".into());

@@ -6,8 +6,9 @@
 //!   this is how a test shows that the address a STUN server reports (the outside socket)
 //!   ends up in Via and Contact. It records every datagram it carries out (the "wire").
 //! - [`TcpRelay`]: forwards TCP connections to a server byte for byte, counts them, and can
-//!   turn into a black hole (bytes are swallowed, connections stay open), as a NAT does when
-//!   it forgets a binding: the way to show that keep-alives find a dead flow.
+//!   turn the connections it carries into black holes (bytes are swallowed, connections stay
+//!   open), as a NAT does when it forgets a binding: the way to show that keep-alives find a
+//!   dead flow. Connections made afterwards pass again, like new NAT bindings.
 //!
 //! Both run on threads of their own and stop when dropped.
 
@@ -89,7 +90,10 @@ impl UdpNat {
                     }
                     if let Ok(mut w) = wire.lock() {
                         if w.len() < WIRE_LOG {
-                            w.push(Datagram { to: i, bytes: bytes.clone() });
+                            w.push(Datagram {
+                                to: i,
+                                bytes: bytes.clone(),
+                            });
                         }
                     }
                     let _ = out.send_to(&bytes, dest);
@@ -147,7 +151,10 @@ impl UdpNat {
 
     /// How many datagrams to destination `i` satisfied `pred`.
     pub fn count(&self, i: usize, pred: impl Fn(&[u8]) -> bool) -> usize {
-        self.wire().iter().filter(|d| d.to == i && pred(&d.bytes)).count()
+        self.wire()
+            .iter()
+            .filter(|d| d.to == i && pred(&d.bytes))
+            .count()
     }
 }
 
@@ -164,7 +171,8 @@ impl Drop for UdpNat {
 #[derive(Debug)]
 pub struct TcpRelay {
     addr: SocketAddr,
-    blackhole: Arc<AtomicBool>,
+    /// Connections with a lower number swallow everything.
+    blackhole_below: Arc<AtomicUsize>,
     accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -185,7 +193,7 @@ impl TcpRelay {
             Err(e) => panic!("TcpRelay: no address: {e}"),
         };
         let _ = listener.set_nonblocking(true);
-        let blackhole = Arc::new(AtomicBool::new(false));
+        let blackhole = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
@@ -204,14 +212,14 @@ impl TcpRelay {
                 let Ok(upstream) = TcpStream::connect(server) else {
                     continue; // the client sees its connection close
                 };
-                acc.fetch_add(1, Ordering::Relaxed);
+                let number = acc.fetch_add(1, Ordering::Relaxed);
                 let _ = client.set_nonblocking(false);
                 for (from, to) in [(&client, &upstream), (&upstream, &client)] {
                     let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
                         continue;
                     };
                     let (bh, st) = (bh.clone(), st.clone());
-                    let pump = std::thread::spawn(move || pump(from, to, &bh, &st));
+                    let pump = std::thread::spawn(move || pump(from, to, number, &bh, &st));
                     if let Ok(mut t) = th.lock() {
                         t.push(pump);
                     }
@@ -223,7 +231,7 @@ impl TcpRelay {
         }
         TcpRelay {
             addr,
-            blackhole,
+            blackhole_below: blackhole,
             accepted,
             stop,
             threads,
@@ -235,10 +243,11 @@ impl TcpRelay {
         self.addr
     }
 
-    /// From now on, swallow every byte in both directions (connections stay open); `false`
-    /// relays again.
-    pub fn set_blackhole(&self, on: bool) {
-        self.blackhole.store(on, Ordering::Relaxed);
+    /// From now on, the connections relayed so far swallow every byte in both directions
+    /// (they stay open); later connections pass.
+    pub fn blackhole_current(&self) {
+        self.blackhole_below
+            .store(self.accepted.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Connections relayed so far.
@@ -247,14 +256,21 @@ impl TcpRelay {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, blackhole: &AtomicBool, stop: &AtomicBool) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    number: usize,
+    blackhole_below: &AtomicUsize,
+    stop: &AtomicBool,
+) {
     let _ = from.set_read_timeout(Some(POLL));
     let mut buf = vec![0u8; 16_384];
     while !stop.load(Ordering::Relaxed) {
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                if !blackhole.load(Ordering::Relaxed) && to.write_all(&buf[..n]).is_err() {
+                let swallowed = number < blackhole_below.load(Ordering::Relaxed);
+                if !swallowed && to.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
@@ -296,7 +312,11 @@ mod tests {
         let mut buf = [0u8; 64];
         let (n, from) = server.recv_from(&mut buf).expect("arrives");
         assert_eq!(&buf[..n], b"hello");
-        assert_eq!(from, nat.outside(), "the server sees the NAT's outside socket");
+        assert_eq!(
+            from,
+            nat.outside(),
+            "the server sees the NAT's outside socket"
+        );
         server.send_to(b"back", from).expect("answer");
         let (n, from) = client.recv_from(&mut buf).expect("answer arrives");
         assert_eq!(&buf[..n], b"back");
@@ -314,12 +334,21 @@ mod tests {
         let mut buf = [0u8; 4];
         upstream.read_exact(&mut buf).expect("relayed bytes");
         assert_eq!(&buf, b"ping");
-        relay.set_blackhole(true);
+        relay.blackhole_current();
         client.write_all(b"lost").expect("write");
         upstream
             .set_read_timeout(Some(Duration::from_millis(300)))
             .expect("timeout");
-        assert!(upstream.read(&mut buf).is_err(), "nothing passes a black hole");
-        assert_eq!(relay.accepted(), 1);
+        assert!(
+            upstream.read(&mut buf).is_err(),
+            "nothing passes a black hole"
+        );
+        // A new connection passes again.
+        let mut again = TcpStream::connect(relay.addr()).expect("connect");
+        let (mut upstream2, _) = server.accept().expect("relayed");
+        again.write_all(b"next").expect("write");
+        upstream2.read_exact(&mut buf).expect("relayed bytes");
+        assert_eq!(&buf, b"next");
+        assert_eq!(relay.accepted(), 2);
     }
 }

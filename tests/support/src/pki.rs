@@ -26,7 +26,9 @@ pub struct Pki {
 
 impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pki").field("dir", &self.dir.path()).finish()
+        f.debug_struct("Pki")
+            .field("dir", &self.dir.path())
+            .finish()
     }
 }
 
@@ -44,7 +46,10 @@ impl Pki {
     /// When a key cannot be made or a file cannot be written.
     pub fn new(name: &str) -> Pki {
         let dir = fail("temporary folder", tempfile::tempdir());
-        let mut params = fail("CA parameters", CertificateParams::new(Vec::<String>::new()));
+        let mut params = fail(
+            "CA parameters",
+            CertificateParams::new(Vec::<String>::new()),
+        );
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -78,10 +83,14 @@ impl Pki {
 
     fn issue(&self, stem: &str, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Identity {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = fail("certificate parameters", CertificateParams::new(names.clone()));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        let mut params = fail(
+            "certificate parameters",
+            CertificateParams::new(names.clone()),
+        );
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,

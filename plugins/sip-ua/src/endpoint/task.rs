@@ -288,13 +288,20 @@ impl Task {
             Inbound::ConnectFailed { peer, id, error } => {
                 if self.conns.get(&peer).is_some_and(|c| c.id == id) {
                     self.conns.remove(&peer);
+                    self.on_flow_closed(peer, "its connection failed");
                 }
                 self.fail_peer(peer, &error);
             }
-            Inbound::Closed { peer, id } => {
+            Inbound::Closed { peer, id, unsent } => {
                 if self.conns.get(&peer).is_some_and(|c| c.id == id) {
                     self.conns.remove(&peer);
                     self.on_flow_closed(peer, "its connection closed");
+                }
+                if !unsent.is_empty() {
+                    tracing::debug!(%peer, messages = unsent.len(), "connection ended: sending again on a new one");
+                }
+                for bytes in unsent {
+                    self.transmit(peer, bytes);
                 }
             }
             Inbound::Pong { peer } => self.on_pong(peer, None),

@@ -12,6 +12,11 @@
 //! - the endpoint caps accepted connections, TCP and TLS together (see `Task::on_accept`); a
 //!   TLS handshake must end within the header timeout.
 //!
+//! A connection we opened that had carried the peer's messages and then ends (the peer
+//! restarted, or closed it while we were writing) hands back what it had not written yet; the
+//! endpoint sends that on a new connection (RFC 3261 §18.1.1), so a request never vanishes into
+//! a connection that was closing.
+//!
 //! Keep-alives (RFC 5626 §4.4.1) between messages: a CRLFCRLF "ping" is answered with a CRLF
 //! "pong" at once; a lone CRLF is a pong and is reported to the endpoint task (which watches
 //! the flows it pings).
@@ -115,6 +120,7 @@ pub(super) async fn connection<S>(
     } else {
         Reading::Between
     };
+    let mut unsent: Vec<Vec<u8>> = Vec::new();
     loop {
         let deadline = match state {
             Reading::Between => last_traffic + limits.idle_timeout,
@@ -124,6 +130,7 @@ pub(super) async fn connection<S>(
             out = rx.recv() => match out {
                 Some(bytes) => {
                     if writer.write_all(&bytes).await.is_err() {
+                        unsent.push(bytes);
                         break;
                     }
                     last_traffic = Instant::now();
@@ -132,8 +139,25 @@ pub(super) async fn connection<S>(
             },
             read = reader.read(&mut chunk) => {
                 let n = match read {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
                     Ok(n) => n,
+                    Err(e) => {
+                        // A TLS alert from a server we connected to (TLS 1.3 servers refuse a
+                        // missing client certificate only after the handshake): the requests
+                        // waiting on it fail with the reason instead of timing out.
+                        let tls = e
+                            .get_ref()
+                            .is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some());
+                        if tls && !accepted {
+                            let error = TransportError::Tls {
+                                peer: peer.addr,
+                                reason: crate::tls::describe_handshake_error(&e),
+                            };
+                            tracing::info!(%peer, %error, "TLS connection ended by an error");
+                            let _ = inbound.send(Inbound::ConnectFailed { peer, id, error }).await;
+                        }
+                        break;
+                    }
                 };
                 last_traffic = Instant::now();
                 if matches!(state, Reading::Draining(_)) {
@@ -173,7 +197,14 @@ pub(super) async fn connection<S>(
         }
     }
     let _ = writer.shutdown().await;
-    let _ = inbound.send(Inbound::Closed { peer, id }).await;
+    if accepted || !proven {
+        unsent.clear();
+    } else {
+        while let Ok(bytes) = rx.try_recv() {
+            unsent.push(bytes);
+        }
+    }
+    let _ = inbound.send(Inbound::Closed { peer, id, unsent }).await;
 }
 
 /// Takes the keep-alives at the front of `buf` (between messages): CRLFCRLF pings to answer,
@@ -325,7 +356,12 @@ impl Task {
                             match super::tls::accept(acceptor, stream, addr, limit).await {
                                 Some(tls) => connection(tls, link, rx, inbound, limits).await,
                                 None => {
-                                    let _ = inbound.send(Inbound::Closed { peer, id }).await;
+                                    let closed = Inbound::Closed {
+                                        peer,
+                                        id,
+                                        unsent: Vec::new(),
+                                    };
+                                    let _ = inbound.send(closed).await;
                                 }
                             }
                         });
