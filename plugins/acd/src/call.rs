@@ -282,11 +282,11 @@ impl Call {
     fn set_target(&mut self, target: Target) {
         self.target = Some(target);
         let local = self.shared.endpoint.local_addr_for(&target);
-        let tp = if target.transport == tapir_sip_ua::Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        let tp = target
+            .transport
+            .uri_param()
+            .map(|t| format!(";transport={t}"))
+            .unwrap_or_default();
         let host = match local.ip() {
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
             std::net::IpAddr::V4(v4) => v4.to_string(),

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::Transport;
+use tapir_sip_ua::{NatConfig, TlsConfig, Transport};
 use thiserror::Error;
 
 /// Most lines one driver instance accepts.
@@ -125,7 +125,8 @@ pub struct AcdConfig {
     /// Local `ip:port` of the driver's one SIP endpoint (UDP and TCP), default `0.0.0.0:0`.
     #[serde(default = "default_bind")]
     pub bind: String,
-    /// SIP domain (registrar / proxy), `host` or `host:port`; DNS SRV when no port is given.
+    /// SIP domain (registrar / proxy), `host` or `host:port` (or a `sips:` URI for TLS); DNS
+    /// SRV when no port is given.
     pub domain: String,
     /// Outbound proxy `host[:port]` or URI; requests go there with a loose `Route`.
     #[serde(default)]
@@ -141,9 +142,15 @@ pub struct AcdConfig {
     /// Display name in our From header.
     #[serde(default)]
     pub display_name: Option<String>,
-    /// `udp` (default) or `tcp`.
+    /// `udp` (default), `tcp` or `tls`. A `sips:` domain or proxy means `tls`.
     #[serde(default = "default_transport")]
     pub transport: String,
+    /// TLS: trusted CAs, our certificate, the lab opt-out.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// NAT: STUN server, keep-alives.
+    #[serde(default)]
+    pub nat: NatConfig,
     /// Answer digest challenges of any realm (default true); when false only `realm`'s.
     #[serde(default = "default_true")]
     pub ignore_realm: bool,
@@ -240,6 +247,11 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// True when the endpoint needs TLS: the transport is TLS, or `tls` is configured.
+    pub fn needs_tls(&self) -> bool {
+        self.transport == Transport::Tls || self.cfg.tls != TlsConfig::default()
+    }
+
     /// The domain as written in URIs (`host[:port]`).
     pub fn domain(&self) -> String {
         match self.domain_uri.port {
@@ -256,11 +268,7 @@ fn host_uri(text: &str, field: &str) -> Result<Uri, ConfigError> {
     } else {
         format!("sip:{text}")
     };
-    let uri = Uri::parse(&candidate).ok_or_else(|| bad(field, "not a host[:port] or sip: URI"))?;
-    if uri.scheme == "sips" {
-        return Err(bad(field, "sips/TLS is not supported"));
-    }
-    Ok(uri)
+    Uri::parse(&candidate).ok_or_else(|| bad(field, "not a host[:port] or sip:/sips: URI"))
 }
 
 fn check_user(field: &str, user: &str) -> Result<(), ConfigError> {
@@ -338,12 +346,20 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
         .as_deref()
         .map(|p| host_uri(p, "outbound_proxy"))
         .transpose()?;
-    let transport = Transport::parse(&cfg.transport).ok_or_else(|| {
+    let mut transport = Transport::parse(&cfg.transport).ok_or_else(|| {
         bad(
             "transport",
-            format!("{:?} is not udp or tcp", cfg.transport),
+            format!("{:?} is not udp, tcp or tls", cfg.transport),
         )
     })?;
+    if domain_uri.scheme == "sips" || proxy_uri.as_ref().is_some_and(|p| p.scheme == "sips") {
+        // A sips: URI asks for TLS (RFC 3261 §26.2); tcp next to it is a contradiction.
+        if transport == Transport::Tcp {
+            return Err(bad("transport", "a sips: URI needs tls, not tcp"));
+        }
+        transport = Transport::Tls;
+    }
+    cfg.nat.check().map_err(|e| bad("nat", e))?;
     let bind: SocketAddr = cfg
         .bind
         .parse()
@@ -505,6 +521,32 @@ mod tests {
         assert!(parse(&EXAMPLE.replace("\"key\": \"7\"", "\"key\": \"5000\"")).is_err());
         assert!(parse(&EXAMPLE.replace("\"udp\"", "\"sctp\"")).is_err());
         assert!(parse(&EXAMPLE.replace("\"register_rate\": 50", "\"register_rate\": 0")).is_err());
-        assert!(parse(&EXAMPLE.replace("pbx.example.com", "sips:pbx")).is_err());
+        assert!(parse(
+            &EXAMPLE
+                .replace("\"udp\"", "\"tcp\"")
+                .replace("pbx.example.com", "sips:pbx")
+        )
+        .is_err());
+        assert!(parse(
+            &EXAMPLE.replace("\"register\": true", "\"nat\": {\"pong_timeout_secs\": 0}")
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("pong_timeout_secs"));
+    }
+
+    #[test]
+    fn sips_and_tls_tables() {
+        let p = parse(&EXAMPLE.replace("pbx.example.com", "sips:pbx")).expect("sips: is TLS");
+        assert_eq!(p.transport, Transport::Tls);
+        assert!(p.needs_tls());
+        let p = parse(&EXAMPLE.replace(
+            "\"transport\": \"udp\"",
+            "\"transport\": \"tls\", \"tls\": {\"ca_file\": \"/etc/tapir/ca.pem\", \"insecure_skip_verify\": false}, \"nat\": {\"keepalive_secs\": 60}",
+        ))
+        .expect("valid");
+        assert_eq!(p.transport, Transport::Tls);
+        assert_eq!(p.cfg.nat.keepalive_secs, 60);
+        assert!(!parse(EXAMPLE).expect("example").needs_tls());
     }
 }

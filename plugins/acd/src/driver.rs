@@ -271,9 +271,17 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             rt.block_on(Endpoint::start(EndpointConfig {
                 bind,
                 user_agent: format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")),
+                tls: parsed.needs_tls().then(|| parsed.cfg.tls.clone()),
+                nat: parsed.cfg.nat.clone(),
                 ..EndpointConfig::default()
             }))
-            .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))
+            .map_err(|e| {
+                let kind = match e {
+                    tapir_sip_ua::EndpointError::Tls(_) => ErrorKind::InvalidParameter,
+                    _ => ErrorKind::ResourceUnavailable,
+                };
+                DriverError::new(kind, e.to_string())
+            })
         })
         .join()
         .unwrap_or_else(|_| Err(DriverError::failed("acd start-up thread failed")))

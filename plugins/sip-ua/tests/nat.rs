@@ -29,9 +29,9 @@ use tokio::sync::watch;
 
 const T: Duration = Duration::from_secs(20);
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 fn registration(next_hop: &str, transport: Transport) -> Registration {
@@ -108,7 +108,7 @@ fn is_stun_request(b: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stun_learns_the_nat_address_for_via_and_contact() {
-    let _one = serial();
+    let _one = serial().await;
     let (Some(turn), Some(kam), Some(sipp_bin)) = (turnserver(), kamailio(), sipp()) else {
         return;
     };
@@ -193,7 +193,7 @@ async fn stun_learns_the_nat_address_for_via_and_contact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_crlf_keepalives_go_out_on_the_registered_flow() {
-    let _one = serial();
+    let _one = serial().await;
     let Some(kam) = kamailio() else { return };
     let k = Kamailio::builder(&kam, |port| kamailio_config(port, &Setup::default()))
         .args(["-n", "1"])
@@ -223,7 +223,7 @@ async fn udp_crlf_keepalives_go_out_on_the_registered_flow() {
 
 /// A registration over TCP or TLS through a relay that later turns into a black hole.
 async fn keepalive_on_a_stream_flow(tls: bool) {
-    let _one = serial();
+    let _one = serial().await;
     let (bin, sipp_bin) = if tls {
         (kamailio_tls(), sipp())
     } else {

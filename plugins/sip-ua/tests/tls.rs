@@ -20,9 +20,9 @@ use tapir_test_support::{kamailio_tls, sipp, Identity, Kamailio, Pki, Sipp};
 const T: Duration = Duration::from_secs(20);
 
 /// The Kamailio tests run one at a time (two shared cores).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// Kamailio presenting `server` (issued by `pki`'s CA), optionally demanding a client
@@ -95,7 +95,7 @@ fn tls_reason(ev: &ClientEvent) -> String {
 // Multi-threaded: the endpoint notices the restart while the test waits for Kamailio.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verified_tls_with_one_connection_for_every_request_and_a_reconnect() {
-    let _one = serial();
+    let _one = serial().await;
     let Some(bin) = kamailio_tls() else { return };
     let pki = Pki::new("tapir test CA");
     let server = pki.server("pbx", &["localhost", "127.0.0.1"]);
@@ -135,7 +135,7 @@ async fn verified_tls_with_one_connection_for_every_request_and_a_reconnect() {
 
 #[tokio::test]
 async fn a_wrong_host_certificate_is_refused() {
-    let _one = serial();
+    let _one = serial().await;
     let Some(bin) = kamailio_tls() else { return };
     let pki = Pki::new("tapir test CA");
     let wrong = pki.server("wrong", &["wrong.example"]);
@@ -156,7 +156,7 @@ async fn a_wrong_host_certificate_is_refused() {
 
 #[tokio::test]
 async fn a_certificate_from_an_untrusted_ca_is_refused() {
-    let _one = serial();
+    let _one = serial().await;
     let Some(bin) = kamailio_tls() else { return };
     let ours = Pki::new("the CA we trust");
     let theirs = Pki::new("a CA nobody configured");
@@ -188,7 +188,7 @@ impl std::io::Write for Captured {
 
 #[tokio::test]
 async fn the_lab_opt_out_accepts_any_certificate_and_warns_each_time() {
-    let _one = serial();
+    let _one = serial().await;
     let Some(bin) = kamailio_tls() else { return };
     let captured = Captured::default();
     let sink = captured.clone();
@@ -227,7 +227,7 @@ async fn the_lab_opt_out_accepts_any_certificate_and_warns_each_time() {
 
 #[tokio::test]
 async fn a_pbx_that_demands_a_client_certificate_gets_ours() {
-    let _one = serial();
+    let _one = serial().await;
     let Some(bin) = kamailio_tls() else { return };
     let pki = Pki::new("tapir test CA");
     let server = pki.server("pbx", &["localhost"]);
@@ -255,7 +255,7 @@ async fn a_pbx_that_demands_a_client_certificate_gets_ours() {
 /// REGISTER over TLS, then a caller (SIPp, UDP) INVITEs the registered user through Kamailio;
 /// the INVITE reaches our endpoint, which answers 480 (no one takes calls on it).
 async fn incoming_over_tls(listener: bool) {
-    let _one = serial();
+    let _one = serial().await;
     let (Some(bin), Some(sipp_bin)) = (kamailio_tls(), sipp()) else {
         return;
     };

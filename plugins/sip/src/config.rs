@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::net::SocketAddr;
 use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::Transport;
+use tapir_sip_ua::{NatConfig, TlsConfig, Transport};
 
 /// A password: usable by the code, never printed. `Debug` and `Display` show `***`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -110,8 +110,9 @@ pub struct LineConfig {
     /// Name shown to applications; defaults to the key.
     #[serde(default)]
     pub name: Option<String>,
-    /// SIP domain (registrar / proxy), `host` or `host:port`. Requests go there unless
-    /// `outbound_proxy` or `phone_address` says otherwise; DNS SRV is used when no port is given.
+    /// SIP domain (registrar / proxy), `host` or `host:port` (or a `sips:` URI for TLS).
+    /// Requests go there unless `outbound_proxy` or `phone_address` says otherwise; DNS SRV is
+    /// used when no port is given.
     pub domain: String,
     /// Outbound proxy URI or `host[:port]`; requests are sent there with a `Route` (loose routing).
     #[serde(default)]
@@ -132,7 +133,7 @@ pub struct LineConfig {
     /// instead of through the domain's server. Excludes `outbound_proxy` (refused together).
     #[serde(default)]
     pub phone_address: Option<String>,
-    /// `udp` (default) or `tcp`.
+    /// `udp` (default), `tcp` or `tls`. A `sips:` domain or proxy means `tls`.
     #[serde(default = "default_transport")]
     pub transport: String,
     /// Ask the user's phone to answer our INVITE by itself.
@@ -182,8 +183,21 @@ pub struct DriverConfig {
     /// Default local `ip:port` for lines without their own `bind` (default `0.0.0.0:0`).
     #[serde(default = "default_bind")]
     pub bind: String,
+    /// TLS: trusted CAs, our certificate, the lab opt-out (for every endpoint of the driver).
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// NAT: STUN server, keep-alives (for every endpoint of the driver).
+    #[serde(default)]
+    pub nat: NatConfig,
     /// The lines.
     pub lines: Vec<LineConfig>,
+}
+
+impl DriverConfig {
+    /// True when the endpoints need TLS: a line uses it, or `tls` is configured.
+    pub fn needs_tls(&self, lines: &[Line]) -> bool {
+        self.tls != TlsConfig::default() || lines.iter().any(|l| l.transport == Transport::Tls)
+    }
 }
 
 /// A line's configuration, checked and parsed.
@@ -225,12 +239,8 @@ fn host_uri(text: &str, what: &str) -> Result<Uri, String> {
     } else {
         format!("sip:{text}")
     };
-    let uri = Uri::parse(&candidate)
-        .ok_or_else(|| format!("{what} {text:?} is not a host[:port] or sip: URI"))?;
-    if uri.scheme == "sips" {
-        return Err(format!("{what} {text:?}: sips/TLS is not supported"));
-    }
-    Ok(uri)
+    Uri::parse(&candidate)
+        .ok_or_else(|| format!("{what} {text:?} is not a host[:port] or sip:/sips: URI"))
 }
 
 /// Parses and checks a driver section.
@@ -243,6 +253,7 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
     if cfg.lines.is_empty() {
         return Err("the SIP driver needs at least one line".into());
     }
+    cfg.nat.check()?;
     let mut lines = Vec::new();
     let mut keys = std::collections::HashSet::new();
     for l in &cfg.lines {
@@ -278,8 +289,23 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
                     .into(),
             ));
         }
-        let transport = Transport::parse(&l.transport)
-            .ok_or_else(|| ctx(format!("transport {:?} is not udp or tcp", l.transport)))?;
+        let mut transport = Transport::parse(&l.transport).ok_or_else(|| {
+            ctx(format!(
+                "transport {:?} is not udp, tcp or tls",
+                l.transport
+            ))
+        })?;
+        let sips = [Some(&domain_uri), proxy_uri.as_ref(), phone_addr.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|u| u.scheme == "sips");
+        if sips {
+            // A sips: URI asks for TLS (RFC 3261 §26.2); tcp next to it is a contradiction.
+            if transport == Transport::Tcp {
+                return Err(ctx("a sips: URI needs transport tls, not tcp".into()));
+            }
+            transport = Transport::Tls;
+        }
         let bind_text = l.bind.as_deref().unwrap_or(&cfg.bind);
         let bind: SocketAddr = bind_text
             .parse()
@@ -350,8 +376,44 @@ mod tests {
         let bad_transport = EXAMPLE.replace("\"udp\"", "\"sctp\"");
         assert!(parse(&bad_transport).unwrap_err().contains("transport"));
         assert!(parse(r#"{"lines": []}"#).is_err());
-        let tls = EXAMPLE.replace("pbx.example.com", "sips:pbx.example.com");
-        assert!(parse(&tls).is_err());
+        let tls = EXAMPLE.replace(
+            "\"domain\": \"pbx.example.com\"",
+            "\"domain\": \"sips:pbx.example.com\"",
+        );
+        let (cfg, lines) = parse(&tls).expect("sips: is TLS");
+        assert_eq!(lines[0].transport, Transport::Tls);
+        assert!(cfg.needs_tls(&lines));
+        let tcp = tls.replace("\"udp\"", "\"tcp\"");
+        assert!(parse(&tcp).unwrap_err().contains("needs transport tls"));
+        let (cfg, lines) = parse(&EXAMPLE.replace("\"udp\"", "\"tls\"")).expect("tls");
+        assert_eq!(lines[0].transport, Transport::Tls);
+        assert!(cfg.needs_tls(&lines));
+        let (cfg, lines) = parse(EXAMPLE).expect("example");
+        assert!(!cfg.needs_tls(&lines));
+    }
+
+    #[test]
+    fn tls_and_nat_tables_are_read_and_checked() {
+        let with = EXAMPLE.replacen(
+            "\"bind\": \"0.0.0.0:0\",",
+            "\"bind\": \"0.0.0.0:0\", \"tls\": {\"ca_file\": \"/etc/tapir/pbx-ca.pem\"}, \
+             \"nat\": {\"stun_server\": \"stun.example.com\", \"udp_keepalive_secs\": 25},",
+            1,
+        );
+        let (cfg, lines) = parse(&with).expect("valid");
+        assert_eq!(
+            cfg.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/tapir/pbx-ca.pem"))
+        );
+        assert!(cfg.needs_tls(&lines), "a tls table starts TLS");
+        assert_eq!(cfg.nat.stun_server.as_deref(), Some("stun.example.com"));
+        let bad = with.replace(
+            "\"udp_keepalive_secs\": 25",
+            "\"udp_keepalive_secs\": 99999",
+        );
+        assert!(parse(&bad).unwrap_err().contains("udp_keepalive_secs"));
+        let typo = with.replace("ca_file", "ca_fiel");
+        assert!(parse(&typo).unwrap_err().contains("ca_fiel"));
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub fn build(
     config_json: &str,
     sink: SharedSink,
 ) -> Result<Box<dyn PhoneDriver>, DriverError> {
-    let (_, lines) =
+    let (cfg, lines) =
         config::parse(config_json).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
+    let tls = cfg.needs_tls(&lines).then(|| cfg.tls.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tapir-sip")
@@ -75,10 +76,18 @@ pub fn build(
                     let ep = Endpoint::start(EndpointConfig {
                         bind,
                         user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")),
+                        tls: tls.clone(),
+                        nat: cfg.nat.clone(),
                         ..EndpointConfig::default()
                     })
                     .await
-                    .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
+                    .map_err(|e| {
+                        let kind = match e {
+                            tapir_sip_ua::EndpointError::Tls(_) => ErrorKind::InvalidParameter,
+                            _ => ErrorKind::ResourceUnavailable,
+                        };
+                        DriverError::new(kind, e.to_string())
+                    })?;
                     eps.insert(bind, ep);
                 }
                 Ok(eps)

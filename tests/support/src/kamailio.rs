@@ -181,6 +181,96 @@ pub fn tls_config(server: &Identity, ca: &Path, require_client_cert: bool) -> St
     )
 }
 
+/// A PBX for the drivers' TLS tests: Kamailio on `port` (UDP, TCP) and `tls_port` (TLS with
+/// `tls_cfg`). Requests from TLS/TCP clients go to the phone at 127.0.0.1:`phone_port` (SIPp,
+/// UDP), record-routed; their Contact (initial and in-dialog) gets an alias of the connection
+/// they came on (`add_contact_alias`), and REGISTERs over TLS/TCP record it as `received`
+/// (`fix_nated_register`), so in-dialog requests and incoming calls reach the client over its
+/// own connection, as PBXs serve TLS clients that do not listen. Other initial requests (a
+/// caller on UDP) go to the registered contact. Every request and reply is logged with its
+/// transport (`proto=tls`) and source.
+pub fn tls_pbx_config(port: u16, tls_port: u16, tls_cfg: &Path, phone_port: u16) -> String {
+    let tls = tls_module(tls_port, tls_cfg);
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=2
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+{tls}loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "nathelper.so"
+modparam("usrloc", "db_mode", 0)
+modparam("nathelper", "received_avp", "$avp(RECEIVED)")
+modparam("registrar", "received_avp", "$avp(RECEIVED)")
+
+onreply_route {{
+    xlog("L_INFO", "reply $rs $rm proto=$pr src=$si:$sp
+");
+}}
+
+request_route {{
+    xlog("L_INFO", "request $rm proto=$pr src=$si:$sp ruri=$ru
+");
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (proto == TLS || proto == TCP) {{
+        add_contact_alias();
+    }}
+    if (has_totag()) {{
+        # In-dialog: the Route set, or the Request-URI (the phone's NOTIFYs carry no Route);
+        # an aliased Request-URI goes over the connection the alias names.
+        if (!loose_route()) {{
+            if (is_method("ACK") && !t_check_trans()) {{
+                exit;
+            }}
+        }}
+        handle_ruri_alias();
+        t_relay();
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    t_check_trans();
+    if (is_method("REGISTER")) {{
+        if (proto == TLS || proto == TCP) {{
+            fix_nated_register();
+        }}
+        if (!save("location")) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
+    if (proto == TLS || proto == TCP) {{
+        $du = "sip:127.0.0.1:{phone_port}";
+    }} else if (!lookup("location")) {{
+        sl_send_reply("404", "Not Found");
+        exit;
+    }}
+    record_route();
+    t_relay();
+}}
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
