@@ -32,6 +32,17 @@ pub(super) struct Conn {
     pub proven: bool,
     /// Accept time, then the time of its latest message.
     pub last: Instant,
+    /// Its task: dropping the `Conn` ends it even in the middle of a TLS handshake (when the
+    /// writer is not read yet), so an evicted or closed connection goes at once.
+    pub task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 pub(super) struct Task {

@@ -337,6 +337,7 @@ impl Task {
                         accepted: true,
                         proven: false,
                         last: std::time::Instant::now(),
+                        task: None,
                     },
                 );
                 let limits = self.tcp_limits;
@@ -346,26 +347,25 @@ impl Task {
                     id,
                     accepted: true,
                 };
-                match acceptor {
-                    None => {
-                        tokio::spawn(connection(stream, link, rx, inbound, limits));
-                    }
-                    Some(acceptor) => {
-                        tokio::spawn(async move {
-                            let limit = limits.header_timeout;
-                            match super::tls::accept(acceptor, stream, addr, limit).await {
-                                Some(tls) => connection(tls, link, rx, inbound, limits).await,
-                                None => {
-                                    let closed = Inbound::Closed {
-                                        peer,
-                                        id,
-                                        unsent: Vec::new(),
-                                    };
-                                    let _ = inbound.send(closed).await;
-                                }
+                let task = match acceptor {
+                    None => tokio::spawn(connection(stream, link, rx, inbound, limits)),
+                    Some(acceptor) => tokio::spawn(async move {
+                        let limit = limits.header_timeout;
+                        match super::tls::accept(acceptor, stream, addr, limit).await {
+                            Some(tls) => connection(tls, link, rx, inbound, limits).await,
+                            None => {
+                                let closed = Inbound::Closed {
+                                    peer,
+                                    id,
+                                    unsent: Vec::new(),
+                                };
+                                let _ = inbound.send(closed).await;
                             }
-                        });
-                    }
+                        }
+                    }),
+                };
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    c.task = Some(task.abort_handle());
                 }
             }
             Err(e) => {
@@ -442,6 +442,7 @@ impl Task {
                 accepted: false,
                 proven: true,
                 last: std::time::Instant::now(),
+                task: None,
             },
         );
         self.opened += 1;
@@ -453,7 +454,7 @@ impl Task {
             id,
             accepted: false,
         };
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let failed = |error: TransportError| Inbound::ConnectFailed { peer, id, error };
             let stream = match connect_tcp(peer.addr, local_ip).await {
                 Ok(s) => s,
@@ -483,6 +484,9 @@ impl Task {
                 }
             }
         });
+        if let Some(c) = self.conns.get_mut(&peer) {
+            c.task = Some(task.abort_handle());
+        }
     }
 }
 
