@@ -14,7 +14,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use tapir_core::*;
-use tapir_test_support::kamailio::{tls_config, tls_pbx_config};
+use tapir_test_support::kamailio::{pbx_config, tls_config};
 use tapir_test_support::{kamailio_tls, Pki};
 
 const T: Duration = Duration::from_secs(30);
@@ -28,7 +28,7 @@ fn start_pbx(bin: &Path, pki: &Pki, target_port: u16) -> Kamailio {
     let server = pki.server("pbx", &["localhost"]);
     let cfg = pki.write("tls.cfg", &tls_config(&server, pki.ca_file(), false));
     Kamailio::builder_tls(bin, |port, tls| {
-        tls_pbx_config(port, tls, &cfg, target_port)
+        pbx_config(port, Some((tls, &cfg)), target_port, "dialer")
     })
     .args(["-n", "1"])
     .start()

@@ -1,7 +1,7 @@
 //! The SIP drivers over TLS: tapir → (TLS) → Kamailio with its TLS module → (UDP) → SIPp
 //! phone, with a CA and certificates made by the test.
 //! - `sip-refer` click-to-dial: INVITE, REFER, the phone's NOTIFYs (back to us over our own
-//!   TLS connection) and BYE, all over one verified TLS connection;
+//!   TLS connection) and BYE, all over one verified TLS connection; `sip-reverse` likewise;
 //! - a PBX whose certificate names another host: the call fails, and its reason says the
 //!   certificate was refused;
 //! - a line with `register = true` over TLS: it REGISTERs through the TLS connection, and a
@@ -14,7 +14,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use tapir_core::*;
-use tapir_test_support::kamailio::{tls_config, tls_pbx_config};
+use tapir_test_support::kamailio::{pbx_config, tls_config};
 use tapir_test_support::{kamailio_tls, Pki};
 
 const T: Duration = Duration::from_secs(20);
@@ -27,9 +27,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn start_pbx(bin: &Path, pki: &Pki, names: &[&str], phone_port: u16) -> Kamailio {
     let server = pki.server("pbx", names);
     let cfg = pki.write("tls.cfg", &tls_config(&server, pki.ca_file(), false));
-    Kamailio::builder_tls(bin, |port, tls| tls_pbx_config(port, tls, &cfg, phone_port))
-        .args(["-n", "1"])
-        .start()
+    Kamailio::builder_tls(bin, |port, tls| {
+        pbx_config(port, Some((tls, &cfg)), phone_port, "alice")
+    })
+    .args(["-n", "1"])
+    .start()
 }
 
 fn tls_line(k: &Kamailio, pki: &Pki, register: bool) -> serde_json::Value {
@@ -87,6 +89,33 @@ fn refer_click_to_dial_over_tls_through_kamailio() {
             .any(|l| l.contains("reply 200 NOTIFY") && l.contains("proto=tls")),
         "NOTIFY did not reach us over TLS:\n{log}"
     );
+}
+
+#[test]
+fn reverse_click_to_dial_over_tls_through_kamailio() {
+    let _one = serial();
+    let (Some(sipp_bin), Some(kam_bin)) = (sipp(), kamailio_tls()) else {
+        return;
+    };
+    let mut callee = start_sipp(&sipp_bin, "callee_ok", false, 1, &[]);
+    let pki = Pki::new("tapir test CA");
+    let k = start_pbx(&kam_bin, &pki, &["localhost"], callee.port());
+    let rec = Recorder::new();
+    let driver = build("sip-reverse", &tls_line(&k, &pki, false), rec.clone());
+    let id = make_call(driver.as_ref(), "alice", 1, "0301234");
+    assert_eq!(rec.wait_complete(id, T), Ok(Completion::Done));
+    rec.wait_state(CallId(1), CallState::Connected, T);
+    rec.wait_state(CallId(1), CallState::Idle, T);
+    callee.assert_passed(T);
+    driver.shutdown();
+    let log = k.log();
+    for method in ["INVITE", "REFER"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("request {method} ")) && l.contains("proto=tls")),
+            "{method} not over TLS:\n{log}"
+        );
+    }
 }
 
 #[test]

@@ -181,16 +181,24 @@ pub fn tls_config(server: &Identity, ca: &Path, require_client_cert: bool) -> St
     )
 }
 
-/// A PBX for the drivers' TLS tests: Kamailio on `port` (UDP, TCP) and `tls_port` (TLS with
-/// `tls_cfg`). Requests from TLS/TCP clients go to the phone at 127.0.0.1:`phone_port` (SIPp,
-/// UDP), record-routed; their Contact (initial and in-dialog) gets an alias of the connection
-/// they came on (`add_contact_alias`), and REGISTERs over TLS/TCP record it as `received`
-/// (`fix_nated_register`), so in-dialog requests and incoming calls reach the client over its
-/// own connection, as PBXs serve TLS clients that do not listen. Other initial requests (a
-/// caller on UDP) go to the registered contact. Every request and reply is logged with its
-/// transport (`proto=tls`) and source.
-pub fn tls_pbx_config(port: u16, tls_port: u16, tls_cfg: &Path, phone_port: u16) -> String {
-    let tls = tls_module(tls_port, tls_cfg);
+/// A PBX for the drivers' TLS and NAT tests: Kamailio on `port` (UDP, TCP) and, with `tls`,
+/// on a TLS port (`tls_module`). Initial requests from `client_user` (tapir's account) go to
+/// the phone at 127.0.0.1:`phone_port` (SIPp, UDP), record-routed; other initial requests (a
+/// caller) go to the registered contact. Requests from TLS/TCP clients get an alias of the
+/// connection they came on in their Contact (`add_contact_alias`, initial and in-dialog), and
+/// their REGISTERs record it as `received` (`fix_nated_register`), so in-dialog requests and
+/// incoming calls reach them over their own connection, as PBXs serve TLS clients that do not
+/// listen. Every request and reply is logged with its transport (`proto=tls`), source,
+/// Request-URI and Contact.
+pub fn pbx_config(
+    port: u16,
+    tls: Option<(u16, &Path)>,
+    phone_port: u16,
+    client_user: &str,
+) -> String {
+    let tls = tls
+        .map(|(tls_port, cfg)| tls_module(tls_port, cfg))
+        .unwrap_or_default();
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -216,13 +224,11 @@ modparam("nathelper", "received_avp", "$avp(RECEIVED)")
 modparam("registrar", "received_avp", "$avp(RECEIVED)")
 
 onreply_route {{
-    xlog("L_INFO", "reply $rs $rm proto=$pr src=$si:$sp
-");
+    xlog("L_INFO", "reply $rs $rm proto=$pr src=$si:$sp\n");
 }}
 
 request_route {{
-    xlog("L_INFO", "request $rm proto=$pr src=$si:$sp ruri=$ru
-");
+    xlog("L_INFO", "request $rm proto=$pr src=$si:$sp ruri=$ru contact=[$hdr(Contact)]\n");
     if (!mf_process_maxfwd_header("10")) {{
         sl_send_reply("483", "Too Many Hops");
         exit;
@@ -258,7 +264,7 @@ request_route {{
         }}
         exit;
     }}
-    if (proto == TLS || proto == TCP) {{
+    if ($fU == "{client_user}") {{
         $du = "sip:127.0.0.1:{phone_port}";
     }} else if (!lookup("location")) {{
         sl_send_reply("404", "Not Found");
