@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use tapir_sip_ua::leg::config::check_user;
-use tapir_sip_ua::leg::{Account, ConfigProblem, LegConfig};
+use tapir_sip_ua::leg::{Account, ConfigProblem, LegConfig, NetConfig};
 use thiserror::Error;
 
 pub use tapir_sip_ua::leg::Secret;
@@ -91,6 +91,9 @@ pub struct AcdConfig {
     /// Seconds an incoming call may ring on a line before we answer 480 (default 120).
     #[serde(default = "default_offer_timeout")]
     pub offer_timeout_secs: u64,
+    /// The `tls` and `nat` tables (for the driver's endpoint).
+    #[serde(flatten)]
+    pub net: NetConfig,
     /// The account every line uses unless it has its own, the call timers, registration,
     /// PRACK (the keys every SIP driver shares; `register` is every line's default).
     #[serde(flatten)]
@@ -158,6 +161,11 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// True when the endpoint needs TLS: the transport is TLS, or `tls` is configured.
+    pub fn needs_tls(&self) -> bool {
+        self.cfg.net.needs_tls([&self.account])
+    }
+
     /// The domain as written in URIs (`host[:port]`).
     pub fn domain(&self) -> String {
         self.account.domain()
@@ -226,6 +234,7 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
     let cfg: AcdConfig =
         serde_json::from_str(json).map_err(|e| ConfigError::Syntax(e.to_string()))?;
     let account = Account::check(cfg.sip.clone())?;
+    cfg.net.check()?;
     let bind: SocketAddr = cfg
         .bind
         .parse()
@@ -397,6 +406,33 @@ mod tests {
         assert!(parse(&EXAMPLE.replace("\"key\": \"7\"", "\"key\": \"5000\"")).is_err());
         assert!(parse(&EXAMPLE.replace("\"udp\"", "\"sctp\"")).is_err());
         assert!(parse(&EXAMPLE.replace("\"register_rate\": 50", "\"register_rate\": 0")).is_err());
-        assert!(parse(&EXAMPLE.replace("pbx.example.com", "sips:pbx")).is_err());
+        assert!(parse(
+            &EXAMPLE
+                .replace("\"udp\"", "\"tcp\"")
+                .replace("pbx.example.com", "sips:pbx")
+        )
+        .is_err());
+        assert!(parse(
+            &EXAMPLE.replace("\"register\": true", "\"nat\": {\"pong_timeout_secs\": 0}")
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("pong_timeout_secs"));
+    }
+
+    #[test]
+    fn sips_and_tls_tables() {
+        use tapir_sip_ua::Transport;
+        let p = parse(&EXAMPLE.replace("pbx.example.com", "sips:pbx")).expect("sips: is TLS");
+        assert_eq!(p.account.transport, Transport::Tls);
+        assert!(p.needs_tls());
+        let p = parse(&EXAMPLE.replace(
+            "\"transport\": \"udp\"",
+            "\"transport\": \"tls\", \"tls\": {\"ca_file\": \"/etc/tapir/ca.pem\", \"insecure_skip_verify\": false}, \"nat\": {\"keepalive_secs\": 60}",
+        ))
+        .expect("valid");
+        assert_eq!(p.account.transport, Transport::Tls);
+        assert_eq!(p.cfg.net.nat.keepalive_secs, 60);
+        assert!(!parse(EXAMPLE).expect("example").needs_tls());
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! The timing rules ([`refresh_delay`], [`Backoff`], [`granted_expires`], [`TokenBucket`]) are
 //! sans-I/O and unit-tested; [`run`] is the small async loop that uses them.
+//!
+//! Once registered, the loop watches its flow ([`Endpoint::watch_flow`]): the endpoint keeps
+//! it alive (CRLF or STUN keep-alives, RFC 5626 §4.4) and tells the loop when it failed (no
+//! pong, its connection closed, a changed NAT mapping) or the public address changed; the loop
+//! then registers again at once, on a new connection, instead of waiting for the refresh.
 
 use crate::digest::{self, Credentials};
 use crate::endpoint::{ClientEvent, Endpoint};
@@ -213,8 +218,8 @@ impl Registration {
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
             std::net::IpAddr::V4(v4) => v4.to_string(),
         };
-        if self.transport == Transport::Tcp {
-            uri.params.set("transport", Some("tcp"));
+        if let Some(t) = target.transport.uri_param() {
+            uri.params.set("transport", Some(t));
         }
         for (k, v) in &self.contact_params {
             uri.params.set(k, v.as_deref());
@@ -256,14 +261,15 @@ impl Registration {
         m
     }
 
-    /// One REGISTER exchange (with up to two digest rounds). Returns the granted expiry.
+    /// One REGISTER exchange (with up to two digest rounds). Returns the granted expiry and
+    /// where the REGISTER went (the flow).
     async fn exchange(
         &self,
         endpoint: &Endpoint,
         resolver: &Resolver,
         st: &mut State,
         expires: u32,
-    ) -> Result<u32, RegisterError> {
+    ) -> Result<(u32, crate::Target), RegisterError> {
         let targets = resolver
             .resolve(&self.next_hop, self.transport)
             .await
@@ -297,9 +303,9 @@ impl Registration {
             match code {
                 200..=299 => {
                     if expires == 0 {
-                        return Ok(0);
+                        return Ok((0, target));
                     }
-                    return Ok(granted_expires(&resp, &contact, expires));
+                    return Ok((granted_expires(&resp, &contact, expires), target));
                 }
                 401 | 407 => {
                     let stale = digest::is_stale(&resp);
@@ -366,6 +372,7 @@ pub async fn run(
     let mut failures: u32 = 0;
     let mut registered = false;
     let mut gauge = StateGauge(None);
+    let mut flow: Option<(crate::Target, crate::endpoint::FlowWatch)> = None;
     gauge.set("registering");
     loop {
         if *stop.borrow() {
@@ -380,10 +387,13 @@ pub async fn run(
             _ = stop.changed() => break,
         };
         let wait = match result {
-            Ok(expires) => {
+            Ok((expires, target)) => {
                 failures = 0;
                 registered = true;
                 gauge.set("registered");
+                if flow.as_ref().map(|(t, _)| *t) != Some(target) {
+                    flow = endpoint.watch_flow(target).await.ok().map(|w| (target, w));
+                }
                 report(RegistrationEvent::Registered { expires });
                 refresh_delay(expires)
             }
@@ -397,8 +407,18 @@ pub async fn run(
                 retry_in
             }
         };
+        let flow_news = async {
+            match flow.as_mut() {
+                Some((_, w)) if registered => w.changed().await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            news = flow_news => {
+                let why = news.unwrap_or_else(|| "the endpoint stopped".into());
+                tracing::info!(aor = %reg.aor, %why, "Registering again at once.");
+            }
             _ = stop.changed() => break,
         }
     }

@@ -1,5 +1,6 @@
 //! Locating a SIP server (RFC 3263 §4, without NAPTR): which transport, which port, which
-//! addresses, in which order.
+//! addresses, in which order. A `sips:` URI (or `transport=tls`) means TLS over TCP: port 5061
+//! by default and `_sips._tcp` SRV records (RFC 3263 §4.1, §4.2).
 //!
 //! The decisions are sans-I/O ([`plan`], [`order_srv`]); [`Resolver`] performs the look-ups:
 //! SRV through hickory-resolver, A/AAAA through the system resolver (so `/etc/hosts` and
@@ -18,6 +19,8 @@ pub enum Transport {
     Udp,
     /// TCP, reliable.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2), reliable.
+    Tls,
 }
 
 impl Transport {
@@ -26,20 +29,42 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
     /// True if the transport is reliable.
     pub fn reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 
-    /// Parses `udp` / `tcp` (any case).
+    /// Parses `udp` / `tcp` / `tls` (any case).
     pub fn parse(text: &str) -> Option<Transport> {
         match text.to_ascii_lowercase().as_str() {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
             _ => None,
+        }
+    }
+
+    /// The port a URI without one means: 5061 for TLS, else 5060 (RFC 3261 §19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            Transport::Udp | Transport::Tcp => 5060,
+        }
+    }
+
+    /// The `transport` URI parameter a Contact names for this transport (none for UDP, the
+    /// default). Decision: TLS is written `sip:...;transport=tls` rather than as a `sips:`
+    /// Contact, because a `sips:` Contact would oblige every hop behind the PBX to TLS
+    /// (RFC 5630 §3.1.3) while phones behind it commonly speak UDP.
+    pub fn uri_param(self) -> Option<&'static str> {
+        match self {
+            Transport::Udp => None,
+            Transport::Tcp => Some("tcp"),
+            Transport::Tls => Some("tls"),
         }
     }
 }
@@ -73,7 +98,8 @@ pub enum Plan {
         /// Transport.
         transport: Transport,
     },
-    /// No port: SRV `_sip._udp.host` / `_sip._tcp.host`, falling back to A/AAAA on 5060.
+    /// No port: SRV `_sip._udp.host` / `_sip._tcp.host` / `_sips._tcp.host`, falling back to
+    /// A/AAAA on the transport's default port.
     Srv {
         /// The SRV owner name.
         name: String,
@@ -87,7 +113,7 @@ pub enum Plan {
 /// Why a URI could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ResolveError {
-    /// Not a SIP URI, or a `sips:`/TLS target we do not serve.
+    /// Not a SIP URI, an unknown transport, or `sips:` over UDP.
     #[error("cannot route to {0}")]
     Unroutable(String),
     /// No address found.
@@ -96,20 +122,31 @@ pub enum ResolveError {
 }
 
 /// Decides the look-ups for `uri`; `default_transport` applies when the URI has no
-/// `transport` parameter.
+/// `transport` parameter. A `sips:` URI always means TLS (`transport=tcp` on it too, RFC 3261
+/// §26.2.2); `sips:` with `transport=udp` cannot be served.
 ///
 /// # Errors
-/// [`ResolveError::Unroutable`] for unknown transports.
+/// [`ResolveError::Unroutable`] for unknown transports and `sips:` over UDP.
 pub fn plan(uri: &Uri, default_transport: Transport) -> Result<Plan, ResolveError> {
-    let transport = match uri.transport() {
-        Some(t) => Transport::parse(&t).ok_or_else(|| ResolveError::Unroutable(uri.to_string()))?,
-        None => default_transport,
+    let named = match uri.transport() {
+        Some(t) => {
+            Some(Transport::parse(&t).ok_or_else(|| ResolveError::Unroutable(uri.to_string()))?)
+        }
+        None => None,
+    };
+    let transport = if uri.scheme == "sips" {
+        if named == Some(Transport::Udp) {
+            return Err(ResolveError::Unroutable(uri.to_string()));
+        }
+        Transport::Tls
+    } else {
+        named.unwrap_or(default_transport)
     };
     let bare = uri.host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(Plan::Literal(Target {
             transport,
-            addr: SocketAddr::new(ip, uri.port.unwrap_or(5060)),
+            addr: SocketAddr::new(ip, uri.port.unwrap_or(transport.default_port())),
         }));
     }
     if let Some(port) = uri.port {
@@ -119,12 +156,13 @@ pub fn plan(uri: &Uri, default_transport: Transport) -> Result<Plan, ResolveErro
             transport,
         });
     }
-    let proto = match transport {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
+    let service = match transport {
+        Transport::Udp => "_sip._udp",
+        Transport::Tcp => "_sip._tcp",
+        Transport::Tls => "_sips._tcp",
     };
     Ok(Plan::Srv {
-        name: format!("_sip._{proto}.{}.", uri.host.trim_end_matches('.')),
+        name: format!("{service}.{}.", uri.host.trim_end_matches('.')),
         host: uri.host.clone(),
         transport,
     })
@@ -252,7 +290,7 @@ impl Resolver {
                     }
                 }
                 if records.is_empty() {
-                    return lookup_host(&host, 5060, transport).await;
+                    return lookup_host(&host, transport.default_port(), transport).await;
                 }
                 let mut out = Vec::new();
                 for r in order_srv(records, |n| fastrand::u32(0..=n))
@@ -336,6 +374,48 @@ mod tests {
         );
         let bad = Uri::parse("sip:x@h;transport=sctp").expect("uri");
         assert!(plan(&bad, Transport::Udp).is_err());
+    }
+
+    #[test]
+    fn sips_means_tls_on_5061_and_sips_srv() {
+        let lit = Uri::parse("sips:100@127.0.0.1").expect("uri");
+        assert_eq!(
+            plan(&lit, Transport::Udp),
+            Ok(Plan::Literal(Target {
+                transport: Transport::Tls,
+                addr: "127.0.0.1:5061".parse().expect("addr")
+            }))
+        );
+        let named = Uri::parse("sip:100@[::1];transport=TLS").expect("uri");
+        assert!(matches!(
+            plan(&named, Transport::Udp),
+            Ok(Plan::Literal(Target { transport: Transport::Tls, addr })) if addr.port() == 5061
+        ));
+        let srv = Uri::parse("sips:pbx.example").expect("uri");
+        assert_eq!(
+            plan(&srv, Transport::Tcp),
+            Ok(Plan::Srv {
+                name: "_sips._tcp.pbx.example.".into(),
+                host: "pbx.example".into(),
+                transport: Transport::Tls
+            })
+        );
+        let over_tcp = Uri::parse("sips:pbx.example:5081;transport=tcp").expect("uri");
+        assert!(matches!(
+            plan(&over_tcp, Transport::Udp),
+            Ok(Plan::HostPort {
+                port: 5081,
+                transport: Transport::Tls,
+                ..
+            })
+        ));
+        let udp = Uri::parse("sips:pbx.example;transport=udp").expect("uri");
+        assert!(plan(&udp, Transport::Udp).is_err());
+        assert_eq!(Transport::Tls.to_string(), "TLS");
+        assert!(Transport::Tls.reliable());
+        assert_eq!(Transport::parse("tls"), Some(Transport::Tls));
+        assert_eq!(Transport::Udp.uri_param(), None);
+        assert_eq!(Transport::Tls.uri_param(), Some("tls"));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! - UDP: a flood of distinct INVITEs beyond the server-transaction bound is answered 503 with
 //!   Retry-After, and the table empties again;
 //! - UDP: a request to a port where nothing listens fails at once with a typed "unreachable"
-//!   transport error (ICMP port unreachable, RFC 3261 §18.4), and the socket keeps working.
+//!   transport error (ICMP port unreachable, RFC 3261 §18.4), and the socket keeps working;
+//! - TLS: the TCP limits hold on the TLS listener too (a handshake that never comes is closed
+//!   by the header timeout, stalled TLS connections count against the cap);
+//! - keep-alives: a CRLFCRLF ping on an accepted connection is answered with a CRLF pong.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,6 +21,79 @@ use tapir_sip_ua::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_obey_the_same_limits() {
+    let pki = tapir_test_support::Pki::new("tapir test CA");
+    let me = pki.server("tapir", &["127.0.0.1"]);
+    let ep = Endpoint::start(EndpointConfig {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        tcp: TcpLimits {
+            max_connections: 2,
+            header_timeout: Duration::from_millis(800),
+            body_timeout: Duration::from_millis(800),
+            idle_timeout: Duration::from_secs(30),
+        },
+        tls: Some(tapir_sip_ua::TlsConfig {
+            cert_file: Some(me.cert.clone()),
+            key_file: Some(me.key.clone()),
+            ca_file: Some(pki.ca_file().to_path_buf()),
+            ..tapir_sip_ua::TlsConfig::default()
+        }),
+        ..EndpointConfig::default()
+    })
+    .await
+    .expect("endpoint");
+    let tls = ep.tls_addr().expect("a certificate gives a TLS listener");
+    // A client that never starts its handshake is closed by the header timeout.
+    let t0 = Instant::now();
+    let mut silent = TcpStream::connect(tls).await.expect("connect");
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Stalled TLS connections count against the cap: the third evicts one of the first two.
+    let mut a = TcpStream::connect(tls).await.expect("connect");
+    let mut b = TcpStream::connect(tls).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _c = TcpStream::connect(tls).await.expect("connect");
+    let (ca, cb) = tokio::join!(
+        closed_within(&mut a, Duration::from_millis(400)),
+        closed_within(&mut b, Duration::from_millis(400))
+    );
+    assert!(ca || cb, "the cap of 2 made room");
+    assert!(ep.stats().await.expect("stats").evicted >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crlf_ping_is_answered_with_a_pong() {
+    let ep = endpoint(TcpLimits::default(), Limits::default(), Timers::default()).await;
+    let mut s = TcpStream::connect(ep.tcp_addr()).await.expect("connect");
+    s.write_all(options(1, "TCP", "").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(
+        read_codes(&mut s, 1, Duration::from_secs(5)).await,
+        vec![200]
+    );
+    s.write_all(b"\r\n\r\n").await.expect("ping");
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut pong))
+        .await
+        .expect("in time")
+        .expect("pong");
+    assert_eq!(&pong, b"\r\n");
+    // And the connection goes on carrying SIP.
+    s.write_all(options(2, "TCP", "").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(
+        read_codes(&mut s, 1, Duration::from_secs(5)).await,
+        vec![200]
+    );
+}
 
 async fn endpoint(tcp: TcpLimits, limits: Limits, timers: Timers) -> Endpoint {
     Endpoint::start(EndpointConfig {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use tapir_sip_ua::header::Uri;
 use tapir_sip_ua::leg::config::host_uri;
-use tapir_sip_ua::leg::{Account, LegConfig};
+use tapir_sip_ua::leg::{Account, LegConfig, NetConfig};
 
 pub use tapir_sip_ua::leg::Secret;
 
@@ -90,8 +90,18 @@ pub struct DriverConfig {
     /// Default local `ip:port` for lines without their own `bind` (default `0.0.0.0:0`).
     #[serde(default = "default_bind")]
     pub bind: String,
+    /// The `tls` and `nat` tables (for every endpoint of the driver).
+    #[serde(flatten)]
+    pub net: NetConfig,
     /// The lines.
     pub lines: Vec<LineConfig>,
+}
+
+impl DriverConfig {
+    /// True when the endpoints need TLS: a line uses it, or `tls` is configured.
+    pub fn needs_tls(&self, lines: &[Line]) -> bool {
+        self.net.needs_tls(lines.iter().map(|l| &l.account))
+    }
 }
 
 /// A line's configuration, checked and parsed.
@@ -134,6 +144,7 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
     if cfg.lines.is_empty() {
         return Err("the SIP driver needs at least one line".into());
     }
+    cfg.net.check().map_err(|p| p.to_string())?;
     let mut lines = Vec::new();
     let mut keys = std::collections::HashSet::new();
     for l in &cfg.lines {
@@ -144,13 +155,18 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
             return Err(format!("line key {:?} is used twice", l.key));
         }
         let ctx = |m: String| format!("line {:?}: {m}", l.key);
-        let account = Account::check(l.sip.clone()).map_err(|p| ctx(p.to_string()))?;
+        let mut account = Account::check(l.sip.clone()).map_err(|p| ctx(p.to_string()))?;
         let phone_addr = l
             .phone_address
             .as_deref()
             .map(|p| host_uri(p, "phone_address"))
             .transpose()
             .map_err(|p| ctx(p.to_string()))?;
+        if let Some(uri) = &phone_addr {
+            account
+                .require_tls_for(uri)
+                .map_err(|p| ctx(p.to_string()))?;
+        }
         if phone_addr.is_some() && account.proxy_uri.is_some() {
             // Decided: refused rather than one silently winning. The phone's own address sends
             // the INVITE straight to the phone, so the proxy would be bypassed.
@@ -197,6 +213,7 @@ pub const EXAMPLE: &str = r#"{
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapir_sip_ua::Transport;
 
     #[test]
     fn example_parses_and_secret_is_hidden() {
@@ -216,8 +233,44 @@ mod tests {
         let bad_transport = EXAMPLE.replace("\"udp\"", "\"sctp\"");
         assert!(parse(&bad_transport).unwrap_err().contains("transport"));
         assert!(parse(r#"{"lines": []}"#).is_err());
-        let tls = EXAMPLE.replace("pbx.example.com", "sips:pbx.example.com");
-        assert!(parse(&tls).is_err());
+        let tls = EXAMPLE.replace(
+            "\"domain\": \"pbx.example.com\"",
+            "\"domain\": \"sips:pbx.example.com\"",
+        );
+        let (cfg, lines) = parse(&tls).expect("sips: is TLS");
+        assert_eq!(lines[0].account.transport, Transport::Tls);
+        assert!(cfg.needs_tls(&lines));
+        let tcp = tls.replace("\"udp\"", "\"tcp\"");
+        assert!(parse(&tcp).unwrap_err().contains("needs tls"));
+        let (cfg, lines) = parse(&EXAMPLE.replace("\"udp\"", "\"tls\"")).expect("tls");
+        assert_eq!(lines[0].account.transport, Transport::Tls);
+        assert!(cfg.needs_tls(&lines));
+        let (cfg, lines) = parse(EXAMPLE).expect("example");
+        assert!(!cfg.needs_tls(&lines));
+    }
+
+    #[test]
+    fn tls_and_nat_tables_are_read_and_checked() {
+        let with = EXAMPLE.replacen(
+            "\"bind\": \"0.0.0.0:0\",",
+            "\"bind\": \"0.0.0.0:0\", \"tls\": {\"ca_file\": \"/etc/tapir/pbx-ca.pem\"}, \
+             \"nat\": {\"stun_server\": \"stun.example.com\", \"udp_keepalive_secs\": 25},",
+            1,
+        );
+        let (cfg, lines) = parse(&with).expect("valid");
+        assert_eq!(
+            cfg.net.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/tapir/pbx-ca.pem"))
+        );
+        assert!(cfg.needs_tls(&lines), "a tls table starts TLS");
+        assert_eq!(cfg.net.nat.stun_server.as_deref(), Some("stun.example.com"));
+        let bad = with.replace(
+            "\"udp_keepalive_secs\": 25",
+            "\"udp_keepalive_secs\": 99999",
+        );
+        assert!(parse(&bad).unwrap_err().contains("udp_keepalive_secs"));
+        let typo = with.replace("ca_file", "ca_fiel");
+        assert!(parse(&typo).unwrap_err().contains("ca_fiel"));
     }
 
     #[test]

@@ -16,7 +16,8 @@ use tapir_core::{
 };
 use tapir_sip_ua::report::CallReporter;
 use tapir_sip_ua::runtime::DriverRuntime;
-use tapir_sip_ua::{Endpoint, EndpointConfig, Resolver};
+use tapir_sip_ua::leg::net::start_error;
+use tapir_sip_ua::{Endpoint, Resolver};
 use tokio::sync::mpsc;
 
 struct CallEntry {
@@ -50,7 +51,7 @@ pub fn build(
     config_json: &str,
     sink: SharedSink,
 ) -> Result<Box<dyn PhoneDriver>, DriverError> {
-    let (_, lines) =
+    let (cfg, lines) =
         config::parse(config_json).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
     let runtime = DriverRuntime::new("tapir-sip").map_err(|e| {
         DriverError::new(
@@ -60,19 +61,17 @@ pub fn build(
     })?;
     let resolver = Arc::new(Resolver::new());
     let binds: Vec<SocketAddr> = lines.iter().map(|l| l.bind).collect();
+    let tls = cfg.needs_tls(&lines);
     let started = runtime.block_on(async {
         let mut eps = HashMap::new();
         for bind in binds {
             if eps.contains_key(&bind) {
                 continue;
             }
-            let ep = Endpoint::start(EndpointConfig {
-                bind,
-                user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")),
-                ..EndpointConfig::default()
-            })
-            .await
-            .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
+            let user_agent = format!("tapir/{}", env!("CARGO_PKG_VERSION"));
+            let ep = Endpoint::start(cfg.net.endpoint(bind, user_agent, tls))
+                .await
+                .map_err(|e| start_error(&e))?;
             eps.insert(bind, ep);
         }
         Ok(eps)

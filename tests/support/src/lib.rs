@@ -11,14 +11,20 @@
 //! - [`sipp::Sipp`]: SIPp running a scenario file, its exit, error log and statistics.
 //! - [`server::Server`]: any server started from configuration files written by the test
 //!   (Kamailio, and the DNS, STUN or NATS servers later work adds), with its log.
-//! - [`kamailio`]: Kamailio on a [`server::Server`].
+//! - [`kamailio`]: Kamailio on a [`server::Server`], with TLS when asked.
+//! - [`coturn::Coturn`]: coturn as a STUN server.
+//! - [`pki::Pki`]: a test CA and the certificates it issues, as PEM files.
+//! - [`middlebox`]: a UDP NAT and a TCP relay that can turn into a black hole, on loopback.
 //! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
 //!   to submit requests to a driver directly.
 //! - [`wait::until`]: polling with a deadline.
 //! - [`docs`]: a README's TOML example as the section a driver gets, and the keys it names.
 
 pub mod docs;
+pub mod coturn;
 pub mod kamailio;
+pub mod middlebox;
+pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod programs;
@@ -27,10 +33,13 @@ pub mod server;
 pub mod sipp;
 pub mod wait;
 
+pub use coturn::Coturn;
 pub use kamailio::Kamailio;
+pub use middlebox::{TcpRelay, UdpNat};
+pub use pki::{Identity, Pki};
 pub use ports::{free_port, free_tcp_port, free_udp_port};
 pub use process::Guard;
-pub use programs::{kamailio, program, sipp};
+pub use programs::{kamailio, kamailio_tls, program, sipp, turnserver};
 pub use recorder::Recorder;
 pub use server::Server;
 pub use sipp::{Sipp, SippStats};

@@ -196,10 +196,10 @@ fn contact_for(user: &str, local: SocketAddr, transport: Transport) -> String {
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         std::net::IpAddr::V4(v4) => v4.to_string(),
     };
-    let tp = match transport {
-        Transport::Tcp => ";transport=tcp",
-        Transport::Udp => "",
-    };
+    let tp = transport
+        .uri_param()
+        .map(|t| format!(";transport={t}"))
+        .unwrap_or_default();
     format!("<sip:{user}@{host}:{}{tp}>", local.port())
 }
 

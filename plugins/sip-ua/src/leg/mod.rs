@@ -8,7 +8,8 @@
 //! which order, and what it reports.
 //!
 //! - [`config`]: the shared configuration keys ([`LegConfig`], flattened into each driver's
-//!   section) and their checked form ([`Account`]).
+//!   section) and their checked form ([`Account`]); [`net`]: the instance's `tls` and `nat`
+//!   tables ([`NetConfig`]) and the endpoint they give.
 //! - [`core`]: the sans-I/O state machine ([`LegCore`]): inputs with the time, out come
 //!   [`Action`]s for the transport and [`LegEvent`]s for the driver.
 //! - [`Leg`]: the thin async shell that runs a [`LegCore`] on an [`Endpoint`] and a
@@ -23,6 +24,7 @@
 pub mod config;
 pub mod core;
 mod inbound;
+pub mod net;
 pub mod outcome;
 pub mod prack;
 pub mod sdp;
@@ -30,6 +32,7 @@ mod shell;
 pub mod subscription;
 
 pub use self::config::{Account, ConfigProblem, LegConfig, Secret};
+pub use self::net::NetConfig;
 pub use self::core::{Action, Dest, LegCore, LegEvent, ReqId, BYE_WAIT, CANCEL_WAIT};
 pub use outcome::{
     destination_uri, disconnect_mode, progress_state, BadDestination, LegFailure, ReferFailure,
