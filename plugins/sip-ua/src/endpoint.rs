@@ -80,6 +80,17 @@ pub enum EndpointError {
     /// The transaction layer refused the request.
     #[error("transaction refused: {0}")]
     Transaction(#[from] crate::transaction::TxError),
+    /// The target's transport is one this endpoint does not offer (TLS).
+    #[error("cannot send to {0}: this endpoint has no {1} transport")]
+    Unsupported(SocketAddr, Transport),
+}
+
+/// This endpoint has no TLS: a TLS target is refused before anything is sent.
+fn refuse_tls(target: Target) -> Result<(), EndpointError> {
+    match target.transport {
+        Transport::Tls => Err(EndpointError::Unsupported(target.addr, target.transport)),
+        Transport::Udp | Transport::Tcp => Ok(()),
+    }
 }
 
 /// What a client transaction reports.
@@ -346,7 +357,7 @@ impl Endpoint {
     pub fn local_addr_for(&self, target: &Target) -> SocketAddr {
         let bound = match target.transport {
             Transport::Udp => self.udp_addr,
-            Transport::Tcp => self.tcp_addr,
+            Transport::Tcp | Transport::Tls => self.tcp_addr,
         };
         if !bound.ip().is_unspecified() {
             return bound;
@@ -368,6 +379,7 @@ impl Endpoint {
     /// # Errors
     /// [`EndpointError`] when the endpoint stopped or the layer refused the request.
     pub async fn request(&self, msg: Message, target: Target) -> Result<ClientTx, EndpointError> {
+        refuse_tls(target)?;
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Request { msg, target, reply })
@@ -381,6 +393,7 @@ impl Endpoint {
     /// # Errors
     /// [`EndpointError::Stopped`].
     pub async fn send_ack(&self, msg: Message, target: Target) -> Result<(), EndpointError> {
+        refuse_tls(target)?;
         self.cmd
             .send(Cmd::Stateless { msg, target })
             .await

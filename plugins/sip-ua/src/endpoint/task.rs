@@ -210,7 +210,7 @@ impl Task {
         }
         let local = match target.transport {
             Transport::Udp => self.udp_addr,
-            Transport::Tcp => self.tcp_addr,
+            Transport::Tcp | Transport::Tls => self.tcp_addr,
         };
         let ip = if local.ip().is_unspecified() {
             let probe: SocketAddr = if target.addr.is_ipv6() {
@@ -492,6 +492,10 @@ impl Task {
                     }
                 };
                 let _ = stale;
+            }
+            Transport::Tls => {
+                // `Endpoint::request` and `send_ack` refuse TLS targets; nothing gets here.
+                tracing::warn!(to = %peer.addr, "no TLS transport, message dropped");
             }
         }
     }
