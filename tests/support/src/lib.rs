@@ -12,10 +12,12 @@
 //! - [`server::Server`]: any server started from configuration files written by the test
 //!   (Kamailio, and the DNS, STUN or NATS servers later work adds), with its log.
 //! - [`kamailio`]: Kamailio on a [`server::Server`].
+//! - [`dns::Dns`]: a DNS server (unbound) serving zones the test writes, on a free port.
 //! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
 //!   to submit requests to a driver directly.
 //! - [`wait::until`]: polling with a deadline.
 
+pub mod dns;
 pub mod kamailio;
 pub mod ports;
 pub mod process;
@@ -25,10 +27,11 @@ pub mod server;
 pub mod sipp;
 pub mod wait;
 
+pub use dns::Dns;
 pub use kamailio::Kamailio;
 pub use ports::{free_port, free_tcp_port, free_udp_port};
 pub use process::Guard;
-pub use programs::{kamailio, program, sipp};
+pub use programs::{kamailio, program, sipp, unbound};
 pub use recorder::Recorder;
 pub use server::Server;
 pub use sipp::{Sipp, SippStats};

@@ -43,6 +43,11 @@ pub fn kamailio() -> Option<PathBuf> {
     program("kamailio", "kamailio")
 }
 
+/// unbound, the DNS server of the DNS tests (Debian package `unbound`).
+pub fn unbound() -> Option<PathBuf> {
+    program("unbound", "unbound")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
