@@ -34,8 +34,9 @@ fn default_suffix() -> String {
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
     /// DNS servers (`ip` or `ip:port`, port 53 by default) asked for NAPTR, SRV, A and AAAA
-    /// alike, in this order. Empty (the default): the system's resolver configuration, with
-    /// A/AAAA through the system's name service (`/etc/hosts` included).
+    /// alike; all are asked at once and the first answer counts, so a server that is down
+    /// costs nothing. Empty (the default): the system's resolver configuration, with A/AAAA
+    /// through the system's name service (`/etc/hosts` included).
     #[serde(default)]
     pub servers: Vec<String>,
     /// Milliseconds a target may stay completely silent (not even `100 Trying`) before the

@@ -355,8 +355,8 @@ async fn system_addresses(host: &str) -> Vec<IpAddr> {
     }
 }
 
-/// hickory asking only `servers`, in their order, over UDP (TCP for truncated answers), with
-/// no hosts file and no search domains.
+/// hickory asking only `servers` (all at once), over UDP (TCP for truncated answers), with no
+/// hosts file and no search domains.
 fn servers_backend(servers: &[SocketAddr]) -> Backend {
     let name_servers = servers
         .iter()
@@ -374,7 +374,10 @@ fn servers_backend(servers: &[SocketAddr]) -> Backend {
     opts.use_hosts_file = ResolveHosts::Never;
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     opts.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
-    opts.num_concurrent_reqs = 1;
+    // Every server is asked at once and the first answer counts: hickory gives one query its
+    // timeout in total, so servers asked one after another would never reach the third when
+    // two before it are silent.
+    opts.num_concurrent_reqs = servers.len().max(1);
     let built = TokioResolver::builder_with_config(
         ResolverConfig::from_name_servers(name_servers),
         TokioRuntimeProvider::default(),
