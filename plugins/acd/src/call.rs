@@ -21,6 +21,7 @@ use tapir_sip_ua::digest::Credentials;
 use tapir_sip_ua::header::{NameAddr, Params, Uri};
 use tapir_sip_ua::refer::{no_subscription, ReferNotify};
 use tapir_sip_ua::register::answer as answer_challenge;
+use tapir_sip_ua::resolve::failover::sleep_until_opt;
 use tapir_sip_ua::{ClientEvent, ClientTx, Dialog, Incoming, Message, Method, Target};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -349,17 +350,20 @@ impl Call {
             Ok(t) => t,
             Err(e) => return Dialed::NotPlaced(e),
         };
-        let mut alternates = targets.into_iter();
-        let Some(mut target) = alternates.next() else {
+        // RFC 3263 §4.3: a target that is down, silent or answers 503 gives way to the next
+        // (a new INVITE transaction, CSeq one up).
+        let Some(mut failover) = self.shared.resolver.failover(targets) else {
             return Dialed::NotPlaced("no address".into());
         };
+        let mut target = failover.current();
         self.set_target(target);
         let ring_deadline =
             Instant::now() + Duration::from_secs(self.shared.parsed.cfg.ring_timeout_secs);
         let mut auth: Option<(&'static str, String)> = None;
         let mut ringing = false;
         let mut cancelling: Option<(Stop, Instant)> = None;
-        'attempts: for _attempt in 0..8 {
+        // Every target of a resolution (at most 16) and one challenge.
+        'attempts: for _attempt in 0..18 {
             let invite = self.build_invite(route.as_deref(), auth.as_ref(), &target);
             let mut tx = match self.shared.endpoint.request(invite, target).await {
                 Ok(tx) => tx,
@@ -367,8 +371,8 @@ impl Call {
                 Err(e) => return Dialed::Unreachable(e.to_string()),
             };
             self.on_placed();
+            failover.sent(std::time::Instant::now());
             let mut provisional = false;
-            let mut any_response = false;
             let mut cancel_sent = false;
             loop {
                 if cancelling.is_some() && provisional && !cancel_sent {
@@ -376,6 +380,7 @@ impl Call {
                     cancel_sent = true;
                 }
                 let cancel_deadline = cancelling.map(|(_, d)| d);
+                let silent = failover.deadline().map(Instant::from_std);
                 tokio::select! {
                     ev = tx.events.recv() => {
                         let Some(ev) = ev else {
@@ -384,14 +389,16 @@ impl Call {
                                 None => Dialed::Unreachable("the INVITE transaction ended".into()),
                             };
                         };
+                        if cancelling.is_none() {
+                            if let Some(next) = failover.on_event(&ev) {
+                                target = next;
+                                self.set_target(target);
+                                self.invite_seq += 1;
+                                continue 'attempts;
+                            }
+                        }
                         match ev {
-                            ClientEvent::Timeout | ClientEvent::TransportError(_) if !any_response && cancelling.is_none() => {
-                                if let Some(next) = alternates.next() {
-                                    target = next;
-                                    self.set_target(target);
-                                    self.invite_seq += 1;
-                                    continue 'attempts;
-                                }
+                            ClientEvent::Timeout | ClientEvent::TransportError(_) if !provisional && cancelling.is_none() => {
                                 return Dialed::Unreachable(match ev {
                                     ClientEvent::TransportError(d) => d.to_string(),
                                     _ => "no response to our INVITE".into(),
@@ -404,7 +411,6 @@ impl Call {
                                 };
                             }
                             ClientEvent::Response(resp) => {
-                                any_response = true;
                                 let code = resp.code().unwrap_or(0);
                                 match code {
                                     100..=199 => {
@@ -443,6 +449,14 @@ impl Call {
                                     }
                                 }
                             }
+                        }
+                    }
+                    () = sleep_until_opt(silent), if cancelling.is_none() => {
+                        if let Some(next) = failover.on_deadline(std::time::Instant::now()) {
+                            target = next;
+                            self.set_target(target);
+                            self.invite_seq += 1;
+                            continue 'attempts;
                         }
                     }
                     ctl = self.ctl.recv(), if cancelling.is_none() => {

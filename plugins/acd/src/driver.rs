@@ -40,6 +40,8 @@ struct Line {
     account: Arc<Account>,
     active: AtomicU32,
     registered: AtomicBool,
+    /// ENUM suffix when ENUM is on for the line.
+    enum_suffix: Option<Arc<str>>,
 }
 
 enum CallKind {
@@ -315,6 +317,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                 account,
                 active: AtomicU32::new(0),
                 registered: AtomicBool::new(false),
+                enum_suffix: spec.enum_suffix.clone(),
             }),
         );
         order.push(key.clone());
@@ -341,10 +344,11 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         });
     }
     let lines = Arc::new(lines);
+    let dns_settings = parsed.dns.clone();
     let shared = Arc::new(Shared {
         parsed,
         endpoint,
-        resolver: Arc::new(Resolver::new()),
+        resolver: Arc::new(Resolver::with_settings(&dns_settings)),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let inner = Arc::new(Inner {
@@ -538,7 +542,22 @@ impl AcdDriver {
         let inner = self.inner.clone();
         let account = line.account.clone();
         let id = env.id;
+        let enum_lookup = line
+            .enum_suffix
+            .clone()
+            .map(|suffix| (destination.to_owned(), suffix));
         self.handle.spawn(async move {
+            // ENUM (RFC 6116): a +E.164 number with a SIP URI in DNS is called there; without
+            // one it is dialled as usual.
+            let uri = match enum_lookup {
+                Some((dialled, suffix)) => inner
+                    .shared
+                    .resolver
+                    .enum_uri(&dialled, &suffix)
+                    .await
+                    .unwrap_or(uri),
+                None => uri,
+            };
             call::run(inner.shared.clone(), account, rep, rx, uri, id).await;
             inner.remove_call(call);
         });
@@ -757,6 +776,7 @@ mod tests {
             }),
             active: AtomicU32::new(0),
             registered: AtomicBool::new(true),
+            enum_suffix: None,
         })
     }
 

@@ -18,6 +18,7 @@ use tapir_sip_ua::dialog::{new_call_id, new_tag};
 use tapir_sip_ua::digest::{self, Challenge, Credentials, RequestParts};
 use tapir_sip_ua::header::{NameAddr, Uri};
 use tapir_sip_ua::refer::{no_subscription, ReferNotify};
+use tapir_sip_ua::resolve::failover::sleep_until_opt;
 use tapir_sip_ua::{
     ClientEvent, ClientTx, Dialog, Endpoint, Incoming, Message, Method, Resolver, Target,
 };
@@ -327,14 +328,15 @@ impl Call {
     /// Phase 1: INVITE the first leg until it answers (dialog formed and ACKed).
     async fn invite(&mut self) -> Result<(), ClickToDialError> {
         let (targets, route) = self.first_targets().await?;
-        // RFC 3263 §4.3: on a timeout or transport error before any response, try the next.
-        let mut alternates = targets.into_iter();
-        let Some(mut target) = alternates.next() else {
+        // RFC 3263 §4.3: a target that is down, silent or answers 503 gives way to the next
+        // (a new INVITE transaction, CSeq one up).
+        let Some(mut failover) = self.ctx.resolver.failover(targets) else {
             return Err(ClickToDialError::Unreachable {
                 who: self.first_who.clone(),
                 detail: "no address".into(),
             });
         };
+        let mut target = failover.current();
         self.set_target(target);
         let ring_secs = self.ctx.line.cfg.ring_timeout_secs;
         let ring_deadline = Instant::now() + Duration::from_secs(ring_secs);
@@ -354,8 +356,8 @@ impl Call {
                     detail: e.to_string(),
                 })?;
             self.placed();
+            failover.sent(std::time::Instant::now());
             let mut provisional = false;
-            let mut any_response = false;
             let mut cancelling: Option<(ClickToDialError, Instant)> = None;
             let mut cancel_sent = false;
             loop {
@@ -364,6 +366,7 @@ impl Call {
                     cancel_sent = true;
                 }
                 let cancel_deadline = cancelling.as_ref().map(|(_, d)| *d);
+                let silent = failover.deadline().map(Instant::from_std);
                 tokio::select! {
                     ev = tx.events.recv() => {
                         let Some(ev) = ev else {
@@ -372,17 +375,13 @@ impl Call {
                                 detail: "the INVITE transaction ended without a final response".into(),
                             }));
                         };
-                        if matches!(ev, ClientEvent::Timeout | ClientEvent::TransportError(_)) && !any_response && cancelling.is_none() {
-                            if let Some(next) = alternates.next() {
-                                tracing::info!(call_id = %self.call_id, from = %target.addr, to = %next.addr, "no answer from target, trying the next");
+                        if cancelling.is_none() {
+                            if let Some(next) = failover.on_event(&ev) {
                                 target = next;
                                 self.set_target(target);
                                 self.invite_seq += 1;
                                 continue 'attempts;
                             }
-                        }
-                        if matches!(ev, ClientEvent::Response(_)) {
-                            any_response = true;
                         }
                         match ev {
                             ClientEvent::Response(resp) => {
@@ -449,6 +448,14 @@ impl Call {
                             ClientEvent::TransportError(detail) => {
                                 return Err(ClickToDialError::Unreachable { who: self.first_who.clone(), detail: detail.to_string() });
                             }
+                        }
+                    }
+                    () = sleep_until_opt(silent), if cancelling.is_none() => {
+                        if let Some(next) = failover.on_deadline(std::time::Instant::now()) {
+                            target = next;
+                            self.set_target(target);
+                            self.invite_seq += 1;
+                            continue 'attempts;
                         }
                     }
                     ctl = self.ctl.recv(), if cancelling.is_none() => {

@@ -5,7 +5,8 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::net::SocketAddr;
 use tapir_sip_ua::header::Uri;
-use tapir_sip_ua::Transport;
+use tapir_sip_ua::resolve::{DnsSettings, LineDns};
+use tapir_sip_ua::{DnsConfig, Transport};
 
 /// A password: usable by the code, never printed. `Debug` and `Display` show `***`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -173,6 +174,9 @@ pub struct LineConfig {
     /// Requested registration expiry in seconds (default 300, 60..=86400).
     #[serde(default = "default_register_expires")]
     pub register_expires: u32,
+    /// ENUM for this line (`{ enum = true, enum_suffix = "..." }`) over the driver's `dns`.
+    #[serde(default)]
+    pub dns: Option<LineDns>,
 }
 
 /// The driver's section.
@@ -184,6 +188,9 @@ pub struct DriverConfig {
     pub bind: String,
     /// The lines.
     pub lines: Vec<LineConfig>,
+    /// DNS: the servers to ask, the failover timeout, ENUM (see the sip-ua README).
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// A line's configuration, checked and parsed.
@@ -201,6 +208,8 @@ pub struct Line {
     pub transport: Transport,
     /// Local bind address.
     pub bind: SocketAddr,
+    /// The ENUM suffix when ENUM is on for this line.
+    pub enum_suffix: Option<String>,
 }
 
 impl Line {
@@ -233,13 +242,14 @@ fn host_uri(text: &str, what: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
-/// Parses and checks a driver section.
+/// Parses and checks a driver section; the checked DNS settings come with it.
 ///
 /// # Errors
 /// A sentence naming the first problem.
-pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
+pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>, DnsSettings), String> {
     let cfg: DriverConfig =
         serde_json::from_str(json).map_err(|e| format!("invalid SIP driver configuration: {e}"))?;
+    let dns = cfg.dns.settings().map_err(|e| e.to_string())?;
     if cfg.lines.is_empty() {
         return Err("the SIP driver needs at least one line".into());
     }
@@ -296,6 +306,10 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
         if l.max_calls == 0 {
             return Err(ctx("max_calls must be at least 1".into()));
         }
+        let enum_suffix = cfg
+            .dns
+            .enum_suffix_for(l.dns.as_ref())
+            .map_err(|e| ctx(e.to_string()))?;
         lines.push(Line {
             cfg: l.clone(),
             domain_uri,
@@ -303,9 +317,10 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
             phone_addr,
             transport,
             bind,
+            enum_suffix,
         });
     }
-    Ok((cfg, lines))
+    Ok((cfg, lines, dns))
 }
 
 /// A working example section (also used by the descriptor).
@@ -334,7 +349,7 @@ mod tests {
 
     #[test]
     fn example_parses_and_secret_is_hidden() {
-        let (cfg, lines) = parse(EXAMPLE).expect("example is valid");
+        let (cfg, lines, _) = parse(EXAMPLE).expect("example is valid");
         assert_eq!(lines.len(), 1);
         let dbg = format!("{cfg:?} {lines:?}");
         assert!(!dbg.contains("secret"), "password leaked: {dbg}");
@@ -370,6 +385,34 @@ mod tests {
             "\"transport\": \"udp\", \"phone_address\": \"10.0.0.7:5060\",",
         );
         assert!(parse(&one).is_ok());
+    }
+
+    #[test]
+    fn dns_table_and_enum_per_line() {
+        let with_dns = EXAMPLE.replacen(
+            "\"bind\": \"0.0.0.0:0\",",
+            "\"bind\": \"0.0.0.0:0\", \"dns\": {\"servers\": [\"127.0.0.1:5353\"], \"enum\": true},",
+            1,
+        );
+        let (_, lines, dns) = parse(&with_dns).expect("valid");
+        assert_eq!(dns.servers, vec!["127.0.0.1:5353".parse().expect("addr")]);
+        assert_eq!(lines[0].enum_suffix.as_deref(), Some("e164.arpa"));
+        let line_off = with_dns.replace(
+            "\"notify_timeout_secs\": 25",
+            "\"notify_timeout_secs\": 25, \"dns\": {\"enum\": false}",
+        );
+        let (_, lines, _) = parse(&line_off).expect("valid");
+        assert_eq!(lines[0].enum_suffix, None);
+        let bad = with_dns.replace("127.0.0.1:5353", "dns.example.com");
+        assert!(parse(&bad).unwrap_err().contains("dns.servers"));
+        let line_servers = with_dns.replace(
+            "\"notify_timeout_secs\": 25",
+            "\"notify_timeout_secs\": 25, \"dns\": {\"servers\": []}",
+        );
+        assert!(parse(&line_servers).is_err());
+        // Without a `dns` table: the system's resolver, no ENUM.
+        let (_, lines, dns) = parse(EXAMPLE).expect("valid");
+        assert!(dns.servers.is_empty() && lines[0].enum_suffix.is_none());
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub fn build(
     config_json: &str,
     sink: SharedSink,
 ) -> Result<Box<dyn PhoneDriver>, DriverError> {
-    let (_, lines) =
+    let (_, lines, dns) =
         config::parse(config_json).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -61,7 +61,7 @@ pub fn build(
                 format!("cannot start the SIP runtime: {e}"),
             )
         })?;
-    let resolver = Arc::new(Resolver::new());
+    let resolver = Arc::new(Resolver::with_settings(&dns));
     // Bind on a thread of our own: `build` may be called from inside another runtime.
     let binds: Vec<SocketAddr> = lines.iter().map(|l| l.bind).collect();
     let started: Result<HashMap<SocketAddr, Endpoint>, DriverError> = std::thread::scope(|s| {
@@ -241,7 +241,15 @@ impl SipDriver {
             }
         }));
         let inner = self.inner.clone();
+        let dialled = destination.to_owned();
         self.handle.spawn(async move {
+            // ENUM (RFC 6116): a +E.164 number with a SIP URI in DNS is called there (the REFER
+            // target in sip-refer, the first INVITE in sip-reverse); without one it is dialled
+            // as usual.
+            let uri = match &ctx.line.enum_suffix {
+                Some(suffix) => ctx.resolver.enum_uri(&dialled, suffix).await.unwrap_or(uri),
+                None => uri,
+            };
             call::run(ctx, rep, ctl_rx, uri).await;
             if let Ok(mut calls) = inner.calls.lock() {
                 calls.remove(&call);
