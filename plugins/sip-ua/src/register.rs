@@ -294,9 +294,7 @@ impl Registration {
             )
             .await;
             let (req, resp) = match sent {
-                Sent::Final {
-                    request, response, ..
-                } => (request, response),
+                Sent::Final(answered) => (answered.request, answered.response),
                 Sent::Failed(why) => return Err(RegisterError::Unreachable(why)),
             };
             let contact = req.header("Contact").unwrap_or_default().to_owned();

@@ -7,7 +7,7 @@ use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tapir_sip_ua::dialog::{new_call_id, new_tag};
-use tapir_sip_ua::resolve::failover::{send_non_invite, Sent};
+use tapir_sip_ua::resolve::failover::{send_non_invite, Answered, Sent};
 use tapir_sip_ua::resolve::ResolveError;
 use tapir_sip_ua::{
     DnsConfig, Endpoint, EndpointConfig, Message, Method, Resolver, Target, Transport, Uri,
@@ -288,14 +288,14 @@ async fn a_request_fails_over_through_srv_targets_that_are_down_silent_and_overl
         Duration::from_secs(40),
     )
     .await;
-    let Sent::Final {
+    let Sent::Final(answered) = sent else {
+        panic!("no final response: {sent:?}");
+    };
+    let Answered {
         request,
         response,
         target,
-    } = sent
-    else {
-        panic!("no final response: {sent:?}");
-    };
+    } = *answered;
     assert_eq!(response.code(), Some(200));
     assert_eq!(target.addr.port(), good.port());
     assert_eq!(failover.tried(), 4);

@@ -124,19 +124,22 @@ impl Failover {
     }
 }
 
+/// A final answer [`send_non_invite`] got.
+#[derive(Debug)]
+pub struct Answered {
+    /// The request as sent (with its Via).
+    pub request: Message,
+    /// The final response.
+    pub response: Message,
+    /// Who answered.
+    pub target: Target,
+}
+
 /// How [`send_non_invite`] ended.
 #[derive(Debug)]
 pub enum Sent {
-    /// A final response (not a `503` that led to another target): the request as sent, the
-    /// response, and the target that gave it.
-    Final {
-        /// The request as sent (with its Via).
-        request: Message,
-        /// The final response.
-        response: Message,
-        /// Who answered.
-        target: Target,
-    },
+    /// A final response (not a `503` that led to another target).
+    Final(Box<Answered>),
     /// No target gave a final response: what happened at the last one.
     Failed(String),
 }
@@ -180,11 +183,11 @@ pub async fn send_non_invite(
             match ev {
                 ClientEvent::Response(r) if r.code().unwrap_or(0) < 200 => {}
                 ClientEvent::Response(response) => {
-                    return Sent::Final {
+                    return Sent::Final(Box::new(Answered {
                         request: tx.request,
                         response,
                         target,
-                    }
+                    }))
                 }
                 ClientEvent::Timeout => return Sent::Failed(format!("no answer from {target}")),
                 ClientEvent::TransportError(e) => return Sent::Failed(e.to_string()),
