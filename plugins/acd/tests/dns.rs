@@ -65,7 +65,11 @@ fn a_call_fails_over_past_down_silent_and_overloaded_targets() {
     call_connects_and_drops(d.as_ref(), &rec, 1);
     // ICMP (well under a second), the 1 s silence limit, the 503 at once, then the answer:
     // nowhere near a transaction timeout (32 s).
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     // MakeCall completed once, when the first INVITE went out; the call was shown once.
     assert_eq!(
         rec.states(CallId(1)),
@@ -83,7 +87,9 @@ fn a_call_fails_over_past_down_silent_and_overloaded_targets() {
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
     let mut buf = [0u8; 4096];
-    let n = silent.recv(&mut buf).expect("the silent target got an INVITE");
+    let n = silent
+        .recv(&mut buf)
+        .expect("the silent target got an INVITE");
     let invite = Message::parse(&buf[..n]).expect("SIP");
     assert_eq!(invite.request_uri(), Some("sip:100@pbx.test"));
     d.shutdown();
