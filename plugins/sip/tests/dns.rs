@@ -1,7 +1,8 @@
 //! `sip-refer` and `sip-reverse` lines whose SIP servers and callees are found only through a
 //! real DNS server (unbound, started by the test on a free loopback port), the drivers' `dns`
 //! table pointing at it: NAPTR → SRV → A for the line's domain, ENUM for dialled `+E.164`
-//! numbers (and the ordinary destination when ENUM has no answer), and a registrar whose
+//! numbers (and the ordinary destination when ENUM has no answer), the first INVITE failing
+//! over past SRV targets that are down, silent and overloaded (503), and a registrar whose
 //! first SRV target is down.
 
 mod common;
@@ -171,4 +172,62 @@ fn a_registering_line_fails_over_to_the_registrar_that_answers() {
     // Shutdown removes the binding at the registrar that took it.
     driver.shutdown();
     registrar.assert_passed(T);
+}
+
+#[test]
+fn the_first_invite_fails_over_past_down_silent_and_overloaded_servers() {
+    let (Some(dns_bin), Some(bin)) = (unbound(), sipp()) else {
+        return;
+    };
+    let mut busy = start_sipp(&bin, "proxy_503", false, 1, &[]);
+    let mut phone = start_sipp(&bin, "phone_ok", false, 1, &[]);
+    let down = free_udp_port();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let dns = Dns::builder(&dns_bin)
+        .zone(
+            "office.test",
+            &format!(
+                "_sip._udp IN SRV 10 0 {down} h\n_sip._udp IN SRV 20 0 {silent_port} h\n\
+                 _sip._udp IN SRV 30 0 {} h\n_sip._udp IN SRV 40 0 {} h\nh IN A 127.0.0.1",
+                busy.port(),
+                phone.port()
+            ),
+        )
+        .start();
+    let rec = Recorder::new();
+    let cfg = line_cfg(
+        &dns,
+        json!({ "key": "alice", "domain": "office.test", "user": "alice", "auto_answer": true }),
+    );
+    let driver = build("sip-refer", &cfg, rec.clone());
+    let started = std::time::Instant::now();
+    let id = make_call(driver.as_ref(), "alice", 1, "+49 30 123*7#");
+    assert_eq!(rec.wait_complete(id, T), Ok(Completion::Done));
+    rec.wait_state(CallId(1), CallState::Idle, T);
+    // One call for the application: Dialing once, MakeCall completed once.
+    let states = rec.states(CallId(1));
+    assert_eq!(
+        states.iter().filter(|s| **s == CallState::Dialing).count(),
+        1,
+        "{states:?}"
+    );
+    assert!(states.contains(&CallState::Connected), "{states:?}");
+    assert_eq!(rec.completions_of(id), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    busy.assert_passed(T);
+    phone.assert_passed(T);
+    silent
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    let n = silent
+        .recv(&mut buf)
+        .expect("the silent server got the INVITE");
+    assert!(buf[..n].starts_with(b"INVITE sip:alice@office.test SIP/2.0"));
+    driver.shutdown();
 }
