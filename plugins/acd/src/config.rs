@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use tapir_sip_ua::leg::config::check_user;
 use tapir_sip_ua::leg::{Account, ConfigProblem, LegConfig, NetConfig};
+use tapir_sip_ua::resolve::DnsSettings;
+use tapir_sip_ua::LineDns;
+use std::sync::Arc;
 use thiserror::Error;
 
 pub use tapir_sip_ua::leg::Secret;
@@ -49,6 +52,9 @@ pub struct LineOverride {
     /// Incoming-call indication (REGISTER) for this line.
     #[serde(default)]
     pub register: Option<bool>,
+    /// ENUM for this line (`{ enum = true, enum_suffix = "..." }`) over the driver's `dns`.
+    #[serde(default)]
+    pub dns: Option<LineDns>,
 }
 
 fn default_bind() -> String {
@@ -91,7 +97,7 @@ pub struct AcdConfig {
     /// Seconds an incoming call may ring on a line before we answer 480 (default 120).
     #[serde(default = "default_offer_timeout")]
     pub offer_timeout_secs: u64,
-    /// The `tls` and `nat` tables (for the driver's endpoint).
+    /// The `tls`, `nat` and `dns` tables (for the driver's endpoint and resolver).
     #[serde(flatten)]
     pub net: NetConfig,
     /// The account every line uses unless it has its own, the call timers, registration,
@@ -145,6 +151,8 @@ pub struct LineSpec {
     pub register: bool,
     /// Own account, if any (user, auth user, password).
     pub account: Option<(String, Option<String>, Secret)>,
+    /// The ENUM suffix when ENUM is on for the line (shared by lines with the same one).
+    pub enum_suffix: Option<Arc<str>>,
 }
 
 /// The checked configuration.
@@ -158,6 +166,8 @@ pub struct Parsed {
     pub bind: SocketAddr,
     /// The lines, in key order of the configuration.
     pub lines: Vec<LineSpec>,
+    /// The checked DNS settings.
+    pub dns: DnsSettings,
 }
 
 impl Parsed {
@@ -257,6 +267,12 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
     if cfg.register_burst == 0 {
         return Err(bad("register_burst", "must be at least 1"));
     }
+    let dns = cfg
+        .net
+        .dns
+        .settings()
+        .map_err(|_| bad("dns", "checked above"))?;
+    let enum_default: Option<Arc<str>> = cfg.net.enum_suffix_for(None)?.map(Arc::from);
     let keys = expand_keys(&cfg.lines)?;
     let mut overrides: BTreeMap<&str, &LineOverride> = BTreeMap::new();
     let known: HashSet<&str> = keys.iter().map(String::as_str).collect();
@@ -279,6 +295,9 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
                 "a password needs the line's own `user`",
             ));
         }
+        cfg.net
+            .enum_suffix_for(o.dns.as_ref())
+            .map_err(|p| bad(format!("line {:?}", o.key), p.to_string()))?;
     }
     let lines = keys
         .into_iter()
@@ -293,7 +312,18 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
                     )
                 })
             });
+            let enum_suffix = match o.and_then(|o| o.dns.as_ref()) {
+                // Checked above, so the error cannot happen here.
+                Some(own) => cfg
+                    .net
+                    .enum_suffix_for(Some(own))
+                    .ok()
+                    .flatten()
+                    .map(Arc::from),
+                None => enum_default.clone(),
+            };
             LineSpec {
+                enum_suffix,
                 name: o
                     .and_then(|o| o.name.clone())
                     .unwrap_or_else(|| format!("{}{key}", cfg.name_prefix)),
@@ -309,6 +339,7 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
         account,
         bind,
         lines,
+        dns,
     })
 }
 
@@ -394,6 +425,31 @@ mod tests {
         assert!(expand_keys(&LinesSpec::List(vec!["5-1".into()])).is_err());
         assert!(expand_keys(&LinesSpec::Count(0)).is_err());
         assert!(expand_keys(&LinesSpec::Count(MAX_LINES as u32 + 1)).is_err());
+    }
+
+    #[test]
+    fn dns_table_and_enum_per_line() {
+        let cfg = EXAMPLE.replace(
+            "\"lines\": 1000,",
+            "\"lines\": 1000, \"dns\": {\"servers\": [\"127.0.0.1:5353\"], \"enum\": true},",
+        );
+        let cfg = cfg.replace(
+            "{ \"key\": \"7\", \"enabled\": false }",
+            "{ \"key\": \"7\", \"enabled\": false, \"dns\": { \"enum\": false } }",
+        );
+        let p = parse(&cfg).expect("valid");
+        assert_eq!(p.dns.servers.len(), 1);
+        assert_eq!(p.lines[0].enum_suffix.as_deref(), Some("e164.arpa"));
+        assert_eq!(p.lines[6].enum_suffix, None);
+        // Lines without an override share the instance's suffix.
+        let (a, b) = (&p.lines[0].enum_suffix, &p.lines[999].enum_suffix);
+        assert!(matches!((a, b), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        let bad = cfg.replace("127.0.0.1:5353", "dns.example.com");
+        assert!(
+            matches!(parse(&bad), Err(ConfigError::Value { field, .. }) if field == "dns.servers")
+        );
+        let bad_suffix = cfg.replace("\"enum\": false", "\"enum_suffix\": \"no way\"");
+        assert!(parse(&bad_suffix).is_err());
     }
 
     #[test]

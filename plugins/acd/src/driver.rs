@@ -40,6 +40,8 @@ struct Line {
     account: Arc<LineAccount>,
     active: AtomicU32,
     registered: Arc<AtomicBool>,
+    /// ENUM suffix when ENUM is on for the line.
+    enum_suffix: Option<Arc<str>>,
 }
 
 enum CallKind {
@@ -259,6 +261,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                 account,
                 active: AtomicU32::new(0),
                 registered: Arc::new(AtomicBool::new(false)),
+                enum_suffix: spec.enum_suffix.clone(),
             }),
         );
         order.push(key.clone());
@@ -285,10 +288,15 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         });
     }
     let lines = Arc::new(lines);
+    let resolver = parsed
+        .cfg
+        .net
+        .resolver(parsed.needs_tls())
+        .map_err(|p| DriverError::new(ErrorKind::InvalidParameter, p.to_string()))?;
     let shared = Arc::new(Shared {
         parsed,
         endpoint,
-        resolver: Arc::new(Resolver::new()),
+        resolver: Arc::new(resolver),
     });
     let registrations = Registrations::new(
         gate.clone(),
@@ -441,7 +449,13 @@ impl AcdDriver {
         let inner = self.inner.clone();
         let account = line.account.clone();
         let id = env.id;
+        let dialled = destination.to_owned();
+        let suffix = line.enum_suffix.clone();
         self.handle.spawn(async move {
+            // ENUM (RFC 6116): a +E.164 number with a SIP URI in DNS is called there; without
+            // one it is dialled as usual.
+            let resolver = &inner.shared.resolver;
+            let uri = resolver.enum_or(&dialled, suffix.as_deref(), uri).await;
             call::run(inner.shared.clone(), account, rep, rx, uri, id).await;
             inner.remove_call(call);
         });
@@ -650,6 +664,7 @@ mod tests {
             }),
             active: AtomicU32::new(0),
             registered: Arc::new(AtomicBool::new(true)),
+            enum_suffix: None,
         })
     }
 

@@ -16,7 +16,8 @@
 //! - [`offer`]: incoming calls indicated (180), redirected (302) or cancelled;
 //! - [`refer`]: sipfrag and `Subscription-State` of REFER's implicit subscription;
 //! - [`runtime`]: the tokio runtime a SIP driver owns;
-//! - [`resolve`]: RFC 3263 target selection (SRV ordering, A/AAAA, IP literals);
+//! - [`resolve`]: RFC 3263 target selection (NAPTR, SRV, A/AAAA, IP literals), failover to the
+//!   next target (RFC 3263 §4.3), ENUM (RFC 6116), and the `dns` configuration tables;
 //! - [`uas`]: the answers RFC 3261 §8.2 asks of every UAS (501, 416, 420, 415, 400, 505);
 //! - [`tls`]: TLS settings, certificate verification, handshake errors in words;
 //! - [`stun`]: the STUN Binding client codec (RFC 5389);
@@ -53,7 +54,7 @@ pub use endpoint::{
 pub use header::{NameAddr, Uri, Via};
 pub use message::{Message, Method, ParseError, StartLine};
 pub use nat::{NatConfig, UdpKeepalive};
-pub use resolve::{Resolver, Target, Transport};
+pub use resolve::{DnsConfig, Failover, LineDns, Resolver, Target, Transport};
 pub use tls::TlsConfig;
 pub use transaction::{Limits, Timers, TxKey};
 

@@ -11,9 +11,10 @@
 //! then registers again at once, on a new connection, instead of waiting for the refresh.
 
 use crate::digest::{self, Credentials};
-use crate::endpoint::{ClientEvent, Endpoint};
+use crate::endpoint::Endpoint;
 use crate::header::{NameAddr, Params, Uri};
 use crate::message::{Message, Method};
+use crate::resolve::failover::{send_non_invite, Sent};
 use crate::resolve::{Resolver, Transport};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -218,6 +219,7 @@ impl Registration {
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
             std::net::IpAddr::V4(v4) => v4.to_string(),
         };
+        // The transport of this target (NAPTR may pick another than configured).
         if let Some(t) = target.transport.uri_param() {
             uri.params.set("transport", Some(t));
         }
@@ -262,7 +264,9 @@ impl Registration {
     }
 
     /// One REGISTER exchange (with up to two digest rounds). Returns the granted expiry and
-    /// where the REGISTER went (the flow).
+    /// where the REGISTER went (the flow). The registrar's targets are tried in RFC 3263
+    /// order: a target that is down, silent or answers 503 gives way to the next
+    /// (`resolve::failover`).
     async fn exchange(
         &self,
         endpoint: &Endpoint,
@@ -274,31 +278,28 @@ impl Registration {
             .resolve(&self.next_hop, self.transport)
             .await
             .map_err(|e| RegisterError::Unreachable(e.to_string()))?;
-        let target = *targets.first().ok_or_else(|| {
+        let mut failover = resolver.failover(targets).ok_or_else(|| {
             RegisterError::Unreachable(format!("no address for {}", self.next_hop))
         })?;
-        let contact = self.contact(endpoint, &target);
         let mut auth: Option<(&'static str, String)> = None;
         let mut expires = expires;
         for _round in 0..4 {
-            let req = self.build(st, &contact, expires, auth.as_ref());
-            let mut tx = endpoint
-                .request(req, target)
-                .await
-                .map_err(|e| RegisterError::Unreachable(e.to_string()))?;
-            let resp = loop {
-                // Timer F bounds the transaction; the outer timeout is a second guard.
-                match tokio::time::timeout(Duration::from_secs(40), tx.events.recv()).await {
-                    Ok(Some(ClientEvent::Response(r))) if r.code().unwrap_or(0) >= 200 => break r,
-                    Ok(Some(ClientEvent::Response(_))) => {}
-                    Ok(Some(ClientEvent::TransportError(e))) => {
-                        return Err(RegisterError::Unreachable(e.to_string()))
-                    }
-                    Ok(Some(ClientEvent::Timeout)) | Ok(None) | Err(_) => {
-                        return Err(RegisterError::Unreachable("no answer to REGISTER".into()))
-                    }
-                }
+            // Timer F bounds each transaction; the limit is a second guard.
+            let sent = send_non_invite(
+                endpoint,
+                &mut failover,
+                |target| {
+                    let contact = self.contact(endpoint, target);
+                    self.build(st, &contact, expires, auth.as_ref())
+                },
+                Duration::from_secs(40),
+            )
+            .await;
+            let (req, resp, target) = match sent {
+                Sent::Final(answered) => (answered.request, answered.response, answered.target),
+                Sent::Failed(why) => return Err(RegisterError::Unreachable(why)),
             };
+            let contact = req.header("Contact").unwrap_or_default().to_owned();
             let code = resp.code().unwrap_or(0);
             match code {
                 200..=299 => {
@@ -315,7 +316,7 @@ impl Registration {
                             resp.reason_phrase().to_owned()
                         )));
                     }
-                    auth = Some(answer(&tx.request, &resp, &self.credentials)?);
+                    auth = Some(answer(&req, &resp, &self.credentials)?);
                 }
                 423 => {
                     let min = resp

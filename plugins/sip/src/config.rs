@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use tapir_sip_ua::header::Uri;
 use tapir_sip_ua::leg::config::host_uri;
 use tapir_sip_ua::leg::{Account, LegConfig, NetConfig};
+use tapir_sip_ua::LineDns;
 
 pub use tapir_sip_ua::leg::Secret;
 
@@ -78,6 +79,9 @@ pub struct LineConfig {
     /// driver's `bind`.
     #[serde(default)]
     pub bind: Option<String>,
+    /// ENUM for this line (`{ enum = true, enum_suffix = "..." }`) over the driver's `dns`.
+    #[serde(default)]
+    pub dns: Option<LineDns>,
     /// The account, its timers, registration and PRACK (the keys every SIP driver shares).
     #[serde(flatten)]
     pub sip: LegConfig,
@@ -90,7 +94,7 @@ pub struct DriverConfig {
     /// Default local `ip:port` for lines without their own `bind` (default `0.0.0.0:0`).
     #[serde(default = "default_bind")]
     pub bind: String,
-    /// The `tls` and `nat` tables (for every endpoint of the driver).
+    /// The `tls`, `nat` and `dns` tables (for every endpoint of the driver).
     #[serde(flatten)]
     pub net: NetConfig,
     /// The lines.
@@ -115,6 +119,8 @@ pub struct Line {
     pub phone_addr: Option<Uri>,
     /// Local bind address.
     pub bind: SocketAddr,
+    /// The ENUM suffix when ENUM is on for this line.
+    pub enum_suffix: Option<String>,
 }
 
 impl Line {
@@ -180,11 +186,16 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
         let bind: SocketAddr = bind_text
             .parse()
             .map_err(|_| ctx(format!("bind {bind_text:?} is not an ip:port")))?;
+        let enum_suffix = cfg
+            .net
+            .enum_suffix_for(l.dns.as_ref())
+            .map_err(|p| ctx(p.to_string()))?;
         lines.push(Line {
             cfg: l.clone(),
             account,
             phone_addr,
             bind,
+            enum_suffix,
         });
     }
     Ok((cfg, lines))
@@ -310,6 +321,36 @@ mod tests {
         let keys = shared.as_object().into_iter().flat_map(|o| o.keys());
         let missing = keys_not_named(&block, keys.map(String::as_str).chain(own));
         assert!(missing.is_empty(), "the README's example lacks {missing:?}");
+    }
+
+    #[test]
+    fn dns_table_and_enum_per_line() {
+        let with_dns = EXAMPLE.replacen(
+            "\"bind\": \"0.0.0.0:0\",",
+            "\"bind\": \"0.0.0.0:0\", \"dns\": {\"servers\": [\"127.0.0.1:5353\"], \"enum\": true},",
+            1,
+        );
+        let (cfg, lines) = parse(&with_dns).expect("valid");
+        let dns = cfg.net.dns.settings().expect("checked");
+        assert_eq!(dns.servers, vec!["127.0.0.1:5353".parse().expect("addr")]);
+        assert_eq!(lines[0].enum_suffix.as_deref(), Some("e164.arpa"));
+        let line_off = with_dns.replace(
+            "\"notify_timeout_secs\": 25",
+            "\"notify_timeout_secs\": 25, \"dns\": {\"enum\": false}",
+        );
+        let (_, lines) = parse(&line_off).expect("valid");
+        assert_eq!(lines[0].enum_suffix, None);
+        let bad = with_dns.replace("127.0.0.1:5353", "dns.example.com");
+        assert!(parse(&bad).unwrap_err().contains("dns.servers"));
+        let line_servers = with_dns.replace(
+            "\"notify_timeout_secs\": 25",
+            "\"notify_timeout_secs\": 25, \"dns\": {\"servers\": []}",
+        );
+        assert!(parse(&line_servers).is_err());
+        // Without a `dns` table: the system's resolver, no ENUM.
+        let (cfg, lines) = parse(EXAMPLE).expect("valid");
+        let dns = cfg.net.dns.settings().expect("checked");
+        assert!(dns.servers.is_empty() && lines[0].enum_suffix.is_none());
     }
 
     #[test]

@@ -59,9 +59,13 @@ pub fn build(
             format!("cannot start the SIP runtime: {e}"),
         )
     })?;
-    let resolver = Arc::new(Resolver::new());
     let binds: Vec<SocketAddr> = lines.iter().map(|l| l.bind).collect();
     let tls = cfg.needs_tls(&lines);
+    let resolver = Arc::new(
+        cfg.net
+            .resolver(tls)
+            .map_err(|p| DriverError::new(ErrorKind::InvalidParameter, p.to_string()))?,
+    );
     let started = runtime.block_on(async {
         let mut eps = HashMap::new();
         for bind in binds {
@@ -233,7 +237,13 @@ impl SipDriver {
             shared,
         );
         let inner = self.inner.clone();
+        let dialled = destination.to_owned();
         self.handle.spawn(async move {
+            // ENUM (RFC 6116): a +E.164 number with a SIP URI in DNS is called there (the REFER
+            // target in sip-refer, the first INVITE in sip-reverse); without one it is dialled
+            // as usual.
+            let suffix = ctx.line.enum_suffix.as_deref();
+            let uri = ctx.resolver.enum_or(&dialled, suffix, uri).await;
             call::run(ctx, rep, ctl_rx, uri).await;
             if let Ok(mut calls) = inner.calls.lock() {
                 calls.remove(&call);

@@ -15,13 +15,15 @@
 //! - [`coturn::Coturn`]: coturn as a STUN server.
 //! - [`pki::Pki`]: a test CA and the certificates it issues, as PEM files.
 //! - [`middlebox`]: a UDP NAT and a TCP relay that can turn into a black hole, on loopback.
+//! - [`dns::Dns`]: a DNS server (unbound) serving zones the test writes, on a free port.
 //! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
 //!   to submit requests to a driver directly.
 //! - [`wait::until`]: polling with a deadline.
 //! - [`docs`]: a README's TOML example as the section a driver gets, and the keys it names.
 
-pub mod docs;
 pub mod coturn;
+pub mod dns;
+pub mod docs;
 pub mod kamailio;
 pub mod middlebox;
 pub mod pki;
@@ -34,12 +36,13 @@ pub mod sipp;
 pub mod wait;
 
 pub use coturn::Coturn;
+pub use dns::Dns;
 pub use kamailio::Kamailio;
 pub use middlebox::{TcpRelay, UdpNat};
 pub use pki::{Identity, Pki};
 pub use ports::{free_port, free_tcp_port, free_udp_port};
 pub use process::Guard;
-pub use programs::{kamailio, kamailio_tls, program, sipp, turnserver};
+pub use programs::{kamailio, kamailio_tls, program, sipp, turnserver, unbound};
 pub use recorder::Recorder;
 pub use server::Server;
 pub use sipp::{Sipp, SippStats};

@@ -68,6 +68,11 @@ pub fn turnserver() -> Option<PathBuf> {
     program("turnserver", "coturn")
 }
 
+/// unbound, the DNS server of the DNS tests (Debian package `unbound`).
+pub fn unbound() -> Option<PathBuf> {
+    program("unbound", "unbound")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -75,6 +75,10 @@ pub struct LegSetup {
     pub prack: bool,
     /// `User-Agent` of our requests (`Server` of our answers); `None`: the endpoint's.
     pub user_agent: Option<String>,
+    /// How long a target may stay completely silent (not even `100 Trying`) before the INVITE
+    /// goes to the next one (RFC 3263 §4.3 failover; `None`: only the transaction's timeout).
+    /// [`Leg::start`] sets the resolver's (`dns.failover_timeout_ms`).
+    pub failover_silence: Option<Duration>,
 }
 
 impl LegSetup {
@@ -110,6 +114,7 @@ impl LegSetup {
             notify_timeout: account.notify_timeout(),
             prack: account.config.prack,
             user_agent: account.config.user_agent.clone(),
+            failover_silence: crate::resolve::DnsSettings::default_failover(),
         }
     }
 

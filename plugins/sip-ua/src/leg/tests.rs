@@ -31,6 +31,7 @@ fn setup() -> LegSetup {
         notify_timeout: Duration::from_secs(25),
         prack: true,
         user_agent: None,
+        failover_silence: None,
     }
 }
 
