@@ -17,7 +17,7 @@ use tapir_core::{
 use tapir_sip_ua::report::CallReporter;
 use tapir_sip_ua::runtime::DriverRuntime;
 use tapir_sip_ua::leg::net::start_error;
-use tapir_sip_ua::{Endpoint, Resolver};
+use tapir_sip_ua::Endpoint;
 use tokio::sync::mpsc;
 
 struct CallEntry {

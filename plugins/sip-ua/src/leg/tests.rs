@@ -12,6 +12,8 @@ use crate::transaction::TxKey;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod failover;
+
 fn setup() -> LegSetup {
     LegSetup {
         call_id: "c1@pbx".into(),
