@@ -5,7 +5,9 @@
 //! - a PBX whose certificate names another host: the call fails, and its reason says the
 //!   certificate was refused;
 //! - a line with `register = true` over TLS: it REGISTERs through the TLS connection, and a
-//!   caller's INVITE reaches it over that flow as an offered call.
+//!   caller's INVITE reaches it over that flow as an offered call;
+//! - TLS, DNS and failover together: a `sips:` domain found only through a DNS server (unbound)
+//!   as NAPTR `SIPS+D2T` → SRV `_sips._tcp` → Kamailio TLS, with the first SRV target down.
 
 mod common;
 
@@ -15,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 use tapir_core::*;
 use tapir_test_support::kamailio::{pbx_config, tls_config};
-use tapir_test_support::{kamailio_tls, Pki};
+use tapir_test_support::{free_tcp_port, kamailio_tls, unbound, Dns, Pki};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -196,4 +198,72 @@ fn a_registered_tls_line_takes_an_incoming_call_over_its_flow() {
         "the 603 came back over TLS:\n{log}"
     );
     driver.shutdown();
+}
+
+#[test]
+fn a_sips_domain_through_naptr_and_srv_fails_over_to_kamailio_tls() {
+    let _one = serial();
+    let (Some(sipp_bin), Some(kam_bin), Some(dns_bin)) = (sipp(), kamailio_tls(), unbound())
+    else {
+        return;
+    };
+    let mut phone = start_sipp(&sipp_bin, "phone_ok_any", false, 1, &[]);
+    let pki = Pki::new("tapir test CA");
+    // The certificate names the domain: the name checked is the Request-URI's host.
+    let k = start_pbx(&kam_bin, &pki, &["office.test"], phone.port());
+    // Nothing listens on the first SRV target: its TCP connection is refused.
+    let down = free_tcp_port();
+    let dns = Dns::builder(&dns_bin)
+        .zone(
+            "office.test",
+            &format!(
+                "@ IN NAPTR 10 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.office.test.\n\
+                 @ IN NAPTR 20 10 \"s\" \"SIP+D2U\" \"\" _sip._udp.office.test.\n\
+                 _sips._tcp IN SRV 10 0 {down} h\n\
+                 _sips._tcp IN SRV 20 0 {} h\n\
+                 _sip._udp IN SRV 10 0 {} h\n\
+                 h IN A 127.0.0.1",
+                k.tls_port(),
+                k.port()
+            ),
+        )
+        .start();
+    let rec = Recorder::new();
+    let cfg = json!({
+        "bind": "127.0.0.1:0",
+        "tls": { "ca_file": pki.ca_file() },
+        "dns": { "servers": [dns.addr()], "failover_timeout_ms": 1000 },
+        "lines": [{ "key": "alice", "domain": "sips:office.test", "user": "alice" }]
+    });
+    let driver = build("sip-refer", &cfg, rec.clone());
+    let started = std::time::Instant::now();
+    let id = make_call(driver.as_ref(), "alice", 1, "0301234");
+    assert_eq!(rec.wait_complete(id, T), Ok(Completion::Done));
+    rec.wait_state(CallId(1), CallState::Connected, T);
+    rec.wait_state(CallId(1), CallState::Idle, T);
+    // One call for the application, well within a transaction timeout.
+    let states = rec.states(CallId(1));
+    assert_eq!(
+        states.iter().filter(|s| **s == CallState::Dialing).count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(rec.completions_of(id), 1);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    phone.assert_passed(T);
+    driver.shutdown();
+    // The INVITE, for the domain, reached Kamailio over TLS (SIPS+D2T was chosen over the UDP
+    // service, and the down target was passed).
+    let log = k.log();
+    assert!(
+        log.lines().any(|l| l.contains("request INVITE")
+            && l.contains("proto=tls")
+            && l.contains("ruri=sip:alice@office.test")),
+        "no INVITE over TLS:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("request INVITE") && l.contains("proto=udp")),
+        "an INVITE came over UDP:\n{log}"
+    );
 }
