@@ -159,64 +159,6 @@ fn a_naptr_record_that_prefers_tcp_is_followed() {
     d.shutdown();
 }
 
-/// Kamailio as the outbound proxy of `tapir.test`: challenges our INVITE (407), record-routes
-/// it and relays it to the SIPp target.
-fn proxy_cfg(port: u16, target_port: u16) -> String {
-    format!(
-        r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-children=1
-auto_aliases=no
-listen=udp:127.0.0.1:{port}
-alias="tapir.test"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "auth.so"
-
-request_route {{
-    if (!mf_process_maxfwd_header("10")) {{
-        sl_send_reply("483", "Too Many Hops");
-        exit;
-    }}
-    if (has_totag()) {{
-        if (!loose_route()) {{
-            if (is_method("ACK") && !t_check_trans()) {{
-                exit;
-            }}
-        }}
-        t_relay();
-        exit;
-    }}
-    if (is_method("CANCEL")) {{
-        if (t_check_trans()) {{
-            t_relay();
-        }}
-        exit;
-    }}
-    t_check_trans();
-    if (is_method("INVITE")) {{
-        if (pv_proxy_authenticate("tapir.test", "secret", "0") < 0) {{
-            proxy_challenge("tapir.test", "1");
-            exit;
-        }}
-        consume_credentials();
-        record_route();
-        $du = "sip:127.0.0.1:{target_port}";
-        t_relay();
-        exit;
-    }}
-    sl_send_reply("404", "Not Found");
-}}
-"#
-    )
-}
-
 #[test]
 fn the_domain_fails_over_to_kamailio_which_challenges_and_relays() {
     let (Some(dns_bin), Some(bin), Some(kam)) = (unbound(), sipp(), kamailio()) else {
@@ -224,7 +166,7 @@ fn the_domain_fails_over_to_kamailio_which_challenges_and_relays() {
     };
     let mut target = start_sipp(&bin, "target_answer", 1, &[]);
     let target_port = target.port();
-    let proxy = Kamailio::builder(&kam, |port| proxy_cfg(port, target_port)).start();
+    let proxy = Kamailio::builder(&kam, |port| kamailio_cfg(port, target_port)).start();
     let dns = Dns::builder(&dns_bin)
         .zone(
             "tapir.test",
