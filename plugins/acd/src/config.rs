@@ -6,11 +6,11 @@
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tapir_sip_ua::leg::config::check_user;
 use tapir_sip_ua::leg::{Account, ConfigProblem, LegConfig, NetConfig};
 use tapir_sip_ua::resolve::DnsSettings;
 use tapir_sip_ua::LineDns;
-use std::sync::Arc;
 use thiserror::Error;
 
 pub use tapir_sip_ua::leg::Secret;

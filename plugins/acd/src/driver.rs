@@ -15,10 +15,10 @@ use tapir_core::{
     SharedSink,
 };
 use tapir_sip_ua::header::Uri;
+use tapir_sip_ua::leg::net::start_error;
 use tapir_sip_ua::offer::{OfferError, OfferEvent, Offers};
 use tapir_sip_ua::report::{offered_info, CallReporter, Gate, Registrations};
 use tapir_sip_ua::runtime::DriverRuntime;
-use tapir_sip_ua::leg::net::start_error;
 use tapir_sip_ua::{Endpoint, Message, Resolver};
 use tokio::sync::mpsc;
 
@@ -222,7 +222,10 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         .user_agent
         .clone()
         .unwrap_or_else(|| format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")));
-    let endpoint_config = parsed.cfg.net.endpoint(bind, user_agent, parsed.needs_tls());
+    let endpoint_config = parsed
+        .cfg
+        .net
+        .endpoint(bind, user_agent, parsed.needs_tls());
     let endpoint = runtime
         .block_on(Endpoint::start(endpoint_config))
         .unwrap_or_else(|| Err(tapir_sip_ua::EndpointError::Stopped))

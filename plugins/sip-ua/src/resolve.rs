@@ -330,7 +330,10 @@ mod tests {
                 default: Transport::Tls
             })
         );
-        assert_eq!(Transport::Tls.srv_name("pbx.example"), "_sips._tcp.pbx.example.");
+        assert_eq!(
+            Transport::Tls.srv_name("pbx.example"),
+            "_sips._tcp.pbx.example."
+        );
         let over_tcp = Uri::parse("sips:pbx.example:5081;transport=tcp").expect("uri");
         assert!(matches!(
             plan(&over_tcp, Transport::Udp, &ALL),

@@ -380,7 +380,11 @@ async fn a_flood_of_new_transactions_is_bounded_and_answered_503() {
     assert!(stats.transactions <= 50, "live: {}", stats.transactions);
     // Every INVITE taken off the socket became a transaction or a 503, and the bound let no
     // more than `max_server` in.
-    assert!(stats.layer.created <= 50, "created: {}", stats.layer.created);
+    assert!(
+        stats.layer.created <= 50,
+        "created: {}",
+        stats.layer.created
+    );
     assert_eq!(stats.layer.created + stats.layer.overload_rejections, 200);
     assert!(busy <= stats.layer.overload_rejections);
     // Everything ends: the table empties (after Timer H).

@@ -14,9 +14,9 @@ use tapir_core::{
     AddressId, AddressInfo, CallId, DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo,
     LineKey, Operation, OperationSet, PhoneDriver, Request, RequestEnvelope, SharedSink,
 };
+use tapir_sip_ua::leg::net::start_error;
 use tapir_sip_ua::report::CallReporter;
 use tapir_sip_ua::runtime::DriverRuntime;
-use tapir_sip_ua::leg::net::start_error;
 use tapir_sip_ua::Endpoint;
 use tokio::sync::mpsc;
 

@@ -203,8 +203,7 @@ fn a_registered_tls_line_takes_an_incoming_call_over_its_flow() {
 #[test]
 fn a_sips_domain_through_naptr_and_srv_fails_over_to_kamailio_tls() {
     let _one = serial();
-    let (Some(sipp_bin), Some(kam_bin), Some(dns_bin)) = (sipp(), kamailio_tls(), unbound())
-    else {
+    let (Some(sipp_bin), Some(kam_bin), Some(dns_bin)) = (sipp(), kamailio_tls(), unbound()) else {
         return;
     };
     let mut phone = start_sipp(&sipp_bin, "phone_ok_any", false, 1, &[]);

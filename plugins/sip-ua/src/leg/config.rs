@@ -158,8 +158,12 @@ pub fn host_uri(text: &str, field: &str) -> Result<Uri, ConfigProblem> {
     } else {
         format!("sip:{text}")
     };
-    Uri::parse(&candidate)
-        .ok_or_else(|| problem(field, format!("{text:?} is not a host[:port] or sip:/sips: URI")))
+    Uri::parse(&candidate).ok_or_else(|| {
+        problem(
+            field,
+            format!("{text:?} is not a host[:port] or sip:/sips: URI"),
+        )
+    })
 }
 
 /// Checks a SIP user name (the user part of our AoR).

@@ -32,8 +32,8 @@ mod shell;
 pub mod subscription;
 
 pub use self::config::{Account, ConfigProblem, LegConfig, Secret};
-pub use self::net::NetConfig;
 pub use self::core::{Action, Dest, LegCore, LegEvent, ReqId, BYE_WAIT, CANCEL_WAIT};
+pub use self::net::NetConfig;
 pub use outcome::{
     destination_uri, disconnect_mode, progress_state, BadDestination, LegFailure, ReferFailure,
 };

@@ -44,9 +44,7 @@ impl NetConfig {
     /// # Errors
     /// [`ConfigProblem`] for a suffix that is not a domain name.
     pub fn enum_suffix_for(&self, line: Option<&LineDns>) -> Result<Option<String>, ConfigProblem> {
-        self.dns
-            .enum_suffix_for(line)
-            .map_err(|e| dns_problem(&e))
+        self.dns.enum_suffix_for(line).map_err(|e| dns_problem(&e))
     }
 
     /// The resolver for these settings: the configured DNS servers and failover timeout, and
@@ -55,10 +53,7 @@ impl NetConfig {
     /// # Errors
     /// [`ConfigProblem`] for a `dns` table [`Self::check`] would refuse.
     pub fn resolver(&self, tls: bool) -> Result<Resolver, ConfigProblem> {
-        let settings = self
-            .dns
-            .settings()
-            .map_err(|e| dns_problem(&e))?;
+        let settings = self.dns.settings().map_err(|e| dns_problem(&e))?;
         let resolver = Resolver::with_settings(&settings);
         Ok(if tls {
             resolver.with_transports(&[Transport::Udp, Transport::Tcp, Transport::Tls])

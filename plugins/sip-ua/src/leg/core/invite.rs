@@ -7,11 +7,11 @@ use super::{
     contact_for, prack, Action, Dest, LegCore, LegEvent, LegFailure, Phase, Purpose, Reliable,
     ReqId, Stop, MAX_ATTEMPTS, MAX_AUTH_ANSWERS,
 };
-use crate::resolve::Target;
 use crate::dialog::Dialog;
 use crate::digest;
 use crate::endpoint::ClientEvent;
 use crate::message::{Message, Method};
+use crate::resolve::Target;
 use std::time::Instant;
 
 impl LegCore {

@@ -54,7 +54,10 @@ fn a_503_of_the_last_target_is_the_outcome() {
     b.nothing_sent();
     let events = b.events();
     assert!(
-        matches!(&events[..], [LegEvent::Failed(LegFailure::Status { code: 503, .. })]),
+        matches!(
+            &events[..],
+            [LegEvent::Failed(LegFailure::Status { code: 503, .. })]
+        ),
         "{events:?}"
     );
 }
