@@ -353,6 +353,41 @@ mod tests {
         assert!(dns.servers.is_empty() && lines[0].enum_suffix.is_none());
     }
 
+    /// Every TOML example of the README parses, and together they name every key of the
+    /// `tls`, `nat` and `dns` tables and the line's `dns`.
+    #[test]
+    fn every_readme_toml_example_parses_and_names_the_network_keys() {
+        use tapir_test_support::docs::{driver_sections, keys_not_named};
+        let (text, sections) =
+            driver_sections(include_str!("../README.md"), &["sip-refer", "sip-reverse"]);
+        assert!(sections.len() >= 3, "{sections:?}");
+        for (name, section) in &sections {
+            if let Err(e) = parse(&section.to_string()) {
+                panic!("the README's example {name} does not parse: {e}");
+            }
+        }
+        let network = [
+            "ca_file",
+            "cert_file",
+            "key_file",
+            "server_name",
+            "insecure_skip_verify",
+            "stun_server",
+            "stun_refresh_secs",
+            "keepalive_secs",
+            "udp_keepalive_secs",
+            "udp_keepalive",
+            "pong_timeout_secs",
+            "servers",
+            "failover_timeout_ms",
+            "enum",
+            "enum_suffix",
+            "dns",
+        ];
+        let missing = keys_not_named(&text, network);
+        assert!(missing.is_empty(), "the README's examples lack {missing:?}");
+    }
+
     #[test]
     fn auto_answer_variants() {
         assert_eq!(
