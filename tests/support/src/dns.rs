@@ -18,7 +18,7 @@ use crate::ports::free_port;
 use crate::server::{Ready, Server};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How to start the DNS server; made by [`Dns::builder`].
 #[derive(Debug, Clone)]
@@ -101,8 +101,58 @@ impl DnsBuilder {
         for (file, text) in files {
             builder = builder.file(file, text);
         }
-        let server = builder.start();
+        let mut server = builder.start();
+        let first = self
+            .zones
+            .first()
+            .map_or(".", |(origin, _)| origin.as_str());
+        wait_answering(&mut server, port, first, Duration::from_secs(15));
         Dns { server, port }
+    }
+}
+
+/// A minimal DNS query for `name` and type `qtype` (RFC 1035 §4.1), id 0x7470.
+fn query(name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = vec![0x74, 0x70, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, (qtype >> 8) as u8, qtype as u8, 0, 1]);
+    q
+}
+
+/// Waits until `server` answers a query for `name` (it binds its port before it reads its
+/// zones, and a zone that does not parse makes it exit after that).
+///
+/// # Panics
+/// When it exits first, or does not answer within `limit`; the message carries its log.
+fn wait_answering(server: &mut Server, port: u16, name: &str, limit: Duration) {
+    let end = Instant::now() + limit;
+    let sock = match std::net::UdpSocket::bind("127.0.0.1:0") {
+        Ok(s) => s,
+        Err(e) => panic!("cannot bind a UDP socket to ask unbound: {e}"),
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 1500];
+    loop {
+        const SOA: u16 = 6;
+        let _ = sock.send_to(&query(name, SOA), ("127.0.0.1", port));
+        if let Ok(n) = sock.recv(&mut buf) {
+            if n >= 12 && buf[0] == 0x74 && buf[1] == 0x70 {
+                return;
+            }
+        }
+        if let Some(status) = server.wait_exit(Duration::from_millis(1)) {
+            panic!("unbound exited at start ({status}):\n{}", server.log());
+        }
+        if Instant::now() >= end {
+            panic!("unbound did not answer within {limit:?}:\n{}", server.log());
+        }
     }
 }
 
@@ -150,17 +200,6 @@ impl Dns {
 mod tests {
     use super::*;
     use std::net::UdpSocket;
-
-    /// A minimal DNS query for `name` and type `qtype` (RFC 1035 §4.1), id 0x7470.
-    fn query(name: &str, qtype: u16) -> Vec<u8> {
-        let mut q = vec![0x74, 0x70, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.trim_end_matches('.').split('.') {
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
-        }
-        q.extend_from_slice(&[0, (qtype >> 8) as u8, qtype as u8, 0, 1]);
-        q
-    }
 
     /// (rcode, answer count) of the reply to `name`/`qtype`.
     fn ask(dns: &Dns, name: &str, qtype: u16) -> (u8, u16) {
