@@ -15,7 +15,11 @@
 //! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
 //!   to submit requests to a driver directly.
 //! - [`wait::until`]: polling with a deadline.
+//! - [`callbacks::PhoneCallbacks`]: the host's phone-facing endpoint for tests that run a
+//!   driver without the host (snom Action URLs reach the driver's `http_callback`), and
+//!   [`callbacks::Shared`] to keep a driver the front end holds.
 
+pub mod callbacks;
 pub mod kamailio;
 pub mod ports;
 pub mod process;
@@ -25,6 +29,7 @@ pub mod server;
 pub mod sipp;
 pub mod wait;
 
+pub use callbacks::PhoneCallbacks;
 pub use kamailio::Kamailio;
 pub use ports::{free_port, free_tcp_port, free_udp_port};
 pub use process::Guard;
