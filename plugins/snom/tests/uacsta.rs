@@ -148,12 +148,20 @@ fn failures_arrive_as_states_with_their_mode_over_many_calls_on_one_line() {
                 h.expect_state(call, CallState::Idle);
             }
             1 => {
+                // The CSTA cause, in its event's words, before Busy.
+                assert_eq!(h.cause_of(call), "FailedEvent: busy");
                 h.expect_state(call, CallState::Busy(tapir_core::BusyMode::Station));
                 h.ended(call, DisconnectMode::Busy);
             }
-            2 => h.ended(call, DisconnectMode::Reject),
-            3 => h.ended(call, DisconnectMode::NoAnswer),
-            _ => h.ended(call, DisconnectMode::Unreachable),
+            n => {
+                let (cause, mode) = match n {
+                    2 => ("callRejected", DisconnectMode::Reject),
+                    3 => ("callNotAnswered", DisconnectMode::NoAnswer),
+                    _ => ("destNotObtainable", DisconnectMode::Unreachable),
+                };
+                assert_eq!(h.cause_of(call), format!("FailedEvent: {cause}"));
+                h.ended(call, mode);
+            }
         }
         assert!(
             phone.calls().is_empty(),

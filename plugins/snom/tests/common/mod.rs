@@ -144,6 +144,17 @@ impl Harness {
         self.expect_state(call, CallState::Idle);
     }
 
+    /// The cause the call's info gives next (sent just before the state that ends the call).
+    pub fn cause_of(&mut self, call: CallId) -> String {
+        let found = self.expect(&format!("the cause of call {call}"), |e| {
+            matches!(e, TspEvent::CallInfo { call: c, info, .. } if *c == call && info.cause.is_some())
+        });
+        match found {
+            TspEvent::CallInfo { info, .. } => info.cause.unwrap_or_default(),
+            _ => unreachable!(),
+        }
+    }
+
     /// Every event that arrives within `window`.
     pub fn drain(&mut self, window: Duration) -> Vec<TspEvent> {
         let until = Instant::now() + window;
