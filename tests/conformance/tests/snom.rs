@@ -10,7 +10,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tapir_conformance::{run, Expect, Step, Subject};
+use tapir_conformance::{run, Expect, Report, Step, Subject};
 use tapir_core::{DisconnectMode, DriverError, PhoneDriver, SharedSink};
 use tapir_snom_sim::{Outcome, Sim, SimConfig, SimPhone, SimSip};
 use tapir_test_support::callbacks::Shared;
@@ -112,6 +112,13 @@ fn detail(kept: &Kept) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until the driver has a uaCSTA session to the phone, with its monitor.
+fn session_up(phone: &SimPhone, kept: &Kept) {
+    wait("a uaCSTA session", || {
+        phone.sip_session().0 && detail(kept).contains("uaCSTA session up")
+    });
+}
+
 /// The phone restarts; the step ends once the driver has heard it is back (its `log_on`
 /// went through) and, on the uaCSTA route, has a new session to it.
 fn restart(phone: Arc<SimPhone>, kept: Kept, uacsta: bool) -> Step {
@@ -123,42 +130,30 @@ fn restart(phone: Arc<SimPhone>, kept: Kept, uacsta: bool) -> Step {
             logged_on(&phone) > before
         });
         if uacsta {
-            wait("a new uaCSTA session", || {
-                phone.sip_session().0 && detail(&kept).contains("uaCSTA session up")
-            });
+            session_up(&phone, &kept);
         }
     })
 }
 
-/// The script: `blocks` blocks of calls with `expect` for each number, the phone restarting
-/// after the first block.
-fn script(blocks: usize, expect: impl Fn(&str) -> Expect, restart_step: Step) -> Vec<Step> {
+/// Runs three blocks of calls with `expect` for each number on the route chosen, the phone
+/// restarting after the first block, and checks what the phone was left with.
+fn conform(uacsta: bool, expect: impl Fn(&str) -> Expect) -> (Report, Office) {
+    let office = office(uacsta);
+    let kept: Kept = Rc::new(OnceCell::new());
     let mut steps = Vec::new();
-    let mut restart_step = Some(restart_step);
-    for block in 0..blocks {
+    if uacsta {
+        let (phone, kept) = (office.phone.clone(), kept.clone());
+        steps.push(Step::act("the uaCSTA session is up", move || {
+            session_up(&phone, &kept)
+        }));
+    }
+    let mut restart_step = Some(restart(office.phone.clone(), kept.clone(), uacsta));
+    for block in 0..3 {
         steps.extend(BLOCK.iter().map(|n| Step::call(*n, expect(n))));
         if block == 0 {
             steps.extend(restart_step.take());
         }
     }
-    steps
-}
-
-#[test]
-fn snom_over_action_urls_many_calls_on_one_line_with_failures_and_a_restart() {
-    let office = office(false);
-    let kept: Kept = Rc::new(OnceCell::new());
-    // Action URLs report that a call ended, not why: every failure ends Unavailable, and its
-    // cause says so.
-    let expect = |n: &str| match n {
-        "2000" => Expect::Answered,
-        _ => Expect::failed(DisconnectMode::Unavailable, "Action URLs do not say why"),
-    };
-    let steps = script(
-        3,
-        expect,
-        restart(office.phone.clone(), kept.clone(), false),
-    );
     let report = run(
         Subject {
             name: "office".into(),
@@ -169,22 +164,28 @@ fn snom_over_action_urls_many_calls_on_one_line_with_failures_and_a_restart() {
         },
         steps,
     );
-    println!("snom (Action URLs): {report}");
     assert_eq!(report.calls, 3 * BLOCK.len());
     assert_eq!(office.phone.parallel_violations(), 0);
-    assert!(
-        office.phone.calls().is_empty(),
-        "{:?}",
-        office.phone.calls()
-    );
+    let left = office.phone.calls();
+    assert!(left.is_empty(), "{left:?}");
+    (report, office)
+}
+
+#[test]
+fn snom_over_action_urls_many_calls_on_one_line_with_failures_and_a_restart() {
+    // Action URLs report that a call ended, not why: every failure ends Unavailable, and its
+    // cause says so.
+    let (report, _) = conform(false, |n| match n {
+        "2000" => Expect::Answered,
+        _ => Expect::failed(DisconnectMode::Unavailable, "Action URLs do not say why"),
+    });
+    println!("snom (Action URLs): {report}");
 }
 
 #[test]
 fn snom_over_uacsta_many_calls_on_one_line_with_failures_and_a_restart() {
-    let office = office(true);
-    let kept: Kept = Rc::new(OnceCell::new());
     // The CSTA cause decides the mode, in the event's own words.
-    let expect = |n: &str| match n {
+    let (report, office) = conform(true, |n| match n {
         "2001" => Expect::failed(DisconnectMode::Busy, "FailedEvent: busy"),
         "2002" => Expect::failed(DisconnectMode::Reject, "FailedEvent: callRejected"),
         "2003" => Expect::failed(DisconnectMode::NoAnswer, "FailedEvent: callNotAnswered"),
@@ -193,38 +194,8 @@ fn snom_over_uacsta_many_calls_on_one_line_with_failures_and_a_restart() {
             "FailedEvent: destNotObtainable",
         ),
         _ => Expect::Answered,
-    };
-    let mut steps = vec![{
-        let (phone, kept) = (office.phone.clone(), kept.clone());
-        Step::act("the uaCSTA session is up", move || {
-            wait("a uaCSTA session", || {
-                phone.sip_session().0 && detail(&kept).contains("uaCSTA session up")
-            });
-        })
-    }];
-    steps.extend(script(
-        3,
-        expect,
-        restart(office.phone.clone(), kept.clone(), true),
-    ));
-    let report = run(
-        Subject {
-            name: "office".into(),
-            build: build(&office, &kept),
-            line: MAC.into(),
-            answered_calls_end_by_themselves: false,
-            per_call: Duration::from_secs(30),
-        },
-        steps,
-    );
+    });
     println!("snom (uaCSTA): {report}");
-    assert_eq!(report.calls, 3 * BLOCK.len());
-    assert_eq!(office.phone.parallel_violations(), 0);
-    assert!(
-        office.phone.calls().is_empty(),
-        "{:?}",
-        office.phone.calls()
-    );
     assert!(
         office.phone.sip_session().1 > 0,
         "CSTA requests went over the session"

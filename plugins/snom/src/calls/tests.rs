@@ -41,6 +41,12 @@ fn v(pairs: &[(&str, &str)]) -> Vars {
     Vars::from_pairs(pairs.iter().copied())
 }
 
+/// A call the host placed that the phone reported as outgoing under CSTA id `csta`.
+fn placed(t: &mut CallTracker, ids: &mut Counter, call: CallId, csta: &str) {
+    t.start_make(&line(), call, AddressId(0), false);
+    t.apply(&line(), ids, Event::Outgoing, &v(&[("csta", csta)]));
+}
+
 #[test]
 fn outgoing_call_from_the_host() {
     let mut t = CallTracker::default();
@@ -70,8 +76,7 @@ fn outgoing_call_from_the_host() {
 fn an_outgoing_call_that_never_connects_ends_unavailable() {
     let mut t = CallTracker::default();
     let mut ids = Counter(0);
-    t.start_make(&line(), CallId(5), AddressId(0), false);
-    t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", "1")]));
+    placed(&mut t, &mut ids, CallId(5), "1");
     let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "1")]));
     assert_eq!(states(&ev), s(&[(5, "disconnected:Unavailable")]));
 }
@@ -317,14 +322,12 @@ fn calls_on_a_second_identity_carry_its_address() {
 fn a_failure_cause_decides_the_mode() {
     let mut t = CallTracker::default();
     let mut ids = Counter(0);
-    t.start_make(&line(), CallId(5), AddressId(0), false);
-    t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", "1")]));
+    placed(&mut t, &mut ids, CallId(5), "1");
     let ev = t.failed(&line(), &v(&[("csta", "1"), ("cause", "busy")]));
     assert_eq!(states(&ev), s(&[(5, "busy")]));
     let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "1")]));
     assert_eq!(states(&ev), s(&[(5, "disconnected:Busy")]));
-    t.start_make(&line(), CallId(6), AddressId(0), false);
-    t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", "2")]));
+    placed(&mut t, &mut ids, CallId(6), "2");
     let (ev, _) = t.apply(
         &line(),
         &mut ids,
@@ -368,8 +371,7 @@ fn causes_come_in_the_csta_events_words_before_the_ending_state() {
     let mut t = CallTracker::default();
     let mut ids = Counter(0);
     // Busy: the cause, then Busy; the end repeats neither.
-    t.start_make(&line(), CallId(5), AddressId(0), false);
-    t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", "1")]));
+    placed(&mut t, &mut ids, CallId(5), "1");
     let busy = v(&[
         ("csta", "1"),
         ("cause", "busy"),
@@ -393,8 +395,7 @@ fn causes_come_in_the_csta_events_words_before_the_ending_state() {
         ("4", "destNotObtainable", "Unreachable"),
     ] {
         let id = CallId(10 + n.parse::<u64>().unwrap_or_default());
-        t.start_make(&line(), id, AddressId(0), false);
-        t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", n)]));
+        placed(&mut t, &mut ids, id, n);
         let failed = v(&[("csta", n), ("cause", cause), ("csta_event", "FailedEvent")]);
         assert!(t.failed(&line(), &failed).is_empty());
         let cleared = v(&[
@@ -426,8 +427,7 @@ fn causes_come_in_the_csta_events_words_before_the_ending_state() {
 fn action_urls_give_no_reason_and_the_cause_says_so() {
     let mut t = CallTracker::default();
     let mut ids = Counter(0);
-    t.start_make(&line(), CallId(5), AddressId(0), false);
-    t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", "1")]));
+    placed(&mut t, &mut ids, CallId(5), "1");
     let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "1")]));
     assert_eq!(causes(&ev), s(&[(5, said::NOT_ANSWERED_OUT)]));
     assert_eq!(states(&ev), s(&[(5, "disconnected:Unavailable")]));

@@ -198,6 +198,12 @@ impl Harness {
         }
     }
 
+    /// Submits, waits for the completion and asserts it succeeded.
+    pub fn done(&mut self, action: Action) {
+        let (_, r) = self.run(action).expect("accepted");
+        assert!(ok(&r), "{r:?}");
+    }
+
     /// A new incoming call on the phone; returns the host's call id (after Offering).
     pub fn incoming(&mut self, phone: &SimPhone, from: &str) -> CallId {
         phone.incoming(from);
