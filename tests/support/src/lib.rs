@@ -16,7 +16,11 @@
 //!   to submit requests to a driver directly.
 //! - [`wait::until`]: polling with a deadline.
 //! - [`docs`]: a README's TOML example as the section a driver gets, and the keys it names.
+//! - [`callbacks::PhoneCallbacks`]: the host's phone-facing endpoint for tests that run a
+//!   driver without the host (snom Action URLs reach the driver's `http_callback`), and
+//!   [`callbacks::Shared`] to keep a driver the front end holds.
 
+pub mod callbacks;
 pub mod docs;
 pub mod kamailio;
 pub mod ports;
@@ -27,6 +31,7 @@ pub mod server;
 pub mod sipp;
 pub mod wait;
 
+pub use callbacks::PhoneCallbacks;
 pub use kamailio::Kamailio;
 pub use ports::{free_port, free_tcp_port, free_udp_port};
 pub use process::Guard;
