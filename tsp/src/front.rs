@@ -14,7 +14,7 @@ use crate::calls::{CallEntry, CallTable};
 use crate::delivery::{Follower, Outlets, RequestWatch, Waiter};
 use crate::numbers::{format_info, LineRef, NumberRules, Verbatim};
 use crate::{Accepted, Action, RequestResult, Sequenced, TspEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +29,34 @@ use tapir_core::{
 use tokio::sync::broadcast;
 
 mod instances;
-pub use instances::RemovedDriver;
+pub use instances::{Removal, RemovedDriver};
+
+/// Where line ids come from besides the front end's own counter: a cluster hands out one id
+/// per (driver instance, line key) for every node. Asked only when a line appears whose id is
+/// not pinned (never per request).
+pub trait LineIds: Send + Sync {
+    /// The id line `key` of instance `driver` must have, or `None` to let the front end pick.
+    fn line_id(&self, driver: &str, key: &LineKey) -> Option<LineId>;
+}
+
+/// Lines, calls and the event position they reflect, read together under one lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The position of the newest event the tables reflect.
+    pub seq: u64,
+    /// The lines.
+    pub lines: Vec<LineSnapshot>,
+    /// Their calls.
+    pub calls: Vec<CallSnapshot>,
+}
+
+/// A request whose ids another front end allocated (a cluster node forwards a request to the
+/// node that owns the line): accepted here under the same request and call ids, with the dial
+/// rules already applied.
+struct Preset {
+    id: RequestId,
+    request: Request,
+}
 
 /// How the front end is set up.
 #[derive(Debug, Clone)]
@@ -43,6 +70,9 @@ pub struct TspConfig {
     /// Where phones reach the host's callback endpoint; each driver instance is told
     /// `{callback_base}/{instance}`.
     pub callback_base: Option<String>,
+    /// Call and request ids start after this number (0 alone: from 1). Cluster nodes give
+    /// each run a range of its own, so ids never collide between nodes.
+    pub id_base: u64,
 }
 
 impl Default for TspConfig {
@@ -52,12 +82,13 @@ impl Default for TspConfig {
             pinned: Vec::new(),
             history: 4096,
             callback_base: None,
+            id_base: 0,
         }
     }
 }
 
 /// A line as applications see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineSnapshot {
     /// Device id.
     pub id: LineId,
@@ -78,7 +109,7 @@ pub struct LineSnapshot {
 }
 
 /// A call as applications see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallSnapshot {
     /// The call.
     pub id: CallId,
@@ -170,6 +201,7 @@ struct State {
     /// back (also with its instance restarted) keeps its id.
     known: HashMap<(String, LineKey), LineId>,
     rules: Arc<dyn NumberRules>,
+    line_ids: Option<Arc<dyn LineIds>>,
     calls: CallTable,
     pending: HashMap<RequestId, Pending>,
     next_line: u32,
@@ -253,6 +285,7 @@ impl Tsp {
                 pinned,
                 known: HashMap::new(),
                 rules,
+                line_ids: None,
                 calls: CallTable::default(),
                 pending: HashMap::new(),
                 next_line: config.line_base,
@@ -264,8 +297,8 @@ impl Tsp {
             }),
             tx,
             events,
-            next_call: Arc::new(AtomicU64::new(1)),
-            next_request: AtomicU64::new(1),
+            next_call: Arc::new(AtomicU64::new(config.id_base + 1)),
+            next_request: AtomicU64::new(config.id_base + 1),
             callback_base: config.callback_base.clone(),
         });
         let loop_inner = Arc::clone(&inner);
@@ -469,13 +502,62 @@ impl Tsp {
         self.inner.lock().seq
     }
 
+    /// The lines of driver instance `driver` (every line with `None`) and their calls, with
+    /// the position of the newest event they reflect, read at one instant.
+    pub fn snapshot(&self, driver: Option<&str>) -> Snapshot {
+        let st = self.inner.lock();
+        let lines: Vec<LineSnapshot> = st
+            .lines
+            .iter()
+            .filter(|(_, l)| !l.removed)
+            .map(|(id, l)| st.line_snapshot(*id, l))
+            .filter(|l| driver.is_none_or(|d| l.driver == d))
+            .collect();
+        let ids: std::collections::HashSet<LineId> = lines.iter().map(|l| l.id).collect();
+        let mut calls: Vec<CallSnapshot> = st
+            .calls
+            .iter()
+            .filter(|(_, c)| ids.contains(&c.line))
+            .map(|(id, c)| c.snapshot(*id))
+            .collect();
+        calls.sort_by_key(|c| c.id);
+        Snapshot {
+            seq: st.seq,
+            lines,
+            calls,
+        }
+    }
+
+    /// Where line ids come from besides pins and the front end's counter (a cluster's shared
+    /// table). Lines that exist keep their ids.
+    pub fn set_line_ids(&self, ids: Arc<dyn LineIds>) {
+        self.inner.lock().line_ids = Some(ids);
+    }
+
     /// Checks an action against the line's capabilities and the call's state, records it, and
     /// hands it to the driver.
     ///
     /// # Errors
     /// The request is refused at once: no completion will follow.
     pub fn submit(&self, action: Action) -> Result<Accepted, DriverError> {
-        self.submit_inner(action, false, None)
+        self.submit_inner(action, false, None, None)
+    }
+
+    /// Accepts a request another front end checked and numbered (cluster forwarding to the
+    /// line's owner): the same checks as [`Tsp::submit`], but the request and the calls it
+    /// creates keep the ids they were given, and the dial rules (applied there) are not
+    /// applied again. Its completion is published as usual.
+    ///
+    /// # Errors
+    /// The request is refused at once (as by [`Tsp::submit`], or because an id is in use).
+    pub fn submit_forwarded(
+        &self,
+        line: LineId,
+        id: RequestId,
+        request: Request,
+    ) -> Result<Accepted, DriverError> {
+        let action = action_of(line, &request);
+        self.submit_inner(action, false, None, Some(Preset { id, request }))
     }
 
     /// Like [`Tsp::submit`], and also hands back the request's own completion, registered
@@ -486,7 +568,7 @@ impl Tsp {
     /// The request is refused at once: no completion will follow.
     pub fn submit_watched(&self, action: Action) -> Result<(Accepted, RequestWatch), DriverError> {
         let (waiter, watch) = crate::delivery::watch();
-        let accepted = self.submit_inner(action, false, Some(waiter))?;
+        let accepted = self.submit_inner(action, false, Some(waiter), None)?;
         Ok((accepted, watch))
     }
 
@@ -495,6 +577,7 @@ impl Tsp {
         action: Action,
         silent: bool,
         waiter: Option<Waiter>,
+        preset: Option<Preset>,
     ) -> Result<Accepted, DriverError> {
         let (driver, envelope, created) = {
             let mut st = self.inner.lock();
@@ -581,7 +664,10 @@ impl Tsp {
                 {
                     // The driver forgot the call when it reported it Disconnected: the front
                     // end answers this Drop itself.
-                    let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+                    let id = match &preset {
+                        Some(p) => st.free_request(p.id)?,
+                        None => RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed)),
+                    };
                     st.pending.insert(
                         id,
                         Pending {
@@ -624,8 +710,24 @@ impl Tsp {
             };
             let dial = |n: &str| rules.dial(line_ref, n);
             let operation = action.operation();
-            let (request, created) = to_request(action, &mut new_call, &dial);
-            let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+            let (request, created, id) = match preset {
+                None => {
+                    let (request, created) = to_request(action, &mut new_call, &dial);
+                    let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+                    (request, created, id)
+                }
+                Some(Preset { id, request }) => {
+                    let id = st.free_request(id)?;
+                    let created = created_by(&request);
+                    if let Some(call) = created.iter().find(|c| st.calls.contains(c)) {
+                        return Err(err(
+                            ErrorKind::InvalidParameter,
+                            format!("call id {call} is in use"),
+                        ));
+                    }
+                    (request, created, id)
+                }
+            };
             for call in &created {
                 st.calls.insert(
                     *call,
@@ -731,7 +833,7 @@ impl Tsp {
             !entry.state.is_live() || entry.state == CallState::Unknown
         };
         if !idle {
-            if let Err(error) = self.submit_inner(Action::Drop { call }, true, None) {
+            if let Err(error) = self.submit_inner(Action::Drop { call }, true, None, None) {
                 tracing::debug!(call = %call, %error, "Drop before close was refused.");
             }
         }
@@ -832,6 +934,54 @@ fn address_of(action: &Action) -> Option<AddressId> {
     }
 }
 
+/// The calls a request creates.
+fn created_by(request: &Request) -> Vec<CallId> {
+    match request {
+        Request::MakeCall { call, .. } => vec![*call],
+        Request::SetupTransfer { consult, .. } => vec![*consult],
+        _ => Vec::new(),
+    }
+}
+
+/// The action a driver request came from (for the checks of a forwarded request); numbers
+/// are taken as they are.
+fn action_of(line: LineId, request: &Request) -> Action {
+    match request.clone() {
+        Request::MakeCall {
+            address,
+            destination,
+            ..
+        } => Action::MakeCall {
+            line,
+            address,
+            destination,
+        },
+        Request::Drop { call } => Action::Drop { call },
+        Request::Answer { call } => Action::Answer { call },
+        Request::Hold { call } => Action::Hold { call },
+        Request::Unhold { call } => Action::Unhold { call },
+        Request::Redirect { call, destination } => Action::Redirect { call, destination },
+        Request::BlindTransfer { call, destination } => {
+            Action::BlindTransfer { call, destination }
+        }
+        Request::SetupTransfer { call, .. } => Action::SetupTransfer { call },
+        Request::CompleteTransfer { call, consult } => Action::CompleteTransfer { call, consult },
+        Request::SwapHold { active, held } => Action::SwapHold { active, held },
+        Request::Dial { call, digits } => Action::Dial { call, digits },
+        Request::Forward { address, forward } => Action::Forward {
+            line,
+            address,
+            forward,
+        },
+        Request::SetDoNotDisturb { address, enabled } => Action::SetDoNotDisturb {
+            line,
+            address,
+            enabled,
+        },
+        Request::QueryAddressStatus { address } => Action::QueryAddressStatus { line, address },
+    }
+}
+
 /// Turns an action into the driver's request, allocating the ids of calls it creates and
 /// applying the dial rules to every number it carries.
 fn to_request(
@@ -925,6 +1075,17 @@ impl State {
         }
     }
 
+    /// A preset request id, if no pending request has it.
+    fn free_request(&self, id: RequestId) -> Result<RequestId, DriverError> {
+        if self.pending.contains_key(&id) {
+            return Err(err(
+                ErrorKind::InvalidParameter,
+                format!("request id {id} is in use"),
+            ));
+        }
+        Ok(id)
+    }
+
     fn call_line(&self, call: CallId) -> Result<LineId, DriverError> {
         self.calls
             .get(&call)
@@ -982,7 +1143,11 @@ impl State {
         let slot = (name, key.clone());
         // A pinned id, else the id this line had before; either only while no other line that
         // is there now holds it (a pin added by a reload may name a taken id).
-        for candidate in [self.pinned.get(&slot), self.known.get(&slot)]
+        let shared = self
+            .line_ids
+            .as_ref()
+            .and_then(|ids| ids.line_id(&slot.0, &slot.1));
+        for candidate in [self.pinned.get(&slot), shared.as_ref(), self.known.get(&slot)]
             .into_iter()
             .flatten()
         {

@@ -31,6 +31,7 @@ fn lines_are_numbered_from_the_base_in_announcement_order() {
         pinned: vec![("scripted".into(), LineKey::new("L1"), LineId(3))],
         history: 64,
         callback_base: None,
+        id_base: 0,
     });
     let script = Script::new();
     tsp.add_driver("scripted", script.build(3)).expect("builds");
