@@ -355,7 +355,17 @@ impl Tsp {
                 .map(|base| format!("{}/{name}", base.trim_end_matches('/'))),
         });
         let built = catch_unwind(AssertUnwindSafe(|| build(sink)))
-            .unwrap_or_else(|panic| Err(DriverError::failed(panic_text("building", &panic))))?;
+            .unwrap_or_else(|panic| Err(DriverError::failed(panic_text("building", &panic))));
+        let built = match built {
+            Ok(built) => built,
+            Err(error) => {
+                // The name is free again (a later attempt, a reload, a cluster's retry).
+                if let Some(slot) = self.inner.lock().drivers.get_mut(index) {
+                    slot.state = SlotState::Retired;
+                }
+                return Err(error);
+            }
+        };
         let driver: Arc<dyn PhoneDriver> = Arc::from(built);
         let mut st = self.inner.lock();
         if let Some(slot) = st.drivers.get_mut(index) {
