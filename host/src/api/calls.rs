@@ -46,7 +46,7 @@ fn view(state: &ApiState, call: CallSnapshot) -> CallView {
 /// `GET /v1/calls`: every call not yet forgotten (ended calls stay for
 /// `[api] idle_call_linger_s`).
 pub async fn list(State(state): State<Arc<ApiState>>) -> Response {
-    let seq = state.position();
+    let seq = state.position().await;
     let calls: Vec<CallView> = state
         .host
         .tsp
@@ -62,7 +62,7 @@ pub async fn detail(
     State(state): State<Arc<ApiState>>,
     ApiPath(call): ApiPath<u64>,
 ) -> Result<Response, ApiError> {
-    let seq = state.position();
+    let seq = state.position().await;
     let snapshot = state.host.tsp.call(CallId(call)).ok_or_else(|| {
         ApiError::from(tapir_core::DriverError::new(
             ErrorKind::InvalidCallHandle,

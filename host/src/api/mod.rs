@@ -88,9 +88,14 @@ impl ApiState {
 
     /// The position of the newest event the lists reflect (`X-Tapir-Seq`): the front end's,
     /// or in a cluster the cluster's stream position.
-    pub fn position(&self) -> u64 {
+    pub async fn position(&self) -> u64 {
         match &self.cluster {
-            Some(cluster) => cluster.position(),
+            Some(cluster) => {
+                let cluster = Arc::clone(cluster);
+                tokio::task::spawn_blocking(move || cluster.position())
+                    .await
+                    .unwrap_or(0)
+            }
             None => self.host.tsp.last_seq(),
         }
     }

@@ -33,6 +33,11 @@ pub struct ClusterConfig {
     /// Events kept in the cluster's stream for clients that resume (any node).
     #[serde(default = "default_history")]
     pub history: u64,
+    /// The node each instance prefers (`{ office = "node-1" }`): while its lease is free, the
+    /// home node takes it at once and the others only after it stayed free for a whole lease.
+    /// Instances without a home go to whichever node is first.
+    #[serde(default)]
+    pub home: std::collections::BTreeMap<String, String>,
     /// Seconds a forwarded request waits for the owner's answer before it counts as accepted
     /// (its completion then comes from the owner, or as an error when the owner fails).
     #[serde(default = "default_forward_timeout")]
@@ -125,6 +130,7 @@ mod tests {
             lease_s: 6.0,
             history: 10,
             forward_timeout_s: 5.0,
+            home: Default::default(),
         }
     }
 

@@ -86,34 +86,15 @@ impl Engine {
             cluster: config.name.clone(),
         };
         let lease = Duration::from_secs_f64(config.lease_s);
-        let leases = js
-            .create_key_value(kv::Config {
-                bucket: names.leases(),
-                description: "tapir: which node runs each driver instance".into(),
-                history: 1,
-                max_age: lease,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err("lease bucket", e))?;
-        let lines = js
-            .create_key_value(kv::Config {
-                bucket: names.lines(),
-                description: "tapir: cluster-wide line ids".into(),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err("line-id bucket", e))?;
-        let meta = js
-            .create_key_value(kv::Config {
-                bucket: names.meta(),
-                description: "tapir: cluster facts".into(),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err("meta bucket", e))?;
+        let leases = bucket(
+            &js,
+            &names.leases(),
+            "tapir: which node runs each driver instance",
+            lease,
+        )
+        .await?;
+        let lines = bucket(&js, &names.lines(), "tapir: cluster-wide line ids", Duration::ZERO).await?;
+        let meta = bucket(&js, &names.meta(), "tapir: cluster facts", Duration::ZERO).await?;
         js.get_or_create_stream(stream::Config {
             name: names.stream(),
             subjects: vec![names.events()],
@@ -152,6 +133,42 @@ impl Engine {
             .map_err(|e| js_err("event stream", e))?;
         Ok((info.state.first_sequence, info.state.last_sequence))
     }
+}
+
+/// A key-value bucket, created if absent. Made from its stream here rather than with the
+/// client's `create_key_value`, which reads account fields NATS 2.9 does not send
+/// (`reserved_memory`); the stream is what a bucket is (ADR-8): `KV_{bucket}` over
+/// `$KV.{bucket}.>`, one message per key, roll-ups allowed, deletes as markers.
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    max_age: Duration,
+) -> Result<kv::Store, EngineError> {
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        // At most the lease, as the server wants the window within the age limit.
+        duplicate_window: if max_age.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            max_age.min(Duration::from_secs(120))
+        },
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(format!("bucket {name}"), e))?;
+    js.get_key_value(name)
+        .await
+        .map_err(|e| js_err(format!("bucket {name}"), e))
 }
 
 /// Takes the next run number (compare-and-set on `runs`); runs start at 1.

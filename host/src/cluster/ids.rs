@@ -1,8 +1,8 @@
 //! Cluster-wide line ids: one id per (driver instance, line key) for every node, kept in the
 //! `lines` bucket and never changed, so a line that moves to another node keeps its id.
 //!
-//! Every node holds the whole table in memory (a KV watch keeps it current), so the front end
-//! asks without waiting. A line never seen anywhere gets its id here: the lowest free number
+//! Every node holds the table in memory (read at start, then what it binds itself and what
+//! mirrors learn from owners), so the front end asks without waiting for lines it knows. A line never seen anywhere gets its id here: the lowest free number
 //! is claimed with a create-if-absent of `id.{n}` (two nodes can never claim one number), then
 //! bound with a create-if-absent of `line.{instance}.{key}` (if another node bound the line
 //! first, its id wins). Ids pinned in `[[lines]]` are never handed out otherwise.
@@ -70,31 +70,22 @@ impl SharedIds {
                 .collect(),
             base,
         });
-        let mut watch = engine.lines.watch_all().await?;
-        // Everything stored now first (the watch says when it is current), then changes.
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let mut ready_tx = Some(ready_tx);
-        let keeper = Arc::downgrade(&ids);
-        tokio::spawn(async move {
-            let pending = engine.lines.status().await.map(|s| s.values()).unwrap_or(0);
-            if pending == 0 {
-                if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(());
+        // Every line bound so far; later ones are learnt when they are bound here or when a
+        // mirror's owner reports them (snapshot, `line_created`).
+        let mut keys = engine.lines.keys().await?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            if let Ok(key) = key {
+                if key.starts_with("line.") {
+                    names.push(key);
                 }
             }
-            while let Some(entry) = watch.next().await {
-                let Some(ids) = keeper.upgrade() else { return };
-                if let Ok(entry) = entry {
-                    ids.learn(&entry.key, &entry.value);
-                    if entry.delta == 0 {
-                        if let Some(tx) = ready_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                }
+        }
+        for key in names {
+            if let Ok(Some(value)) = engine.lines.get(key.clone()).await {
+                ids.learn(&key, &value);
             }
-        });
-        let _ = tokio::time::timeout(Duration::from_secs(30), ready_rx).await;
+        }
         Ok(ids)
     }
 

@@ -68,6 +68,8 @@ pub async fn run(node: Arc<Node>, sections: BTreeMap<String, DriverSection>, cat
     };
     let value: bytes::Bytes = serde_json::to_vec(&me).unwrap_or_default().into();
     let mut held: HashMap<String, Held> = HashMap::new();
+    // Since when each lease was seen free (for instances whose home is another node).
+    let mut free_since: HashMap<String, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(timing.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -113,8 +115,20 @@ pub async fn run(node: Arc<Node>, sections: BTreeMap<String, DriverSection>, cat
                 // NATS does not answer: nothing can be decided.
                 _ => continue,
             };
+            if holder.is_some() {
+                free_since.remove(name);
+            }
             match holder {
                 None => {
+                    let away = node
+                        .config
+                        .home
+                        .get(name)
+                        .is_some_and(|home| home != node.name());
+                    let since = *free_since.entry(name.clone()).or_insert_with(Instant::now);
+                    if away && since.elapsed() < timing.lease {
+                        continue;
+                    }
                     let sent = Instant::now();
                     let taken = tokio::time::timeout(
                         timing.renew,
@@ -122,6 +136,7 @@ pub async fn run(node: Arc<Node>, sections: BTreeMap<String, DriverSection>, cat
                     )
                     .await;
                     if let Ok(Ok(revision)) = taken {
+                        free_since.remove(name);
                         held.insert(name.clone(), Held { revision, sent });
                         take(&node, name, section, &catalog).await;
                     }
