@@ -1144,7 +1144,7 @@ impl State {
             .is_some_and(|l| l.opens > 0 && !l.removed)
     }
 
-    fn allocate_line(&mut self, driver: usize, key: &LineKey) -> LineId {
+    fn allocate_line(&mut self, driver: usize, key: &LineKey, shared: Option<LineId>) -> LineId {
         let name = self
             .drivers
             .get(driver)
@@ -1153,10 +1153,6 @@ impl State {
         let slot = (name, key.clone());
         // A pinned id, else the id this line had before; either only while no other line that
         // is there now holds it (a pin added by a reload may name a taken id).
-        let shared = self
-            .line_ids
-            .as_ref()
-            .and_then(|ids| ids.line_id(&slot.0, &slot.1));
         for candidate in [self.pinned.get(&slot), shared.as_ref(), self.known.get(&slot)]
             .into_iter()
             .flatten()
@@ -1183,6 +1179,15 @@ impl State {
 /// The single consumer of driver reports.
 fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
     while let Ok(input) = rx.recv() {
+        // A new line's shared id is asked for before the lock is taken: the source may wait
+        // (a cluster asks NATS), and nothing else may wait for the lock meanwhile.
+        let shared = match &input {
+            Input::Driver(driver, event) => match &**event {
+                DriverEvent::LineCreated { info } => shared_id(inner, *driver, &info.key),
+                _ => None,
+            },
+            _ => None,
+        };
         let mut st = inner.lock();
         let mut out = Vec::new();
         match input {
@@ -1241,7 +1246,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                 );
             }
             Input::Driver(driver, event) => {
-                on_driver_event(inner, &mut st, driver, *event, &mut out)
+                on_driver_event(inner, &mut st, driver, *event, shared, &mut out)
             }
         }
         publish(inner, &mut st, out);
@@ -1307,11 +1312,29 @@ fn on_complete(
     }
 }
 
+/// The id the shared source ([`LineIds`]) gives a line that has none here yet, asked with the
+/// lock released.
+fn shared_id(inner: &Inner, driver: usize, key: &LineKey) -> Option<LineId> {
+    let (name, ids) = {
+        let st = inner.lock();
+        let ids = st.line_ids.clone()?;
+        let name = st.drivers.get(driver)?.name.clone();
+        if st.by_key.contains_key(&(driver, key.clone()))
+            || st.pinned.contains_key(&(name.clone(), key.clone()))
+        {
+            return None;
+        }
+        (name, ids)
+    };
+    ids.line_id(&name, key)
+}
+
 fn on_driver_event(
     _inner: &Inner,
     st: &mut State,
     driver: usize,
     event: DriverEvent,
+    shared: Option<LineId>,
     out: &mut Vec<TspEvent>,
 ) {
     if st
@@ -1341,7 +1364,7 @@ fn on_driver_event(
         let id = match existing {
             Some(id) => id,
             None => {
-                let id = st.allocate_line(driver, &info.key);
+                let id = st.allocate_line(driver, &info.key, shared);
                 st.by_key.insert(slot, id);
                 if let Some(d) = st.drivers.get(driver) {
                     st.known.insert((d.name.clone(), info.key.clone()), id);

@@ -28,6 +28,11 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Its PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.as_ref().map(Guard::pid)
+    }
+
     /// Running?
     pub fn alive(&mut self) -> bool {
         self.guard.as_mut().is_some_and(|g| g.try_status().is_none())
@@ -94,12 +99,13 @@ impl Bed {
 
     fn launch(&self, node: &mut Node) {
         let mut cmd = tapir();
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .env("TAPIR_CLUSTER__NODE", &node.name)
-            .env("TAPIR_CLUSTER__URLS", format!("[\"{}\"]", node.url))
-            .env("TAPIR_HTTP__LISTEN", format!("127.0.0.1:{}", node.port))
+        cmd.arg("run").arg("--config").arg(&self.config);
+        if !node.url.is_empty() {
+            // A cluster node; with no URL, a host of its own on the same file.
+            cmd.env("TAPIR_CLUSTER__NODE", &node.name)
+                .env("TAPIR_CLUSTER__URLS", format!("[\"{}\"]", node.url));
+        }
+        cmd.env("TAPIR_HTTP__LISTEN", format!("127.0.0.1:{}", node.port))
             .env("TAPIR_LOG__FILE", &node.log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

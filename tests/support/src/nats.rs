@@ -77,6 +77,11 @@ impl Nats {
         self.server = Some(server);
     }
 
+    /// The server's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Server::pid)
+    }
+
     /// What the server printed so far (this start).
     pub fn log(&self) -> String {
         self.server.as_ref().map(Server::log).unwrap_or_default()
