@@ -107,17 +107,28 @@ pub async fn submit(
         None => None,
     };
     // With a wait, the request's own completion is registered together with the request, so
-    // it cannot slip past however many events the host publishes meanwhile.
+    // it cannot slip past however many events the host publishes meanwhile. A cluster node
+    // always watches: it records the request until it completes.
     let tsp = Arc::clone(&state.host.tsp);
-    let submitted = tokio::task::spawn_blocking(move || match wait {
-        Some(_) => tsp
+    let watched = wait.is_some() || state.cluster.is_some();
+    let line = match &state.cluster {
+        None => None,
+        Some(_) => action.line().or_else(|| {
+            action
+                .call()
+                .and_then(|c| state.host.tsp.call(c))
+                .map(|c| c.line)
+        }),
+    };
+    let submitted = tokio::task::spawn_blocking(move || match watched {
+        true => tsp
             .submit_watched(action)
             .map(|(accepted, watch)| (accepted, Some(watch))),
-        None => tsp.submit(action).map(|accepted| (accepted, None)),
+        false => tsp.submit(action).map(|accepted| (accepted, None)),
     })
     .await
     .map_err(|_| ApiError::internal("submitting the request failed"))?;
-    let (accepted, watch) = match submitted {
+    let (accepted, mut watch) = match submitted {
         Ok(accepted) => {
             count(operation, "accepted");
             accepted
@@ -128,6 +139,9 @@ pub async fn submit(
             return Err(error.into());
         }
     };
+    if let (Some(cluster), Some(line), Some(watch)) = (&state.cluster, line, watch.as_mut()) {
+        cluster.note_pending(accepted.request, line, watch).await;
+    }
     let mut reply = OperationReply {
         request: accepted.request,
         call: accepted.call,

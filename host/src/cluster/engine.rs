@@ -45,6 +45,10 @@ pub struct Engine {
     pub leases: kv::Store,
     /// Line ids: `line.{instance}.{key}` → id and `id.{n}` → who took it.
     pub lines: kv::Store,
+    /// Requests applications submitted on the node running their line, until they complete:
+    /// `{instance}.{request}` → line. The node that takes the instance over completes what
+    /// is left with an error.
+    pub pending: kv::Store,
     /// Names of this cluster's subjects and buckets.
     pub names: Names,
     /// This run's number, unique in the cluster for ever.
@@ -95,6 +99,13 @@ impl Engine {
         .await?;
         let lines = bucket(&js, &names.lines(), "tapir: cluster-wide line ids", Duration::ZERO).await?;
         let meta = bucket(&js, &names.meta(), "tapir: cluster facts", Duration::ZERO).await?;
+        let pending = bucket(
+            &js,
+            &names.pending(),
+            "tapir: requests pending on the node running their line",
+            Duration::from_secs(24 * 3600),
+        )
+        .await?;
         js.get_or_create_stream(stream::Config {
             name: names.stream(),
             subjects: vec![names.events()],
@@ -112,6 +123,7 @@ impl Engine {
             js,
             leases,
             lines,
+            pending,
             names,
             run,
         })

@@ -13,7 +13,7 @@
 
 use super::node::Node;
 use super::proxy::Proxy;
-use super::wire::{hex, Holder};
+use super::wire::{self, hex, Holder};
 use crate::catalog::Catalog;
 use crate::config::DriverSection;
 use async_nats::jetstream::kv;
@@ -193,6 +193,62 @@ async fn take(node: &Arc<Node>, name: &str, section: &DriverSection, catalog: &A
     })
     .await;
     tracing::warn!(instance = name, node = node.name(), took_ms = started.elapsed().as_millis() as u64, "Took over a driver instance (its lease was free).");
+    fail_pending(node, name).await;
+}
+
+/// Requests applications submitted on the node that ran `name` before this one and that did
+/// not complete there: each completes now with an error, once (a completion the earlier node
+/// published has the same message id, so the stream keeps only the first).
+async fn fail_pending(node: &Arc<Node>, name: &str) {
+    let prefix = format!("{}.", hex(name));
+    let Ok(Ok(mut keys)) =
+        tokio::time::timeout(Duration::from_secs(2), node.engine.pending.keys()).await
+    else {
+        tracing::warn!(instance = name, "Cannot read the requests left pending by the earlier owner.");
+        return;
+    };
+    let mut left = Vec::new();
+    while let Some(Ok(key)) = futures_util::StreamExt::next(&mut keys).await {
+        if key.starts_with(&prefix) {
+            left.push(key);
+        }
+    }
+    for key in left {
+        let request = key
+            .rsplit('.')
+            .next()
+            .and_then(|r| r.parse::<u64>().ok())
+            .map(tapir_core::RequestId);
+        let line = match node.engine.pending.get(&key).await {
+            Ok(Some(v)) => std::str::from_utf8(&v).ok().and_then(|v| v.parse::<u32>().ok()),
+            _ => None,
+        };
+        if let (Some(request), Some(line)) = (request, line) {
+            let event = tapir_tsp::TspEvent::Completed {
+                request,
+                line: tapir_core::LineId(line),
+                result: tapir_tsp::RequestResult::Err(tapir_core::DriverError::new(
+                    tapir_core::ErrorKind::Disconnected,
+                    format!("the node running line {line} failed before the request completed; its outcome is unknown"),
+                )),
+            };
+            if let Ok(payload) = serde_json::to_vec(&event) {
+                let publish = async_nats::jetstream::message::PublishMessage::build()
+                    .payload(payload.into())
+                    .header(wire::NODE, node.name())
+                    .header(wire::RUN, node.engine.run.to_string().as_str())
+                    .header(wire::SEQ, "0")
+                    .header(wire::INSTANCE, hex(name).as_str())
+                    .message_id(format!("done.{}", request.0));
+                let subject = node.engine.names.event(tapir_core::LineId(line));
+                if let Ok(ack) = node.engine.js.send_publish(subject, publish).await {
+                    let _ = ack.await;
+                }
+                tracing::warn!(instance = name, %request, "A request left pending by the failed node completed with an error.");
+            }
+        }
+        let _ = node.engine.pending.purge(&key).await;
+    }
 }
 
 /// This node lost the lease of `name`: its drivers stop now, before another node can start

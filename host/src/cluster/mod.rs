@@ -113,6 +113,7 @@ impl Cluster {
             position: AtomicU64::new(last),
             moved: tokio::sync::Notify::new(),
             published: AtomicU64::new(0),
+            noted: std::sync::Mutex::new(HashSet::new()),
         });
         let follower = host.tsp.follow();
         let sections: BTreeMap<_, _> = config
@@ -149,6 +150,45 @@ impl Cluster {
         // every report sent before now.
         self.node.host.tsp.sync();
         position
+    }
+
+    /// Records a request an application submitted here on a line this node runs, until it
+    /// completes: if this node fails first, the node taking the line over completes it with
+    /// an error. Call after the front end accepted it; `watch` tells whether it completed
+    /// meanwhile.
+    pub async fn note_pending(
+        &self,
+        request: tapir_core::RequestId,
+        line: tapir_core::LineId,
+        watch: &mut tapir_tsp::RequestWatch,
+    ) {
+        let node = &self.node;
+        let Some(instance) = node.ids.instance_of(line) else {
+            return;
+        };
+        if !node.owns(&instance) {
+            // On a mirrored line the requester's mirror answers for it.
+            return;
+        }
+        node.noted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request);
+        let key = wire::pending_key(&instance, request);
+        let value = line.0.to_string().into();
+        let written =
+            tokio::time::timeout(Duration::from_secs(1), node.engine.pending.put(&key, value)).await;
+        if !matches!(written, Ok(Ok(_))) {
+            tracing::warn!(%request, "Could not record a pending request in the cluster.");
+        }
+        if watch.try_result().is_some() {
+            // Completed before the key was written: the publisher may have missed it.
+            node.noted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&request);
+            let _ = node.engine.pending.purge(&key).await;
+        }
     }
 
     /// The node's shared state (the API's event streams read through it).

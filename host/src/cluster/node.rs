@@ -37,6 +37,9 @@ pub struct Node {
     pub moved: tokio::sync::Notify,
     /// The front end's position of the last event the publisher looked at.
     pub published: AtomicU64,
+    /// Requests written to the `pending` bucket and not completed yet (their key is removed
+    /// when they complete).
+    pub noted: std::sync::Mutex<HashSet<tapir_core::RequestId>>,
 }
 
 /// Why a request to another node got no answer.

@@ -74,6 +74,20 @@ fn message(
         _ => None,
     };
     let numbered_here = completion.is_some_and(|r| run_of(r.0) == node.engine.run);
+    if let (Some(request), true) = (completion, owned) {
+        let noted = node
+            .noted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&request);
+        if noted {
+            let pending = node.engine.pending.clone();
+            let key = wire::pending_key(&instance, request);
+            tokio::spawn(async move {
+                let _ = pending.purge(key).await;
+            });
+        }
+    }
     if !owned && !numbered_here {
         return None;
     }

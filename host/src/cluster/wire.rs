@@ -61,6 +61,11 @@ impl Names {
         format!("tapir_{}_lines", self.cluster)
     }
 
+    /// The bucket of requests pending on the node running their line.
+    pub fn pending(&self) -> String {
+        format!("tapir_{}_pending", self.cluster)
+    }
+
     /// The bucket of cluster facts (the run counter).
     pub fn meta(&self) -> String {
         format!("tapir_{}_meta", self.cluster)
@@ -70,6 +75,11 @@ impl Names {
     pub fn node(&self, node: &str, what: &str) -> String {
         format!("tapir.{}.node.{node}.{what}", self.cluster)
     }
+}
+
+/// The key of a pending request of instance `instance`.
+pub fn pending_key(instance: &str, request: tapir_core::RequestId) -> String {
+    format!("{}.{}", hex(instance), request.0)
 }
 
 /// Hex of a name, for keys and headers (instance names and line keys may hold anything).
