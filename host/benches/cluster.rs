@@ -66,7 +66,10 @@ async fn measure(nats: &std::path::Path) {
         pct(0.99),
         pct(1.0)
     );
-    for (what, run) in [("one host, no cluster", &single), ("cluster of 3 nodes", &cluster)] {
+    for (what, run) in [
+        ("one host, no cluster", &single),
+        ("cluster of 3 nodes", &cluster),
+    ] {
         println!(
             "| events per second, {what} ({WORKERS} clients, {} s) | {:.0} |",
             seconds,
@@ -88,14 +91,17 @@ async fn measure(nats: &std::path::Path) {
 /// Kills the node running `office` `kills` times; the time until the other node serves it.
 async fn failover(nats: &std::path::Path, kills: usize) -> Vec<f64> {
     let drivers = office("office", 100);
-    let mut bed = Bed::start(nats, &["a", "b"], |url| config_text(url, LEASE_S, &[], &drivers));
+    let mut bed = Bed::start(nats, &["a", "b"], |url| {
+        config_text(url, LEASE_S, &[], &drivers)
+    });
     let http = bed.http.clone();
     let mut times = Vec::new();
     for round in 0..kills {
         let ready = until(Duration::from_secs(30), || async {
             let mut ok = true;
             for n in &bed.nodes {
-                ok &= lines(&http, &n.base).await.values().filter(|l| l.2).count() == PHONES as usize;
+                ok &=
+                    lines(&http, &n.base).await.values().filter(|l| l.2).count() == PHONES as usize;
             }
             ok
         })
@@ -104,7 +110,13 @@ async fn failover(nats: &std::path::Path, kills: usize) -> Vec<f64> {
         let view = owners(&http, &bed.node("a").base).await;
         let owner = match view.get("office").map(String::as_str) {
             Some("") => "a",
-            Some(other) => if other == "a" { "a" } else { "b" },
+            Some(other) => {
+                if other == "a" {
+                    "a"
+                } else {
+                    "b"
+                }
+            }
             None => panic!("nobody runs office: {view:?}"),
         };
         let other = if owner == "a" { "b" } else { "a" };
@@ -112,8 +124,15 @@ async fn failover(nats: &std::path::Path, kills: usize) -> Vec<f64> {
         let start = Instant::now();
         bed.kill(owner);
         let took = until(Duration::from_secs(30), || async {
-            owners(&http, &base).await.get("office").is_some_and(|n| n.is_empty())
-                && lines(&http, &base).await.values().filter(|l| l.0 == "office" && l.2).count()
+            owners(&http, &base)
+                .await
+                .get("office")
+                .is_some_and(|n| n.is_empty())
+                && lines(&http, &base)
+                    .await
+                    .values()
+                    .filter(|l| l.0 == "office" && l.2)
+                    .count()
                     == PHONES as usize
         })
         .await;
@@ -143,7 +162,12 @@ fn cpu(pid: u32) -> f64 {
     // Fields after the command (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -193,7 +217,11 @@ async fn throughput(nats: &std::path::Path, clustered: bool, seconds: u64) -> Ru
     })
     .await;
     assert!(ready.is_some(), "not ready\n{}", bed.logs());
-    let ids: Vec<u64> = lines(&http, &bed.nodes[0].base).await.keys().copied().collect();
+    let ids: Vec<u64> = lines(&http, &bed.nodes[0].base)
+        .await
+        .keys()
+        .copied()
+        .collect();
     let bases: Vec<String> = bed.nodes.iter().map(|n| n.base.clone()).collect();
     let pids: Vec<u32> = bed
         .nodes
@@ -239,7 +267,8 @@ async fn throughput(nats: &std::path::Path, clustered: bool, seconds: u64) -> Ru
                     if let Some(call) = body["call"].as_u64() {
                         tokio::time::sleep(Duration::from_millis(60)).await;
                         let base = &bases[(i + 1) % bases.len()];
-                        let _ = post(&http, &format!("{base}/v1/calls/{call}/drop?wait=5"), "").await;
+                        let _ =
+                            post(&http, &format!("{base}/v1/calls/{call}/drop?wait=5"), "").await;
                         counted.fetch_add(1, Ordering::Relaxed);
                     }
                 } else {

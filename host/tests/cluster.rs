@@ -74,8 +74,8 @@ async fn serving(bed: &Bed, base: &str, instance: &str, count: usize) -> bool {
 async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
     let Some(nats) = nats_server() else { return };
     let Some(sipp_bin) = sipp() else { return };
-    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios/refer_ringing.xml");
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/refer_ringing.xml");
     let phone = Sipp::builder(&sipp_bin, &scenario)
         .calls(10)
         .timeout(Duration::from_secs(300))
@@ -85,7 +85,11 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
     let sip = format!(
         "[drivers.pbx]\ndriver = \"sip-refer\"\nbind = \"127.0.0.1:0\"\nlines = [ {{ key = \"alice\", domain = \"127.0.0.1:{phone_port}\", user = \"alice\", phone_user = \"201\", notify_timeout_secs = 10 }} ]\n"
     );
-    let drivers = format!("{}{}{sip}", simulated("office_a", 100), simulated("office_b", 200));
+    let drivers = format!(
+        "{}{}{sip}",
+        simulated("office_a", 100),
+        simulated("office_b", 200)
+    );
     let mut bed = Bed::start(&nats, &["a", "b", "c"], |url| {
         config_text(
             url,
@@ -106,7 +110,11 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
         views[0].len() == 5 && views.iter().all(|v| *v == views[0])
     })
     .await;
-    assert!(everywhere.is_some(), "lines differ between nodes\n{}", bed.logs());
+    assert!(
+        everywhere.is_some(),
+        "lines differ between nodes\n{}",
+        bed.logs()
+    );
     let all = lines(&http, &bed.node("c").base).await;
     let line_of = |instance: &str, key: &str| -> u64 {
         *all.iter()
@@ -116,9 +124,21 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
     };
     let (b_line, sip_line) = (line_of("office_b", "200"), line_of("pbx", "alice"));
     let owners_a = owners(&http, &bed.node("a").base).await;
-    assert_eq!(owners_a.get("office_b").map(String::as_str), Some("b"), "{owners_a:?}");
-    assert_eq!(owners_a.get("pbx").map(String::as_str), Some("b"), "{owners_a:?}");
-    assert_eq!(owners_a.get("office_a").map(String::as_str), Some(""), "{owners_a:?}");
+    assert_eq!(
+        owners_a.get("office_b").map(String::as_str),
+        Some("b"),
+        "{owners_a:?}"
+    );
+    assert_eq!(
+        owners_a.get("pbx").map(String::as_str),
+        Some("b"),
+        "{owners_a:?}"
+    );
+    assert_eq!(
+        owners_a.get("office_a").map(String::as_str),
+        Some(""),
+        "{owners_a:?}"
+    );
 
     // Events from two nodes, both from the same cluster-wide position.
     let start = seq_of(&bed, "a").await;
@@ -153,7 +173,12 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
             && states_of(&e, sip_call).contains(&"ringback".to_owned())
     })
     .await;
-    assert!(connected.is_some(), "calls not up: {:?}\n{}", seen(&via_a), bed.logs());
+    assert!(
+        connected.is_some(),
+        "calls not up: {:?}\n{}",
+        seen(&via_a),
+        bed.logs()
+    );
     // Node C lists the calls node B runs, and its stream carries the same events in the same
     // order and positions as node A's.
     let (_, calls_c) = get(&http, &format!("{}/v1/calls", bed.node("c").base))
@@ -163,7 +188,10 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
         .as_array()
         .map(|a| a.iter().filter_map(|c| c["id"].as_u64()).collect())
         .unwrap_or_default();
-    assert!(listed.contains(&sim_call) && listed.contains(&sip_call), "{calls_c}");
+    assert!(
+        listed.contains(&sim_call) && listed.contains(&sip_call),
+        "{calls_c}"
+    );
 
     // Requests in flight while node B dies: every accepted one completes exactly once.
     // Through the other nodes (forwarded to B) and on B itself, the last one right before
@@ -197,7 +225,11 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
             && serving(&bed, &bed.node("c").base, "pbx", 1).await
     })
     .await;
-    assert!(back.is_some(), "lines not back within the bound\n{}", bed.logs());
+    assert!(
+        back.is_some(),
+        "lines not back within the bound\n{}",
+        bed.logs()
+    );
     eprintln!("lines back {:?} after the kill", killed.elapsed());
     let after = lines(&http, &bed.node("c").base).await;
     assert_eq!(after, all, "the lines keep their ids");
@@ -233,14 +265,25 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
     })
     .await;
     let counts = completions(&seen(&via_a));
-    assert!(done.is_some(), "requests never completed: {accepted:?} {counts:?}\n{}", bed.logs());
-    assert!(counts.values().all(|n| *n == 1), "a request completed twice: {counts:?}");
+    assert!(
+        done.is_some(),
+        "requests never completed: {accepted:?} {counts:?}\n{}",
+        bed.logs()
+    );
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "a request completed twice: {counts:?}"
+    );
     // Both nodes' streams agree: same positions, same events.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (a_events, c_events) = (seen(&via_a), seen(&via_c));
     let common = a_events.len().min(c_events.len());
     assert!(common > 10);
-    assert_eq!(a_events[..common], c_events[..common], "one order for everyone");
+    assert_eq!(
+        a_events[..common],
+        c_events[..common],
+        "one order for everyone"
+    );
 
     // The SIP line works on its new node: a call through node C.
     let (status, made) = post(
@@ -257,7 +300,8 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
     tokio::time::sleep(lease * 2).await;
     let o = owners(&http, &bed.node("b").base).await;
     assert!(
-        o.get("office_b").is_some_and(|n| !n.is_empty()) && o.get("pbx").is_some_and(|n| !n.is_empty()),
+        o.get("office_b").is_some_and(|n| !n.is_empty())
+            && o.get("pbx").is_some_and(|n| !n.is_empty()),
         "the restarted node took instances back: {o:?}"
     );
     assert_eq!(lines(&http, &bed.node("b").base).await, all);
@@ -312,7 +356,11 @@ async fn nats_restarts_and_a_node_cut_off_from_nats_stops_its_drivers_first() {
         ok
     })
     .await;
-    assert!(healed.is_some(), "not healed after the NATS restart\n{}", bed.logs());
+    assert!(
+        healed.is_some(),
+        "not healed after the NATS restart\n{}",
+        bed.logs()
+    );
     for (node, line) in [("a", 2u64), ("b", 4), ("c", 0)] {
         let line = ids.keys().nth(line as usize).copied().expect("line");
         let placed = until(Duration::from_secs(20), || async {
@@ -327,13 +375,21 @@ async fn nats_restarts_and_a_node_cut_off_from_nats_stops_its_drivers_first() {
             )
         })
         .await;
-        assert!(placed.is_some(), "no call through {node} after the NATS restart\n{}", bed.logs());
+        assert!(
+            placed.is_some(),
+            "no call through {node} after the NATS restart\n{}",
+            bed.logs()
+        );
     }
 
     // Node C is cut off from NATS (its connection only): it stops office_c's drivers within
     // the lease, and only then does another node start them.
     let owner_c = owners(&http, &bed.node("a").base).await;
-    assert_eq!(owner_c.get("office_c").map(String::as_str), Some("c"), "{owner_c:?}");
+    assert_eq!(
+        owner_c.get("office_c").map(String::as_str),
+        Some("c"),
+        "{owner_c:?}"
+    );
     relay.cut();
     let lease = Duration::from_secs_f64(LEASE_S);
     let stopped = until(lease + BOUND, || async {
@@ -361,7 +417,10 @@ async fn nats_restarts_and_a_node_cut_off_from_nats_stops_its_drivers_first() {
     let (Some(stop_at), Some(start_at)) = (stop_at, start_at) else {
         panic!("no fence or takeover logged\n{}", bed.logs());
     };
-    assert!(stop_at < start_at, "c stopped at {stop_at}, another node started at {start_at}");
+    assert!(
+        stop_at < start_at,
+        "c stopped at {stop_at}, another node started at {start_at}"
+    );
     // Mended, node C mirrors the instance again and lists every line.
     relay.mend();
     let rejoined = until(Duration::from_secs(20), || async {

@@ -971,9 +971,7 @@ fn action_of(line: LineId, request: &Request) -> Action {
         Request::Hold { call } => Action::Hold { call },
         Request::Unhold { call } => Action::Unhold { call },
         Request::Redirect { call, destination } => Action::Redirect { call, destination },
-        Request::BlindTransfer { call, destination } => {
-            Action::BlindTransfer { call, destination }
-        }
+        Request::BlindTransfer { call, destination } => Action::BlindTransfer { call, destination },
         Request::SetupTransfer { call, .. } => Action::SetupTransfer { call },
         Request::CompleteTransfer { call, consult } => Action::CompleteTransfer { call, consult },
         Request::SwapHold { active, held } => Action::SwapHold { active, held },
@@ -1153,9 +1151,13 @@ impl State {
         let slot = (name, key.clone());
         // A pinned id, else the id this line had before; either only while no other line that
         // is there now holds it (a pin added by a reload may name a taken id).
-        for candidate in [self.pinned.get(&slot), shared.as_ref(), self.known.get(&slot)]
-            .into_iter()
-            .flatten()
+        for candidate in [
+            self.pinned.get(&slot),
+            shared.as_ref(),
+            self.known.get(&slot),
+        ]
+        .into_iter()
+        .flatten()
         {
             let taken = self.lines.get(candidate).is_some_and(|l| !l.removed);
             if !taken {

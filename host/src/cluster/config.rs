@@ -74,7 +74,10 @@ impl ClusterConfig {
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if self.urls.is_empty() {
-            out.push(("cluster.urls".into(), "name at least one NATS server".into()));
+            out.push((
+                "cluster.urls".into(),
+                "name at least one NATS server".into(),
+            ));
         }
         for (what, value) in [("name", &self.name), ("node", &self.node)] {
             if !is_token(value) {

@@ -97,7 +97,13 @@ impl Engine {
             lease,
         )
         .await?;
-        let lines = bucket(&js, &names.lines(), "tapir: cluster-wide line ids", Duration::ZERO).await?;
+        let lines = bucket(
+            &js,
+            &names.lines(),
+            "tapir: cluster-wide line ids",
+            Duration::ZERO,
+        )
+        .await?;
         let meta = bucket(&js, &names.meta(), "tapir: cluster facts", Duration::ZERO).await?;
         let pending = bucket(
             &js,
@@ -186,7 +192,10 @@ async fn bucket(
 /// Takes the next run number (compare-and-set on `runs`); runs start at 1.
 async fn next_run(meta: &kv::Store) -> Result<u64, EngineError> {
     for _ in 0..100 {
-        let entry = meta.entry("runs").await.map_err(|e| js_err("run number", e))?;
+        let entry = meta
+            .entry("runs")
+            .await
+            .map_err(|e| js_err("run number", e))?;
         let (last, revision) = match entry {
             Some(e) if e.operation == kv::Operation::Put => (
                 std::str::from_utf8(&e.value)

@@ -29,11 +29,12 @@ pub enum OpenError {
     Unavailable(String),
 }
 
-async fn consumer(
-    node: &Node,
-    from: u64,
-) -> Result<push::Ordered, async_nats::Error> {
-    let stream = node.engine.js.get_stream(node.engine.names.stream()).await?;
+async fn consumer(node: &Node, from: u64) -> Result<push::Ordered, async_nats::Error> {
+    let stream = node
+        .engine
+        .js
+        .get_stream(node.engine.names.stream())
+        .await?;
     let consumer = stream
         .create_consumer(push::OrderedConfig {
             deliver_subject: node.engine.client.new_inbox(),

@@ -60,7 +60,11 @@ impl Timing {
 }
 
 /// Runs the leases of `sections` (the enabled instances) for ever.
-pub async fn run(node: Arc<Node>, sections: BTreeMap<String, DriverSection>, catalog: Arc<Catalog>) {
+pub async fn run(
+    node: Arc<Node>,
+    sections: BTreeMap<String, DriverSection>,
+    catalog: Arc<Catalog>,
+) {
     let timing = Timing::of(Duration::from_secs_f64(node.config.lease_s));
     let me = Holder {
         node: node.name().to_owned(),
@@ -79,7 +83,14 @@ pub async fn run(node: Arc<Node>, sections: BTreeMap<String, DriverSection>, cat
             if let Some(h) = held.get_mut(name) {
                 if h.sent.elapsed() >= timing.fence {
                     held.remove(name);
-                    fence(&node, name, section, timing, "no renewal for three quarters of the lease").await;
+                    fence(
+                        &node,
+                        name,
+                        section,
+                        timing,
+                        "no renewal for three quarters of the lease",
+                    )
+                    .await;
                     continue;
                 }
                 if h.sent.elapsed() >= timing.renew {
@@ -96,12 +107,15 @@ pub async fn run(node: Arc<Node>, sections: BTreeMap<String, DriverSection>, cat
                         }
                         Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                             held.remove(name);
-                            fence(&node, name, section, timing, "another node holds the lease").await;
+                            fence(&node, name, section, timing, "another node holds the lease")
+                                .await;
                         }
                         Ok(Err(error)) => {
                             tracing::warn!(instance = %name, %error, "Lease not renewed; trying again.")
                         }
-                        Err(_) => tracing::warn!(instance = %name, "Lease renewal timed out; trying again."),
+                        Err(_) => {
+                            tracing::warn!(instance = %name, "Lease renewal timed out; trying again.")
+                        }
                     }
                 }
                 continue;
@@ -192,7 +206,12 @@ async fn take(node: &Arc<Node>, name: &str, section: &DriverSection, catalog: &A
         worker.host.tsp.sync();
     })
     .await;
-    tracing::warn!(instance = name, node = node.name(), took_ms = started.elapsed().as_millis() as u64, "Took over a driver instance (its lease was free).");
+    tracing::warn!(
+        instance = name,
+        node = node.name(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "Took over a driver instance (its lease was free)."
+    );
     fail_pending(node, name).await;
 }
 
@@ -204,7 +223,10 @@ async fn fail_pending(node: &Arc<Node>, name: &str) {
     let Ok(Ok(mut keys)) =
         tokio::time::timeout(Duration::from_secs(2), node.engine.pending.keys()).await
     else {
-        tracing::warn!(instance = name, "Cannot read the requests left pending by the earlier owner.");
+        tracing::warn!(
+            instance = name,
+            "Cannot read the requests left pending by the earlier owner."
+        );
         return;
     };
     let mut left = Vec::new();
@@ -220,7 +242,9 @@ async fn fail_pending(node: &Arc<Node>, name: &str) {
             .and_then(|r| r.parse::<u64>().ok())
             .map(tapir_core::RequestId);
         let line = match node.engine.pending.get(&key).await {
-            Ok(Some(v)) => std::str::from_utf8(&v).ok().and_then(|v| v.parse::<u32>().ok()),
+            Ok(Some(v)) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok()),
             _ => None,
         };
         if let (Some(request), Some(line)) = (request, line) {
@@ -270,7 +294,11 @@ async fn fence(node: &Arc<Node>, name: &str, section: &DriverSection, timing: Ti
         worker.host.set_stopped(&name_owned, &section, LEASE_LOST);
     })
     .await;
-    tracing::error!(instance = name, reason = why, "Lost the lease of a driver instance: its drivers stopped here.");
+    tracing::error!(
+        instance = name,
+        reason = why,
+        "Lost the lease of a driver instance: its drivers stopped here."
+    );
 }
 
 /// Mirrors `name` from `holder` (replacing a mirror of an earlier holder, whose calls end).

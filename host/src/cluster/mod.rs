@@ -132,7 +132,11 @@ impl Cluster {
                 tracing::error!(%error, "Cannot answer other nodes.");
             }
         }));
-        tasks.push(tokio::spawn(lease::run(Arc::clone(&node), sections, catalog)));
+        tasks.push(tokio::spawn(lease::run(
+            Arc::clone(&node),
+            sections,
+            catalog,
+        )));
         tracing::info!(
             cluster = %node.config.name,
             node = node.name(),
@@ -177,7 +181,8 @@ impl Cluster {
         let key = wire::pending_key(&instance, request);
         let value = line.0.to_string().into();
         let written =
-            tokio::time::timeout(Duration::from_secs(1), node.engine.pending.put(&key, value)).await;
+            tokio::time::timeout(Duration::from_secs(1), node.engine.pending.put(&key, value))
+                .await;
         if !matches!(written, Ok(Ok(_))) {
             tracing::warn!(%request, "Could not record a pending request in the cluster.");
         }

@@ -86,7 +86,8 @@ impl Node {
         within: Duration,
     ) -> Result<A, Unanswered> {
         let subject = self.engine.names.node(node, what);
-        let payload = serde_json::to_vec(question).map_err(|e| Unanswered::Failed(e.to_string()))?;
+        let payload =
+            serde_json::to_vec(question).map_err(|e| Unanswered::Failed(e.to_string()))?;
         let client = self.engine.client.clone();
         let answer = self.handle.block_on(async move {
             tokio::time::timeout(within, client.request(subject, payload.into())).await

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tapir_core::{
-    CallId, CallInfo, DeviceAction, DeviceActionOutcome, DeviceStatus, DriverError,
-    DriverEvent, ErrorKind, HttpCallback, HttpReply, LineId, LineInfo, LineKey, PhoneDriver,
-    RequestEnvelope, RequestId, SharedSink,
+    CallId, CallInfo, DeviceAction, DeviceActionOutcome, DeviceStatus, DriverError, DriverEvent,
+    ErrorKind, HttpCallback, HttpReply, LineId, LineInfo, LineKey, PhoneDriver, RequestEnvelope,
+    RequestId, SharedSink,
 };
 use tapir_tsp::{LineSnapshot, RequestResult, TspEvent};
 
@@ -327,7 +327,8 @@ impl PhoneDriver for Proxy {
         };
         let within = Duration::from_secs_f64(s.node.config.forward_timeout_s);
         let answer: Result<ForwardReply, Unanswered> =
-            s.node.ask_blocking(&s.holder.node, "submit", &forward, within);
+            s.node
+                .ask_blocking(&s.holder.node, "submit", &forward, within);
         let refused = |error: DriverError| {
             let mut st = s.lock();
             st.outstanding.remove(&forward.id);
@@ -365,10 +366,12 @@ impl PhoneDriver for Proxy {
 
     fn devices(&self) -> Vec<DeviceStatus> {
         let s = &self.shared;
-        match s
-            .node
-            .ask_blocking::<_, DevicesReply>(&s.holder.node, "devices", &s.instance, ASK_WITHIN)
-        {
+        match s.node.ask_blocking::<_, DevicesReply>(
+            &s.holder.node,
+            "devices",
+            &s.instance,
+            ASK_WITHIN,
+        ) {
             Ok(Ok(devices)) => devices,
             _ => Vec::new(),
         }

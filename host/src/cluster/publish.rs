@@ -10,11 +10,11 @@
 use super::node::Node;
 use super::wire::{self, hex, run_of};
 use async_nats::jetstream::context::PublishAckFuture;
-use std::future::IntoFuture;
 use async_nats::jetstream::message::PublishMessage;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use std::collections::HashSet;
+use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tapir_core::CallId;

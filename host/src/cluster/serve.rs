@@ -22,7 +22,12 @@ pub async fn run(node: Arc<Node>) -> Result<(), async_nats::SubscribeError> {
         };
         let node = Arc::clone(&node);
         tokio::spawn(async move {
-            let what = question.subject.rsplit('.').next().unwrap_or_default().to_owned();
+            let what = question
+                .subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let payload = question.payload.to_vec();
             let worker = Arc::clone(&node);
             let answer = tokio::task::spawn_blocking(move || answer(&worker, &what, &payload))

@@ -94,7 +94,10 @@ pub fn unhex(text: &str) -> Option<String> {
     }
     let bytes: Option<Vec<u8>> = (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect();
     String::from_utf8(bytes?).ok()
 }

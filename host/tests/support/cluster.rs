@@ -35,7 +35,9 @@ impl Node {
 
     /// Running?
     pub fn alive(&mut self) -> bool {
-        self.guard.as_mut().is_some_and(|g| g.try_status().is_none())
+        self.guard
+            .as_mut()
+            .is_some_and(|g| g.try_status().is_none())
     }
 }
 
@@ -62,7 +64,11 @@ pub fn config_text(nats_url: &str, lease_s: f64, homes: &[(&str, &str)], drivers
 
 impl Bed {
     /// NATS and `names` nodes on `config` (see [`config_text`]), started one after the other.
-    pub fn start(nats_bin: &std::path::Path, names: &[&str], config: impl Fn(&str) -> String) -> Bed {
+    pub fn start(
+        nats_bin: &std::path::Path,
+        names: &[&str],
+        config: impl Fn(&str) -> String,
+    ) -> Bed {
         let nats = Nats::start(nats_bin);
         let dir = tempfile::tempdir().expect("dir");
         let path = write_config(dir.path(), &config(&nats.url()));

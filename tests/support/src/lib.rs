@@ -34,7 +34,7 @@ pub use nats::Nats;
 pub use ports::{free_port, free_tcp_port, free_udp_port};
 pub use process::Guard;
 pub use programs::{kamailio, nats_server, program, sipp};
-pub use relay::Relay;
 pub use recorder::Recorder;
+pub use relay::Relay;
 pub use server::Server;
 pub use sipp::{Sipp, SippStats};

@@ -86,8 +86,7 @@ fn accept(listener: &TcpListener, target: SocketAddr, state: &Arc<State>) {
                     continue;
                 }
                 let _ = client.set_nonblocking(false);
-                let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2))
-                else {
+                let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
                     continue;
                 };
                 let pairs = [
@@ -151,17 +150,22 @@ mod tests {
         });
         let relay = Relay::start(target);
         let mut c = TcpStream::connect(relay.addr()).expect("connect");
-        c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         c.write_all(b"ping").expect("write");
         let mut b = [0u8; 4];
         c.read_exact(&mut b).expect("echo");
         assert_eq!(&b, b"ping");
         relay.cut();
         let mut rest = [0u8; 4];
-        assert!(matches!(c.read(&mut rest), Ok(0) | Err(_)), "cut closes the connection");
+        assert!(
+            matches!(c.read(&mut rest), Ok(0) | Err(_)),
+            "cut closes the connection"
+        );
         relay.mend();
         let mut d = TcpStream::connect(relay.addr()).expect("connect again");
-        d.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        d.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         d.write_all(b"pong").expect("write");
         d.read_exact(&mut b).expect("echo");
         assert_eq!(&b, b"pong");
