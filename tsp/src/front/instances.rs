@@ -3,7 +3,7 @@
 //! down), swaps the number rules and pinned line ids, and finds running instances by name.
 //!
 //! This is the one way instances come and go while the front end runs: the host's
-//! configuration reload uses it, and so will failover between cluster nodes.
+//! configuration reload uses it, and so does failover between cluster nodes (`Removal::failed`).
 
 use super::{
     err, panic_text, CallState, DriverError, ErrorKind, Input, LineId, LineKey, NumberRules,
