@@ -42,9 +42,9 @@ fn states_of(events: &[Value], call: u64) -> Vec<String> {
 fn cause_of(events: &[Value], call: u64) -> String {
     events
         .iter()
+        .rev()
         .filter(|e| e["call"].as_u64() == Some(call))
-        .filter_map(|e| e["info"]["cause"].as_str())
-        .last()
+        .find_map(|e| e["info"]["cause"].as_str())
         .unwrap_or_default()
         .to_owned()
 }

@@ -67,7 +67,7 @@ pub async fn run(
 ) {
     let timing = Timing::of(Duration::from_secs_f64(node.config.lease_s));
     let me = Holder {
-        node: node.name().to_owned(),
+        node: node.node_name().to_owned(),
         run: node.engine.run,
     };
     let value: bytes::Bytes = serde_json::to_vec(&me).unwrap_or_default().into();
@@ -138,7 +138,7 @@ pub async fn run(
                         .config
                         .home
                         .get(name)
-                        .is_some_and(|home| home != node.name());
+                        .is_some_and(|home| home != node.node_name());
                     let since = *free_since.entry(name.clone()).or_insert_with(Instant::now);
                     if away && since.elapsed() < timing.lease {
                         continue;
@@ -208,7 +208,7 @@ async fn take(node: &Arc<Node>, name: &str, section: &DriverSection, catalog: &A
     .await;
     tracing::warn!(
         instance = name,
-        node = node.name(),
+        node = node.node_name(),
         took_ms = started.elapsed().as_millis() as u64,
         "Took over a driver instance (its lease was free)."
     );
@@ -259,7 +259,7 @@ async fn fail_pending(node: &Arc<Node>, name: &str) {
             if let Ok(payload) = serde_json::to_vec(&event) {
                 let publish = async_nats::jetstream::message::PublishMessage::build()
                     .payload(payload.into())
-                    .header(wire::NODE, node.name())
+                    .header(wire::NODE, node.node_name())
                     .header(wire::RUN, node.engine.run.to_string().as_str())
                     .header(wire::SEQ, "0")
                     .header(wire::INSTANCE, hex(name).as_str())

@@ -7,7 +7,7 @@
 //! them are forwarded to the holder. Events of every line go through one JetStream stream,
 //! whose sequence is the cluster-wide `seq` of the API.
 //!
-//! - [`config`]: `[cluster]`;
+//! - [`config`]: the `[cluster]` section;
 //! - [`engine`]: the NATS connection, buckets, stream and this run's number;
 //! - [`ids`]: cluster-wide line ids (a KV bucket, create-if-absent);
 //! - [`lease`]: who runs each instance (leases, renewal, fencing by time, takeover);
@@ -139,7 +139,7 @@ impl Cluster {
         )));
         tracing::info!(
             cluster = %node.config.name,
-            node = node.name(),
+            node = node.node_name(),
             run = node.engine.run,
             "Joined the cluster."
         );
@@ -194,6 +194,14 @@ impl Cluster {
                 .remove(&request);
             let _ = node.engine.pending.purge(&key).await;
         }
+    }
+
+    /// Whether this node runs line `line` (its instance's lease is this node's).
+    pub fn runs_line(&self, line: tapir_core::LineId) -> bool {
+        self.node
+            .ids
+            .instance_of(line)
+            .is_some_and(|instance| self.node.owns(&instance))
     }
 
     /// The node's shared state (the API's event streams read through it).

@@ -55,7 +55,7 @@ pub enum Unanswered {
 
 impl Node {
     /// This node's name.
-    pub fn name(&self) -> &str {
+    pub fn node_name(&self) -> &str {
         &self.config.node
     }
 

@@ -306,7 +306,10 @@ impl PhoneDriver for Proxy {
         if s.node.engine.client.connection_state() != async_nats::connection::State::Connected {
             // Nothing can reach the holder now: refused, so nothing waits for an answer that
             // may never come.
-            return Err(unreachable(&s.holder.node, "cannot be reached (no NATS connection)"));
+            return Err(unreachable(
+                &s.holder.node,
+                "cannot be reached (no NATS connection)",
+            ));
         }
         let Some(line) = s.node.ids.known(&s.instance, &envelope.line) else {
             return Err(DriverError::new(

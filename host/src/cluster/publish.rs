@@ -94,7 +94,7 @@ fn message(
     let payload = serde_json::to_vec(&event.event).ok()?;
     let mut publish = PublishMessage::build()
         .payload(payload.into())
-        .header(wire::NODE, node.name())
+        .header(wire::NODE, node.node_name())
         .header(wire::RUN, node.engine.run.to_string().as_str())
         .header(wire::SEQ, event.seq.to_string().as_str())
         .header(wire::INSTANCE, hex(&instance).as_str());

@@ -14,7 +14,7 @@ use tapir_core::{DriverError, ErrorKind, HttpCallback, HttpReply};
 /// # Errors
 /// When the subscription cannot be made.
 pub async fn run(node: Arc<Node>) -> Result<(), async_nats::SubscribeError> {
-    let subject = node.engine.names.node(node.name(), "*");
+    let subject = node.engine.names.node(node.node_name(), "*");
     let mut questions = node.engine.client.subscribe(subject).await?;
     while let Some(question) = questions.next().await {
         let Some(reply) = question.reply.clone() else {
@@ -48,7 +48,7 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 fn not_owner(node: &Node, instance: &str) -> DriverError {
     DriverError::new(
         ErrorKind::Disconnected,
-        format!("{} does not run {instance:?} (any more)", node.name()),
+        format!("{} does not run {instance:?} (any more)", node.node_name()),
     )
 }
 

@@ -155,9 +155,17 @@ async fn serve(
             .with_reloader(reloader)
             .with_cluster(cluster.clone()),
     );
-    let _pump = crate::api::pump::spawn(
+    let drops: crate::api::pump::Dropper = match &cluster {
+        Some(cluster) => {
+            let cluster = Arc::clone(cluster);
+            Arc::new(move |line| cluster.runs_line(line))
+        }
+        None => Arc::new(|_| true),
+    };
+    let _pump = crate::api::pump::spawn_for(
         Arc::clone(&host.tsp),
         Duration::from_secs(config.api.idle_call_linger_s),
+        drops,
     );
     if let Some(listener) = listeners.http {
         let app = crate::http::router(Arc::clone(&api));

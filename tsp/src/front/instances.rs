@@ -140,7 +140,9 @@ impl Tsp {
             }
         }
         let deadline = Instant::now() + grace;
-        while how.drop_calls {
+        // With a failed owner nothing was dropped: nothing to wait for.
+        let mut waiting = how.drop_calls;
+        while waiting {
             self.sync();
             let left = {
                 let st = self.inner.lock();
@@ -148,10 +150,10 @@ impl Tsp {
                     .filter(|c| st.calls.get(c).is_some_and(|c| !c.state.is_idle()))
                     .count()
             };
-            if left == 0 || Instant::now() >= deadline {
-                break;
+            waiting = left > 0 && Instant::now() < deadline;
+            if waiting {
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(driver) = driver {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| driver.shutdown())) {
