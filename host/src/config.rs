@@ -163,7 +163,7 @@ pub struct Config {
     #[serde(default)]
     pub api: ApiConfig,
     /// Several nodes acting as one host (NATS JetStream); absent: a host of its own.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 

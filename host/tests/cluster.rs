@@ -292,7 +292,7 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
         r#"{"destination": "200"}"#,
     )
     .await
-    .expect("node c answers");
+    .unwrap_or_else(|| panic!("node c did not answer\n{}", bed.logs()));
     assert_eq!(status, 200, "{made}\n{}", bed.logs());
 
     // Node B comes back and takes nothing back.
@@ -436,4 +436,59 @@ fn first_time(log: &str, what: &str, instance: &str) -> Option<String> {
         .find(|l| l.contains(what) && l.contains(instance))
         .and_then(|l| l.split_whitespace().next())
         .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_rebalance_an_instance_goes_back_to_its_home_node() {
+    let Some(nats) = nats_server() else { return };
+    // `rebalance` is a key of [cluster], the section `config_text` ends with.
+    let drivers = format!(
+        "rebalance = true\n\n{}{}",
+        simulated("office_a", 100),
+        simulated("office_b", 200)
+    );
+    let mut bed = Bed::start(&nats, &["a", "b"], |url| {
+        config_text(
+            url,
+            LEASE_S,
+            &[("office_a", "a"), ("office_b", "b")],
+            &drivers,
+        )
+    });
+    let http = bed.http.clone();
+    let base_a = bed.node("a").base.clone();
+    let runs = |want: &'static str| {
+        let (http, base_a) = (http.clone(), base_a.clone());
+        move || {
+            let (http, base_a) = (http.clone(), base_a.clone());
+            async move {
+                owners(&http, &base_a)
+                    .await
+                    .get("office_b")
+                    .map(String::as_str)
+                    == Some(want)
+            }
+        }
+    };
+    assert!(
+        until(Duration::from_secs(20), runs("b")).await.is_some(),
+        "{}",
+        bed.logs()
+    );
+    let ids = lines(&http, &base_a).await;
+    bed.kill("b");
+    let lease = Duration::from_secs_f64(LEASE_S);
+    assert!(
+        until(lease + BOUND, runs("")).await.is_some(),
+        "a did not take office_b\n{}",
+        bed.logs()
+    );
+    bed.restart("b");
+    assert!(
+        until(lease * 2 + BOUND, runs("b")).await.is_some(),
+        "office_b did not go back to b\n{}",
+        bed.logs()
+    );
+    let back = until(BOUND, || async { lines(&http, &base_a).await == ids }).await;
+    assert!(back.is_some(), "the lines keep their ids\n{}", bed.logs());
 }

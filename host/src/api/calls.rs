@@ -139,8 +139,9 @@ pub async fn submit(
             return Err(error.into());
         }
     };
+    let mut early = None;
     if let (Some(cluster), Some(line), Some(watch)) = (&state.cluster, line, watch.as_mut()) {
-        cluster.note_pending(accepted.request, line, watch).await;
+        early = cluster.note_pending(accepted.request, line, watch).await;
     }
     let mut reply = OperationReply {
         request: accepted.request,
@@ -149,7 +150,11 @@ pub async fn submit(
         result: None,
     };
     if let (Some(wait), Some(watch)) = (wait, watch) {
-        if let Ok(result) = tokio::time::timeout(wait, watch.result()).await {
+        let completed = match early {
+            Some(result) => Ok(result),
+            None => tokio::time::timeout(wait, watch.result()).await,
+        };
+        if let Ok(result) = completed {
             if let RequestResult::Err(error) = &result {
                 return Err(ApiError::from(error.clone())
                     .with("request", accepted.request.0)

@@ -38,6 +38,10 @@ pub struct ClusterConfig {
     /// Instances without a home go to whichever node is first.
     #[serde(default)]
     pub home: std::collections::BTreeMap<String, String>,
+    /// Give an instance back to its `home` node when that node is up again (its calls end,
+    /// as in a failover). Off: a node that comes back takes nothing back.
+    #[serde(default)]
+    pub rebalance: bool,
     /// Seconds a forwarded request waits for the owner's answer before it counts as accepted
     /// (its completion then comes from the owner, or as an error when the owner fails).
     #[serde(default = "default_forward_timeout")]
@@ -134,6 +138,7 @@ mod tests {
             history: 10,
             forward_timeout_s: 5.0,
             home: Default::default(),
+            rebalance: false,
         }
     }
 

@@ -45,6 +45,9 @@ pub struct Engine {
     pub leases: kv::Store,
     /// Line ids: `line.{instance}.{key}` → id and `id.{n}` → who took it.
     pub lines: kv::Store,
+    /// Live nodes: each node writes its key every third of a lease; a key that expired is a
+    /// node that is gone (for `rebalance`).
+    pub nodes: kv::Store,
     /// Requests applications submitted on the node running their line, until they complete:
     /// `{instance}.{request}` → line. The node that takes the instance over completes what
     /// is left with an error.
@@ -105,6 +108,7 @@ impl Engine {
         )
         .await?;
         let meta = bucket(&js, &names.meta(), "tapir: cluster facts", Duration::ZERO).await?;
+        let nodes = bucket(&js, &names.nodes(), "tapir: live nodes", lease).await?;
         let pending = bucket(
             &js,
             &names.pending(),
@@ -129,6 +133,7 @@ impl Engine {
             js,
             leases,
             lines,
+            nodes,
             pending,
             names,
             run,

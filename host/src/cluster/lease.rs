@@ -25,6 +25,9 @@ use tapir_tsp::Removal;
 /// The cause calls show when the node running them failed.
 pub const OWNER_FAILED: &str = "the cluster node running this line failed";
 
+/// The cause calls show when their instance moves back to its home node (`rebalance`).
+pub const MOVED_HOME: &str = "the line moved back to its home cluster node";
+
 /// The cause calls show on a node that stopped its drivers because it lost its lease.
 pub const LEASE_LOST: &str = "this cluster node lost its lease on the line (cut off from NATS)";
 
@@ -74,10 +77,21 @@ pub async fn run(
     let mut held: HashMap<String, Held> = HashMap::new();
     // Since when each lease was seen free (for instances whose home is another node).
     let mut free_since: HashMap<String, Instant> = HashMap::new();
+    let mut alive_sent: Option<Instant> = None;
     let mut ticker = tokio::time::interval(timing.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        if alive_sent.is_none_or(|t| t.elapsed() >= timing.renew) {
+            let put = tokio::time::timeout(
+                timing.renew,
+                node.engine.nodes.put(node.node_name(), value.clone()),
+            )
+            .await;
+            if matches!(put, Ok(Ok(_))) {
+                alive_sent = Some(Instant::now());
+            }
+        }
         for (name, section) in &sections {
             let key = hex(name);
             if let Some(h) = held.get_mut(name) {
@@ -91,6 +105,11 @@ pub async fn run(
                         "no renewal for three quarters of the lease",
                     )
                     .await;
+                    continue;
+                }
+                if node.config.rebalance && home_is_up(&node, name, timing).await {
+                    held.remove(name);
+                    give_back(&node, name, section, timing).await;
                     continue;
                 }
                 if h.sent.elapsed() >= timing.renew {
@@ -177,6 +196,49 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Whether instance `name` has a home node other than this one, and that node is up.
+async fn home_is_up(node: &Arc<Node>, name: &str, timing: Timing) -> bool {
+    let Some(home) = node.config.home.get(name) else {
+        return false;
+    };
+    if home == node.node_name() {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(timing.renew, node.engine.nodes.entry(home.as_str())).await,
+        Ok(Ok(Some(e))) if e.operation == kv::Operation::Put
+    )
+}
+
+/// `rebalance`: this node stops `name` and frees its lease for its home node, which is up.
+async fn give_back(node: &Arc<Node>, name: &str, section: &DriverSection, timing: Timing) {
+    node.drained(Duration::from_secs(1)).await;
+    let worker = Arc::clone(node);
+    let name_owned = name.to_owned();
+    let grace = timing.lease / 8;
+    let _ = tokio::task::spawn_blocking(move || {
+        let how = Removal {
+            cause: Some(MOVED_HOME.to_owned()),
+            ..Removal::stop(grace)
+        };
+        let _ = worker.host.tsp.remove_driver_with(&name_owned, how);
+        worker.host.tsp.sync();
+    })
+    .await;
+    // What the stop published is out before the instance is given up.
+    node.drained(Duration::from_secs(1)).await;
+    node.owned
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(name);
+    let _ = node.engine.leases.delete(hex(name)).await;
+    node.host.set_stopped(name, section, MOVED_HOME);
+    tracing::warn!(
+        instance = name,
+        "Gave a driver instance back to its home node (rebalance)."
+    );
 }
 
 /// This node took the lease of `name`: its mirror goes (calls end, the owner failed) and the

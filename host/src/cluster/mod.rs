@@ -159,20 +159,18 @@ impl Cluster {
     /// Records a request an application submitted here on a line this node runs, until it
     /// completes: if this node fails first, the node taking the line over completes it with
     /// an error. Call after the front end accepted it; `watch` tells whether it completed
-    /// meanwhile.
+    /// meanwhile, and that completion is returned (the watch has given it up).
     pub async fn note_pending(
         &self,
         request: tapir_core::RequestId,
         line: tapir_core::LineId,
         watch: &mut tapir_tsp::RequestWatch,
-    ) {
+    ) -> Option<tapir_tsp::RequestResult> {
         let node = &self.node;
-        let Some(instance) = node.ids.instance_of(line) else {
-            return;
-        };
+        let instance = node.ids.instance_of(line)?;
         if !node.owns(&instance) {
             // On a mirrored line the requester's mirror answers for it.
-            return;
+            return None;
         }
         node.noted
             .lock()
@@ -186,14 +184,17 @@ impl Cluster {
         if !matches!(written, Ok(Ok(_))) {
             tracing::warn!(%request, "Could not record a pending request in the cluster.");
         }
-        if watch.try_result().is_some() {
+        let done = watch.try_result();
+        if done.is_some() {
             // Completed before the key was written: the publisher may have missed it.
             node.noted
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&request);
-            let _ = node.engine.pending.purge(&key).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), node.engine.pending.purge(&key)).await;
         }
+        done
     }
 
     /// Whether this node runs line `line` (its instance's lease is this node's).

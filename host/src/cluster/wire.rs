@@ -61,6 +61,11 @@ impl Names {
         format!("tapir_{}_lines", self.cluster)
     }
 
+    /// The bucket of live nodes (one key per node, expiring like a lease).
+    pub fn nodes(&self) -> String {
+        format!("tapir_{}_nodes", self.cluster)
+    }
+
     /// The bucket of requests pending on the node running their line.
     pub fn pending(&self) -> String {
         format!("tapir_{}_pending", self.cluster)

@@ -114,8 +114,12 @@ impl Bed {
         cmd.env("TAPIR_HTTP__LISTEN", format!("127.0.0.1:{}", node.port))
             .env("TAPIR_LOG__FILE", &node.log)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(Stdio::null());
+        // A panic's message goes to standard error, not the log.
+        match std::fs::File::create(node.log.with_extension("err")) {
+            Ok(f) => cmd.stderr(Stdio::from(f)),
+            Err(_) => cmd.stderr(Stdio::null()),
+        };
         node.guard = Some(Guard::start(format!("tapir {}", node.name), &mut cmd));
         let addr = format!("127.0.0.1:{}", node.port);
         assert!(
@@ -165,6 +169,10 @@ impl Bed {
         for n in &self.nodes {
             let text = n.log_text();
             let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            let err = std::fs::read_to_string(n.log.with_extension("err")).unwrap_or_default();
+            if !err.trim().is_empty() {
+                out.push_str(&format!("--- {} standard error ---\n{err}\n", n.name));
+            }
             out.push_str(&format!("--- {} (last lines) ---\n", n.name));
             for line in tail.into_iter().rev() {
                 out.push_str(line);
@@ -194,13 +202,20 @@ pub async fn get(http: &reqwest::Client, url: &str) -> Option<(u16, Value)> {
 
 /// `POST` with a JSON body: status and JSON body, or `None` when the node does not answer.
 pub async fn post(http: &reqwest::Client, url: &str, body: &str) -> Option<(u16, Value)> {
-    let response = http
+    let started = Instant::now();
+    let response = match http
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body.to_owned())
         .send()
         .await
-        .ok()?;
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("POST {url}: no answer after {:?}: {e}", started.elapsed());
+            return None;
+        }
+    };
     let status = response.status().as_u16();
     let text = response.text().await.ok()?;
     Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
