@@ -274,6 +274,14 @@ async fn three_nodes_act_as_one_host_and_take_over_a_killed_owners_lines() {
         counts.values().all(|n| *n == 1),
         "a request completed twice: {counts:?}"
     );
+    // The node that took over read what the failed node left pending.
+    assert!(
+        !bed.nodes.iter().any(|n| n
+            .log_text()
+            .contains("Cannot read the requests left pending")),
+        "{}",
+        bed.logs()
+    );
     // Both nodes' streams agree: same positions, same events.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (a_events, c_events) = (seen(&via_a), seen(&via_c));
