@@ -274,10 +274,11 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
         }
     }
 
+    let instances: Vec<&str> = config.drivers.keys().map(String::as_str).collect();
     let cluster_problems = config
         .cluster
         .as_ref()
-        .map(crate::cluster::ClusterConfig::problems)
+        .map(|c| c.problems(&instances))
         .unwrap_or_default();
     for (path, message) in crate::api::auth::check_config(&config)
         .into_iter()

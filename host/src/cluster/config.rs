@@ -74,9 +74,24 @@ pub fn is_token(name: &str) -> bool {
 }
 
 impl ClusterConfig {
-    /// Every problem of the section, as (key path, message).
-    pub fn problems(&self) -> Vec<(String, String)> {
+    /// Every problem of the section, as (key path, message); `instances` are the configured
+    /// driver instances (`home` may name only those).
+    pub fn problems(&self, instances: &[&str]) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        for (instance, node) in &self.home {
+            if !instances.contains(&instance.as_str()) {
+                out.push((
+                    format!("cluster.home.{instance}"),
+                    "no driver instance of that name".into(),
+                ));
+            }
+            if !is_token(node) {
+                out.push((
+                    format!("cluster.home.{instance}"),
+                    "not a node name (letters, digits, `-` or `_`)".into(),
+                ));
+            }
+        }
         if self.urls.is_empty() {
             out.push((
                 "cluster.urls".into(),
@@ -144,14 +159,20 @@ mod tests {
 
     #[test]
     fn names_must_fit_into_subjects() {
-        assert!(config("node-1").problems().is_empty());
-        let bad = config("node.1").problems();
+        assert!(config("node-1").problems(&[]).is_empty());
+        let bad = config("node.1").problems(&[]);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].0, "cluster.node");
         let mut c = config("a");
         c.urls.clear();
         c.lease_s = 0.5;
         c.user = Some("u".into());
-        assert_eq!(c.problems().len(), 3);
+        assert_eq!(c.problems(&[]).len(), 3);
+        let mut h = config("a");
+        h.home.insert("office".into(), "a".into());
+        h.home.insert("gone".into(), "b".into());
+        let problems = h.problems(&["office"]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "cluster.home.gone");
     }
 }
