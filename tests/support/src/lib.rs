@@ -12,6 +12,8 @@
 //! - [`server::Server`]: any server started from configuration files written by the test
 //!   (Kamailio, and the DNS, STUN or NATS servers later work adds), with its log.
 //! - [`kamailio`]: Kamailio on a [`server::Server`].
+//! - [`nats::Nats`]: nats-server with JetStream, restartable on the same port and store.
+//! - [`relay::Relay`]: a TCP relay a test can cut (a client isolated from its server).
 //! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
 //!   to submit requests to a driver directly.
 //! - [`wait::until`]: polling with a deadline.
@@ -23,19 +25,23 @@
 pub mod callbacks;
 pub mod docs;
 pub mod kamailio;
+pub mod nats;
 pub mod ports;
 pub mod process;
 pub mod programs;
 pub mod recorder;
+pub mod relay;
 pub mod server;
 pub mod sipp;
 pub mod wait;
 
 pub use callbacks::PhoneCallbacks;
 pub use kamailio::Kamailio;
+pub use nats::Nats;
 pub use ports::{free_port, free_tcp_port, free_udp_port};
 pub use process::Guard;
-pub use programs::{kamailio, program, sipp};
+pub use programs::{kamailio, nats_server, program, sipp};
 pub use recorder::Recorder;
+pub use relay::Relay;
 pub use server::Server;
 pub use sipp::{Sipp, SippStats};
