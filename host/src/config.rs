@@ -23,13 +23,14 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
 /// The keys a configuration may have at its top level, in the order `check-config` lists them;
 /// also the first part of every setting variable's name.
-pub const TOP_LEVEL_KEYS: [&str; 10] = [
+pub const TOP_LEVEL_KEYS: [&str; 11] = [
     "numbers",
     "log",
     "http",
     "phones",
     "tsp",
     "plugin_dir",
+    "state_dir",
     "drivers",
     "lines",
     "api",
