@@ -225,6 +225,7 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
     let numbers = section!(NumberPlanConfig, "numbers");
     let lines = section!(Vec<PinnedLine>, "lines");
     let api = section!(ApiConfig, "api");
+    let cluster = section!(crate::cluster::ClusterConfig, "cluster");
     // Problems found from here on are about values, wherever they came from.
     let values_from = problems.len();
     let whole: Option<Config> = if problems.is_empty() {
@@ -245,6 +246,7 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
         numbers: numbers.flatten().unwrap_or_default(),
         lines: lines.flatten().unwrap_or_default(),
         api: api.flatten().unwrap_or_default(),
+        cluster: cluster.flatten(),
     };
     if whole.is_none() && problems.is_empty() {
         problems.push(Problem {
@@ -274,7 +276,16 @@ fn check_unredacted(source: &Source, catalog_for: impl FnOnce(&Config) -> Catalo
         }
     }
 
-    for (path, message) in crate::api::auth::check_config(&config) {
+    let instances: Vec<&str> = config.drivers.keys().map(String::as_str).collect();
+    let cluster_problems = config
+        .cluster
+        .as_ref()
+        .map(|c| c.problems(&instances))
+        .unwrap_or_default();
+    for (path, message) in crate::api::auth::check_config(&config)
+        .into_iter()
+        .chain(cluster_problems)
+    {
         let parts = parse_path(&path);
         problems.push(Problem {
             location: locate(&parts),

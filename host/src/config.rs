@@ -23,16 +23,18 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
 /// The keys a configuration may have at its top level, in the order `check-config` lists them;
 /// also the first part of every setting variable's name.
-pub const TOP_LEVEL_KEYS: [&str; 9] = [
+pub const TOP_LEVEL_KEYS: [&str; 11] = [
     "numbers",
     "log",
     "http",
     "phones",
     "tsp",
     "plugin_dir",
+    "state_dir",
     "drivers",
     "lines",
     "api",
+    "cluster",
 ];
 
 /// The `tapir` command's own environment variables: what the CLI reads (the file to use, the
@@ -167,6 +169,9 @@ pub struct Config {
     /// The application API: access tokens and request limits.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Several nodes acting as one host (NATS JetStream); absent: a host of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Logging settings.
@@ -551,6 +556,7 @@ impl Config {
             numbers: NumberPlanConfig::default(),
             lines: Vec::new(),
             api: ApiConfig::default(),
+            cluster: None,
         }
     }
 }

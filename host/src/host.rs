@@ -25,6 +25,8 @@ pub struct Host {
     /// The front end every application goes through.
     pub tsp: Arc<Tsp>,
     instances: Mutex<BTreeMap<String, Instance>>,
+    /// In a cluster the lease manager starts and stops instances, not [`Host::apply`].
+    clustered: bool,
 }
 
 /// One configured driver instance as the host tracks it.
@@ -39,6 +41,8 @@ enum InstanceState {
     Running,
     Disabled,
     Failed(String),
+    /// Runs on another cluster node (named), mirrored here.
+    Remote(String),
 }
 
 /// A driver instance as the API and the CLI show it.
@@ -55,6 +59,9 @@ pub struct InstanceView {
     pub reason: Option<String>,
     /// True for the simulated office: nothing it shows is a real phone.
     pub simulated: bool,
+    /// In a cluster: the node that runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// What applying a configuration did to the driver instances.
@@ -85,6 +92,21 @@ impl Host {
     /// Starts every enabled driver instance. One that fails is logged and skipped; the host
     /// goes on with the rest.
     pub fn start(config: &Config, catalog: &Catalog) -> Self {
+        let host = Self::empty(config, 0, false);
+        for (name, section) in &config.drivers {
+            host.start_instance(name, section, catalog);
+        }
+        host.tsp.sync();
+        host
+    }
+
+    /// A host for a cluster node: the front end with call and request ids from `id_base` on,
+    /// and no instance started (the cluster's lease manager starts them).
+    pub fn start_clustered(config: &Config, id_base: u64) -> Self {
+        Self::empty(config, id_base, true)
+    }
+
+    fn empty(config: &Config, id_base: u64, clustered: bool) -> Self {
         let tsp = Arc::new(Tsp::with_rules(
             TspConfig {
                 line_base: config.tsp.line_base,
@@ -92,18 +114,15 @@ impl Host {
                 history: config.tsp.history,
                 callback_base: config.phones.callback_base(),
                 state_dir: config.state_dir.clone(),
+                id_base,
             },
             rules(config),
         ));
-        let host = Self {
+        Self {
             tsp,
             instances: Mutex::new(BTreeMap::new()),
-        };
-        for (name, section) in &config.drivers {
-            host.start_instance(name, section, catalog);
+            clustered,
         }
-        host.tsp.sync();
-        host
     }
 
     /// A host around a front end whose instances the caller added itself (tests, embedders),
@@ -127,6 +146,7 @@ impl Host {
         Self {
             tsp,
             instances: Mutex::new(instances),
+            clustered: false,
         }
     }
 
@@ -139,6 +159,12 @@ impl Host {
         self.tsp.set_pinned(pins(config));
         let before = self.lock().clone();
         let mut applied = Applied::default();
+        if self.clustered {
+            // Every node runs the same sections; changing them needs every node restarted
+            // (the reload reports `drivers` under `needs_restart`).
+            applied.unchanged = before.keys().cloned().collect();
+            return applied;
+        }
         for (name, old) in &before {
             match config.drivers.get(name) {
                 Some(new) if *new == old.section => {
@@ -223,9 +249,13 @@ impl Host {
                 name: name.clone(),
                 driver: i.section.driver.clone(),
                 state: match i.state {
-                    InstanceState::Running => "running",
+                    InstanceState::Running | InstanceState::Remote(_) => "running",
                     InstanceState::Disabled => "disabled",
                     InstanceState::Failed(_) => "failed",
+                },
+                node: match &i.state {
+                    InstanceState::Remote(node) => Some(node.clone()),
+                    _ => None,
                 },
                 reason: match &i.state {
                     InstanceState::Failed(reason) => Some(reason.clone()),
@@ -259,7 +289,28 @@ impl Host {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn start_instance(&self, name: &str, section: &DriverSection, catalog: &Catalog) {
+    /// Records that instance `name` runs on cluster node `node` (mirrored here).
+    pub(crate) fn set_remote(&self, name: &str, section: &DriverSection, node: &str) {
+        self.set_state(name, section, InstanceState::Remote(node.to_owned()));
+    }
+
+    /// Records that instance `name` runs nowhere this node knows of (cut off from the cluster).
+    pub(crate) fn set_stopped(&self, name: &str, section: &DriverSection, why: &str) {
+        self.set_state(name, section, InstanceState::Failed(why.to_owned()));
+    }
+
+    fn set_state(&self, name: &str, section: &DriverSection, state: InstanceState) {
+        self.lock().insert(
+            name.to_owned(),
+            Instance {
+                section: section.clone(),
+                state,
+            },
+        );
+    }
+
+    /// Starts a configured instance here (a reload, or a cluster node that took its lease).
+    pub(crate) fn start_instance(&self, name: &str, section: &DriverSection, catalog: &Catalog) {
         let state = if !section.enabled {
             tracing::info!(instance = %name, driver = %section.driver, "Driver instance disabled in config.");
             InstanceState::Disabled

@@ -12,6 +12,7 @@
 //!   timeouts, a connection cap and descriptor shedding against hostile clients;
 //! - [`api`]: everything served there: the REST API, event stream, page, metrics;
 //! - [`client`]: the HTTP client of the CLI commands that talk to a running host;
+//! - [`cluster`]: several nodes acting as one host through NATS JetStream (`[cluster]`);
 //! - [`secret`]: a string that is never printed (API tokens);
 //! - [`logging`]: the tracing subscriber;
 //! - [`numbers`]: the configured number plans, applied by the front end to every line;
@@ -32,6 +33,7 @@ pub mod builtins;
 pub mod catalog;
 pub mod check;
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod embedded;

@@ -129,6 +129,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     note(old.phones != new.phones, "phones");
     note(old.tsp != new.tsp, "tsp");
     note(old.plugin_dir != new.plugin_dir, "plugin_dir");
+    note(old.cluster != new.cluster, "cluster");
+    note(
+        old.cluster.is_some() && old.drivers != new.drivers,
+        "drivers (cluster: restart every node)",
+    );
     note(old.api.wait_max_s != new.api.wait_max_s, "api.wait_max_s");
     note(
         old.api.idle_call_linger_s != new.api.idle_call_linger_s,

@@ -27,6 +27,8 @@ fn the_packaged_configuration_and_its_examples_are_clean() {
     // The simulated office is on, by name, and says how to remove it.
     assert!(text.contains("driver = \"simulated\""));
     assert!(text.contains("DELETE THIS SECTION"));
+    // Drivers' state goes to the unit's StateDirectory, the one writable place.
+    assert!(text.contains("\nstate_dir = \"/var/lib/tapir\""));
     // Switch the commented driver examples on (the lines from `# [drivers.office]` on):
     // they must be valid too, so an administrator can uncomment them.
     let start = text.find("# [drivers.office]").expect("snom example");

@@ -278,7 +278,7 @@ async fn a_stream_that_falls_behind_the_history_gets_a_gap_and_ends() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let sink = Arc::clone(&served.sink);
-    let mut stream = Box::pin(api::events::open(&served.state, None).expect("opens"));
+    let mut stream = Box::pin(api::events::open(&served.state, None).await.expect("opens"));
     let start = tsp.last_seq();
     // More events than the channel and the history hold, while the client reads nothing.
     for i in 0..40 {
@@ -311,7 +311,7 @@ async fn a_stream_that_falls_behind_the_history_gets_a_gap_and_ends() {
     assert!(end.is_none(), "the stream ends after a gap");
 
     // A client that keeps up gets every event in order, from the present.
-    let mut stream = Box::pin(api::events::open(&served.state, None).expect("opens"));
+    let mut stream = Box::pin(api::events::open(&served.state, None).await.expect("opens"));
     let now = tsp.last_seq();
     sink.event(DriverEvent::LineOutOfService {
         line: LineKey::new("desk-1"),

@@ -14,7 +14,7 @@ use crate::calls::{CallEntry, CallTable};
 use crate::delivery::{Follower, Outlets, RequestWatch, Waiter};
 use crate::numbers::{format_info, LineRef, NumberRules, Verbatim};
 use crate::{Accepted, Action, RequestResult, Sequenced, TspEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +29,34 @@ use tapir_core::{
 use tokio::sync::broadcast;
 
 mod instances;
-pub use instances::RemovedDriver;
+pub use instances::{Removal, RemovedDriver};
+
+/// Where line ids come from besides the front end's own counter: a cluster hands out one id
+/// per (driver instance, line key) for every node. Asked only when a line appears whose id is
+/// not pinned (never per request).
+pub trait LineIds: Send + Sync {
+    /// The id line `key` of instance `driver` must have, or `None` to let the front end pick.
+    fn line_id(&self, driver: &str, key: &LineKey) -> Option<LineId>;
+}
+
+/// Lines, calls and the event position they reflect, read together under one lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The position of the newest event the tables reflect.
+    pub seq: u64,
+    /// The lines.
+    pub lines: Vec<LineSnapshot>,
+    /// Their calls.
+    pub calls: Vec<CallSnapshot>,
+}
+
+/// A request whose ids another front end allocated (a cluster node forwards a request to the
+/// node that owns the line): accepted here under the same request and call ids, with the dial
+/// rules already applied.
+struct Preset {
+    id: RequestId,
+    request: Request,
+}
 
 /// How the front end is set up.
 #[derive(Debug, Clone)]
@@ -46,6 +73,9 @@ pub struct TspConfig {
     /// Where drivers keep small state files; each driver instance is told
     /// `{state_dir}/{instance}`.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Call and request ids start after this number (0 alone: from 1). Cluster nodes give
+    /// each run a range of its own, so ids never collide between nodes.
+    pub id_base: u64,
 }
 
 impl Default for TspConfig {
@@ -56,12 +86,13 @@ impl Default for TspConfig {
             history: 4096,
             callback_base: None,
             state_dir: None,
+            id_base: 0,
         }
     }
 }
 
 /// A line as applications see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineSnapshot {
     /// Device id.
     pub id: LineId,
@@ -82,7 +113,7 @@ pub struct LineSnapshot {
 }
 
 /// A call as applications see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallSnapshot {
     /// The call.
     pub id: CallId,
@@ -175,6 +206,7 @@ struct State {
     /// back (also with its instance restarted) keeps its id.
     known: HashMap<(String, LineKey), LineId>,
     rules: Arc<dyn NumberRules>,
+    line_ids: Option<Arc<dyn LineIds>>,
     calls: CallTable,
     pending: HashMap<RequestId, Pending>,
     next_line: u32,
@@ -263,6 +295,7 @@ impl Tsp {
                 pinned,
                 known: HashMap::new(),
                 rules,
+                line_ids: None,
                 calls: CallTable::default(),
                 pending: HashMap::new(),
                 next_line: config.line_base,
@@ -274,8 +307,8 @@ impl Tsp {
             }),
             tx,
             events,
-            next_call: Arc::new(AtomicU64::new(1)),
-            next_request: AtomicU64::new(1),
+            next_call: Arc::new(AtomicU64::new(config.id_base + 1)),
+            next_request: AtomicU64::new(config.id_base + 1),
             callback_base: config.callback_base.clone(),
             state_dir: config.state_dir.clone(),
         });
@@ -334,7 +367,17 @@ impl Tsp {
             state_dir: self.inner.state_dir.as_ref().map(|dir| dir.join(name)),
         });
         let built = catch_unwind(AssertUnwindSafe(|| build(sink)))
-            .unwrap_or_else(|panic| Err(DriverError::failed(panic_text("building", &panic))))?;
+            .unwrap_or_else(|panic| Err(DriverError::failed(panic_text("building", &panic))));
+        let built = match built {
+            Ok(built) => built,
+            Err(error) => {
+                // The name is free again (a later attempt, a reload, a cluster's retry).
+                if let Some(slot) = self.inner.lock().drivers.get_mut(index) {
+                    slot.state = SlotState::Retired;
+                }
+                return Err(error);
+            }
+        };
         let driver: Arc<dyn PhoneDriver> = Arc::from(built);
         let mut st = self.inner.lock();
         if let Some(slot) = st.drivers.get_mut(index) {
@@ -512,13 +555,62 @@ impl Tsp {
         self.inner.lock().seq
     }
 
+    /// The lines of driver instance `driver` (every line with `None`) and their calls, with
+    /// the position of the newest event they reflect, read at one instant.
+    pub fn snapshot(&self, driver: Option<&str>) -> Snapshot {
+        let st = self.inner.lock();
+        let lines: Vec<LineSnapshot> = st
+            .lines
+            .iter()
+            .filter(|(_, l)| !l.removed)
+            .map(|(id, l)| st.line_snapshot(*id, l))
+            .filter(|l| driver.is_none_or(|d| l.driver == d))
+            .collect();
+        let ids: std::collections::HashSet<LineId> = lines.iter().map(|l| l.id).collect();
+        let mut calls: Vec<CallSnapshot> = st
+            .calls
+            .iter()
+            .filter(|(_, c)| ids.contains(&c.line))
+            .map(|(id, c)| c.snapshot(*id))
+            .collect();
+        calls.sort_by_key(|c| c.id);
+        Snapshot {
+            seq: st.seq,
+            lines,
+            calls,
+        }
+    }
+
+    /// Where line ids come from besides pins and the front end's counter (a cluster's shared
+    /// table). Lines that exist keep their ids.
+    pub fn set_line_ids(&self, ids: Arc<dyn LineIds>) {
+        self.inner.lock().line_ids = Some(ids);
+    }
+
     /// Checks an action against the line's capabilities and the call's state, records it, and
     /// hands it to the driver.
     ///
     /// # Errors
     /// The request is refused at once: no completion will follow.
     pub fn submit(&self, action: Action) -> Result<Accepted, DriverError> {
-        self.submit_inner(action, false, None)
+        self.submit_inner(action, false, None, None)
+    }
+
+    /// Accepts a request another front end checked and numbered (cluster forwarding to the
+    /// line's owner): the same checks as [`Tsp::submit`], but the request and the calls it
+    /// creates keep the ids they were given, and the dial rules (applied there) are not
+    /// applied again. Its completion is published as usual.
+    ///
+    /// # Errors
+    /// The request is refused at once (as by [`Tsp::submit`], or because an id is in use).
+    pub fn submit_forwarded(
+        &self,
+        line: LineId,
+        id: RequestId,
+        request: Request,
+    ) -> Result<Accepted, DriverError> {
+        let action = action_of(line, &request);
+        self.submit_inner(action, false, None, Some(Preset { id, request }))
     }
 
     /// Like [`Tsp::submit`], and also hands back the request's own completion, registered
@@ -529,7 +621,7 @@ impl Tsp {
     /// The request is refused at once: no completion will follow.
     pub fn submit_watched(&self, action: Action) -> Result<(Accepted, RequestWatch), DriverError> {
         let (waiter, watch) = crate::delivery::watch();
-        let accepted = self.submit_inner(action, false, Some(waiter))?;
+        let accepted = self.submit_inner(action, false, Some(waiter), None)?;
         Ok((accepted, watch))
     }
 
@@ -538,6 +630,7 @@ impl Tsp {
         action: Action,
         silent: bool,
         waiter: Option<Waiter>,
+        preset: Option<Preset>,
     ) -> Result<Accepted, DriverError> {
         let (driver, envelope, created) = {
             let mut st = self.inner.lock();
@@ -624,7 +717,10 @@ impl Tsp {
                 {
                     // The driver forgot the call when it reported it Disconnected: the front
                     // end answers this Drop itself.
-                    let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+                    let id = match &preset {
+                        Some(p) => st.free_request(p.id)?,
+                        None => RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed)),
+                    };
                     st.pending.insert(
                         id,
                         Pending {
@@ -667,8 +763,24 @@ impl Tsp {
             };
             let dial = |n: &str| rules.dial(line_ref, n);
             let operation = action.operation();
-            let (request, created) = to_request(action, &mut new_call, &dial);
-            let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+            let (request, created, id) = match preset {
+                None => {
+                    let (request, created) = to_request(action, &mut new_call, &dial);
+                    let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+                    (request, created, id)
+                }
+                Some(Preset { id, request }) => {
+                    let id = st.free_request(id)?;
+                    let created = created_by(&request);
+                    if let Some(call) = created.iter().find(|c| st.calls.contains(c)) {
+                        return Err(err(
+                            ErrorKind::InvalidParameter,
+                            format!("call id {call} is in use"),
+                        ));
+                    }
+                    (request, created, id)
+                }
+            };
             for call in &created {
                 st.calls.insert(
                     *call,
@@ -774,7 +886,7 @@ impl Tsp {
             !entry.state.is_live() || entry.state == CallState::Unknown
         };
         if !idle {
-            if let Err(error) = self.submit_inner(Action::Drop { call }, true, None) {
+            if let Err(error) = self.submit_inner(Action::Drop { call }, true, None, None) {
                 tracing::debug!(call = %call, %error, "Drop before close was refused.");
             }
         }
@@ -875,6 +987,52 @@ fn address_of(action: &Action) -> Option<AddressId> {
     }
 }
 
+/// The calls a request creates.
+fn created_by(request: &Request) -> Vec<CallId> {
+    match request {
+        Request::MakeCall { call, .. } => vec![*call],
+        Request::SetupTransfer { consult, .. } => vec![*consult],
+        _ => Vec::new(),
+    }
+}
+
+/// The action a driver request came from (for the checks of a forwarded request); numbers
+/// are taken as they are.
+fn action_of(line: LineId, request: &Request) -> Action {
+    match request.clone() {
+        Request::MakeCall {
+            address,
+            destination,
+            ..
+        } => Action::MakeCall {
+            line,
+            address,
+            destination,
+        },
+        Request::Drop { call } => Action::Drop { call },
+        Request::Answer { call } => Action::Answer { call },
+        Request::Hold { call } => Action::Hold { call },
+        Request::Unhold { call } => Action::Unhold { call },
+        Request::Redirect { call, destination } => Action::Redirect { call, destination },
+        Request::BlindTransfer { call, destination } => Action::BlindTransfer { call, destination },
+        Request::SetupTransfer { call, .. } => Action::SetupTransfer { call },
+        Request::CompleteTransfer { call, consult } => Action::CompleteTransfer { call, consult },
+        Request::SwapHold { active, held } => Action::SwapHold { active, held },
+        Request::Dial { call, digits } => Action::Dial { call, digits },
+        Request::Forward { address, forward } => Action::Forward {
+            line,
+            address,
+            forward,
+        },
+        Request::SetDoNotDisturb { address, enabled } => Action::SetDoNotDisturb {
+            line,
+            address,
+            enabled,
+        },
+        Request::QueryAddressStatus { address } => Action::QueryAddressStatus { line, address },
+    }
+}
+
 /// Turns an action into the driver's request, allocating the ids of calls it creates and
 /// applying the dial rules to every number it carries.
 fn to_request(
@@ -968,6 +1126,17 @@ impl State {
         }
     }
 
+    /// A preset request id, if no pending request has it.
+    fn free_request(&self, id: RequestId) -> Result<RequestId, DriverError> {
+        if self.pending.contains_key(&id) {
+            return Err(err(
+                ErrorKind::InvalidParameter,
+                format!("request id {id} is in use"),
+            ));
+        }
+        Ok(id)
+    }
+
     fn call_line(&self, call: CallId) -> Result<LineId, DriverError> {
         self.calls
             .get(&call)
@@ -1016,7 +1185,7 @@ impl State {
             .is_some_and(|l| l.opens > 0 && !l.removed)
     }
 
-    fn allocate_line(&mut self, driver: usize, key: &LineKey) -> LineId {
+    fn allocate_line(&mut self, driver: usize, key: &LineKey, shared: Option<LineId>) -> LineId {
         let name = self
             .drivers
             .get(driver)
@@ -1025,9 +1194,13 @@ impl State {
         let slot = (name, key.clone());
         // A pinned id, else the id this line had before; either only while no other line that
         // is there now holds it (a pin added by a reload may name a taken id).
-        for candidate in [self.pinned.get(&slot), self.known.get(&slot)]
-            .into_iter()
-            .flatten()
+        for candidate in [
+            self.pinned.get(&slot),
+            shared.as_ref(),
+            self.known.get(&slot),
+        ]
+        .into_iter()
+        .flatten()
         {
             let taken = self.lines.get(candidate).is_some_and(|l| !l.removed);
             if !taken {
@@ -1051,6 +1224,15 @@ impl State {
 /// The single consumer of driver reports.
 fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
     while let Ok(input) = rx.recv() {
+        // A new line's shared id is asked for before the lock is taken: the source may wait
+        // (a cluster asks NATS), and nothing else may wait for the lock meanwhile.
+        let shared = match &input {
+            Input::Driver(driver, event) => match &**event {
+                DriverEvent::LineCreated { info } => shared_id(inner, *driver, &info.key),
+                _ => None,
+            },
+            _ => None,
+        };
         let mut st = inner.lock();
         let mut out = Vec::new();
         match input {
@@ -1109,7 +1291,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                 );
             }
             Input::Driver(driver, event) => {
-                on_driver_event(inner, &mut st, driver, *event, &mut out)
+                on_driver_event(inner, &mut st, driver, *event, shared, &mut out)
             }
         }
         publish(inner, &mut st, out);
@@ -1175,11 +1357,29 @@ fn on_complete(
     }
 }
 
+/// The id the shared source ([`LineIds`]) gives a line that has none here yet, asked with the
+/// lock released.
+fn shared_id(inner: &Inner, driver: usize, key: &LineKey) -> Option<LineId> {
+    let (name, ids) = {
+        let st = inner.lock();
+        let ids = st.line_ids.clone()?;
+        let name = st.drivers.get(driver)?.name.clone();
+        if st.by_key.contains_key(&(driver, key.clone()))
+            || st.pinned.contains_key(&(name.clone(), key.clone()))
+        {
+            return None;
+        }
+        (name, ids)
+    };
+    ids.line_id(&name, key)
+}
+
 fn on_driver_event(
     _inner: &Inner,
     st: &mut State,
     driver: usize,
     event: DriverEvent,
+    shared: Option<LineId>,
     out: &mut Vec<TspEvent>,
 ) {
     if st
@@ -1209,7 +1409,7 @@ fn on_driver_event(
         let id = match existing {
             Some(id) => id,
             None => {
-                let id = st.allocate_line(driver, &info.key);
+                let id = st.allocate_line(driver, &info.key, shared);
                 st.by_key.insert(slot, id);
                 if let Some(d) = st.drivers.get(driver) {
                     st.known.insert((d.name.clone(), info.key.clone()), id);

@@ -30,5 +30,8 @@ pub mod tapi;
 pub use action::{Accepted, Action};
 pub use delivery::{Follower, RequestWatch};
 pub use event::{RequestResult, Sequenced, TspEvent};
-pub use front::{call_features, CallSnapshot, HistoryGap, LineSnapshot, Tsp, TspConfig};
+pub use front::{
+    call_features, CallSnapshot, HistoryGap, LineIds, LineSnapshot, Removal, Snapshot, Tsp,
+    TspConfig,
+};
 pub use numbers::{LineRef, NumberRules, Verbatim};

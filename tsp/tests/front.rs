@@ -32,6 +32,7 @@ fn lines_are_numbered_from_the_base_in_announcement_order() {
         history: 64,
         callback_base: None,
         state_dir: None,
+        id_base: 0,
     });
     let script = Script::new();
     tsp.add_driver("scripted", script.build(3)).expect("builds");

@@ -41,7 +41,7 @@ fn view(state: &ApiState, call: CallSnapshot) -> CallView {
 /// `GET /v1/calls`: every call not yet forgotten (ended calls stay for
 /// `[api] idle_call_linger_s`).
 pub async fn list(State(state): State<Arc<ApiState>>) -> Response {
-    let seq = state.host.tsp.last_seq();
+    let seq = state.position().await;
     let calls: Vec<CallView> = state
         .host
         .tsp
@@ -57,7 +57,7 @@ pub async fn detail(
     State(state): State<Arc<ApiState>>,
     ApiPath(call): ApiPath<u64>,
 ) -> Result<Response, ApiError> {
-    let seq = state.host.tsp.last_seq();
+    let seq = state.position().await;
     let snapshot = state.host.tsp.call(CallId(call)).ok_or_else(|| {
         ApiError::from(tapir_core::DriverError::new(
             ErrorKind::InvalidCallHandle,
@@ -102,17 +102,28 @@ pub async fn submit(
         None => None,
     };
     // With a wait, the request's own completion is registered together with the request, so
-    // it cannot slip past however many events the host publishes meanwhile.
+    // it cannot slip past however many events the host publishes meanwhile. A cluster node
+    // always watches: it records the request until it completes.
     let tsp = Arc::clone(&state.host.tsp);
-    let submitted = tokio::task::spawn_blocking(move || match wait {
-        Some(_) => tsp
+    let watched = wait.is_some() || state.cluster.is_some();
+    let line = match &state.cluster {
+        None => None,
+        Some(_) => action.line().or_else(|| {
+            action
+                .call()
+                .and_then(|c| state.host.tsp.call(c))
+                .map(|c| c.line)
+        }),
+    };
+    let submitted = tokio::task::spawn_blocking(move || match watched {
+        true => tsp
             .submit_watched(action)
             .map(|(accepted, watch)| (accepted, Some(watch))),
-        None => tsp.submit(action).map(|accepted| (accepted, None)),
+        false => tsp.submit(action).map(|accepted| (accepted, None)),
     })
     .await
     .map_err(|_| ApiError::internal("submitting the request failed"))?;
-    let (accepted, watch) = match submitted {
+    let (accepted, mut watch) = match submitted {
         Ok(accepted) => {
             count(operation, "accepted");
             accepted
@@ -123,6 +134,10 @@ pub async fn submit(
             return Err(error.into());
         }
     };
+    let mut early = None;
+    if let (Some(cluster), Some(line), Some(watch)) = (&state.cluster, line, watch.as_mut()) {
+        early = cluster.note_pending(accepted.request, line, watch).await;
+    }
     let mut reply = OperationReply {
         request: accepted.request,
         call: accepted.call,
@@ -130,7 +145,11 @@ pub async fn submit(
         result: None,
     };
     if let (Some(wait), Some(watch)) = (wait, watch) {
-        if let Ok(result) = tokio::time::timeout(wait, watch.result()).await {
+        let completed = match early {
+            Some(result) => Ok(result),
+            None => tokio::time::timeout(wait, watch.result()).await,
+        };
+        if let Ok(result) = completed {
             if let RequestResult::Err(error) = &result {
                 return Err(ApiError::from(error.clone())
                     .with("request", accepted.request.0)

@@ -308,7 +308,7 @@ pub async fn lines(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     // The position is read before the snapshot, so replaying from it misses nothing.
-    let seq = state.host.tsp.last_seq();
+    let seq = state.position().await;
     let (rows, total) = read(&state).await?.lines(&query);
     Ok(with_total(seq, total, Json(rows)))
 }
@@ -334,7 +334,7 @@ pub struct Summary {
 
 /// `GET /v1/summary`.
 pub async fn summary(State(state): State<Arc<ApiState>>) -> Result<Json<Summary>, ApiError> {
-    let seq = state.host.tsp.last_seq();
+    let seq = state.position().await;
     let dir = read(&state).await?;
     let mut lines = BTreeMap::new();
     lines.insert("total", dir.lines.len());

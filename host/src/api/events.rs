@@ -63,11 +63,40 @@ struct Cursor {
     done: bool,
 }
 
-/// Opens a stream at `after` (or at the present).
+/// The items of one client's stream.
+pub type Items = Pin<Box<dyn Stream<Item = Item> + Send + 'static>>;
+
+/// Opens a stream at `after` (or at the present): the front end's events, or on a cluster
+/// node the cluster's stream (positions are its sequence numbers, the same on every node).
 ///
 /// # Errors
-/// 410 `history_gap` when events after `after` are no longer kept.
-pub fn open(
+/// 410 `history_gap` when events after `after` are no longer kept; 503 when the cluster's
+/// stream cannot be read.
+pub async fn open(state: &ApiState, after: Option<u64>) -> Result<Items, ApiError> {
+    if let Some(cluster) = &state.cluster {
+        let opened =
+            crate::cluster::feed::client_stream(Arc::clone(cluster.node()), after, state.stopped())
+                .await;
+        return match opened {
+            Ok(items) => Ok(Box::pin(items)),
+            Err(crate::cluster::feed::OpenError::Gap { oldest }) => Err(ApiError::new(
+                StatusCode::GONE,
+                "history_gap",
+                format!("events before position {oldest} are no longer kept"),
+            )
+            .with("after", after.unwrap_or(0))
+            .with("oldest", oldest)),
+            Err(crate::cluster::feed::OpenError::Unavailable(why)) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unavailable",
+                format!("the cluster's event stream cannot be read now: {why}"),
+            )),
+        };
+    }
+    Ok(Box::pin(open_local(state, after)?))
+}
+
+fn open_local(
     state: &ApiState,
     after: Option<u64>,
 ) -> Result<impl Stream<Item = Item> + Send + 'static, ApiError> {
@@ -171,7 +200,7 @@ pub async fn sse(
             ),
         },
     };
-    let stream = open(&state, after)?.map(|item| {
+    let stream = open(&state, after).await?.map(|item| {
         let event = match &item {
             Item::Event(e) => Event::default().id(e.seq.to_string()),
             Item::Gap(_) => Event::default().event("gap"),
@@ -190,7 +219,7 @@ pub async fn ws(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     // The resume position is checked first: a gap is the more useful answer.
-    let stream = open(&state, query.after)?;
+    let stream = open(&state, query.after).await?;
     let upgrade = upgrade.map_err(|e| {
         ApiError::new(
             StatusCode::UPGRADE_REQUIRED,

@@ -41,7 +41,7 @@ pub async fn detail(
     State(state): State<Arc<ApiState>>,
     ApiPath(line): ApiPath<u32>,
 ) -> Result<Response, ApiError> {
-    let seq = state.host.tsp.last_seq();
+    let seq = state.position().await;
     line_or_404(&state, line)?;
     let view = directory::read(&state)
         .await?
@@ -208,7 +208,7 @@ pub async fn phones(
     State(state): State<Arc<ApiState>>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let seq = state.host.tsp.last_seq();
+    let seq = state.position().await;
     let (phones, total) = directory::read(&state).await?.phones(&query);
     let failed_drivers = state
         .host

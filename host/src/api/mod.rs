@@ -61,6 +61,8 @@ pub struct ApiState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Set when the host stops: event streams end so the listener can close.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The cluster this node belongs to; `None` for a host of its own.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl ApiState {
@@ -74,6 +76,27 @@ impl ApiState {
             wait_max: Duration::from_secs(config.api.wait_max_s),
             metrics: Some(metrics::recorder()),
             stopping,
+            cluster: None,
+        }
+    }
+
+    /// The same API on a cluster node: positions and event streams are the cluster's.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The position of the newest event the lists reflect (`X-Tapir-Seq`): the front end's,
+    /// or in a cluster the cluster's stream position.
+    pub async fn position(&self) -> u64 {
+        match &self.cluster {
+            Some(cluster) => {
+                let cluster = Arc::clone(cluster);
+                tokio::task::spawn_blocking(move || cluster.position())
+                    .await
+                    .unwrap_or(0)
+            }
+            None => self.host.tsp.last_seq(),
         }
     }
 

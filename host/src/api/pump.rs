@@ -18,6 +18,15 @@ use tapir_tsp::{Action, RequestResult, Tsp, TspEvent};
 
 /// Starts the task; it ends when the front end's event stream closes or the runtime stops.
 pub fn spawn(tsp: Arc<Tsp>, linger: Duration) -> tokio::task::JoinHandle<()> {
+    spawn_for(tsp, linger, Arc::new(|_| true))
+}
+
+/// Which lines the task drops lingering Disconnected calls on: on a cluster node only the lines
+/// it runs (the node running a line drops them for every node, and mirrors follow).
+pub type Dropper = Arc<dyn Fn(LineId) -> bool + Send + Sync>;
+
+/// [`spawn`], dropping lingering Disconnected calls only on the lines `drops` names.
+pub fn spawn_for(tsp: Arc<Tsp>, linger: Duration, drops: Dropper) -> tokio::task::JoinHandle<()> {
     // Following before the lines are opened, so a line created in between is not missed.
     let mut events = tsp.follow();
     let mut open = HashSet::new();
@@ -39,9 +48,9 @@ pub fn spawn(tsp: Arc<Tsp>, linger: Duration) -> tokio::task::JoinHandle<()> {
                 }
                 TspEvent::CallState {
                     call,
+                    line,
                     state: CallState::Disconnected(_),
-                    ..
-                } => {
+                } if drops(line) => {
                     let tsp = Arc::clone(&tsp);
                     tokio::spawn(async move {
                         tokio::time::sleep(linger).await;

@@ -61,14 +61,30 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     let Some(listeners) = runtime.block_on(bind_all(&mut config)) else {
         return ExitCode::FAILURE;
     };
-    let host = Arc::new(Host::start(&config, &catalog));
+    let (host, cluster) = if config.cluster.is_some() {
+        match runtime.block_on(join_cluster(&config, catalog)) {
+            Ok((host, cluster)) => (host, Some(cluster)),
+            Err(error) => {
+                tracing::error!(%error, "Cannot join the cluster.");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        (Arc::new(Host::start(&config, &catalog)), None)
+    };
     tracing::info!(
         lines = host.tsp.lines().len(),
         failed = host.failed().len(),
         "Drivers started."
     );
     let reloader = crate::reload::Reloader::new(source, as_read);
-    let code = runtime.block_on(serve(listeners, Arc::clone(&host), &config, reloader));
+    let code = runtime.block_on(serve(
+        listeners,
+        Arc::clone(&host),
+        &config,
+        reloader,
+        cluster,
+    ));
     let stopping = Arc::clone(&host);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -109,21 +125,47 @@ fn log_access(config: &Config) {
     }
 }
 
+/// Connects to the cluster and starts the node's cluster tasks; the lease manager then starts
+/// the instances this node takes and mirrors the others.
+async fn join_cluster(
+    config: &Config,
+    catalog: crate::catalog::Catalog,
+) -> Result<(Arc<Host>, Arc<crate::cluster::Cluster>), crate::cluster::ClusterError> {
+    let (engine, host) = crate::cluster::connect(config).await?;
+    let host = Arc::new(host);
+    let cluster =
+        crate::cluster::Cluster::start(config, engine, Arc::clone(&host), Arc::new(catalog))
+            .await?;
+    Ok((host, Arc::new(cluster)))
+}
+
 async fn serve(
     listeners: Listeners,
     host: Arc<Host>,
     config: &Config,
     reloader: crate::reload::Reloader,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> ExitCode {
     // Registered before anything is served, so an early SIGHUP or SIGTERM is not lost.
     let mut signals = Signals::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    let api =
-        Arc::new(crate::api::ApiState::new(Arc::clone(&host), config).with_reloader(reloader));
-    let _pump = crate::api::pump::spawn(
+    let api = Arc::new(
+        crate::api::ApiState::new(Arc::clone(&host), config)
+            .with_reloader(reloader)
+            .with_cluster(cluster.clone()),
+    );
+    let drops: crate::api::pump::Dropper = match &cluster {
+        Some(cluster) => {
+            let cluster = Arc::clone(cluster);
+            Arc::new(move |line| cluster.runs_line(line))
+        }
+        None => Arc::new(|_| true),
+    };
+    let _pump = crate::api::pump::spawn_for(
         Arc::clone(&host.tsp),
         Duration::from_secs(config.api.idle_call_linger_s),
+        drops,
     );
     if let Some(listener) = listeners.http {
         let app = crate::http::router(Arc::clone(&api));
@@ -170,6 +212,10 @@ async fn serve(
         {
             tracing::warn!("An HTTP endpoint did not stop in time.");
         }
+    }
+    if let Some(cluster) = cluster {
+        // The drivers stop first, then the leases are given up: other nodes take over at once.
+        cluster.stop().await;
     }
     ExitCode::SUCCESS
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cdp;
+pub mod cluster;
 pub mod web;
 
 use std::io::Read;

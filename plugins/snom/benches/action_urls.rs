@@ -15,43 +15,11 @@
 mod common;
 
 use common::{percentile, rss_kib};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tapir_core::PhoneDriver;
 use tapir_snom_sim::{Sim, SimConfig};
+use tapir_test_support::PhoneCallbacks;
 use tapir_tsp::{Tsp, TspConfig, TspEvent};
-
-type Slot = Arc<OnceLock<Arc<dyn PhoneDriver>>>;
-
-async fn route(
-    axum::extract::State(slot): axum::extract::State<Slot>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    uri: axum::http::Uri,
-) -> (axum::http::StatusCode, String) {
-    let Some(driver) = slot.get().cloned() else {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
-    };
-    let request = tapir_core::HttpCallback {
-        method: "GET".into(),
-        path: uri
-            .path()
-            .strip_prefix("/phones/bench")
-            .unwrap_or("/")
-            .to_owned(),
-        query: uri.query().unwrap_or("").to_owned(),
-        headers: Vec::new(),
-        peer: peer.to_string(),
-        body: String::new(),
-    };
-    match tokio::task::spawn_blocking(move || driver.http_callback(request)).await {
-        Ok(reply) => (
-            axum::http::StatusCode::from_u16(reply.status)
-                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-            reply.body,
-        ),
-        Err(_) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::new()),
-    }
-}
 
 struct Row {
     n: usize,
@@ -64,30 +32,10 @@ struct Row {
 }
 
 fn run(n: usize) -> Result<Row, String> {
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let slot: Slot = Arc::new(OnceLock::new());
-    // A deep accept queue, as a production listener for thousands of phones would have.
-    let listener = {
-        let _guard = server.enter();
-        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-        socket
-            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-            .map_err(|e| e.to_string())?;
-        socket.listen(4096).map_err(|e| e.to_string())?
-    };
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = axum::Router::new()
-        .fallback(route)
-        .with_state(slot.clone())
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    server.spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let base = format!("http://{addr}/phones/bench");
+    // The phones' callbacks go through an HTTP listener with a deep accept queue, as a
+    // production listener for thousands of phones has it.
+    let callbacks = PhoneCallbacks::start("bench");
+    let base = callbacks.base();
     let key = b"bench-key";
 
     let sim = Sim::new(2).map_err(|e| e.to_string())?;
@@ -124,7 +72,7 @@ fn run(n: usize) -> Result<Row, String> {
         list.join(",")
     );
     let tsp = Arc::new(Tsp::new(TspConfig {
-        callback_base: Some(format!("http://{addr}/phones")),
+        callback_base: Some(callbacks.callback_base()),
         history: 1 << 16,
         ..TspConfig::default()
     }));
@@ -132,7 +80,7 @@ fn run(n: usize) -> Result<Row, String> {
     let driver = tsp
         .add_driver("bench", |sink| tapir_plugin_snom::build(&config, sink))
         .map_err(|e| e.to_string())?;
-    let _ = slot.set(driver.clone());
+    callbacks.attach(driver.clone());
     tsp.sync();
     let deadline = Instant::now() + Duration::from_secs(120 + n as u64 / 20);
     loop {

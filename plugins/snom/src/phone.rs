@@ -175,8 +175,11 @@ pub struct PhoneState {
     pub unregistered: bool,
     /// The line is in service.
     pub in_service: bool,
-    /// The last line info announced.
+    /// The last line info announced (`None`: the line has not appeared yet).
     pub announced: Option<LineInfo>,
+    /// The first configuration check (and the first uaCSTA attempt it starts) is over: what
+    /// the line offers is known, so it may appear.
+    pub settled: bool,
     /// CSTA snapshot over HTTP known not to work on this phone.
     pub snapshot_unsupported: bool,
     /// The phone answered a CSTA call-control request over HTTP with something that is not

@@ -41,6 +41,64 @@ fn auto_configuration_writes_and_reads_back_the_action_urls() {
 }
 
 #[test]
+fn lines_appear_with_what_their_phones_offer_in_configuration_order() {
+    let sim = Sim::new(2).expect("sim");
+    let two = sim
+        .phone(SimConfig {
+            more_identities: vec!["101".into()],
+            settings: vec![("dnd_mode".into(), "on".into())],
+            ..sim_config("000413000027")
+        })
+        .expect("phone");
+    let d8xx = sim
+        .phone(SimConfig {
+            model: "snomD865".into(),
+            ..sim_config("000413000028")
+        })
+        .expect("phone");
+    let away = std::net::SocketAddr::from(([127, 0, 0, 1], tapir_test_support::free_tcp_port()));
+    let config = format!(
+        r#"{{"phones": [{{"address": "{}", "mac": "000413000027"}}, {{"address": "{away}", "mac": "000413000029"}}, {{"address": "{}", "mac": "000413000028"}}], "status_interval_secs": 0, "snapshot_interval_secs": 0}}"#,
+        two.addr(),
+        d8xx.addr()
+    );
+    // Nothing waits here for the phones: what the lines show when they appear is complete
+    // (TAPI's line device capabilities do not change under an application that read them).
+    let h = Harness::start_with(&config, sim);
+    let lines = h.tsp.lines();
+    let keys: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(keys, ["000413000027", "000413000029", "000413000028"]);
+    assert!(lines.windows(2).all(|w| w[0].id < w[1].id), "{lines:?}");
+    let numbers: Vec<&str> = lines[0]
+        .caps
+        .addresses
+        .iter()
+        .map(|a| a.number.as_str())
+        .collect();
+    assert_eq!(numbers, ["100", "101"], "both identities, as addresses");
+    assert!(lines[0].in_service);
+    // What the first check read comes with the line: the address state.
+    let dnd = lines[0].addresses.get(&tapir_core::AddressId(0));
+    assert!(
+        dnd.is_some_and(|a| a.do_not_disturb),
+        "{:?}",
+        lines[0].addresses
+    );
+    assert!(lines[0]
+        .caps
+        .operations
+        .contains(tapir_core::Operation::MakeCall));
+    // A phone that cannot be reached appears out of service.
+    assert!(!lines[1].in_service, "{:?}", lines[1]);
+    // A D8xx without CSTA appears without the call control it lacks.
+    assert!(!lines[2]
+        .caps
+        .operations
+        .contains(tapir_core::Operation::MakeCall));
+    assert!(lines[2].in_service);
+}
+
+#[test]
 fn wrongly_configured_phones_are_reconfigured_only_with_the_option() {
     let sim = Sim::new(2).expect("sim");
     let fixed = sim.phone(sim_config("000413000022")).expect("phone");

@@ -367,11 +367,77 @@ fn many_calls_in_a_row_on_one_line_with_failures_mixed_in() {
             assert!(ok(&r));
             h.expect_state(call, CallState::Idle);
         } else {
-            // Without uaCSTA the phone's Action URLs do not say why an attempt failed.
+            // Without uaCSTA the phone's Action URLs do not say why an attempt failed, and
+            // the cause says so.
+            let cause = h.cause_of(call);
+            assert!(cause.contains("Action URLs do not say why"), "{cause}");
             h.ended(call, DisconnectMode::Unavailable);
         }
     }
     assert!(phone.calls().is_empty());
+    assert!(h.tsp.calls().iter().all(|c| c.state.is_idle()));
+    assert_eq!(phone.parallel_violations(), 0);
+}
+
+#[test]
+fn a_refused_or_unreachable_dial_command_fails_make_call_and_says_why() {
+    let (mut h, phone, line) = setup("", sim_config(MAC));
+    let make = |h: &mut Harness, number: Option<&str>| {
+        h.run(Action::MakeCall {
+            line,
+            address: AddressId(0),
+            destination: number.map(str::to_owned),
+        })
+        .expect("accepted")
+    };
+    // The phone refuses the command: MakeCall fails with its status, the call (shown Dialing)
+    // says why and is gone; the line takes the next call.
+    phone.refuse_commands(Some(500));
+    let (call, r) = make(&mut h, Some("200"));
+    let call = call.expect("a call id");
+    assert!(
+        matches!(&r, RequestResult::Err(e) if e.detail.contains("answered 500")),
+        "{r:?}"
+    );
+    assert_eq!(h.cause_of(call), "the phone answered 500 to the command");
+    h.expect_state(call, CallState::Idle);
+    assert!(h.tsp.call(call).is_none());
+    // Digits refused on a dial-tone call: the call is back at dial tone, and can be dialled.
+    phone.refuse_commands(None);
+    let (call, r) = make(&mut h, None);
+    assert!(ok(&r), "{r:?}");
+    let call = call.expect("a call id");
+    h.expect_state(call, CallState::Dialtone(tapir_core::DialToneMode::Normal));
+    phone.refuse_commands(Some(500));
+    let (_, r) = h
+        .run(Action::Dial {
+            call,
+            digits: "201".into(),
+        })
+        .expect("accepted");
+    assert!(matches!(r, RequestResult::Err(_)), "{r:?}");
+    h.expect_state(call, CallState::Dialing);
+    h.expect_state(call, CallState::Dialtone(tapir_core::DialToneMode::Normal));
+    phone.refuse_commands(None);
+    h.done(Action::Dial {
+        call,
+        digits: "201".into(),
+    });
+    h.expect_state(call, CallState::Ringback);
+    h.done(Action::Drop { call });
+    h.expect_state(call, CallState::Idle);
+    // The phone cannot be reached: MakeCall fails, the cause says so, nothing is left.
+    phone.go_offline();
+    let (call, r) = make(&mut h, Some("202"));
+    let call = call.expect("a call id");
+    assert!(
+        matches!(&r, RequestResult::Err(e) if e.kind == ErrorKind::Disconnected),
+        "{r:?}"
+    );
+    let cause = h.cause_of(call);
+    assert!(cause.starts_with("cannot reach the phone: "), "{cause}");
+    h.expect_state(call, CallState::Idle);
+    assert!(h.tsp.call(call).is_none());
     assert!(h.tsp.calls().iter().all(|c| c.state.is_idle()));
     assert_eq!(phone.parallel_violations(), 0);
 }

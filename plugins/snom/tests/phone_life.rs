@@ -108,8 +108,11 @@ fn calls_on_the_second_identity_carry_its_address_both_ways() {
         more_identities: vec!["101".into()],
         ..sim_config(MAC)
     });
-    let addresses = h.line_now(line).caps.addresses;
-    assert_eq!(addresses.len(), 2, "{addresses:?}");
+    // The line appears with both identities (`configuration.rs` checks that it does at
+    // once); a check slower than the driver's start-up wait announces them a moment later.
+    h.wait_until("both identities as addresses", || {
+        h.line_now(line).caps.addresses.len() == 2
+    });
     // Incoming on identity 2.
     phone.incoming_to("400", 1);
     let TspEvent::NewCall { call, info, .. } =

@@ -5,30 +5,11 @@ mod common;
 
 use common::*;
 use std::sync::Arc;
-use tapir_core::{
-    Configuration, Connection, DriverError, HttpCallback, HttpReply, PhoneDriver, RequestEnvelope,
-};
+use tapir_core::{Configuration, Connection, PhoneDriver};
 use tapir_plugin_snom::{Secret, SnomConfig, SnomDriver};
 use tapir_snom_sim::{Sim, SimConfig};
+use tapir_test_support::callbacks::Shared;
 use tapir_tsp::{Tsp, TspConfig, TspEvent};
-
-/// Lets the test keep the concrete driver while the front end holds it as a trait object.
-struct Shared(Arc<SnomDriver>);
-
-impl PhoneDriver for Shared {
-    fn submit(&self, r: RequestEnvelope) -> Result<(), DriverError> {
-        self.0.submit(r)
-    }
-    fn http_callback(&self, r: HttpCallback) -> HttpReply {
-        self.0.http_callback(r)
-    }
-    fn devices(&self) -> Vec<tapir_core::DeviceStatus> {
-        self.0.devices()
-    }
-    fn shutdown(&self) {
-        self.0.shutdown()
-    }
-}
 
 fn wait(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

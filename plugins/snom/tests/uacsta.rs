@@ -53,11 +53,6 @@ fn only_csta(phone: &tapir_snom_sim::SimPhone) -> u64 {
     calls[0].csta
 }
 
-fn done(h: &mut Harness, action: Action) {
-    let (_, r) = h.run(action).expect("accepted");
-    assert!(ok(&r), "{r:?}");
-}
-
 fn key_presses(phone: &tapir_snom_sim::SimPhone) -> usize {
     phone
         .requests()
@@ -80,13 +75,13 @@ fn per_call_operations_go_over_the_session_naming_the_call() {
     let call = h.incoming(&phone, "800");
     let id = only_csta(&phone);
     let sip_before = phone.sip_session().1;
-    done(&mut h, Action::Answer { call });
+    h.done(Action::Answer { call });
     h.expect_state(call, CallState::Connected);
-    done(&mut h, Action::Hold { call });
+    h.done(Action::Hold { call });
     h.expect_state(call, CallState::OnHold);
-    done(&mut h, Action::Unhold { call });
+    h.done(Action::Unhold { call });
     h.expect_state(call, CallState::Connected);
-    done(&mut h, Action::Drop { call });
+    h.done(Action::Drop { call });
     h.expect_state(call, CallState::Idle);
     assert_eq!(
         phone.csta_requests(),
@@ -120,7 +115,7 @@ fn events_over_sip_follow_calls_without_action_urls() {
     phone.remote_hangup(only_csta(&phone));
     h.ended(call, DisconnectMode::NoAnswer);
     let call = h.incoming(&phone, "802");
-    done(&mut h, Action::Answer { call });
+    h.done(Action::Answer { call });
     h.expect_state(call, CallState::Connected);
     phone.remote_hangup(only_csta(&phone));
     h.ended(call, DisconnectMode::Normal);
@@ -144,16 +139,24 @@ fn failures_arrive_as_states_with_their_mode_over_many_calls_on_one_line() {
         match round % 5 {
             0 => {
                 h.expect_state(call, CallState::Connected);
-                done(&mut h, Action::Drop { call });
+                h.done(Action::Drop { call });
                 h.expect_state(call, CallState::Idle);
             }
             1 => {
+                // The CSTA cause, in its event's words, before Busy.
+                assert_eq!(h.cause_of(call), "FailedEvent: busy");
                 h.expect_state(call, CallState::Busy(tapir_core::BusyMode::Station));
                 h.ended(call, DisconnectMode::Busy);
             }
-            2 => h.ended(call, DisconnectMode::Reject),
-            3 => h.ended(call, DisconnectMode::NoAnswer),
-            _ => h.ended(call, DisconnectMode::Unreachable),
+            n => {
+                let (cause, mode) = match n {
+                    2 => ("callRejected", DisconnectMode::Reject),
+                    3 => ("callNotAnswered", DisconnectMode::NoAnswer),
+                    _ => ("destNotObtainable", DisconnectMode::Unreachable),
+                };
+                assert_eq!(h.cause_of(call), format!("FailedEvent: {cause}"));
+                h.ended(call, mode);
+            }
         }
         assert!(
             phone.calls().is_empty(),
@@ -195,7 +198,7 @@ fn a_phone_that_refuses_the_session_is_driven_over_http() {
             .operations
             .contains(Operation::SwapHold));
         let call = h.incoming(&phone, "803");
-        done(&mut h, Action::Answer { call });
+        h.done(Action::Answer { call });
         h.expect_state(call, CallState::Connected);
         assert!(phone.requests().iter().any(|r| r.contains("key=OFFHOOK")));
         assert!(phone.csta_requests().is_empty());
@@ -262,7 +265,7 @@ fn after_a_restart_the_session_is_opened_again() {
     session_up(&h, &phone, line);
     let call = h.incoming(&phone, "804");
     assert_eq!(only_csta(&phone), 1);
-    done(&mut h, Action::Answer { call });
+    h.done(Action::Answer { call });
     h.expect_state(call, CallState::Connected);
     assert_eq!(
         phone.csta_requests().last().map(String::as_str),
@@ -293,7 +296,7 @@ fn a_d8xx_is_driven_through_the_session() {
         phone.csta_requests().first().map(String::as_str),
         Some("MakeCall 900")
     );
-    done(&mut h, Action::Drop { call });
+    h.done(Action::Drop { call });
     h.expect_state(call, CallState::Idle);
     assert_eq!(key_presses(&phone), 0, "a D8xx has no keys to press");
 }
@@ -333,14 +336,16 @@ fn a_silent_sip_side_never_holds_up_http_requests() {
             ],
             ..sim_config(MAC)
         },
-        r#", "request_timeout_ms": 3000"#,
+        // The session attempt takes 8 s to fail: a request that waited for it would take
+        // seconds (the driver's start waits 3 s of it), one that does not takes milliseconds.
+        r#", "request_timeout_ms": 8000"#,
     );
     h.configured(MAC);
     let call = h.incoming(&phone, "806");
     let started = std::time::Instant::now();
-    done(&mut h, Action::Answer { call });
+    h.done(Action::Answer { call });
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_millis(2500),
         "the answer waited for the SIP side: {:?}",
         started.elapsed()
     );

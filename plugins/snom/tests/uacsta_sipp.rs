@@ -6,12 +6,13 @@
 
 mod common;
 
-use common::sipp::{self, Sipp};
 use common::*;
+use std::path::Path;
 use std::time::Duration;
 use tapir_core::{CallState, Operation};
 use tapir_snom_sim::SimConfig;
-use tapir_tsp::{Action, TspEvent};
+use tapir_test_support::{sipp, Sipp};
+use tapir_tsp::Action;
 
 const MAC: &str = "000413000141";
 
@@ -20,19 +21,29 @@ fn phone_for(sim: &tapir_snom_sim::Sim, sipp: &Sipp) -> std::sync::Arc<tapir_sno
         settings: vec![
             ("csta_control".into(), "on".into()),
             ("csta_challenge".into(), "1".into()),
-            ("network_id_port".into(), sipp.port.to_string()),
+            ("network_id_port".into(), sipp.port().to_string()),
         ],
         ..sim_config(MAC)
     })
     .expect("phone")
 }
 
+/// SIPp as the phone's SIP side, running `scenario` from `tests/scenarios` for one session.
+fn sip_side(bin: &Path, scenario: &str) -> Sipp {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(format!("{scenario}.xml"));
+    Sipp::builder(bin, file)
+        .timeout(Duration::from_secs(60))
+        .start()
+}
+
 #[test]
 fn a_uacsta_phone_is_driven_by_csta_requests_and_followed_by_its_events() {
-    let Some(bin) = sipp::binary() else {
+    let Some(bin) = sipp() else {
         return;
     };
-    let mut sipp = Sipp::uas(&bin, "uacsta_phone");
+    let mut sipp = sip_side(&bin, "uacsta_phone");
     let sim = tapir_snom_sim::Sim::new(2).expect("sim");
     let phone = phone_for(&sim, &sipp);
     let config = format!(
@@ -41,15 +52,16 @@ fn a_uacsta_phone_is_driven_by_csta_requests_and_followed_by_its_events() {
     );
     let mut h = Harness::start_with(&config, sim);
     let line = h.open(MAC);
-    // SIPp reports call 7 (from 200) in a DeliveredEvent right after MonitorStart.
-    let TspEvent::NewCall { call, info, .. } = h.expect("the call SIPp reports", |e| {
-        matches!(e, TspEvent::NewCall { .. })
-    }) else {
-        unreachable!()
-    };
-    assert_eq!(info.calling.raw_number.as_deref(), Some("200"));
-    assert_eq!(info.driver_key.as_deref(), Some("csta:7"));
-    h.expect_state(call, CallState::Offering);
+    // SIPp reports call 7 (from 200) in a DeliveredEvent right after MonitorStart: while the
+    // driver starts (the line then appears with the call on it) or just after.
+    h.wait_until("the call SIPp reports", || {
+        h.tsp.calls().iter().any(|c| c.line == line)
+    });
+    let reported = h.tsp.calls().remove(0);
+    let call = reported.id;
+    assert_eq!(reported.info.calling.raw_number.as_deref(), Some("200"));
+    assert_eq!(reported.info.driver_key.as_deref(), Some("csta:7"));
+    assert_eq!(reported.state, CallState::Offering);
     h.wait_until("the session's routes", || {
         h.line_now(line)
             .caps
@@ -69,15 +81,15 @@ fn a_uacsta_phone_is_driven_by_csta_requests_and_followed_by_its_events() {
         .any(|r| r.starts_with("/command.htm")));
     // Shutting down ends the session with a BYE, which SIPp awaits.
     drop(h);
-    sipp.passed(Duration::from_secs(20));
+    sipp.assert_passed(Duration::from_secs(20));
 }
 
 #[test]
 fn a_phone_that_refuses_the_session_is_driven_over_http_keys() {
-    let Some(bin) = sipp::binary() else {
+    let Some(bin) = sipp() else {
         return;
     };
-    let mut sipp = Sipp::uas(&bin, "uacsta_refuse");
+    let mut sipp = sip_side(&bin, "uacsta_refuse");
     let sim = tapir_snom_sim::Sim::new(2).expect("sim");
     let phone = phone_for(&sim, &sipp);
     let config = format!(
@@ -87,7 +99,7 @@ fn a_phone_that_refuses_the_session_is_driven_over_http_keys() {
     let mut h = Harness::start_with(&config, sim);
     h.configured(MAC);
     let line = h.open(MAC);
-    sipp.passed(Duration::from_secs(20));
+    sipp.assert_passed(Duration::from_secs(20));
     h.wait_device(MAC, "refusal shown", |d| {
         d.detail
             .as_deref()

@@ -7,7 +7,8 @@
 //! - HTTP, or HTTPS with a fresh self-signed certificate ([`SimConfig::tls`]);
 //! - Basic or Digest authentication; with Digest, the third wrong password locks the phone
 //!   (every request gets 403 until [`SimPhone::unlock`]); a `Server: snom embedded` header;
-//! - `command.htm` (`key=`, `number=`, `key_dtmf=`), `dummy.htm?settings=save&…`, a settings
+//! - `command.htm` (`key=`, `number=`, `key_dtmf=`; or refused with a status,
+//!   [`SimPhone::refuse_commands`]), `dummy.htm?settings=save&…`, a settings
 //!   dump at `/settings.xml`, CSTA `SnapshotDevice` and call control ([`csta`]) at `/csta`,
 //!   a title page at `/`;
 //! - call state kept per phone, Action URLs fired (in order) at the URLs written into its

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub rebooting_until: Option<Instant>,
     pub nonces: Vec<String>,
     pub scripts: HashMap<String, Outcome>,
+    /// `command.htm` answers this status and does nothing (a phone refusing remote control).
+    pub refuse_commands: Option<u16>,
     pub next_id: u64,
     pub boots: u64,
 }
@@ -270,6 +272,12 @@ impl SimPhone {
     /// Scripts what the far end does when `number` is dialled from this phone.
     pub fn script(&self, number: &str, outcome: Outcome) {
         self.lock().scripts.insert(number.to_owned(), outcome);
+    }
+
+    /// Makes `command.htm` answer `status` and do nothing (`None`: obey again), as a phone
+    /// whose remote control is switched off or that cannot take the command.
+    pub fn refuse_commands(&self, status: Option<u16>) {
+        self.lock().refuse_commands = status;
     }
 
     /// Stops answering: the listener is closed (connections are refused).

@@ -218,6 +218,14 @@ fn serve(
                 phone.config.model, phone.config.mac
             ),
         ),
+        "/command.htm" if st.refuse_commands.is_some() => {
+            let status = st.refuse_commands.unwrap_or(500);
+            reply(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                vec![],
+                "refused\n".into(),
+            )
+        }
         "/command.htm" => {
             let identity = pairs
                 .iter()

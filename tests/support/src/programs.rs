@@ -38,6 +38,11 @@ pub fn sipp() -> Option<PathBuf> {
     program("sipp", "sip-tester")
 }
 
+/// nats-server (Debian package `nats-server`).
+pub fn nats_server() -> Option<PathBuf> {
+    program("nats-server", "nats-server")
+}
+
 /// Kamailio (Debian package `kamailio`).
 pub fn kamailio() -> Option<PathBuf> {
     program("kamailio", "kamailio")

@@ -3,7 +3,7 @@
 //! down), swaps the number rules and pinned line ids, and finds running instances by name.
 //!
 //! This is the one way instances come and go while the front end runs: the host's
-//! configuration reload uses it, and so will failover between cluster nodes.
+//! configuration reload uses it, and so does failover between cluster nodes (`Removal::failed`).
 
 use super::{
     err, panic_text, CallState, DriverError, ErrorKind, Input, LineId, LineKey, NumberRules,
@@ -18,10 +18,48 @@ use tapir_core::{CallId, DisconnectMode};
 /// The mode of the Disconnected state a call shows when its driver instance is removed.
 pub const REMOVED_MODE: DisconnectMode = DisconnectMode::Unavailable;
 
+/// How an instance is removed: [`Removal::stop`] for a reload (calls are hung up through the
+/// driver), [`Removal::failed`] when whatever ran its calls is gone (a cluster node that
+/// failed): calls end at once with the cause in their info, nothing is sent to the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// How long calls get to end through the driver (with `drop_calls`).
+    pub grace: Duration,
+    /// Drop every call through the driver, so it hangs up properly.
+    pub drop_calls: bool,
+    /// The Disconnected mode calls show.
+    pub mode: DisconnectMode,
+    /// Put in each call's info (`cause`) before it shows Disconnected.
+    pub cause: Option<String>,
+}
+
+impl Removal {
+    /// A reload's removal: calls are dropped through the driver within `grace`.
+    pub fn stop(grace: Duration) -> Self {
+        Self {
+            grace,
+            drop_calls: true,
+            mode: REMOVED_MODE,
+            cause: None,
+        }
+    }
+
+    /// The calls' owner failed: they end Disconnected with `cause`, then Idle, at once.
+    pub fn failed(cause: impl Into<String>) -> Self {
+        Self {
+            grace: Duration::ZERO,
+            drop_calls: false,
+            mode: REMOVED_MODE,
+            cause: Some(cause.into()),
+        }
+    }
+}
+
 /// The steps of removing an instance. They run on the event loop, which alone publishes.
 pub(super) enum Step {
-    /// Every call still up on the instance's lines shows Disconnected.
-    Disconnect,
+    /// Every call still up on the instance's lines shows Disconnected (with this mode, after
+    /// this cause in its info).
+    Disconnect(DisconnectMode, Option<String>),
     /// The instance is gone: calls left end Idle, its pending requests fail, its lines go.
     Remove,
 }
@@ -52,6 +90,20 @@ impl Tsp {
     /// `InvalidParameter` when no running instance has that name; `Uninitialized` after
     /// shutdown.
     pub fn remove_driver(&self, name: &str, grace: Duration) -> Result<RemovedDriver, DriverError> {
+        self.remove_driver_with(name, Removal::stop(grace))
+    }
+
+    /// [`Tsp::remove_driver`] the way `how` says: with [`Removal::failed`] no call is dropped
+    /// through the driver and none waits; each shows the cause, Disconnected, then Idle.
+    ///
+    /// # Errors
+    /// As [`Tsp::remove_driver`].
+    pub fn remove_driver_with(
+        &self,
+        name: &str,
+        how: Removal,
+    ) -> Result<RemovedDriver, DriverError> {
+        let grace = how.grace;
         let (index, driver, lines, up) = {
             let mut st = self.inner.lock();
             if st.shut_down {
@@ -78,14 +130,19 @@ impl Tsp {
                 .collect();
             (index, driver, lines, up)
         };
-        self.step(index, Step::Disconnect);
-        for call in &up {
-            if let Err(error) = self.submit_inner(crate::Action::Drop { call: *call }, true, None) {
-                tracing::debug!(call = %call, %error, "Drop of a call of a removed instance refused.");
+        self.step(index, Step::Disconnect(how.mode, how.cause.clone()));
+        if how.drop_calls {
+            for call in &up {
+                let drop = crate::Action::Drop { call: *call };
+                if let Err(error) = self.submit_inner(drop, true, None, None) {
+                    tracing::debug!(call = %call, %error, "Drop of a call of a removed instance refused.");
+                }
             }
         }
         let deadline = Instant::now() + grace;
-        loop {
+        // With a failed owner nothing was dropped: nothing to wait for.
+        let mut waiting = how.drop_calls;
+        while waiting {
             self.sync();
             let left = {
                 let st = self.inner.lock();
@@ -93,10 +150,10 @@ impl Tsp {
                     .filter(|c| st.calls.get(c).is_some_and(|c| !c.state.is_idle()))
                     .count()
             };
-            if left == 0 || Instant::now() >= deadline {
-                break;
+            waiting = left > 0 && Instant::now() < deadline;
+            if waiting {
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(driver) = driver {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| driver.shutdown())) {
@@ -178,16 +235,16 @@ pub(super) fn retire(st: &mut State, driver: usize, step: Step, out: &mut Vec<Ts
         .map(|(id, _)| *id)
         .collect();
     calls.sort();
-    let target = match step {
-        Step::Disconnect => CallState::Disconnected(REMOVED_MODE),
-        Step::Remove => CallState::Idle,
+    let (target, cause) = match &step {
+        Step::Disconnect(mode, cause) => (CallState::Disconnected(*mode), cause.clone()),
+        Step::Remove => (CallState::Idle, None),
     };
     for id in calls {
         let Some(call) = st.calls.get(&id) else {
             continue;
         };
         let done = match step {
-            Step::Disconnect => {
+            Step::Disconnect(..) => {
                 call.state.is_idle() || matches!(call.state, CallState::Disconnected(_))
             }
             Step::Remove => call.state.is_idle(),
@@ -196,6 +253,19 @@ pub(super) fn retire(st: &mut State, driver: usize, step: Step, out: &mut Vec<Ts
             continue;
         }
         let line = call.line;
+        if let Some(cause) = &cause {
+            let mut info = call.info.clone();
+            info.cause = Some(cause.clone());
+            let announced = call.announced;
+            st.calls.set_info(&id, info.clone());
+            if open.contains(&line) && announced {
+                out.push(TspEvent::CallInfo {
+                    line,
+                    call: id,
+                    info,
+                });
+            }
+        }
         st.calls.set_state(&id, target);
         if open.contains(&line) {
             st.calls.announce(&id);
@@ -206,7 +276,7 @@ pub(super) fn retire(st: &mut State, driver: usize, step: Step, out: &mut Vec<Ts
             });
         }
     }
-    if matches!(step, Step::Disconnect) {
+    if matches!(step, Step::Disconnect(..)) {
         return;
     }
     if let Some(slot) = st.drivers.get_mut(driver) {

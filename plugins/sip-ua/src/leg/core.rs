@@ -518,6 +518,24 @@ impl LegCore {
 
     /// The INVITE ended while we were cancelling.
     fn cancelled(&mut self, stop: Stop, now: Instant) {
+        // The ring time ran out while nothing at all had answered (not even 100 Trying): the
+        // far end never heard the call (a dead host whose ICMP errors are filtered), so it is
+        // unreachable, not a call nobody answered (issue 16.5).
+        if let (
+            Stop::RingTimeout,
+            Phase::Inviting {
+                any_response: false,
+                ..
+            },
+        ) = (stop, &self.phase)
+        {
+            let detail = format!(
+                "no response from {} within {} s",
+                self.target.addr,
+                self.setup.ring_timeout.as_secs()
+            );
+            return self.fail(LegFailure::Unreachable(detail), now);
+        }
         self.phase = if self.dialog.is_some() {
             Phase::Confirmed
         } else {

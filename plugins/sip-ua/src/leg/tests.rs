@@ -414,6 +414,37 @@ fn the_ring_timeout_cancels_after_the_first_provisional_response() {
 }
 
 #[test]
+fn a_ring_timeout_with_nothing_ever_heard_is_unreachable_not_no_answer() {
+    let mut short = setup();
+    short.ring_timeout = Duration::from_secs(10);
+    let mut b = Bench::with(short, vec![target(5070)]);
+    let (id, _) = b.sent();
+    b.core.on_timer(b.at(10));
+    b.nothing_sent();
+    assert!(b.events().is_empty(), "still waiting for a first answer");
+    // Timer B: nothing ever answered the INVITE.
+    b.core.on_client(id, ClientEvent::Timeout, b.at(32));
+    let events = b.events();
+    assert!(
+        matches!(&events[..], [LegEvent::Failed(LegFailure::Unreachable(d))]
+            if d.contains("127.0.0.2:5070") && d.contains("10 s")),
+        "{events:?}"
+    );
+    // The same when the CANCEL wait ends first.
+    let mut short = setup();
+    short.ring_timeout = Duration::from_secs(10);
+    let mut b = Bench::with(short, vec![target(5070)]);
+    b.sent();
+    b.core.on_timer(b.at(10));
+    b.core.on_timer(b.at(10 + CANCEL_WAIT.as_secs()));
+    let events = b.events();
+    assert!(
+        matches!(&events[..], [LegEvent::Failed(LegFailure::Unreachable(_))]),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn a_2xx_crossing_our_cancel_is_acked_and_hung_up() {
     let mut b = Bench::new();
     let (id, invite) = b.sent();

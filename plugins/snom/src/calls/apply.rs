@@ -1,7 +1,7 @@
 //! How one phone event (an Action URL, or a uaCSTA event in the same terms) changes the
 //! phone's calls: new calls, states, ends with their mode, transfers, address state, restarts.
 
-use super::{cause_mode, party, CallTracker, Ids, LineNews};
+use super::{party, said, CallTracker, Cause, Ids, LineNews};
 use crate::action::{Event, Vars};
 use tapir_core::{
     BusyMode, CallDirection, CallId, CallState, DisconnectMode, DriverEvent, ForwardMode,
@@ -9,36 +9,54 @@ use tapir_core::{
 };
 
 impl CallTracker {
-    /// How a call the phone ended without a cause ends: an incoming call nobody answered was
-    /// missed (NoAnswer, as snom's `missed` says); an outgoing call that never connected ended
-    /// for a reason Action URLs do not give (Unavailable); any other call hung up (Normal).
-    fn plain_end(&self, id: CallId) -> DisconnectMode {
-        match self.get(id) {
+    /// How a call the phone ended without a failure cause ends: an incoming call nobody
+    /// answered was missed (NoAnswer, as snom's `missed` says); an outgoing call that never
+    /// connected ended for a reason Action URLs do not give (Unavailable); any other call hung
+    /// up (Normal). The words are the CSTA event's (`said`) when the end came over uaCSTA,
+    /// else a sentence saying what the phone reported.
+    fn plain_end(&self, id: CallId, said: Option<&Cause>) -> Cause {
+        let (mode, sentence) = match self.get(id) {
             Some(c) if !c.answered && c.info.direction == CallDirection::Incoming => {
-                DisconnectMode::NoAnswer
+                (DisconnectMode::NoAnswer, said::MISSED)
             }
             Some(c) if !c.answered && c.info.direction == CallDirection::Outgoing => {
-                DisconnectMode::Unavailable
+                (DisconnectMode::Unavailable, said::NOT_ANSWERED_OUT)
             }
-            _ => DisconnectMode::Normal,
+            _ => (DisconnectMode::Normal, said::HUNG_UP),
+        };
+        Cause::new(mode, said.map_or(sentence, |c| c.words.as_str()))
+    }
+
+    /// The cause a uaCSTA event carries (`cause`, named with its event `csta_event`).
+    fn said(vars: &Vars) -> Option<Cause> {
+        vars.get("cause")
+            .map(|c| Cause::csta(vars.get("csta_event"), c))
+    }
+
+    /// Keeps the first failure cause the phone gave for a call.
+    fn note_failure(&mut self, id: CallId, cause: Cause) {
+        if let Some(c) = self.get_mut(id) {
+            c.cause.get_or_insert(cause);
         }
     }
 
-    /// The far end of a call refused or could not be reached (uaCSTA `FailedEvent`): Busy
-    /// when it is busy; otherwise the cause is kept for the call's end.
+    /// The far end of a call refused or could not be reached (uaCSTA `FailedEvent`): the
+    /// cause is kept for the call's end; a busy far end shows at once (the cause in the call's
+    /// info, then Busy).
     pub fn failed(&mut self, line: &LineKey, vars: &Vars) -> Vec<DriverEvent> {
         let Some(id) = self.find(vars).filter(|_| Self::has_key(vars)) else {
             return Vec::new();
         };
-        let mode = vars
-            .get("cause")
-            .map(cause_mode)
-            .unwrap_or(DisconnectMode::Unavailable);
-        if let Some(c) = self.get_mut(id) {
-            c.cause = Some(mode);
-        }
-        if mode == DisconnectMode::Busy {
-            return self.set_state(line, id, CallState::Busy(BusyMode::Station));
+        let cause = Self::said(vars)
+            .unwrap_or_else(|| Cause::new(DisconnectMode::Unavailable, said::FAILED));
+        self.note_failure(id, cause);
+        let Some(cause) = self.get(id).and_then(|c| c.cause.clone()) else {
+            return Vec::new();
+        };
+        if cause.mode == DisconnectMode::Busy {
+            let mut out = self.tell_cause(line, id, &cause.words);
+            out.extend(self.set_state(line, id, CallState::Busy(BusyMode::Station)));
+            return out;
         }
         Vec::new()
     }
@@ -59,16 +77,15 @@ impl CallTracker {
         let found = self.find(vars);
         // A cause that tells why a call failed decides its end; a normal clearing or a
         // cancel leaves it to the call's own story (an unanswered incoming call was missed).
-        let failure = vars.get("cause").map(cause_mode).filter(|m| {
+        let said = Self::said(vars);
+        let failure = said.clone().filter(|c| {
             !matches!(
-                m,
+                c.mode,
                 DisconnectMode::Normal | DisconnectMode::Unknown | DisconnectMode::Cancelled
             )
         });
-        if let (Some(id), Some(mode)) = (found, failure) {
-            if let Some(c) = self.get_mut(id) {
-                c.cause = Some(mode);
-            }
+        if let (Some(id), Some(cause)) = (found, failure) {
+            self.note_failure(id, cause);
         }
         match event {
             Event::Incoming => match found {
@@ -122,8 +139,8 @@ impl CallTracker {
             }
             Event::Disconnected => {
                 if let Some(id) = found {
-                    let mode = self.plain_end(id);
-                    out.extend(self.end(line, id, Some(mode)));
+                    let cause = self.plain_end(id, said.as_ref());
+                    out.extend(self.end(line, id, Some(cause)));
                 }
                 if vars.ongoing() == Some(0) {
                     out.extend(self.end_reported(line));
@@ -131,7 +148,8 @@ impl CallTracker {
             }
             Event::Missed => {
                 if let Some(id) = found {
-                    out.extend(self.end(line, id, Some(DisconnectMode::NoAnswer)));
+                    let missed = Cause::new(DisconnectMode::NoAnswer, said::MISSED);
+                    out.extend(self.end(line, id, Some(missed)));
                 }
             }
             Event::Transfer | Event::BlindTransfer | Event::AttendedTransfer => {

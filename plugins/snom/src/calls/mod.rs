@@ -12,15 +12,18 @@
 //!
 //! Ends follow the project's failed-call rule: a call that ends on the phone's side is
 //! reported `Disconnected(mode)` and forgotten at once (it holds nothing here); the
-//! application's Drop then makes it Idle. Calls the application dropped, and calls that left
-//! the phone by a transfer or a deflection, go straight to Idle.
+//! application's Drop then makes it Idle. Just before the ending state (`Busy`,
+//! `Disconnected`) the call's info carries the cause in words ([`Cause`]): the CSTA event and
+//! its cause when the phone said why, else a sentence saying what the phone reported. Calls
+//! the application dropped, and calls that left the phone by a transfer or a deflection, go
+//! straight to Idle.
 
 mod apply;
 mod modes;
 #[cfg(test)]
 mod tests;
 
-pub use modes::cause_mode;
+pub use modes::{cause_mode, said, Cause};
 
 use crate::action::{user_part, Vars};
 use std::collections::VecDeque;
@@ -54,8 +57,8 @@ pub struct Tracked {
     /// It was connected at some point (an unanswered incoming call that ends was missed).
     pub answered: bool,
     /// Why it failed, when the phone said so (uaCSTA `FailedEvent`/`ConnectionClearedEvent`
-    /// cause); used when it ends.
-    pub cause: Option<DisconnectMode>,
+    /// cause; the first one told); used when it ends.
+    pub cause: Option<Cause>,
 }
 
 /// The keys of an ended call.
@@ -197,12 +200,30 @@ impl CallTracker {
         }
     }
 
-    /// The host's call could not be placed: forget it (the front end forgets it too).
-    pub fn abort_make(&mut self, id: CallId) {
+    /// The host's call could not be placed: forget it (the front end forgets it too, after
+    /// an Idle). The call was shown Dialing already: its info tells `why` first.
+    pub fn abort_make(&mut self, line: &LineKey, id: CallId, why: &str) -> Vec<DriverEvent> {
         if self.pending_make == Some(id) {
             self.pending_make = None;
         }
-        self.calls.retain(|c| c.id != id);
+        let Some(pos) = self.calls.iter().position(|c| c.id == id) else {
+            return Vec::new();
+        };
+        let call = self.calls.remove(pos);
+        cause_info(line, &call, why).into_iter().collect()
+    }
+
+    /// Digits sent to a dial-tone call did not go out (the phone refused the command): the
+    /// call is back at dial tone, where it was, and may be dialled again or dropped.
+    pub fn dial_failed(&mut self, line: &LineKey, id: CallId) -> Vec<DriverEvent> {
+        match self.get(id).map(|c| c.state) {
+            Some(CallState::Dialing) => self.set_state(
+                line,
+                id,
+                CallState::Dialtone(tapir_core::DialToneMode::Normal),
+            ),
+            _ => Vec::new(),
+        }
     }
 
     /// The host asked to drop `id`.
@@ -239,15 +260,11 @@ impl CallTracker {
         self.transfer = Some((held, consult));
     }
 
-    /// Ends a call. `mode` `Some`: the phone ended it (Disconnected with that mode, unless
-    /// the host dropped it: then Idle); `None`: it left the phone by a transfer or deflection
-    /// (Idle). The call is forgotten either way.
-    pub fn end(
-        &mut self,
-        line: &LineKey,
-        id: CallId,
-        mode: Option<DisconnectMode>,
-    ) -> Vec<DriverEvent> {
+    /// Ends a call. `cause` `Some`: the phone ended it (Disconnected, unless the host dropped
+    /// it: then Idle), for the reason the phone gave earlier if it gave one, else for
+    /// `cause`; the words go in the call's info just before the state. `None`: it left the
+    /// phone by a transfer or deflection (Idle). The call is forgotten either way.
+    pub fn end(&mut self, line: &LineKey, id: CallId, cause: Option<Cause>) -> Vec<DriverEvent> {
         let Some(pos) = self.calls.iter().position(|c| c.id == id) else {
             return Vec::new();
         };
@@ -259,18 +276,38 @@ impl CallTracker {
         if matches!(self.transfer, Some((a, b)) if a == id || b == id) {
             self.transfer = None;
         }
-        let state = match mode {
-            Some(mode) if !call.dropping => CallState::Disconnected(call.cause.unwrap_or(mode)),
-            _ => CallState::Idle,
+        let (state, words) = match cause {
+            Some(given) if !call.dropping => {
+                let why = call.cause.clone().unwrap_or(given);
+                (CallState::Disconnected(why.mode), Some(why.words))
+            }
+            _ => (CallState::Idle, None),
         };
         if call.state == state {
             return Vec::new();
         }
-        vec![DriverEvent::CallState {
+        let mut out: Vec<DriverEvent> = words
+            .and_then(|w| cause_info(line, &call, &w))
+            .into_iter()
+            .collect();
+        out.push(DriverEvent::CallState {
             line: line.clone(),
             call: id,
             state,
-        }]
+        });
+        out
+    }
+
+    /// Puts `words` in the call's info; the event when that changed it.
+    fn tell_cause(&mut self, line: &LineKey, id: CallId, words: &str) -> Vec<DriverEvent> {
+        let Some(c) = self.get_mut(id) else {
+            return Vec::new();
+        };
+        let event = cause_info(line, c, words);
+        if event.is_some() {
+            c.info.cause = Some(words.to_owned());
+        }
+        event.into_iter().collect()
     }
 
     /// A call the application drops that the phone no longer has (it ended and was
@@ -283,11 +320,16 @@ impl CallTracker {
         }]
     }
 
-    /// Ends every call (the phone rebooted, or reports no call at all).
+    /// Ends every call (the phone rebooted).
     pub fn end_all(&mut self, line: &LineKey) -> Vec<DriverEvent> {
         let ids: Vec<CallId> = self.calls.iter().map(|c| c.id).collect();
+        self.end_each(line, ids, said::RESTARTED)
+    }
+
+    /// Ends `ids` for a reason the phone did not give (mode Unknown), in `words`.
+    fn end_each(&mut self, line: &LineKey, ids: Vec<CallId>, words: &str) -> Vec<DriverEvent> {
         ids.into_iter()
-            .flat_map(|id| self.end(line, id, Some(DisconnectMode::Unknown)))
+            .flat_map(|id| self.end(line, id, Some(Cause::new(DisconnectMode::Unknown, words))))
             .collect()
     }
 
@@ -301,9 +343,7 @@ impl CallTracker {
             .filter(|c| c.csta.is_some() || c.sip.is_some())
             .map(|c| c.id)
             .collect();
-        ids.into_iter()
-            .flat_map(|id| self.end(line, id, Some(DisconnectMode::Unknown)))
-            .collect()
+        self.end_each(line, ids, said::NONE_LEFT)
     }
 
     /// Keeps only the calls whose CSTA id is in `present`; calls without a CSTA id are kept
@@ -317,9 +357,7 @@ impl CallTracker {
             })
             .map(|c| c.id)
             .collect();
-        gone.into_iter()
-            .flat_map(|id| self.end(line, id, Some(DisconnectMode::Unknown)))
-            .collect()
+        self.end_each(line, gone, said::NOT_IN_SNAPSHOT)
     }
 
     fn set_state(&mut self, line: &LineKey, id: CallId, state: CallState) -> Vec<DriverEvent> {
@@ -404,10 +442,7 @@ impl CallTracker {
             })
             .map(|c| c.id)
             .collect();
-        stale
-            .into_iter()
-            .flat_map(|id| self.end(line, id, Some(DisconnectMode::Unknown)))
-            .collect()
+        self.end_each(line, stale, said::ID_REUSED)
     }
 
     fn has_key(vars: &Vars) -> bool {
@@ -512,13 +547,28 @@ impl CallTracker {
         vec![self.address_event(line)]
     }
 
-    fn address_event(&self, line: &LineKey) -> DriverEvent {
+    /// The address state as an event.
+    pub fn address_event(&self, line: &LineKey) -> DriverEvent {
         DriverEvent::AddressState {
             line: line.clone(),
             address: AddressId(0),
             status: self.address.clone(),
         }
     }
+}
+
+/// The call's info with `words` as its cause, unless it says that already.
+fn cause_info(line: &LineKey, call: &Tracked, words: &str) -> Option<DriverEvent> {
+    if call.info.cause.as_deref() == Some(words) {
+        return None;
+    }
+    let mut info = call.info.clone();
+    info.cause = Some(words.to_owned());
+    Some(DriverEvent::CallInfo {
+        line: line.clone(),
+        call: call.id,
+        info,
+    })
 }
 
 fn party(uri: &str, name: Option<&str>) -> Party {

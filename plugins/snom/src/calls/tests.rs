@@ -41,6 +41,12 @@ fn v(pairs: &[(&str, &str)]) -> Vars {
     Vars::from_pairs(pairs.iter().copied())
 }
 
+/// A call the host placed that the phone reported as outgoing under CSTA id `csta`.
+fn placed(t: &mut CallTracker, ids: &mut Counter, call: CallId, csta: &str) {
+    t.start_make(&line(), call, AddressId(0), false);
+    t.apply(&line(), ids, Event::Outgoing, &v(&[("csta", csta)]));
+}
+
 #[test]
 fn outgoing_call_from_the_host() {
     let mut t = CallTracker::default();
@@ -70,8 +76,7 @@ fn outgoing_call_from_the_host() {
 fn an_outgoing_call_that_never_connects_ends_unavailable() {
     let mut t = CallTracker::default();
     let mut ids = Counter(0);
-    t.start_make(&line(), CallId(5), AddressId(0), false);
-    t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", "1")]));
+    placed(&mut t, &mut ids, CallId(5), "1");
     let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "1")]));
     assert_eq!(states(&ev), s(&[(5, "disconnected:Unavailable")]));
 }
@@ -317,14 +322,12 @@ fn calls_on_a_second_identity_carry_its_address() {
 fn a_failure_cause_decides_the_mode() {
     let mut t = CallTracker::default();
     let mut ids = Counter(0);
-    t.start_make(&line(), CallId(5), AddressId(0), false);
-    t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", "1")]));
+    placed(&mut t, &mut ids, CallId(5), "1");
     let ev = t.failed(&line(), &v(&[("csta", "1"), ("cause", "busy")]));
     assert_eq!(states(&ev), s(&[(5, "busy")]));
     let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "1")]));
     assert_eq!(states(&ev), s(&[(5, "disconnected:Busy")]));
-    t.start_make(&line(), CallId(6), AddressId(0), false);
-    t.apply(&line(), &mut ids, Event::Outgoing, &v(&[("csta", "2")]));
+    placed(&mut t, &mut ids, CallId(6), "2");
     let (ev, _) = t.apply(
         &line(),
         &mut ids,
@@ -344,4 +347,141 @@ fn a_late_no_calls_left_report_spares_a_call_the_phone_has_not_reported_yet() {
     let (ev, _) = t.apply(&line(), &mut ids, Event::Onhook, &v(&[("n", "0")]));
     assert_eq!(states(&ev), s(&[(101, "disconnected:Unknown")]));
     assert!(t.get(CallId(7)).is_some());
+}
+
+/// The cause each event carried in the call's info, with the state that followed it.
+fn causes(events: &[DriverEvent]) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        if let DriverEvent::CallInfo { call, info, .. } = e {
+            // The cause goes out just before the state it explains.
+            let next = events.get(i + 1).map(|n| states(std::slice::from_ref(n)));
+            assert!(
+                matches!(&next, Some(s) if s.len() == 1 && s[0].0 == call.0),
+                "a cause without its state: {events:?}"
+            );
+            out.push((call.0, info.cause.clone().unwrap_or_default()));
+        }
+    }
+    out
+}
+
+#[test]
+fn causes_come_in_the_csta_events_words_before_the_ending_state() {
+    let mut t = CallTracker::default();
+    let mut ids = Counter(0);
+    // Busy: the cause, then Busy; the end repeats neither.
+    placed(&mut t, &mut ids, CallId(5), "1");
+    let busy = v(&[
+        ("csta", "1"),
+        ("cause", "busy"),
+        ("csta_event", "FailedEvent"),
+    ]);
+    let ev = t.failed(&line(), &busy);
+    assert_eq!(causes(&ev), s(&[(5, "FailedEvent: busy")]));
+    assert_eq!(states(&ev), s(&[(5, "busy")]));
+    let cleared = v(&[
+        ("csta", "1"),
+        ("cause", "busy"),
+        ("csta_event", "ConnectionClearedEvent"),
+    ]);
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &cleared);
+    assert_eq!(causes(&ev), s(&[]), "the first cause stays");
+    assert_eq!(states(&ev), s(&[(5, "disconnected:Busy")]));
+    // Declined, no answer, unreachable: the cause comes with the end.
+    for (n, cause, mode) in [
+        ("2", "callRejected", "Reject"),
+        ("3", "callNotAnswered", "NoAnswer"),
+        ("4", "destNotObtainable", "Unreachable"),
+    ] {
+        let id = CallId(10 + n.parse::<u64>().unwrap_or_default());
+        placed(&mut t, &mut ids, id, n);
+        let failed = v(&[("csta", n), ("cause", cause), ("csta_event", "FailedEvent")]);
+        assert!(t.failed(&line(), &failed).is_empty());
+        let cleared = v(&[
+            ("csta", n),
+            ("cause", "normalClearing"),
+            ("csta_event", "ConnectionClearedEvent"),
+        ]);
+        let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &cleared);
+        assert_eq!(causes(&ev), s(&[(id.0, &format!("FailedEvent: {cause}"))]));
+        assert_eq!(states(&ev), s(&[(id.0, &format!("disconnected:{mode}"))]));
+    }
+    // An answered call cleared normally says so in the event's words.
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Connected, &v(&[("csta", "9")]));
+    let call = states(&ev)[0].0;
+    let cleared = v(&[
+        ("csta", "9"),
+        ("cause", "normalClearing"),
+        ("csta_event", "ConnectionClearedEvent"),
+    ]);
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &cleared);
+    assert_eq!(
+        causes(&ev),
+        s(&[(call, "ConnectionClearedEvent: normalClearing")])
+    );
+    assert_eq!(states(&ev), s(&[(call, "disconnected:Normal")]));
+}
+
+#[test]
+fn action_urls_give_no_reason_and_the_cause_says_so() {
+    let mut t = CallTracker::default();
+    let mut ids = Counter(0);
+    placed(&mut t, &mut ids, CallId(5), "1");
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "1")]));
+    assert_eq!(causes(&ev), s(&[(5, said::NOT_ANSWERED_OUT)]));
+    assert_eq!(states(&ev), s(&[(5, "disconnected:Unavailable")]));
+    // Missed, by `disconnected` while ringing or by `missed`.
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Incoming, &v(&[("csta", "2")]));
+    let a = states(&ev)[0].0;
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Missed, &v(&[("csta", "2")]));
+    assert_eq!(causes(&ev), s(&[(a, said::MISSED)]));
+    assert_eq!(states(&ev), s(&[(a, "disconnected:NoAnswer")]));
+    // Hung up after answering.
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Connected, &v(&[("csta", "3")]));
+    let b = states(&ev)[0].0;
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "3")]));
+    assert_eq!(causes(&ev), s(&[(b, said::HUNG_UP)]));
+    // A restart ends what is left, saying so.
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Connected, &v(&[("csta", "4")]));
+    let c = states(&ev)[0].0;
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Setup, &v(&[]));
+    assert_eq!(causes(&ev), s(&[(c, said::RESTARTED)]));
+    assert_eq!(states(&ev), s(&[(c, "disconnected:Unknown")]));
+    // A snapshot that no longer lists a call.
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Connected, &v(&[("csta", "5")]));
+    let d = states(&ev)[0].0;
+    let ev = t.retain_snapshot(&line(), &[]);
+    assert_eq!(causes(&ev), s(&[(d, said::NOT_IN_SNAPSHOT)]));
+    // The host's drop: Idle, no cause.
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Connected, &v(&[("csta", "6")]));
+    let e = states(&ev)[0].0;
+    t.mark_dropping(CallId(e));
+    let (ev, _) = t.apply(&line(), &mut ids, Event::Disconnected, &v(&[("csta", "6")]));
+    assert_eq!(causes(&ev), s(&[]));
+    assert_eq!(states(&ev), s(&[(e, "idle")]));
+}
+
+#[test]
+fn a_refused_dial_command_explains_the_call_or_returns_it_to_dial_tone() {
+    let mut t = CallTracker::default();
+    // MakeCall refused: the call was shown Dialing; its info says why, then it is forgotten.
+    t.start_make(&line(), CallId(5), AddressId(0), false);
+    let ev = t.abort_make(&line(), CallId(5), "the phone answered 403 to the command");
+    let DriverEvent::CallInfo { info, .. } = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        info.cause.as_deref(),
+        Some("the phone answered 403 to the command")
+    );
+    assert!(t.calls().is_empty());
+    // Digits refused on a dial-tone call: back at dial tone, still there.
+    t.start_make(&line(), CallId(6), AddressId(0), true);
+    assert_eq!(states(&t.dialing(&line(), CallId(6))), s(&[(6, "dialing")]));
+    assert_eq!(
+        states(&t.dial_failed(&line(), CallId(6))),
+        s(&[(6, "dialtone")])
+    );
+    assert!(t.get(CallId(6)).is_some());
 }

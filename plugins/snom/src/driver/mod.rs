@@ -57,11 +57,20 @@ struct Shared {
     store: Mutex<Store>,
     /// The SIP endpoint for uaCSTA, started when the first session is opened.
     sip: tokio::sync::OnceCell<Option<crate::uacsta::Client>>,
+    /// The driver is starting: the configured phones' lines appear together at the end.
+    starting: AtomicBool,
 }
 
+/// How long starting waits for the configured phones' first checks, so that their lines
+/// appear with what the phones offer (identities as addresses, the model's operations, a
+/// uaCSTA session). A phone still being checked then appears with what its configuration
+/// says, and is announced again once its check is over.
+const FIRST_CHECK_WAIT: Duration = Duration::from_secs(3);
+
 impl SnomDriver {
-    /// Starts the driver: its runtime, the configured phones (announced as lines before this
-    /// returns, then contacted in the background), discovery and the periodic checks.
+    /// Starts the driver: its runtime, the configured phones (checked first: each phone's line
+    /// is announced before this returns, after its first check or [`FIRST_CHECK_WAIT`] at
+    /// most, in configuration order), discovery and the periodic checks.
     ///
     /// # Errors
     /// `Uninitialized` if the runtime cannot start.
@@ -102,7 +111,9 @@ impl SnomDriver {
             logged: Mutex::new(LogOnce::default()),
             store: Mutex::new(store),
             sip: tokio::sync::OnceCell::new(),
+            starting: AtomicBool::new(true),
         });
+        let mut in_order = Vec::new();
         for phone in shared.config.phones.clone() {
             let scheme = phone.scheme.unwrap_or(shared.config.default_scheme);
             let target = Target::parse(&phone.address, scheme)
@@ -113,7 +124,7 @@ impl SnomDriver {
                 password: phone.password.clone().unwrap_or_default(),
             });
             let mac = phone.mac.as_deref().and_then(action::normalize_mac);
-            shared.add_phone(NewPhone {
+            in_order.extend(shared.add_phone(NewPhone {
                 key,
                 target,
                 configured,
@@ -126,8 +137,9 @@ impl SnomDriver {
                     user: phone.sip_user.clone(),
                     password: phone.sip_password.clone(),
                 },
-            });
+            }));
         }
+        shared.appear(&in_order);
         if shared.base.is_none() {
             tracing::warn!("No callback URL: enable [phones] in the host (or set public_url); phones cannot report call states.");
         }
@@ -173,12 +185,13 @@ impl SnomDriver {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key)
             .ok_or_else(|| DriverError::new(ErrorKind::BadDeviceId, format!("no phone {key}")))?;
-        let (leftover, session) = {
+        let (leftover, session, announced) = {
             let mut st = phone.lock();
             st.removed = true;
             (
                 st.queue.drain(..).collect::<Vec<Job>>(),
                 st.uacsta.session.take(),
+                st.announced.is_some(),
             )
         };
         if let Some(s) = session {
@@ -203,9 +216,11 @@ impl SnomDriver {
                 .remove(&mac);
         }
         self.shared.store_lock().reset(key);
-        self.shared.sink.event(DriverEvent::LineRemoved {
-            line: phone.key.clone(),
-        });
+        if announced {
+            self.shared.sink.event(DriverEvent::LineRemoved {
+                line: phone.key.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -397,15 +412,27 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(mac, new.key);
         }
-        let info = {
-            let mut st = phone.lock();
-            let info = phone.line_info(&st);
-            st.announced = Some(info.clone());
-            info
-        };
-        self.sink.event(DriverEvent::LineCreated { info });
+        // Its line appears once the first check is over (`settle`).
         self.enqueue(&phone, Job::Refresh { write: false });
         Some(phone)
+    }
+
+    /// The end of starting: waits (at most [`FIRST_CHECK_WAIT`]) for the first checks of the
+    /// configured `phones`, then announces their lines in that order.
+    fn appear(&self, phones: &[Arc<Phone>]) {
+        let deadline = std::time::Instant::now() + FIRST_CHECK_WAIT;
+        while std::time::Instant::now() < deadline && !phones.iter().all(|p| p.lock().settled) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for phone in phones {
+            self.announce(phone, true);
+        }
+        self.starting.store(false, Ordering::Release);
+        // Phones added meanwhile (a mass-configured phone calling in) whose check is over.
+        let others: Vec<Arc<Phone>> = self.read_phones().values().cloned().collect();
+        for phone in others {
+            self.update_routes(&phone);
+        }
     }
 
     fn enqueue(self: &Arc<Self>, phone: &Arc<Phone>, job: Job) -> bool {

@@ -29,7 +29,16 @@ impl Shared {
         Some((wanted, also))
     }
 
+    /// The configuration check; at its end (or at the end of the uaCSTA attempt it started)
+    /// the phone is settled: its line may appear.
     pub(super) async fn run_refresh(self: &Arc<Self>, phone: &Arc<Phone>, write: bool) {
+        self.check(phone, write).await;
+        if !phone.lock().uacsta.working {
+            self.settle(phone);
+        }
+    }
+
+    async fn check(self: &Arc<Self>, phone: &Arc<Phone>, write: bool) {
         {
             let mut st = phone.lock();
             if st.connection == Connection::NotContacted {

@@ -67,10 +67,7 @@ impl Shared {
                     "the phone answered {} to the command",
                     r.status
                 ))),
-                Err(FetchError::Unreachable(m)) => {
-                    self.set_reachable(phone, false, Some(m.clone()));
-                    Err(DriverError::new(ErrorKind::Disconnected, m))
-                }
+                Err(FetchError::Unreachable(m)) => Err(self.unreachable_now(phone, &m)),
                 Err(e) => Err(e.into_driver_error()),
             };
             if outcome.is_err() {
@@ -83,18 +80,29 @@ impl Shared {
         let made = match outcome {
             Ok(made) => made,
             Err(e) => {
-                let mut st = phone.lock();
-                match plan.effect {
-                    // Could not be started at all: the call never existed.
-                    Effect::MakeCall { call, .. } | Effect::Dialing { call } => {
-                        st.tracker.abort_make(call)
+                let events = {
+                    let mut st = phone.lock();
+                    match plan.effect {
+                        // Could not be started at all: the call never existed (its info says
+                        // why, for applications that saw it Dialing).
+                        Effect::MakeCall { call, .. } => {
+                            st.tracker.abort_make(&line, call, &e.detail)
+                        }
+                        // The digits did not go out: the call is at dial tone again.
+                        Effect::Dialing { call } => st.tracker.dial_failed(&line, call),
+                        // A failed drop leaves the call as it is.
+                        Effect::Drop { call } => {
+                            st.tracker.unmark_dropping(call);
+                            Vec::new()
+                        }
+                        Effect::SetupTransfer { held, .. } => {
+                            st.tracker.cancel_transfer(held);
+                            Vec::new()
+                        }
+                        _ => Vec::new(),
                     }
-                    // A failed drop leaves the call as it is.
-                    Effect::Drop { call } => st.tracker.unmark_dropping(call),
-                    Effect::SetupTransfer { held, .. } => st.tracker.cancel_transfer(held),
-                    _ => {}
-                }
-                drop(st);
+                };
+                self.emit(events);
                 self.sink.complete(env.id, Err(e));
                 return;
             }
@@ -157,6 +165,14 @@ impl Shared {
         self.sink.complete(env.id, completion);
     }
 
+    /// A request found the phone unreachable: it is marked so at once, and the request fails
+    /// saying why.
+    fn unreachable_now(&self, phone: &Phone, why: &str) -> DriverError {
+        let why = format!("cannot reach the phone: {why}");
+        self.set_reachable(phone, false, Some(why.clone()));
+        DriverError::new(ErrorKind::Disconnected, why)
+    }
+
     /// Sends one CSTA service over its transport and reads the acknowledgement; for
     /// `MakeCall` returns the new call's id.
     async fn send_csta(
@@ -200,10 +216,7 @@ impl Shared {
         match self.fetch(phone, "POST", &path, Some(&csta.xml)).await {
             Ok(r) if r.status == 200 => Ok(r.body),
             Ok(_) => Ok(String::new()),
-            Err(FetchError::Unreachable(m)) => {
-                self.set_reachable(phone, false, Some(m.clone()));
-                Err(DriverError::new(ErrorKind::Disconnected, m))
-            }
+            Err(FetchError::Unreachable(m)) => Err(self.unreachable_now(phone, &m)),
             Err(e) => Err(e.into_driver_error()),
         }
     }

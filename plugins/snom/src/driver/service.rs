@@ -4,8 +4,9 @@
 use super::Shared;
 use crate::command::{CstaRoute, CstaVia};
 use crate::phone::{Phone, PhoneState};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tapir_core::{Configuration, Connection, DriverEvent};
+use tapir_core::{AddressStatus, Configuration, Connection, DriverEvent};
 
 impl Shared {
     /// The CSTA route the phone has now: its uaCSTA session while it is up, else CSTA over
@@ -25,19 +26,55 @@ impl Shared {
     }
 
     /// Recomputes the routes of a phone and announces its line again when its capabilities
-    /// changed (a uaCSTA session came or went, the model became known).
+    /// changed (a uaCSTA session came or went, the model became known). A line appears only
+    /// once the phone's first check is over (see [`Shared::announce`]).
     pub(super) fn update_routes(&self, phone: &Phone) {
-        let event = {
-            let mut st = phone.lock();
-            st.facts.csta = self.csta_route(&st);
-            let info = phone.line_info(&st);
-            (st.announced.as_ref() != Some(&info)).then(|| {
-                st.announced = Some(info.clone());
-                DriverEvent::LineCreated { info }
-            })
-        };
-        if let Some(e) = event {
-            self.sink.event(e);
+        self.announce(phone, false);
+    }
+
+    /// The phone's first check is over (the uaCSTA attempt it started included): its line
+    /// may appear, with what the check learnt.
+    pub(super) fn settle(&self, phone: &Phone) {
+        phone.lock().settled = true;
+        self.update_routes(phone);
+    }
+
+    /// Announces the phone's line when what it offers changed. A line that has not appeared
+    /// yet appears only when its phone is `settled` (and the driver is not starting: the
+    /// configured phones appear together, in configuration order), or when `force`d. When it
+    /// first appears, what the phone reported meanwhile follows it: the address state and the
+    /// calls (the front end dropped their events, having no line for them). Sent under the
+    /// phone's lock, so a call event the tracker makes afterwards cannot overtake the line.
+    pub(super) fn announce(&self, phone: &Phone, force: bool) {
+        let mut st = phone.lock();
+        if st.removed {
+            return;
+        }
+        st.facts.csta = self.csta_route(&st);
+        let waiting = !st.settled || self.starting.load(Ordering::Acquire);
+        if st.announced.is_none() && waiting && !force {
+            return;
+        }
+        let info = phone.line_info(&st);
+        if st.announced.as_ref() == Some(&info) {
+            return;
+        }
+        let first = st.announced.is_none();
+        st.announced = Some(info.clone());
+        self.sink.event(DriverEvent::LineCreated { info });
+        if !first {
+            return;
+        }
+        if *st.tracker.address() != AddressStatus::default() {
+            self.sink.event(st.tracker.address_event(&phone.key));
+        }
+        for c in st.tracker.calls() {
+            self.sink.event(DriverEvent::NewCall {
+                line: phone.key.clone(),
+                call: c.id,
+                state: c.state,
+                info: c.info.clone(),
+            });
         }
     }
 
@@ -91,6 +128,11 @@ impl Shared {
             let mut st = phone.lock();
             let why = st.not_serving();
             let serving = why.is_none();
+            if st.announced.is_none() {
+                // The line appears with it.
+                st.in_service = serving;
+                return;
+            }
             (st.in_service != serving).then(|| {
                 st.in_service = serving;
                 match why {

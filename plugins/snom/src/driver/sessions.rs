@@ -57,7 +57,7 @@ impl Shared {
         self.handle.spawn(async move {
             shared.maintain_session(&phone).await;
             phone.lock().uacsta.working = false;
-            shared.update_routes(&phone);
+            shared.settle(&phone);
         });
     }
 

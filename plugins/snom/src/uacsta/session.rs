@@ -513,10 +513,10 @@ impl Task {
                 return None;
             }
         }
-        let method = msg.method();
-        let ok = Message::response_to(&msg, 200, "OK", None);
-        let _ = self.endpoint.respond(key, ok).await;
-        match method {
+        // The request is taken in before its 200 goes out: a phone that waits for the 200
+        // before its next report (the Action URL of the same change) cannot have that report
+        // overtake the CSTA event, which carries the cause.
+        let ends = match msg.method() {
             Some(Method::Info) => {
                 let text = body(&msg);
                 let answers_pending = pending.as_ref().is_some_and(|p| p.awaiting_info)
@@ -536,7 +536,10 @@ impl Task {
                 Some("the phone ended the CSTA session (BYE)".into())
             }
             _ => None,
-        }
+        };
+        let ok = Message::response_to(&msg, 200, "OK", None);
+        let _ = self.endpoint.respond(key, ok).await;
+        ends
     }
 
     async fn bye(&mut self) {

@@ -1,7 +1,7 @@
 //! uaCSTA messages, sans I/O: the requests that open and watch a session
 //! (`RequestSystemStatus`, `MonitorStart`) and the CSTA events a monitored phone sends,
 //! turned into the terms of the call tracker (the Action URL event it stands for, with the
-//! call's `$csta_id`, the far end and the cause).
+//! call's `$csta_id`, the far end, the cause and the event that gave it).
 
 use crate::action::{user_part, Event, Vars};
 use crate::csta::{text_of, NS};
@@ -60,6 +60,8 @@ pub fn event(xml: &str, ours: &dyn Fn(&str) -> bool) -> Option<Vec<Happened>> {
     }
     if let Some(cause) = text_of(xml, "cause") {
         vars.push(("cause".into(), cause.to_owned()));
+        // The event names the cause in the call's info (`FailedEvent: busy`).
+        vars.push(("csta_event".into(), name.to_owned()));
     }
     let with_remote = |mut vars: Vec<(String, String)>, remote: Option<String>| {
         if let Some(r) = remote.filter(|r| !r.is_empty()) {
@@ -184,6 +186,7 @@ mod tests {
         match event(failed, &ours).as_deref() {
             Some([Happened::Failed(v)]) => {
                 assert_eq!(v.get("cause"), Some("busy"));
+                assert_eq!(v.get("csta_event"), Some("FailedEvent"));
                 assert_eq!(v.csta(), Some("3"));
             }
             other => panic!("{other:?}"),

@@ -4,12 +4,11 @@
 
 #![allow(dead_code)]
 
-pub mod sipp;
-
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tapir_core::{CallId, CallState, HttpCallback, LineId, PhoneDriver};
+use tapir_core::{CallId, CallState, LineId, PhoneDriver};
 use tapir_snom_sim::{Sim, SimConfig, SimPhone};
+use tapir_test_support::PhoneCallbacks;
 use tapir_tsp::{Action, Tsp, TspConfig, TspEvent};
 use tokio::sync::broadcast;
 
@@ -21,39 +20,8 @@ pub struct Harness {
     pub base: String,
     /// Events skipped while waiting for a completion, seen again by `expect`.
     pending: std::collections::VecDeque<TspEvent>,
-    server: tokio::runtime::Runtime,
-}
-
-type Slot = Arc<OnceLock<Arc<dyn PhoneDriver>>>;
-
-async fn route(
-    axum::extract::State(slot): axum::extract::State<Slot>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    uri: axum::http::Uri,
-) -> (axum::http::StatusCode, String) {
-    let Some(driver) = slot.get().cloned() else {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
-    };
-    let path = uri
-        .path()
-        .strip_prefix("/phones/office")
-        .unwrap_or("/")
-        .to_owned();
-    let request = HttpCallback {
-        method: "GET".into(),
-        path,
-        query: uri.query().unwrap_or("").to_owned(),
-        headers: Vec::new(),
-        peer: peer.to_string(),
-        body: String::new(),
-    };
-    let reply = tokio::task::spawn_blocking(move || driver.http_callback(request))
-        .await
-        .expect("callback runs");
-    (
-        axum::http::StatusCode::from_u16(reply.status).expect("status"),
-        reply.body,
-    )
+    /// The phone-facing endpoint (Action URLs to the driver).
+    _callbacks: PhoneCallbacks,
 }
 
 impl Harness {
@@ -69,44 +37,28 @@ impl Harness {
 
     /// Like [`Harness::start_with`], with the host's state directory.
     pub fn start_full(config: &str, sim: Sim, state_dir: Option<std::path::PathBuf>) -> Harness {
-        let server = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let slot: Slot = Arc::new(OnceLock::new());
-        let listener = server
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = axum::Router::new()
-            .fallback(route)
-            .with_state(slot.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        server.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let callbacks = PhoneCallbacks::start("office");
         let tsp = Arc::new(Tsp::new(TspConfig {
-            callback_base: Some(format!("http://{addr}/phones")),
+            callback_base: Some(callbacks.callback_base()),
             history: 10_000,
             state_dir,
             ..TspConfig::default()
         }));
         let events = tsp.subscribe();
-        let json = config.replace("{base}", &format!("http://{addr}/phones/office"));
+        let json = config.replace("{base}", &callbacks.base());
         let driver = tsp
             .add_driver("office", |sink| tapir_plugin_snom::build(&json, sink))
             .expect("driver starts");
-        let _ = slot.set(driver.clone());
+        callbacks.attach(driver.clone());
         tsp.sync();
         Harness {
             sim,
             tsp,
             driver,
             events,
-            base: format!("http://{addr}/phones/office"),
+            base: callbacks.base(),
             pending: Default::default(),
-            server,
+            _callbacks: callbacks,
         }
     }
 
@@ -192,6 +144,17 @@ impl Harness {
         self.expect_state(call, CallState::Idle);
     }
 
+    /// The cause the call's info gives next (sent just before the state that ends the call).
+    pub fn cause_of(&mut self, call: CallId) -> String {
+        let found = self.expect(&format!("the cause of call {call}"), |e| {
+            matches!(e, TspEvent::CallInfo { call: c, info, .. } if *c == call && info.cause.is_some())
+        });
+        match found {
+            TspEvent::CallInfo { info, .. } => info.cause.unwrap_or_default(),
+            _ => unreachable!(),
+        }
+    }
+
     /// Every event that arrives within `window`.
     pub fn drain(&mut self, window: Duration) -> Vec<TspEvent> {
         let until = Instant::now() + window;
@@ -233,6 +196,12 @@ impl Harness {
             TspEvent::Completed { result, .. } => Ok((accepted.call, result)),
             _ => unreachable!(),
         }
+    }
+
+    /// Submits, waits for the completion and asserts it succeeded.
+    pub fn done(&mut self, action: Action) {
+        let (_, r) = self.run(action).expect("accepted");
+        assert!(ok(&r), "{r:?}");
     }
 
     /// A new incoming call on the phone; returns the host's call id (after Offering).
