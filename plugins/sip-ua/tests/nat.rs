@@ -67,7 +67,13 @@ fn start_registration(
     let ev_tx = Mutex::new(ev_tx);
     tokio::spawn(register::run(
         ep.clone(),
-        Arc::new(Resolver::new()),
+        // The endpoint here has TLS: its resolver may hand out TLS targets (a resolver without
+        // them refuses a `transport=tls` registrar as unroutable).
+        Arc::new(Resolver::new().with_transports(&[
+            Transport::Udp,
+            Transport::Tcp,
+            Transport::Tls,
+        ])),
         reg,
         Arc::new(Pacer::new(100.0, 10)),
         stop_rx,
