@@ -6,8 +6,11 @@
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tapir_sip_ua::leg::config::check_user;
-use tapir_sip_ua::leg::{Account, ConfigProblem, LegConfig};
+use tapir_sip_ua::leg::{Account, ConfigProblem, LegConfig, NetConfig};
+use tapir_sip_ua::resolve::DnsSettings;
+use tapir_sip_ua::LineDns;
 use thiserror::Error;
 
 pub use tapir_sip_ua::leg::Secret;
@@ -49,6 +52,9 @@ pub struct LineOverride {
     /// Incoming-call indication (REGISTER) for this line.
     #[serde(default)]
     pub register: Option<bool>,
+    /// ENUM for this line (`{ enum = true, enum_suffix = "..." }`) over the driver's `dns`.
+    #[serde(default)]
+    pub dns: Option<LineDns>,
 }
 
 fn default_bind() -> String {
@@ -91,6 +97,9 @@ pub struct AcdConfig {
     /// Seconds an incoming call may ring on a line before we answer 480 (default 120).
     #[serde(default = "default_offer_timeout")]
     pub offer_timeout_secs: u64,
+    /// The `tls`, `nat` and `dns` tables (for the driver's endpoint and resolver).
+    #[serde(flatten)]
+    pub net: NetConfig,
     /// The account every line uses unless it has its own, the call timers, registration,
     /// PRACK (the keys every SIP driver shares; `register` is every line's default).
     #[serde(flatten)]
@@ -142,6 +151,8 @@ pub struct LineSpec {
     pub register: bool,
     /// Own account, if any (user, auth user, password).
     pub account: Option<(String, Option<String>, Secret)>,
+    /// The ENUM suffix when ENUM is on for the line (shared by lines with the same one).
+    pub enum_suffix: Option<Arc<str>>,
 }
 
 /// The checked configuration.
@@ -155,9 +166,16 @@ pub struct Parsed {
     pub bind: SocketAddr,
     /// The lines, in key order of the configuration.
     pub lines: Vec<LineSpec>,
+    /// The checked DNS settings.
+    pub dns: DnsSettings,
 }
 
 impl Parsed {
+    /// True when the endpoint needs TLS: the transport is TLS, or `tls` is configured.
+    pub fn needs_tls(&self) -> bool {
+        self.cfg.net.needs_tls([&self.account])
+    }
+
     /// The domain as written in URIs (`host[:port]`).
     pub fn domain(&self) -> String {
         self.account.domain()
@@ -226,6 +244,7 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
     let cfg: AcdConfig =
         serde_json::from_str(json).map_err(|e| ConfigError::Syntax(e.to_string()))?;
     let account = Account::check(cfg.sip.clone())?;
+    cfg.net.check()?;
     let bind: SocketAddr = cfg
         .bind
         .parse()
@@ -248,6 +267,12 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
     if cfg.register_burst == 0 {
         return Err(bad("register_burst", "must be at least 1"));
     }
+    let dns = cfg
+        .net
+        .dns
+        .settings()
+        .map_err(|_| bad("dns", "checked above"))?;
+    let enum_default: Option<Arc<str>> = cfg.net.enum_suffix_for(None)?.map(Arc::from);
     let keys = expand_keys(&cfg.lines)?;
     let mut overrides: BTreeMap<&str, &LineOverride> = BTreeMap::new();
     let known: HashSet<&str> = keys.iter().map(String::as_str).collect();
@@ -270,6 +295,9 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
                 "a password needs the line's own `user`",
             ));
         }
+        cfg.net
+            .enum_suffix_for(o.dns.as_ref())
+            .map_err(|p| bad(format!("line {:?}", o.key), p.to_string()))?;
     }
     let lines = keys
         .into_iter()
@@ -284,7 +312,18 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
                     )
                 })
             });
+            let enum_suffix = match o.and_then(|o| o.dns.as_ref()) {
+                // Checked above, so the error cannot happen here.
+                Some(own) => cfg
+                    .net
+                    .enum_suffix_for(Some(own))
+                    .ok()
+                    .flatten()
+                    .map(Arc::from),
+                None => enum_default.clone(),
+            };
             LineSpec {
+                enum_suffix,
                 name: o
                     .and_then(|o| o.name.clone())
                     .unwrap_or_else(|| format!("{}{key}", cfg.name_prefix)),
@@ -300,6 +339,7 @@ pub fn parse(json: &str) -> Result<Parsed, ConfigError> {
         account,
         bind,
         lines,
+        dns,
     })
 }
 
@@ -388,6 +428,31 @@ mod tests {
     }
 
     #[test]
+    fn dns_table_and_enum_per_line() {
+        let cfg = EXAMPLE.replace(
+            "\"lines\": 1000,",
+            "\"lines\": 1000, \"dns\": {\"servers\": [\"127.0.0.1:5353\"], \"enum\": true},",
+        );
+        let cfg = cfg.replace(
+            "{ \"key\": \"7\", \"enabled\": false }",
+            "{ \"key\": \"7\", \"enabled\": false, \"dns\": { \"enum\": false } }",
+        );
+        let p = parse(&cfg).expect("valid");
+        assert_eq!(p.dns.servers.len(), 1);
+        assert_eq!(p.lines[0].enum_suffix.as_deref(), Some("e164.arpa"));
+        assert_eq!(p.lines[6].enum_suffix, None);
+        // Lines without an override share the instance's suffix.
+        let (a, b) = (&p.lines[0].enum_suffix, &p.lines[999].enum_suffix);
+        assert!(matches!((a, b), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        let bad = cfg.replace("127.0.0.1:5353", "dns.example.com");
+        assert!(
+            matches!(parse(&bad), Err(ConfigError::Value { field, .. }) if field == "dns.servers")
+        );
+        let bad_suffix = cfg.replace("\"enum\": false", "\"enum_suffix\": \"no way\"");
+        assert!(parse(&bad_suffix).is_err());
+    }
+
+    #[test]
     fn rejects_unknown_fields_and_bad_values() {
         assert!(matches!(
             parse(&EXAMPLE.replace("\"transport\"", "\"transprot\"")),
@@ -397,6 +462,33 @@ mod tests {
         assert!(parse(&EXAMPLE.replace("\"key\": \"7\"", "\"key\": \"5000\"")).is_err());
         assert!(parse(&EXAMPLE.replace("\"udp\"", "\"sctp\"")).is_err());
         assert!(parse(&EXAMPLE.replace("\"register_rate\": 50", "\"register_rate\": 0")).is_err());
-        assert!(parse(&EXAMPLE.replace("pbx.example.com", "sips:pbx")).is_err());
+        assert!(parse(
+            &EXAMPLE
+                .replace("\"udp\"", "\"tcp\"")
+                .replace("pbx.example.com", "sips:pbx")
+        )
+        .is_err());
+        assert!(parse(
+            &EXAMPLE.replace("\"register\": true", "\"nat\": {\"pong_timeout_secs\": 0}")
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("pong_timeout_secs"));
+    }
+
+    #[test]
+    fn sips_and_tls_tables() {
+        use tapir_sip_ua::Transport;
+        let p = parse(&EXAMPLE.replace("pbx.example.com", "sips:pbx")).expect("sips: is TLS");
+        assert_eq!(p.account.transport, Transport::Tls);
+        assert!(p.needs_tls());
+        let p = parse(&EXAMPLE.replace(
+            "\"transport\": \"udp\"",
+            "\"transport\": \"tls\", \"tls\": {\"ca_file\": \"/etc/tapir/ca.pem\", \"insecure_skip_verify\": false}, \"nat\": {\"keepalive_secs\": 60}",
+        ))
+        .expect("valid");
+        assert_eq!(p.account.transport, Transport::Tls);
+        assert_eq!(p.cfg.net.nat.keepalive_secs, 60);
+        assert!(!parse(EXAMPLE).expect("example").needs_tls());
     }
 }

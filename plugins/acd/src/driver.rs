@@ -15,10 +15,11 @@ use tapir_core::{
     SharedSink,
 };
 use tapir_sip_ua::header::Uri;
+use tapir_sip_ua::leg::net::start_error;
 use tapir_sip_ua::offer::{OfferError, OfferEvent, Offers};
 use tapir_sip_ua::report::{offered_info, CallReporter, Gate, Registrations};
 use tapir_sip_ua::runtime::DriverRuntime;
-use tapir_sip_ua::{Endpoint, EndpointConfig, Message, Resolver};
+use tapir_sip_ua::{Endpoint, Message, Resolver};
 use tokio::sync::mpsc;
 
 /// What every call of the driver shares.
@@ -39,6 +40,8 @@ struct Line {
     account: Arc<LineAccount>,
     active: AtomicU32,
     registered: Arc<AtomicBool>,
+    /// ENUM suffix when ENUM is on for the line.
+    enum_suffix: Option<Arc<str>>,
 }
 
 enum CallKind {
@@ -219,14 +222,14 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         .user_agent
         .clone()
         .unwrap_or_else(|| format!("tapir-acd/{}", env!("CARGO_PKG_VERSION")));
+    let endpoint_config = parsed
+        .cfg
+        .net
+        .endpoint(bind, user_agent, parsed.needs_tls());
     let endpoint = runtime
-        .block_on(Endpoint::start(EndpointConfig {
-            bind,
-            user_agent,
-            ..EndpointConfig::default()
-        }))
+        .block_on(Endpoint::start(endpoint_config))
         .unwrap_or_else(|| Err(tapir_sip_ua::EndpointError::Stopped))
-        .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
+        .map_err(|e| start_error(&e))?;
     let gate = Arc::new(Gate::new(sink));
     let main_account = Arc::new(LineAccount {
         user: parsed.cfg.sip.user.clone(),
@@ -261,6 +264,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                 account,
                 active: AtomicU32::new(0),
                 registered: Arc::new(AtomicBool::new(false)),
+                enum_suffix: spec.enum_suffix.clone(),
             }),
         );
         order.push(key.clone());
@@ -287,10 +291,15 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
         });
     }
     let lines = Arc::new(lines);
+    let resolver = parsed
+        .cfg
+        .net
+        .resolver(parsed.needs_tls())
+        .map_err(|p| DriverError::new(ErrorKind::InvalidParameter, p.to_string()))?;
     let shared = Arc::new(Shared {
         parsed,
         endpoint,
-        resolver: Arc::new(Resolver::new()),
+        resolver: Arc::new(resolver),
     });
     let registrations = Registrations::new(
         gate.clone(),
@@ -443,7 +452,13 @@ impl AcdDriver {
         let inner = self.inner.clone();
         let account = line.account.clone();
         let id = env.id;
+        let dialled = destination.to_owned();
+        let suffix = line.enum_suffix.clone();
         self.handle.spawn(async move {
+            // ENUM (RFC 6116): a +E.164 number with a SIP URI in DNS is called there; without
+            // one it is dialled as usual.
+            let resolver = &inner.shared.resolver;
+            let uri = resolver.enum_or(&dialled, suffix.as_deref(), uri).await;
             call::run(inner.shared.clone(), account, rep, rx, uri, id).await;
             inner.remove_call(call);
         });
@@ -652,6 +667,7 @@ mod tests {
             }),
             active: AtomicU32::new(0),
             registered: Arc::new(AtomicBool::new(true)),
+            enum_suffix: None,
         })
     }
 

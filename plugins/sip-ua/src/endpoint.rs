@@ -1,5 +1,6 @@
-//! The thin tokio shell around the sans-I/O layers: one UDP socket, one TCP listener and its
-//! connections, and one task that owns the [`TransactionLayer`] and its timers.
+//! The thin tokio shell around the sans-I/O layers: one UDP socket, one TCP listener, a TLS
+//! listener when the endpoint has a certificate, their connections, and one task that owns the
+//! [`TransactionLayer`], the keep-alive schedule and their timers.
 //!
 //! Users talk to the task through an [`Endpoint`] handle:
 //! - [`Endpoint::request`] starts a client transaction and returns a [`ClientTx`] receiving its
@@ -20,21 +21,52 @@
 //! run out, and live server transactions by [`Limits`] (503 with `Retry-After` beyond).
 //! On Linux an ICMP unreachable for a UDP request ends its transaction at once with
 //! [`TransportError::Unreachable`] (RFC 3261 §18.4).
+//!
+//! **Connections (TCP and TLS).** One connection layer (`tcp`) carries both: TLS is a stream
+//! wrapper around the TCP stream, so the limits, timeouts and framing are the same. There is
+//! one connection per transport and peer address, shared by every transaction and dialog to
+//! it; a request to a peer whose connection closed opens a new one (reconnect). A client
+//! transaction that times out over TCP or TLS closes its connection, so the next request
+//! reconnects instead of writing into a dead one. A TLS connection verifies the server's
+//! certificate against the name of the URI the request is routed by (the top `Route` with
+//! `lr`, else the Request-URI; the `Via` host for a response), see [`crate::tls`].
+//!
+//! **Incoming TLS (decision, RFC 3261 §18, RFC 5626 §3).** Requests a PBX sends on a
+//! connection we opened (in-dialog requests, incoming calls to a registered line) are taken
+//! and answered on it, as RFC 5626 flows work. A TLS listener exists only when the endpoint has
+//! a certificate (`tls.cert_file`/`key_file`): on the UDP port + 1 when the endpoint was given a
+//! port (5061 for 5060), else on any free port; Via and Contact then name it, so a PBX can
+//! connect back. Without a certificate no TLS server is possible; Via and Contact then name the
+//! TCP port, and the PBX must send over the flow (Kamailio: `fix_nated_register` /
+//! `add_contact_alias`, Asterisk: `rewrite_contact`), which every TLS phone deployment does.
+//!
+//! **NAT.** With a STUN server configured the endpoint asks it, from the SIP socket, for the
+//! address it appears from ([`crate::stun`]), at start and every `stun_refresh_secs`; Via and
+//! Contact then carry that address ([`Endpoint::local_addr_for`]). Registered flows get
+//! keep-alives ([`Endpoint::watch_flow`], [`crate::nat`]).
 
+mod local;
+mod nat;
+mod stats;
 mod task;
 mod tcp;
+mod tls;
 mod udp;
 
+pub use stats::{global_stats, EndpointStats, GlobalStats};
+use stats::{MALFORMED, RETRANSMISSIONS, TIMEOUTS, TRANSACTIONS};
 pub use tcp::TcpLimits;
 
 use crate::message::{Message, ParseError};
+use crate::nat::NatConfig;
 use crate::resolve::{Target, Transport};
-use crate::transaction::{LayerStats, Limits, Timers, TransactionLayer, TxKey};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::tls::{TlsConfig, TlsContext, TlsError};
+use crate::transaction::{Limits, Timers, TransactionLayer, TxKey};
+use std::net::SocketAddr;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Endpoint settings.
 #[derive(Debug, Clone)]
@@ -49,6 +81,14 @@ pub struct EndpointConfig {
     pub tcp: TcpLimits,
     /// `User-Agent` / `Server` header value.
     pub user_agent: String,
+    /// TLS: `None` for an endpoint without TLS (requests to TLS targets then fail with a
+    /// transport error).
+    pub tls: Option<TlsConfig>,
+    /// STUN and keep-alives.
+    pub nat: NatConfig,
+    /// How long [`Endpoint::start`] waits for the first STUN answer (default 2 s; after that
+    /// the local address is used until the answer comes).
+    pub stun_wait: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -59,6 +99,9 @@ impl Default for EndpointConfig {
             limits: Limits::default(),
             tcp: TcpLimits::default(),
             user_agent: "tapir".into(),
+            tls: None,
+            nat: NatConfig::default(),
+            stun_wait: Duration::from_secs(2),
         }
     }
 }
@@ -80,6 +123,12 @@ pub enum EndpointError {
     /// The transaction layer refused the request.
     #[error("transaction refused: {0}")]
     Transaction(#[from] crate::transaction::TxError),
+    /// The TLS configuration cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The NAT configuration is invalid.
+    #[error("{0}")]
+    Nat(String),
 }
 
 /// What a client transaction reports.
@@ -113,6 +162,15 @@ pub enum TransportError {
         /// Why.
         reason: String,
     },
+    /// The TLS handshake failed: the server's certificate was refused, the server refused
+    /// ours, or the endpoint has no TLS.
+    #[error("TLS with {peer} failed: {reason}")]
+    Tls {
+        /// The destination.
+        peer: SocketAddr,
+        /// What went wrong, as a sentence (see [`crate::tls::describe_handshake_error`]).
+        reason: String,
+    },
 }
 
 impl TransportError {
@@ -121,6 +179,7 @@ impl TransportError {
         match self {
             TransportError::Unreachable { .. } => true,
             TransportError::Connect { reason, .. } => reason.contains("refused"),
+            TransportError::Tls { .. } => false,
         }
     }
 }
@@ -134,6 +193,32 @@ pub struct ClientTx {
     pub request: Message,
     /// Events.
     pub events: mpsc::Receiver<ClientEvent>,
+}
+
+/// Tells a registration that its flow needs a new REGISTER: the flow failed (no keep-alive
+/// pong, a changed STUN mapping, its connection closed) or the endpoint's public address
+/// changed. Made by [`Endpoint::watch_flow`]; dropping it stops the flow's keep-alives (once no
+/// other registration watches the same flow).
+#[derive(Debug)]
+pub struct FlowWatch {
+    rx: watch::Receiver<FlowNews>,
+}
+
+/// Why a watched flow asks for a new REGISTER.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowNews {
+    /// Counts the events (0 = none yet).
+    pub seq: u64,
+    /// The latest reason.
+    pub reason: String,
+}
+
+impl FlowWatch {
+    /// Waits for the next event and returns its reason; `None` when the endpoint stopped.
+    pub async fn changed(&mut self) -> Option<String> {
+        self.rx.changed().await.ok()?;
+        Some(self.rx.borrow_and_update().reason.clone())
+    }
 }
 
 /// An incoming request (or ACK, or stray response) routed by Call-ID.
@@ -176,56 +261,11 @@ enum Cmd {
     RouteNew {
         sink: Option<mpsc::Sender<Incoming>>,
     },
+    WatchFlow {
+        target: Target,
+        reply: oneshot::Sender<FlowWatch>,
+    },
     Stats(oneshot::Sender<EndpointStats>),
-}
-
-/// Counters of an endpoint.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EndpointStats {
-    /// The transaction layer's counters.
-    pub layer: LayerStats,
-    /// Live transactions.
-    pub transactions: usize,
-    /// Routed Call-IDs.
-    pub routes: usize,
-    /// Messages dropped as unparseable.
-    pub malformed: u64,
-    /// Open TCP connections (accepted and our own).
-    pub connections: usize,
-    /// Accepted TCP connections closed to make room for new ones.
-    pub evicted: u64,
-    /// Times the accept loop paused because descriptors ran out.
-    pub accept_pauses: u64,
-    /// ICMP unreachable errors read from the UDP socket.
-    pub icmp_errors: u64,
-}
-
-/// Process-wide counters over every endpoint (for metrics and the benchmark).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GlobalStats {
-    /// Retransmissions sent by all transaction layers.
-    pub retransmissions: u64,
-    /// Transactions created.
-    pub transactions: u64,
-    /// Transaction timeouts.
-    pub timeouts: u64,
-    /// Datagrams and stream messages dropped as unparseable.
-    pub malformed: u64,
-}
-
-static RETRANSMISSIONS: AtomicU64 = AtomicU64::new(0);
-static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
-static TIMEOUTS: AtomicU64 = AtomicU64::new(0);
-static MALFORMED: AtomicU64 = AtomicU64::new(0);
-
-/// Reads the process-wide counters.
-pub fn global_stats() -> GlobalStats {
-    GlobalStats {
-        retransmissions: RETRANSMISSIONS.load(Ordering::Relaxed),
-        transactions: TRANSACTIONS.load(Ordering::Relaxed),
-        timeouts: TIMEOUTS.load(Ordering::Relaxed),
-        malformed: MALFORMED.load(Ordering::Relaxed),
-    }
 }
 
 /// Handle to a running endpoint. Cheap to clone; the task stops when the last handle is
@@ -233,16 +273,16 @@ pub fn global_stats() -> GlobalStats {
 #[derive(Clone)]
 pub struct Endpoint {
     cmd: mpsc::Sender<Cmd>,
-    udp_addr: SocketAddr,
-    tcp_addr: SocketAddr,
+    local: local::Local,
     user_agent: String,
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
-            .field("udp", &self.udp_addr)
-            .field("tcp", &self.tcp_addr)
+            .field("udp", &self.local.udp)
+            .field("tcp", &self.local.tcp)
+            .field("tls", &self.local.tls)
             .finish()
     }
 }
@@ -253,29 +293,49 @@ struct Peer {
     addr: SocketAddr,
 }
 
-/// What connection tasks report to the endpoint task.
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.transport, self.addr)
+    }
+}
+
+/// What connection tasks (and look-ups) report to the endpoint task. `id` tells a connection
+/// from a later one to the same peer.
 enum Inbound {
     Stream {
         msg: Message,
-        peer: SocketAddr,
+        peer: Peer,
+        id: u64,
     },
     /// A framed message that did not parse (or the bytes of an unframeable stream).
     Malformed {
         bytes: Vec<u8>,
         error: ParseError,
-        peer: SocketAddr,
+        peer: Peer,
     },
+    /// A connection we opened is up (TLS: the handshake passed).
     Connected {
-        peer: SocketAddr,
-        writer: mpsc::Sender<Vec<u8>>,
+        peer: Peer,
+        id: u64,
     },
     ConnectFailed {
-        peer: SocketAddr,
-        reason: String,
+        peer: Peer,
+        id: u64,
+        error: TransportError,
     },
+    /// A connection ended; `unsent` is what it had not written (only for a connection we
+    /// opened that had carried the peer's messages), to be sent on a new one.
     Closed {
-        peer: SocketAddr,
+        peer: Peer,
+        id: u64,
+        unsent: Vec<Vec<u8>>,
     },
+    /// A keep-alive pong (CRLF) arrived.
+    Pong {
+        peer: Peer,
+    },
+    /// The STUN server's name was looked up.
+    StunServer(Result<SocketAddr, String>),
 }
 
 impl Endpoint {
@@ -284,6 +344,8 @@ impl Endpoint {
     /// # Errors
     /// [`EndpointError::Bind`] when a socket cannot be bound.
     pub async fn start(config: EndpointConfig) -> Result<Endpoint, EndpointError> {
+        config.nat.check().map_err(EndpointError::Nat)?;
+        let tls = config.tls.as_ref().map(TlsContext::new).transpose()?;
         let udp = udp::bind_udp(config.bind).map_err(|source| EndpointError::Bind {
             addr: config.bind,
             source,
@@ -306,34 +368,75 @@ impl Endpoint {
             addr: config.bind,
             source,
         })?;
+        let tls_listener = match tls.as_ref().and_then(TlsContext::acceptor) {
+            Some(_) => Some(
+                tls::bind_listener(udp_addr, config.bind.port())
+                    .await
+                    .map_err(|source| EndpointError::Bind {
+                        addr: config.bind,
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let tls_addr = tls_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let (public_tx, public_rx) = watch::channel(None);
+        let local = local::Local {
+            udp: udp_addr,
+            tcp: tcp_addr,
+            tls: tls_addr,
+            public: public_rx,
+        };
         let (cmd_tx, cmd_rx) = mpsc::channel(4096);
         let (in_tx, in_rx) = mpsc::channel(4096);
         let task = task::Task::new(
             TransactionLayer::with_limits(config.timers, config.limits),
             udp,
-            udp_addr,
-            tcp_addr,
+            local.clone(),
             config.user_agent.clone(),
             config.tcp,
             in_tx,
+            tls,
+            nat::NatState::new(config.nat.clone(), public_tx),
         );
-        tokio::spawn(task.run(cmd_rx, in_rx, tcp));
-        Ok(Endpoint {
+        tokio::spawn(task.run(cmd_rx, in_rx, tcp, tls_listener));
+        let endpoint = Endpoint {
             cmd: cmd_tx,
-            udp_addr,
-            tcp_addr,
+            local,
             user_agent: config.user_agent,
-        })
+        };
+        if config.nat.stun_server.is_some() {
+            let mut public = endpoint.local.public.clone();
+            let learned =
+                tokio::time::timeout(config.stun_wait, public.wait_for(Option::is_some)).await;
+            if learned.is_err() {
+                tracing::warn!(
+                    stun_server = config.nat.stun_server.as_deref().unwrap_or_default(),
+                    "no STUN answer yet: Via and Contact carry the local address until it comes"
+                );
+            }
+        }
+        Ok(endpoint)
     }
 
     /// The local UDP address.
     pub fn udp_addr(&self) -> SocketAddr {
-        self.udp_addr
+        self.local.udp
     }
 
     /// The local TCP address.
     pub fn tcp_addr(&self) -> SocketAddr {
-        self.tcp_addr
+        self.local.tcp
+    }
+
+    /// The local address of the TLS listener (only with a certificate).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.local.tls
+    }
+
+    /// The public address the STUN server reported for the SIP socket, if any.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        *self.local.public.borrow()
     }
 
     /// The User-Agent string.
@@ -341,26 +444,28 @@ impl Endpoint {
         &self.user_agent
     }
 
-    /// The address a peer at `target` can reach us on (for Via and Contact): the bound address,
-    /// or, when bound to the wildcard, the local address the OS picks towards the target.
+    /// The address a peer at `target` can reach us on (for Via and Contact): the public
+    /// address learned with STUN when there is one (UDP: its port too; TCP/TLS: our listening
+    /// port), else the bound address, or, when bound to the wildcard, the local address the OS
+    /// picks towards the target.
     pub fn local_addr_for(&self, target: &Target) -> SocketAddr {
-        let bound = match target.transport {
-            Transport::Udp => self.udp_addr,
-            Transport::Tcp => self.tcp_addr,
-        };
-        if !bound.ip().is_unspecified() {
-            return bound;
-        }
-        let probe_bind: SocketAddr = if target.addr.is_ipv6() {
-            SocketAddr::from(([0u16; 8], 0))
-        } else {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        };
-        let ip = std::net::UdpSocket::bind(probe_bind)
-            .and_then(|s| s.connect(target.addr).and_then(|()| s.local_addr()))
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        SocketAddr::new(ip, bound.port())
+        self.local.advertised(target)
+    }
+
+    /// Keeps the flow to `target` alive (the registrar a registration just used) and reports
+    /// when it needs a new REGISTER. Keep-alives follow the endpoint's [`NatConfig`]: CRLF
+    /// pings every `keepalive_secs` on TCP/TLS, CRLF or STUN every `udp_keepalive_secs` on UDP.
+    /// Many registrations may watch one flow; it is pinged once.
+    ///
+    /// # Errors
+    /// [`EndpointError::Stopped`].
+    pub async fn watch_flow(&self, target: Target) -> Result<FlowWatch, EndpointError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::WatchFlow { target, reply })
+            .await
+            .map_err(|_| EndpointError::Stopped)?;
+        rx.await.map_err(|_| EndpointError::Stopped)
     }
 
     /// Sends a request in a new client transaction.

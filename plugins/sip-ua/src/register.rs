@@ -4,11 +4,17 @@
 //!
 //! The timing rules ([`refresh_delay`], [`Backoff`], [`granted_expires`], [`TokenBucket`]) are
 //! sans-I/O and unit-tested; [`run`] is the small async loop that uses them.
+//!
+//! Once registered, the loop watches its flow ([`Endpoint::watch_flow`]): the endpoint keeps
+//! it alive (CRLF or STUN keep-alives, RFC 5626 §4.4) and tells the loop when it failed (no
+//! pong, its connection closed, a changed NAT mapping) or the public address changed; the loop
+//! then registers again at once, on a new connection, instead of waiting for the refresh.
 
 use crate::digest::{self, Credentials};
-use crate::endpoint::{ClientEvent, Endpoint};
+use crate::endpoint::Endpoint;
 use crate::header::{NameAddr, Params, Uri};
 use crate::message::{Message, Method};
+use crate::resolve::failover::{send_non_invite, Sent};
 use crate::resolve::{Resolver, Transport};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -213,8 +219,9 @@ impl Registration {
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
             std::net::IpAddr::V4(v4) => v4.to_string(),
         };
-        if self.transport == Transport::Tcp {
-            uri.params.set("transport", Some("tcp"));
+        // The transport of this target (NAPTR may pick another than configured).
+        if let Some(t) = target.transport.uri_param() {
+            uri.params.set("transport", Some(t));
         }
         for (k, v) in &self.contact_params {
             uri.params.set(k, v.as_deref());
@@ -256,50 +263,50 @@ impl Registration {
         m
     }
 
-    /// One REGISTER exchange (with up to two digest rounds). Returns the granted expiry.
+    /// One REGISTER exchange (with up to two digest rounds). Returns the granted expiry and
+    /// where the REGISTER went (the flow). The registrar's targets are tried in RFC 3263
+    /// order: a target that is down, silent or answers 503 gives way to the next
+    /// (`resolve::failover`).
     async fn exchange(
         &self,
         endpoint: &Endpoint,
         resolver: &Resolver,
         st: &mut State,
         expires: u32,
-    ) -> Result<u32, RegisterError> {
+    ) -> Result<(u32, crate::Target), RegisterError> {
         let targets = resolver
             .resolve(&self.next_hop, self.transport)
             .await
             .map_err(|e| RegisterError::Unreachable(e.to_string()))?;
-        let target = *targets.first().ok_or_else(|| {
+        let mut failover = resolver.failover(targets).ok_or_else(|| {
             RegisterError::Unreachable(format!("no address for {}", self.next_hop))
         })?;
-        let contact = self.contact(endpoint, &target);
         let mut auth: Option<(&'static str, String)> = None;
         let mut expires = expires;
         for _round in 0..4 {
-            let req = self.build(st, &contact, expires, auth.as_ref());
-            let mut tx = endpoint
-                .request(req, target)
-                .await
-                .map_err(|e| RegisterError::Unreachable(e.to_string()))?;
-            let resp = loop {
-                // Timer F bounds the transaction; the outer timeout is a second guard.
-                match tokio::time::timeout(Duration::from_secs(40), tx.events.recv()).await {
-                    Ok(Some(ClientEvent::Response(r))) if r.code().unwrap_or(0) >= 200 => break r,
-                    Ok(Some(ClientEvent::Response(_))) => {}
-                    Ok(Some(ClientEvent::TransportError(e))) => {
-                        return Err(RegisterError::Unreachable(e.to_string()))
-                    }
-                    Ok(Some(ClientEvent::Timeout)) | Ok(None) | Err(_) => {
-                        return Err(RegisterError::Unreachable("no answer to REGISTER".into()))
-                    }
-                }
+            // Timer F bounds each transaction; the limit is a second guard.
+            let sent = send_non_invite(
+                endpoint,
+                &mut failover,
+                |target| {
+                    let contact = self.contact(endpoint, target);
+                    self.build(st, &contact, expires, auth.as_ref())
+                },
+                Duration::from_secs(40),
+            )
+            .await;
+            let (req, resp, target) = match sent {
+                Sent::Final(answered) => (answered.request, answered.response, answered.target),
+                Sent::Failed(why) => return Err(RegisterError::Unreachable(why)),
             };
+            let contact = req.header("Contact").unwrap_or_default().to_owned();
             let code = resp.code().unwrap_or(0);
             match code {
                 200..=299 => {
                     if expires == 0 {
-                        return Ok(0);
+                        return Ok((0, target));
                     }
-                    return Ok(granted_expires(&resp, &contact, expires));
+                    return Ok((granted_expires(&resp, &contact, expires), target));
                 }
                 401 | 407 => {
                     let stale = digest::is_stale(&resp);
@@ -309,7 +316,7 @@ impl Registration {
                             resp.reason_phrase().to_owned()
                         )));
                     }
-                    auth = Some(answer(&tx.request, &resp, &self.credentials)?);
+                    auth = Some(answer(&req, &resp, &self.credentials)?);
                 }
                 423 => {
                     let min = resp
@@ -366,6 +373,7 @@ pub async fn run(
     let mut failures: u32 = 0;
     let mut registered = false;
     let mut gauge = StateGauge(None);
+    let mut flow: Option<(crate::Target, crate::endpoint::FlowWatch)> = None;
     gauge.set("registering");
     loop {
         if *stop.borrow() {
@@ -380,10 +388,13 @@ pub async fn run(
             _ = stop.changed() => break,
         };
         let wait = match result {
-            Ok(expires) => {
+            Ok((expires, target)) => {
                 failures = 0;
                 registered = true;
                 gauge.set("registered");
+                if flow.as_ref().map(|(t, _)| *t) != Some(target) {
+                    flow = endpoint.watch_flow(target).await.ok().map(|w| (target, w));
+                }
                 report(RegistrationEvent::Registered { expires });
                 refresh_delay(expires)
             }
@@ -397,8 +408,18 @@ pub async fn run(
                 retry_in
             }
         };
+        let flow_news = async {
+            match flow.as_mut() {
+                Some((_, w)) if registered => w.changed().await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            news = flow_news => {
+                let why = news.unwrap_or_else(|| "the endpoint stopped".into());
+                tracing::info!(aor = %reg.aor, %why, "Registering again at once.");
+            }
             _ = stop.changed() => break,
         }
     }

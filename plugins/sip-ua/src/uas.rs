@@ -2,8 +2,8 @@
 //! answer to a request that could not be parsed (§8.2, §21.4.1, §21.5.6):
 //!
 //! - 501 Not Implemented for a method it does not know (with `Allow`);
-//! - 416 Unsupported URI Scheme for a Request-URI that is not `sip:` (tapir has no TLS, so
-//!   `sips:` is refused too);
+//! - 416 Unsupported URI Scheme for a Request-URI that is not `sip:`, or `sips:` arriving over
+//!   anything but TLS (RFC 3261 §26.2.2: a `sips:` request must have come over TLS);
 //! - 420 Bad Extension for a `Require` option it does not support, listed in `Unsupported`
 //!   (never for ACK or CANCEL, §8.2.2.3);
 //! - 415 Unsupported Media Type for an INVITE whose body is not SDP (with `Accept`);
@@ -22,9 +22,15 @@ pub const SUPPORTED: &[&str] = &[];
 /// The body types an incoming INVITE may carry.
 pub const ACCEPT: &str = "application/sdp";
 
-/// The answer RFC 3261 §8.2 requires for a well-formed request this UA cannot take, if any.
-/// `to_tag` is put on the response's To.
+/// The answer RFC 3261 §8.2 requires for a well-formed request this UA cannot take, if any,
+/// for a request that did not come over TLS. `to_tag` is put on the response's To.
 pub fn refuse(req: &Message, to_tag: &str) -> Option<Message> {
+    refuse_on(req, to_tag, false)
+}
+
+/// [`refuse`] for a request that came over TLS (`secure`) or not: over TLS a `sips:`
+/// Request-URI is taken too.
+pub fn refuse_on(req: &Message, to_tag: &str, secure: bool) -> Option<Message> {
     let StartLine::Request { method, uri } = &req.start else {
         return None;
     };
@@ -37,7 +43,8 @@ pub fn refuse(req: &Message, to_tag: &str) -> Option<Message> {
         return Some(r);
     }
     let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
-    if !scheme.eq_ignore_ascii_case("sip") {
+    let sips_ok = secure && scheme.eq_ignore_ascii_case("sips");
+    if !scheme.eq_ignore_ascii_case("sip") && !sips_ok {
         return Some(Message::response_to(
             req,
             416,
@@ -119,6 +126,14 @@ mod tests {
         assert!(r.header("Allow").is_some());
         let r = refuse(&req("OPTIONS tel:+123 SIP/2.0", ""), "t").expect("416");
         assert_eq!(r.code(), Some(416));
+        // sips: only over TLS.
+        let sips = req("OPTIONS sips:b@y SIP/2.0", "");
+        assert_eq!(refuse(&sips, "t").and_then(|r| r.code()), Some(416));
+        assert!(refuse_on(&sips, "t", true).is_none());
+        assert_eq!(
+            refuse_on(&req("OPTIONS tel:+1 SIP/2.0", ""), "t", true).and_then(|r| r.code()),
+            Some(416)
+        );
         let r = refuse(
             &req("OPTIONS sip:b@y SIP/2.0", "Require: foo, bar\r\n"),
             "t",

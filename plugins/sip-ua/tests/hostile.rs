@@ -164,6 +164,33 @@ async fn live_endpoint_survives_garbage() {
             tokio::task::yield_now().await;
         }
     }
+    // The socket is FIFO: once an OPTIONS sent after the flood is answered, the endpoint has
+    // taken every garbage datagram before it off the socket. Waiting for that first (it may
+    // take a while on a loaded machine) keeps the self-probe below from racing the backlog with
+    // its 640 ms Timer F (64 × T1 of 10 ms), which made this test flaky under load.
+    let raw = format!(
+        "OPTIONS sip:x@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKdrain1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:drain@127.0.0.1>;tag=d1\r\nTo: <sip:x@{target}>\r\n\
+         Call-ID: drain-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        sock.local_addr().expect("addr")
+    );
+    sock.send_to(raw.as_bytes(), target).await.expect("send");
+    let mut buf = vec![0u8; 65_536];
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let Ok((n, _)) = sock.recv_from(&mut buf).await else {
+                return None;
+            };
+            if let Ok(m) = Message::parse(&buf[..n]) {
+                if m.header("Call-ID") == Some("drain-1") {
+                    return m.code();
+                }
+            }
+        }
+    })
+    .await
+    .expect("the OPTIONS after the flood is answered");
+    assert_eq!(drained, Some(200));
     // Still alive: OPTIONS to itself is answered 200.
     let mut req = Message::request(Method::Options, format!("sip:x@{target}"));
     req.push("Max-Forwards", "70");

@@ -112,7 +112,7 @@ async fn rfc_answers_over(transport: Transport) {
     .expect("endpoint");
     let ours = match transport {
         Transport::Udp => ep.udp_addr(),
-        Transport::Tcp => ep.tcp_addr(),
+        Transport::Tcp | Transport::Tls => ep.tcp_addr(),
     };
     let mut peer = Sipp::builder(&bin, scenario("uac_rfc_answers.xml"))
         .remote(ours.to_string())

@@ -5,7 +5,8 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use tapir_sip_ua::header::Uri;
 use tapir_sip_ua::leg::config::host_uri;
-use tapir_sip_ua::leg::{Account, LegConfig};
+use tapir_sip_ua::leg::{Account, LegConfig, NetConfig};
+use tapir_sip_ua::LineDns;
 
 pub use tapir_sip_ua::leg::Secret;
 
@@ -78,6 +79,9 @@ pub struct LineConfig {
     /// driver's `bind`.
     #[serde(default)]
     pub bind: Option<String>,
+    /// ENUM for this line (`{ enum = true, enum_suffix = "..." }`) over the driver's `dns`.
+    #[serde(default)]
+    pub dns: Option<LineDns>,
     /// The account, its timers, registration and PRACK (the keys every SIP driver shares).
     #[serde(flatten)]
     pub sip: LegConfig,
@@ -90,8 +94,18 @@ pub struct DriverConfig {
     /// Default local `ip:port` for lines without their own `bind` (default `0.0.0.0:0`).
     #[serde(default = "default_bind")]
     pub bind: String,
+    /// The `tls`, `nat` and `dns` tables (for every endpoint of the driver).
+    #[serde(flatten)]
+    pub net: NetConfig,
     /// The lines.
     pub lines: Vec<LineConfig>,
+}
+
+impl DriverConfig {
+    /// True when the endpoints need TLS: a line uses it, or `tls` is configured.
+    pub fn needs_tls(&self, lines: &[Line]) -> bool {
+        self.net.needs_tls(lines.iter().map(|l| &l.account))
+    }
 }
 
 /// A line's configuration, checked and parsed.
@@ -105,6 +119,8 @@ pub struct Line {
     pub phone_addr: Option<Uri>,
     /// Local bind address.
     pub bind: SocketAddr,
+    /// The ENUM suffix when ENUM is on for this line.
+    pub enum_suffix: Option<String>,
 }
 
 impl Line {
@@ -134,6 +150,7 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
     if cfg.lines.is_empty() {
         return Err("the SIP driver needs at least one line".into());
     }
+    cfg.net.check().map_err(|p| p.to_string())?;
     let mut lines = Vec::new();
     let mut keys = std::collections::HashSet::new();
     for l in &cfg.lines {
@@ -144,13 +161,18 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
             return Err(format!("line key {:?} is used twice", l.key));
         }
         let ctx = |m: String| format!("line {:?}: {m}", l.key);
-        let account = Account::check(l.sip.clone()).map_err(|p| ctx(p.to_string()))?;
+        let mut account = Account::check(l.sip.clone()).map_err(|p| ctx(p.to_string()))?;
         let phone_addr = l
             .phone_address
             .as_deref()
             .map(|p| host_uri(p, "phone_address"))
             .transpose()
             .map_err(|p| ctx(p.to_string()))?;
+        if let Some(uri) = &phone_addr {
+            account
+                .require_tls_for(uri)
+                .map_err(|p| ctx(p.to_string()))?;
+        }
         if phone_addr.is_some() && account.proxy_uri.is_some() {
             // Decided: refused rather than one silently winning. The phone's own address sends
             // the INVITE straight to the phone, so the proxy would be bypassed.
@@ -164,11 +186,16 @@ pub fn parse(json: &str) -> Result<(DriverConfig, Vec<Line>), String> {
         let bind: SocketAddr = bind_text
             .parse()
             .map_err(|_| ctx(format!("bind {bind_text:?} is not an ip:port")))?;
+        let enum_suffix = cfg
+            .net
+            .enum_suffix_for(l.dns.as_ref())
+            .map_err(|p| ctx(p.to_string()))?;
         lines.push(Line {
             cfg: l.clone(),
             account,
             phone_addr,
             bind,
+            enum_suffix,
         });
     }
     Ok((cfg, lines))
@@ -197,6 +224,7 @@ pub const EXAMPLE: &str = r#"{
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapir_sip_ua::Transport;
 
     #[test]
     fn example_parses_and_secret_is_hidden() {
@@ -216,8 +244,44 @@ mod tests {
         let bad_transport = EXAMPLE.replace("\"udp\"", "\"sctp\"");
         assert!(parse(&bad_transport).unwrap_err().contains("transport"));
         assert!(parse(r#"{"lines": []}"#).is_err());
-        let tls = EXAMPLE.replace("pbx.example.com", "sips:pbx.example.com");
-        assert!(parse(&tls).is_err());
+        let tls = EXAMPLE.replace(
+            "\"domain\": \"pbx.example.com\"",
+            "\"domain\": \"sips:pbx.example.com\"",
+        );
+        let (cfg, lines) = parse(&tls).expect("sips: is TLS");
+        assert_eq!(lines[0].account.transport, Transport::Tls);
+        assert!(cfg.needs_tls(&lines));
+        let tcp = tls.replace("\"udp\"", "\"tcp\"");
+        assert!(parse(&tcp).unwrap_err().contains("needs tls"));
+        let (cfg, lines) = parse(&EXAMPLE.replace("\"udp\"", "\"tls\"")).expect("tls");
+        assert_eq!(lines[0].account.transport, Transport::Tls);
+        assert!(cfg.needs_tls(&lines));
+        let (cfg, lines) = parse(EXAMPLE).expect("example");
+        assert!(!cfg.needs_tls(&lines));
+    }
+
+    #[test]
+    fn tls_and_nat_tables_are_read_and_checked() {
+        let with = EXAMPLE.replacen(
+            "\"bind\": \"0.0.0.0:0\",",
+            "\"bind\": \"0.0.0.0:0\", \"tls\": {\"ca_file\": \"/etc/tapir/pbx-ca.pem\"}, \
+             \"nat\": {\"stun_server\": \"stun.example.com\", \"udp_keepalive_secs\": 25},",
+            1,
+        );
+        let (cfg, lines) = parse(&with).expect("valid");
+        assert_eq!(
+            cfg.net.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/tapir/pbx-ca.pem"))
+        );
+        assert!(cfg.needs_tls(&lines), "a tls table starts TLS");
+        assert_eq!(cfg.net.nat.stun_server.as_deref(), Some("stun.example.com"));
+        let bad = with.replace(
+            "\"udp_keepalive_secs\": 25",
+            "\"udp_keepalive_secs\": 99999",
+        );
+        assert!(parse(&bad).unwrap_err().contains("udp_keepalive_secs"));
+        let typo = with.replace("ca_file", "ca_fiel");
+        assert!(parse(&typo).unwrap_err().contains("ca_fiel"));
     }
 
     #[test]
@@ -257,6 +321,71 @@ mod tests {
         let keys = shared.as_object().into_iter().flat_map(|o| o.keys());
         let missing = keys_not_named(&block, keys.map(String::as_str).chain(own));
         assert!(missing.is_empty(), "the README's example lacks {missing:?}");
+    }
+
+    #[test]
+    fn dns_table_and_enum_per_line() {
+        let with_dns = EXAMPLE.replacen(
+            "\"bind\": \"0.0.0.0:0\",",
+            "\"bind\": \"0.0.0.0:0\", \"dns\": {\"servers\": [\"127.0.0.1:5353\"], \"enum\": true},",
+            1,
+        );
+        let (cfg, lines) = parse(&with_dns).expect("valid");
+        let dns = cfg.net.dns.settings().expect("checked");
+        assert_eq!(dns.servers, vec!["127.0.0.1:5353".parse().expect("addr")]);
+        assert_eq!(lines[0].enum_suffix.as_deref(), Some("e164.arpa"));
+        let line_off = with_dns.replace(
+            "\"notify_timeout_secs\": 25",
+            "\"notify_timeout_secs\": 25, \"dns\": {\"enum\": false}",
+        );
+        let (_, lines) = parse(&line_off).expect("valid");
+        assert_eq!(lines[0].enum_suffix, None);
+        let bad = with_dns.replace("127.0.0.1:5353", "dns.example.com");
+        assert!(parse(&bad).unwrap_err().contains("dns.servers"));
+        let line_servers = with_dns.replace(
+            "\"notify_timeout_secs\": 25",
+            "\"notify_timeout_secs\": 25, \"dns\": {\"servers\": []}",
+        );
+        assert!(parse(&line_servers).is_err());
+        // Without a `dns` table: the system's resolver, no ENUM.
+        let (cfg, lines) = parse(EXAMPLE).expect("valid");
+        let dns = cfg.net.dns.settings().expect("checked");
+        assert!(dns.servers.is_empty() && lines[0].enum_suffix.is_none());
+    }
+
+    /// Every TOML example of the README parses, and together they name every key of the
+    /// `tls`, `nat` and `dns` tables and the line's `dns`.
+    #[test]
+    fn every_readme_toml_example_parses_and_names_the_network_keys() {
+        use tapir_test_support::docs::{driver_sections, keys_not_named};
+        let (text, sections) =
+            driver_sections(include_str!("../README.md"), &["sip-refer", "sip-reverse"]);
+        assert!(sections.len() >= 3, "{sections:?}");
+        for (name, section) in &sections {
+            if let Err(e) = parse(&section.to_string()) {
+                panic!("the README's example {name} does not parse: {e}");
+            }
+        }
+        let network = [
+            "ca_file",
+            "cert_file",
+            "key_file",
+            "server_name",
+            "insecure_skip_verify",
+            "stun_server",
+            "stun_refresh_secs",
+            "keepalive_secs",
+            "udp_keepalive_secs",
+            "udp_keepalive",
+            "pong_timeout_secs",
+            "servers",
+            "failover_timeout_ms",
+            "enum",
+            "enum_suffix",
+            "dns",
+        ];
+        let missing = keys_not_named(&text, network);
+        assert!(missing.is_empty(), "the README's examples lack {missing:?}");
     }
 
     #[test]

@@ -14,9 +14,10 @@ use tapir_core::{
     AddressId, AddressInfo, CallId, DriverError, DriverEvent, ErrorKind, LineCaps, LineInfo,
     LineKey, Operation, OperationSet, PhoneDriver, Request, RequestEnvelope, SharedSink,
 };
+use tapir_sip_ua::leg::net::start_error;
 use tapir_sip_ua::report::CallReporter;
 use tapir_sip_ua::runtime::DriverRuntime;
-use tapir_sip_ua::{Endpoint, EndpointConfig, Resolver};
+use tapir_sip_ua::Endpoint;
 use tokio::sync::mpsc;
 
 struct CallEntry {
@@ -50,7 +51,7 @@ pub fn build(
     config_json: &str,
     sink: SharedSink,
 ) -> Result<Box<dyn PhoneDriver>, DriverError> {
-    let (_, lines) =
+    let (cfg, lines) =
         config::parse(config_json).map_err(|e| DriverError::new(ErrorKind::InvalidParameter, e))?;
     let runtime = DriverRuntime::new("tapir-sip").map_err(|e| {
         DriverError::new(
@@ -58,21 +59,23 @@ pub fn build(
             format!("cannot start the SIP runtime: {e}"),
         )
     })?;
-    let resolver = Arc::new(Resolver::new());
     let binds: Vec<SocketAddr> = lines.iter().map(|l| l.bind).collect();
+    let tls = cfg.needs_tls(&lines);
+    let resolver = Arc::new(
+        cfg.net
+            .resolver(tls)
+            .map_err(|p| DriverError::new(ErrorKind::InvalidParameter, p.to_string()))?,
+    );
     let started = runtime.block_on(async {
         let mut eps = HashMap::new();
         for bind in binds {
             if eps.contains_key(&bind) {
                 continue;
             }
-            let ep = Endpoint::start(EndpointConfig {
-                bind,
-                user_agent: format!("tapir/{}", env!("CARGO_PKG_VERSION")),
-                ..EndpointConfig::default()
-            })
-            .await
-            .map_err(|e| DriverError::new(ErrorKind::ResourceUnavailable, e.to_string()))?;
+            let user_agent = format!("tapir/{}", env!("CARGO_PKG_VERSION"));
+            let ep = Endpoint::start(cfg.net.endpoint(bind, user_agent, tls))
+                .await
+                .map_err(|e| start_error(&e))?;
             eps.insert(bind, ep);
         }
         Ok(eps)
@@ -234,7 +237,13 @@ impl SipDriver {
             shared,
         );
         let inner = self.inner.clone();
+        let dialled = destination.to_owned();
         self.handle.spawn(async move {
+            // ENUM (RFC 6116): a +E.164 number with a SIP URI in DNS is called there (the REFER
+            // target in sip-refer, the first INVITE in sip-reverse); without one it is dialled
+            // as usual.
+            let suffix = ctx.line.enum_suffix.as_deref();
+            let uri = ctx.resolver.enum_or(&dialled, suffix, uri).await;
             call::run(ctx, rep, ctl_rx, uri).await;
             if let Ok(mut calls) = inner.calls.lock() {
                 calls.remove(&call);

@@ -11,7 +11,11 @@
 //! - [`sipp::Sipp`]: SIPp running a scenario file, its exit, error log and statistics.
 //! - [`server::Server`]: any server started from configuration files written by the test
 //!   (Kamailio, and the DNS, STUN or NATS servers later work adds), with its log.
-//! - [`kamailio`]: Kamailio on a [`server::Server`].
+//! - [`kamailio`]: Kamailio on a [`server::Server`], with TLS when asked.
+//! - [`coturn::Coturn`]: coturn as a STUN server.
+//! - [`pki::Pki`]: a test CA and the certificates it issues, as PEM files.
+//! - [`middlebox`]: a UDP NAT and a TCP relay that can turn into a black hole, on loopback.
+//! - [`dns::Dns`]: a DNS server (unbound) serving zones the test writes, on a free port.
 //! - [`nats::Nats`]: nats-server with JetStream, restartable on the same port and store.
 //! - [`relay::Relay`]: a TCP relay a test can cut (a client isolated from its server).
 //! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
@@ -23,9 +27,13 @@
 //!   [`callbacks::Shared`] to keep a driver the front end holds.
 
 pub mod callbacks;
+pub mod coturn;
+pub mod dns;
 pub mod docs;
 pub mod kamailio;
+pub mod middlebox;
 pub mod nats;
+pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod programs;
@@ -36,11 +44,15 @@ pub mod sipp;
 pub mod wait;
 
 pub use callbacks::PhoneCallbacks;
+pub use coturn::Coturn;
+pub use dns::Dns;
 pub use kamailio::Kamailio;
+pub use middlebox::{TcpRelay, UdpNat};
 pub use nats::Nats;
+pub use pki::{Identity, Pki};
 pub use ports::{free_port, free_tcp_port, free_udp_port};
 pub use process::Guard;
-pub use programs::{kamailio, nats_server, program, sipp};
+pub use programs::{kamailio, kamailio_tls, nats_server, program, sipp, turnserver, unbound};
 pub use recorder::Recorder;
 pub use relay::Relay;
 pub use server::Server;

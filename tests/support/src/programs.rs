@@ -48,6 +48,36 @@ pub fn kamailio() -> Option<PathBuf> {
     program("kamailio", "kamailio")
 }
 
+/// Kamailio with its TLS module (Debian packages `kamailio` and `kamailio-tls-modules`).
+pub fn kamailio_tls() -> Option<PathBuf> {
+    let bin = kamailio()?;
+    let module = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("kamailio/modules/tls.so"))
+    .any(|p| p.exists());
+    if !module {
+        println!(
+            "SKIPPED: Kamailio's TLS module is not installed (apt-get install kamailio-tls-modules); .ci/run installs it"
+        );
+        return None;
+    }
+    Some(bin)
+}
+
+/// coturn's STUN/TURN server (Debian package `coturn`).
+pub fn turnserver() -> Option<PathBuf> {
+    program("turnserver", "coturn")
+}
+
+/// unbound, the DNS server of the DNS tests (Debian package `unbound`).
+pub fn unbound() -> Option<PathBuf> {
+    program("unbound", "unbound")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -36,7 +36,8 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// Writes `text` to `file` in the server's folder before it starts.
+    /// Writes `text` to `file` in the server's folder before it starts; `{dir}` in the text
+    /// stands for that folder.
     pub fn file(mut self, file: impl Into<String>, text: impl Into<String>) -> Self {
         self.files.push((file.into(), text.into()));
         self
@@ -74,7 +75,9 @@ impl ServerBuilder {
             Ok(d) => d,
             Err(e) => panic!("temporary folder for {}: {e}", self.name),
         };
+        let folder = dir.path().display().to_string();
         for (file, text) in &self.files {
+            let text = text.replace("{dir}", &folder);
             if let Err(e) = std::fs::write(dir.path().join(file), text) {
                 panic!("cannot write {file} for {}: {e}", self.name);
             }
@@ -87,7 +90,6 @@ impl ServerBuilder {
             Ok(f) => f,
             Err(e) => panic!("cannot share the log of {}: {e}", self.name),
         };
-        let folder = dir.path().display().to_string();
         let args: Vec<OsString> = self
             .args
             .iter()
@@ -199,11 +201,15 @@ mod tests {
     #[test]
     fn a_server_reads_the_files_written_into_its_folder() {
         let server = Server::builder("echo-config", Path::new("/bin/sh"))
-            .file("server.conf", "hello from the config\n")
+            .file("server.conf", "hello from the config in {dir}\n")
             .args(["-c", "cat {dir}/server.conf; exec sleep 60"])
             .start();
         let seen = crate::wait::until(Duration::from_secs(5), || {
-            server.log().contains("hello from the config").then_some(())
+            let folder = server.dir().display().to_string();
+            server
+                .log()
+                .contains(&format!("hello from the config in {folder}"))
+                .then_some(())
         });
         assert!(seen.is_some(), "{}", server.log());
     }

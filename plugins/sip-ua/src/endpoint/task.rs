@@ -1,14 +1,17 @@
 //! The endpoint task: owns the transaction layer, the sockets and the routes, and moves
 //! messages between them, the connection tasks and the users.
 
+use super::local::Local;
+use super::nat::NatState;
 use super::tcp::TcpLimits;
 use super::{
-    ClientEvent, ClientTx, Cmd, EndpointError, EndpointStats, Inbound, Incoming, Peer, MALFORMED,
-    RETRANSMISSIONS, TIMEOUTS, TRANSACTIONS,
+    ClientEvent, ClientTx, Cmd, EndpointError, EndpointStats, Inbound, Incoming, Peer,
+    TransportError, MALFORMED, RETRANSMISSIONS, TIMEOUTS, TRANSACTIONS,
 };
 use crate::header::Via;
 use crate::message::{Message, Method, MAX_MESSAGE};
 use crate::resolve::{Target, Transport};
+use crate::tls::TlsContext;
 use crate::transaction::{new_branch, LayerEvent, LayerStats, TransactionLayer, TxKey};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -17,26 +20,40 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-/// One TCP connection as the endpoint task sees it.
+/// One TCP or TLS connection as the endpoint task sees it.
 pub(super) struct Conn {
     /// Where to put bytes for it (dropping this closes the connection).
     pub writer: mpsc::Sender<Vec<u8>>,
+    /// Tells it from a later connection to the same peer.
+    pub id: u64,
     /// Accepted from a peer (counted against the cap), not opened by us.
     pub accepted: bool,
     /// A complete message has arrived on it.
     pub proven: bool,
     /// Accept time, then the time of its latest message.
     pub last: Instant,
+    /// Its task: dropping the `Conn` ends it even in the middle of a TLS handshake (when the
+    /// writer is not read yet), so an evicted or closed connection goes at once.
+    pub task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 pub(super) struct Task {
     pub(super) layer: TransactionLayer<Peer>,
     pub(super) udp: UdpSocket,
-    pub(super) udp_addr: SocketAddr,
-    pub(super) tcp_addr: SocketAddr,
+    pub(super) local: Local,
     pub(super) user_agent: String,
     pub(super) tcp_limits: TcpLimits,
-    pub(super) conns: HashMap<SocketAddr, Conn>,
+    pub(super) tls: Option<TlsContext>,
+    pub(super) nat: NatState,
+    pub(super) conns: HashMap<Peer, Conn>,
     pub(super) clients: HashMap<TxKey, (mpsc::Sender<ClientEvent>, Peer)>,
     pub(super) routes: HashMap<String, mpsc::Sender<Incoming>>,
     pub(super) new_calls: Option<mpsc::Sender<Incoming>>,
@@ -52,25 +69,29 @@ pub(super) struct Task {
     pub(super) evicted: u64,
     pub(super) accept_pauses: u64,
     pub(super) icmp_errors: u64,
+    pub(super) opened: u64,
 }
 
 impl Task {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         layer: TransactionLayer<Peer>,
         udp: UdpSocket,
-        udp_addr: SocketAddr,
-        tcp_addr: SocketAddr,
+        local: Local,
         user_agent: String,
         tcp_limits: TcpLimits,
         inbound_tx: mpsc::Sender<Inbound>,
+        tls: Option<TlsContext>,
+        nat: NatState,
     ) -> Task {
         Task {
             layer,
             udp,
-            udp_addr,
-            tcp_addr,
+            local,
             user_agent,
             tcp_limits,
+            tls,
+            nat,
             conns: HashMap::new(),
             clients: HashMap::new(),
             routes: HashMap::new(),
@@ -86,6 +107,7 @@ impl Task {
             evicted: 0,
             accept_pauses: 0,
             icmp_errors: 0,
+            opened: 0,
         }
     }
 
@@ -94,13 +116,28 @@ impl Task {
         mut cmd_rx: mpsc::Receiver<Cmd>,
         mut in_rx: mpsc::Receiver<Inbound>,
         tcp: TcpListener,
+        tls: Option<TcpListener>,
     ) {
         let mut buf = vec![0u8; MAX_MESSAGE + 1];
+        self.start_nat();
         loop {
             let deadline = self.layer.next_deadline();
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let nat_deadline = self.nat_deadline();
+            let nat_sleep = async {
+                match nat_deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let tls_accept = async {
+                match &tls {
+                    Some(l) => l.accept().await,
                     None => std::future::pending().await,
                 }
             };
@@ -123,7 +160,8 @@ impl Task {
                         self.on_inbound(i);
                     }
                 }
-                accepted = tcp.accept(), if pause.is_none() => self.on_accept(accepted),
+                accepted = tcp.accept(), if pause.is_none() => self.on_accept(accepted, Transport::Tcp),
+                accepted = tls_accept, if pause.is_none() => self.on_accept(accepted, Transport::Tls),
                 () = async {
                     match pause {
                         Some(p) => tokio::time::sleep_until(p.into()).await,
@@ -131,6 +169,7 @@ impl Task {
                     }
                 } => self.accept_pause = None,
                 () = sleep => self.layer.on_timer(Instant::now()),
+                () = nat_sleep => self.on_nat_timer(Instant::now()),
             }
             self.flush().await;
         }
@@ -188,6 +227,13 @@ impl Task {
             Cmd::RouteNew { sink } => {
                 self.new_calls = sink;
             }
+            Cmd::WatchFlow { target, reply } => {
+                let peer = Peer {
+                    transport: target.transport,
+                    addr: target.addr,
+                };
+                let _ = reply.send(self.watch_flow(peer, now));
+            }
             Cmd::Stats(reply) => {
                 let _ = reply.send(EndpointStats {
                     layer: self.layer.stats(),
@@ -198,6 +244,12 @@ impl Task {
                     evicted: self.evicted,
                     accept_pauses: self.accept_pauses,
                     icmp_errors: self.icmp_errors,
+                    opened: self.opened,
+                    pings: self.nat.pings,
+                    pongs: self.nat.pongs,
+                    flow_failures: self.nat.failures,
+                    stun_answers: self.nat.stun_answers,
+                    public: *self.local.public.borrow(),
                 });
             }
         }
@@ -208,24 +260,8 @@ impl Task {
         if msg.header("Via").is_some() {
             return;
         }
-        let local = match target.transport {
-            Transport::Udp => self.udp_addr,
-            Transport::Tcp => self.tcp_addr,
-        };
-        let ip = if local.ip().is_unspecified() {
-            let probe: SocketAddr = if target.addr.is_ipv6() {
-                SocketAddr::from(([0u16; 8], 0))
-            } else {
-                SocketAddr::from(([0, 0, 0, 0], 0))
-            };
-            std::net::UdpSocket::bind(probe)
-                .and_then(|s| s.connect(target.addr).and_then(|()| s.local_addr()))
-                .map(|a| a.ip())
-                .unwrap_or(local.ip())
-        } else {
-            local.ip()
-        };
-        let host = match ip {
+        let local = self.local.advertised(target);
+        let host = match local.ip() {
             IpAddr::V6(v6) => format!("[{v6}]"),
             IpAddr::V4(v4) => v4.to_string(),
         };
@@ -245,52 +281,59 @@ impl Task {
 
     fn on_inbound(&mut self, inbound: Inbound) {
         match inbound {
-            Inbound::Stream { msg, peer } => {
-                if let Some(c) = self.conns.get_mut(&peer) {
+            Inbound::Stream { msg, peer, id } => {
+                if let Some(c) = self.conns.get_mut(&peer).filter(|c| c.id == id) {
                     c.proven = true;
                     c.last = Instant::now();
                 }
-                self.on_message(
-                    msg,
-                    Peer {
-                        transport: Transport::Tcp,
-                        addr: peer,
-                    },
-                );
+                self.on_message(msg, peer);
             }
             Inbound::Malformed { bytes, error, peer } => {
-                self.on_malformed(
-                    &bytes,
-                    &error,
-                    Peer {
-                        transport: Transport::Tcp,
-                        addr: peer,
-                    },
-                );
+                self.on_malformed(&bytes, &error, peer);
             }
-            Inbound::Connected { peer, writer } => {
-                self.conns.insert(
-                    peer,
-                    Conn {
-                        writer,
-                        accepted: false,
-                        proven: true,
-                        last: Instant::now(),
-                    },
-                );
-            }
-            Inbound::ConnectFailed { peer, reason } => {
-                self.conns.remove(&peer);
-                let error = super::TransportError::Connect { peer, reason };
-                for (tx, p) in self.clients.values() {
-                    if p.addr == peer && p.transport == Transport::Tcp {
-                        let _ = tx.try_send(ClientEvent::TransportError(error.clone()));
-                    }
+            Inbound::Connected { peer, id } => {
+                if let Some(c) = self.conns.get_mut(&peer).filter(|c| c.id == id) {
+                    c.last = Instant::now();
                 }
             }
-            Inbound::Closed { peer } => {
-                self.conns.remove(&peer);
+            Inbound::ConnectFailed { peer, id, error } => {
+                if self.conns.get(&peer).is_some_and(|c| c.id == id) {
+                    self.conns.remove(&peer);
+                    self.on_flow_closed(peer, "its connection failed");
+                }
+                self.fail_peer(peer, &error);
             }
+            Inbound::Closed { peer, id, unsent } => {
+                if self.conns.get(&peer).is_some_and(|c| c.id == id) {
+                    self.conns.remove(&peer);
+                    self.on_flow_closed(peer, "its connection closed");
+                }
+                if !unsent.is_empty() {
+                    tracing::debug!(%peer, messages = unsent.len(), "connection ended: sending again on a new one");
+                }
+                for bytes in unsent {
+                    self.transmit(peer, bytes);
+                }
+            }
+            Inbound::Pong { peer } => self.on_pong(peer, None),
+            Inbound::StunServer(found) => self.on_stun_server(found),
+        }
+    }
+
+    /// Ends every client transaction towards `peer` that has no final response yet with
+    /// `error` (ICMP unreachable, a connection or TLS handshake that failed).
+    pub(super) fn fail_peer(&mut self, peer: Peer, error: &TransportError) {
+        for key in self.layer.transport_failed(&peer) {
+            if let Some((tx, _)) = self.clients.remove(&key) {
+                let _ = tx.try_send(ClientEvent::TransportError(error.clone()));
+            }
+        }
+    }
+
+    /// Closes the connection to `peer` (its task ends when the writer drops).
+    pub(super) fn close(&mut self, peer: Peer) {
+        if self.conns.remove(&peer).is_some() {
+            self.on_flow_closed(peer, "its connection closed");
         }
     }
 
@@ -344,11 +387,19 @@ impl Task {
                     }
                 }
                 LayerEvent::Timeout { key } => {
-                    if let Some((tx, _)) = self.clients.remove(&key) {
+                    if let Some((tx, peer)) = self.clients.remove(&key) {
                         let _ = tx.try_send(ClientEvent::Timeout);
+                        // No answer over a reliable transport: the connection is likely dead;
+                        // the next request opens a new one instead of writing into it.
+                        if peer.transport.reliable() && self.conns.contains_key(&peer) {
+                            tracing::debug!(peer = %peer.addr, "transaction timed out: closing its connection");
+                            self.close(peer);
+                        }
                     }
                 }
-                LayerEvent::Request { key, msg, peer: _ } => self.dispatch_request(key, msg, now),
+                LayerEvent::Request { key, msg, peer } => {
+                    self.dispatch_request(key, msg, peer.transport == Transport::Tls, now)
+                }
                 LayerEvent::Ack { msg, .. } => {
                     if let Some(sink) = msg.call_id().and_then(|c| self.routes.get(c)) {
                         let _ = sink.try_send(Incoming::Ack(msg));
@@ -367,6 +418,7 @@ impl Task {
         if now >= self.next_sweep {
             self.next_sweep = now + Duration::from_secs(1);
             self.take_icmp_errors();
+            self.sweep_flows();
             let layer = &self.layer;
             self.clients
                 .retain(|k, (tx, _)| !tx.is_closed() && layer.state(k).is_some());
@@ -402,8 +454,8 @@ impl Task {
         self.published_malformed = self.malformed;
     }
 
-    fn dispatch_request(&mut self, key: TxKey, msg: Message, now: Instant) {
-        if let Some(mut refusal) = crate::uas::refuse(&msg, &crate::dialog::new_tag()) {
+    fn dispatch_request(&mut self, key: TxKey, msg: Message, secure: bool, now: Instant) {
+        if let Some(mut refusal) = crate::uas::refuse_on(&msg, &crate::dialog::new_tag(), secure) {
             refusal.push("Server", self.user_agent.clone());
             let _ = self.layer.respond(&key, refusal, now);
             return;
@@ -475,24 +527,17 @@ impl Task {
                     tracing::warn!(to = %peer.addr, "UDP send queue full, datagram dropped");
                 }
             }
-            Transport::Tcp => {
-                let stale = match self.conns.get(&peer.addr) {
-                    Some(c) => match c.writer.try_send(bytes) {
-                        Ok(()) => false,
-                        Err(mpsc::error::TrySendError::Full(_)) => false,
-                        Err(mpsc::error::TrySendError::Closed(b)) => {
-                            self.conns.remove(&peer.addr);
-                            self.open(peer.addr, b);
-                            return;
-                        }
-                    },
-                    None => {
-                        self.open(peer.addr, bytes);
-                        return;
+            Transport::Tcp | Transport::Tls => match self.conns.get(&peer) {
+                Some(c) => match c.writer.try_send(bytes) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(b)) => {
+                        // The connection ended: reconnect.
+                        self.conns.remove(&peer);
+                        self.open(peer, b);
                     }
-                };
-                let _ = stale;
-            }
+                },
+                None => self.open(peer, bytes),
+            },
         }
     }
 }

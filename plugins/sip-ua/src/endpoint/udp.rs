@@ -8,7 +8,7 @@
 //! receive-buffer space.
 
 use super::task::Task;
-use super::{ClientEvent, Peer, TransportError};
+use super::{Peer, TransportError};
 use crate::message::Message;
 use crate::resolve::Transport;
 use std::net::SocketAddr;
@@ -59,7 +59,12 @@ pub(super) fn take_errors(socket: &UdpSocket, limit: usize) -> Vec<Unreachable> 
 
 impl Task {
     pub(super) fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
-        // Keep-alive CRLFs (RFC 5626) and STUN are not SIP.
+        // STUN answers (address discovery, keep-alives) share the SIP socket (RFC 5626 §8).
+        if crate::stun::is_stun(bytes) {
+            self.on_stun(bytes, from);
+            return;
+        }
+        // Keep-alive CRLFs (RFC 5626 §3.5.1) and other binary bytes are not SIP.
         if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') || bytes.first().is_some_and(|b| *b < 4)
         {
             return;
@@ -83,16 +88,12 @@ impl Task {
                 transport: Transport::Udp,
                 addr: u.dest,
             };
-            let keys = self.layer.transport_failed(&peer);
-            tracing::debug!(dest = %u.dest, reason = u.reason, transactions = keys.len(), "ICMP: destination unreachable");
-            for key in keys {
-                if let Some((tx, _)) = self.clients.remove(&key) {
-                    let _ = tx.try_send(ClientEvent::TransportError(TransportError::Unreachable {
-                        peer: u.dest,
-                        reason: u.reason.to_owned(),
-                    }));
-                }
-            }
+            tracing::debug!(dest = %u.dest, reason = u.reason, "ICMP: destination unreachable");
+            let error = TransportError::Unreachable {
+                peer: u.dest,
+                reason: u.reason.to_owned(),
+            };
+            self.fail_peer(peer, &error);
         }
     }
 

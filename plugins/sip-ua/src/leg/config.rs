@@ -95,7 +95,7 @@ pub struct LegConfig {
     /// Display name in our From header.
     #[serde(default)]
     pub display_name: Option<String>,
-    /// `udp` (default) or `tcp`.
+    /// `udp` (default), `tcp` or `tls`. A `sips:` domain or proxy means `tls`.
     #[serde(default = "default_transport")]
     pub transport: String,
     /// Answer digest challenges of any realm (SIPTAPI's "ignore realm", default true); when
@@ -147,10 +147,10 @@ pub fn problem(field: impl Into<String>, problem: impl Into<String>) -> ConfigPr
     }
 }
 
-/// Parses `host[:port]` or a `sip:` URI (for `domain`, `outbound_proxy` and the like).
+/// Parses `host[:port]` or a `sip:`/`sips:` URI (for `domain`, `outbound_proxy` and the like).
 ///
 /// # Errors
-/// [`ConfigProblem`] for text that is no host or URI, and for `sips:` (no TLS transport yet).
+/// [`ConfigProblem`] for text that is no host or URI.
 pub fn host_uri(text: &str, field: &str) -> Result<Uri, ConfigProblem> {
     let text = text.trim();
     let candidate = if text.starts_with("sip:") || text.starts_with("sips:") {
@@ -158,15 +158,12 @@ pub fn host_uri(text: &str, field: &str) -> Result<Uri, ConfigProblem> {
     } else {
         format!("sip:{text}")
     };
-    let uri = Uri::parse(&candidate)
-        .ok_or_else(|| problem(field, format!("{text:?} is not a host[:port] or sip: URI")))?;
-    if uri.scheme == "sips" {
-        return Err(problem(
+    Uri::parse(&candidate).ok_or_else(|| {
+        problem(
             field,
-            format!("{text:?}: sips/TLS is not supported"),
-        ));
-    }
-    Ok(uri)
+            format!("{text:?} is not a host[:port] or sip:/sips: URI"),
+        )
+    })
 }
 
 /// Checks a SIP user name (the user part of our AoR).
@@ -209,7 +206,7 @@ impl Account {
         let transport = Transport::parse(&config.transport).ok_or_else(|| {
             problem(
                 "transport",
-                format!("{:?} is not udp or tcp", config.transport),
+                format!("{:?} is not udp, tcp or tls", config.transport),
             )
         })?;
         for (field, v) in [
@@ -231,12 +228,38 @@ impl Account {
                 return Err(problem("user_agent", "must be one line of text"));
             }
         }
-        Ok(Account {
+        let mut account = Account {
             config,
             domain_uri,
             proxy_uri,
             transport,
-        })
+        };
+        let sips: Vec<Uri> = [Some(&account.domain_uri), account.proxy_uri.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|u| u.scheme == "sips")
+            .cloned()
+            .collect();
+        for uri in &sips {
+            account.require_tls_for(uri)?;
+        }
+        Ok(account)
+    }
+
+    /// A `sips:` URI the account sends to asks for TLS (RFC 3261 §26.2): the transport becomes
+    /// `tls`; `tcp` next to it is a contradiction. Other URIs change nothing.
+    ///
+    /// # Errors
+    /// [`ConfigProblem`] on `transport` when it says `tcp`.
+    pub fn require_tls_for(&mut self, uri: &Uri) -> Result<(), ConfigProblem> {
+        if uri.scheme != "sips" {
+            return Ok(());
+        }
+        if self.transport == Transport::Tcp {
+            return Err(problem("transport", "a sips: URI needs tls, not tcp"));
+        }
+        self.transport = Transport::Tls;
+        Ok(())
     }
 
     /// The domain as written in URIs (`host[:port]`).
@@ -380,6 +403,14 @@ mod tests {
     }
 
     #[test]
+    fn sips_means_tls() {
+        let a = parse(r#"{"domain": "sips:pbx.example.com", "user": "alice"}"#).expect("valid");
+        assert_eq!(a.transport, Transport::Tls);
+        let a = parse(r#"{"domain": "pbx", "user": "alice", "transport": "tls"}"#).expect("tls");
+        assert_eq!(a.transport, Transport::Tls);
+    }
+
+    #[test]
     fn written_out_it_names_every_key_and_hides_the_password() {
         let a = parse(r#"{"domain": "pbx", "user": "alice", "password": "pw"}"#).expect("valid");
         let v = serde_json::to_value(&a.config).expect("json");
@@ -401,7 +432,11 @@ mod tests {
         assert_eq!(bad(r#""max_calls": 0"#), "max_calls");
         assert_eq!(bad(r#""register_expires": 10"#), "register_expires");
         assert_eq!(bad(r#""user_agent": "a\nb""#), "user_agent");
-        assert_eq!(bad(r#""outbound_proxy": "sips:p""#), "outbound_proxy");
+        assert_eq!(bad(r#""outbound_proxy": "sip:""#), "outbound_proxy");
+        assert_eq!(
+            bad(r#""outbound_proxy": "sips:p", "transport": "tcp""#),
+            "transport"
+        );
         let user = parse(r#"{"domain": "pbx", "user": "a@b"}"#).expect_err("user");
         assert_eq!(user.to_string(), "user: \"a@b\" is not a SIP user name");
     }

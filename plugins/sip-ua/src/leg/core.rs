@@ -23,7 +23,7 @@ use crate::dialog::Dialog;
 use crate::endpoint::ClientEvent;
 use crate::header::Uri;
 use crate::message::{Message, Method};
-use crate::resolve::{Target, Transport};
+use crate::resolve::{Failover, Target, Transport};
 use crate::transaction::TxKey;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -34,8 +34,9 @@ pub const BYE_WAIT: Duration = Duration::from_secs(4);
 /// How long to wait, once we want to cancel, for a 1xx to CANCEL against and then for the
 /// INVITE's final answer.
 pub const CANCEL_WAIT: Duration = Duration::from_secs(32);
-/// INVITEs one leg sends at most (challenges answered, next targets tried).
-pub const MAX_ATTEMPTS: u32 = 10;
+/// INVITEs one leg sends at most (challenges answered, next targets tried: a resolver hands
+/// out at most 16 targets).
+pub const MAX_ATTEMPTS: u32 = 20;
 /// Challenges one request answers at most (a second only when the first answer was stale).
 const MAX_AUTH_ANSWERS: u32 = 2;
 
@@ -168,7 +169,10 @@ enum Phase {
 #[derive(Debug)]
 pub struct LegCore {
     setup: LegSetup,
-    alternates: VecDeque<(Target, SocketAddr)>,
+    /// Which target the INVITE goes to, and when to move on (RFC 3263 §4.3).
+    failover: Failover,
+    /// Our local address towards each target.
+    locals: Vec<(Target, SocketAddr)>,
     target: Target,
     local: SocketAddr,
     contact: String,
@@ -196,10 +200,10 @@ fn contact_for(user: &str, local: SocketAddr, transport: Transport) -> String {
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         std::net::IpAddr::V4(v4) => v4.to_string(),
     };
-    let tp = match transport {
-        Transport::Tcp => ";transport=tcp",
-        Transport::Udp => "",
-    };
+    let tp = transport
+        .uri_param()
+        .map(|t| format!(";transport={t}"))
+        .unwrap_or_default();
     format!("<sip:{user}@{host}:{}{tp}>", local.port())
 }
 
@@ -207,20 +211,29 @@ impl LegCore {
     /// A leg that INVITEs `targets` (best first, each with our local address towards it) and
     /// sends its first INVITE now. `targets` must not be empty.
     pub fn new(setup: LegSetup, targets: Vec<(Target, SocketAddr)>, now: Instant) -> LegCore {
-        let mut alternates: VecDeque<_> = targets.into();
-        let fallback = (
-            Target {
-                transport: setup.transport,
-                addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
-            },
-            SocketAddr::from(([127, 0, 0, 1], 0)),
+        let mut locals = targets;
+        if locals.is_empty() {
+            locals.push((
+                Target {
+                    transport: setup.transport,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            ));
+        }
+        let (target, local) = locals[0];
+        let failover = Failover::new(
+            locals.iter().map(|(t, _)| *t).collect(),
+            setup.failover_silence,
         );
-        let (target, local) = alternates.pop_front().unwrap_or(fallback);
+        // Invariant: `locals` is not empty (filled above), so `Failover::new` gave one.
+        let failover = failover.expect("a leg always has a target");
         let ring_deadline = now + setup.ring_timeout;
         let contact = contact_for(&setup.contact_user, local, target.transport);
         let mut core = LegCore {
             setup,
-            alternates,
+            failover,
+            locals,
             target,
             local,
             contact,
@@ -247,7 +260,7 @@ impl LegCore {
             ring_deadline,
             release_wanted: false,
         };
-        core.send_invite();
+        core.send_invite(now);
         core
     }
 
@@ -314,7 +327,10 @@ impl LegCore {
                 cancelling: Some((_, until)),
                 ..
             } => Some(*until),
-            Phase::Inviting { .. } => Some(self.ring_deadline),
+            Phase::Inviting { .. } => {
+                let silent = self.failover.deadline();
+                Some(silent.map_or(self.ring_deadline, |s| s.min(self.ring_deadline)))
+            }
             Phase::Releasing { until } => Some(*until),
             Phase::Confirmed | Phase::Ended => None,
         };
@@ -398,8 +414,9 @@ impl LegCore {
 
     /// Sends the INVITE (again: to the next target, or with credentials). Each attempt is a
     /// transaction of its own: what its predecessor heard does not count for it.
-    fn send_invite(&mut self) {
+    fn send_invite(&mut self, now: Instant) {
         self.attempts += 1;
+        self.failover.sent(now);
         self.early.clear();
         self.order.clear();
         if let Phase::Inviting {

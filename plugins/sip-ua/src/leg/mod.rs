@@ -8,7 +8,8 @@
 //! which order, and what it reports.
 //!
 //! - [`config`]: the shared configuration keys ([`LegConfig`], flattened into each driver's
-//!   section) and their checked form ([`Account`]).
+//!   section) and their checked form ([`Account`]); [`net`]: the instance's `tls` and `nat`
+//!   tables ([`NetConfig`]) and the endpoint they give.
 //! - [`core`]: the sans-I/O state machine ([`LegCore`]): inputs with the time, out come
 //!   [`Action`]s for the transport and [`LegEvent`]s for the driver.
 //! - [`Leg`]: the thin async shell that runs a [`LegCore`] on an [`Endpoint`] and a
@@ -23,6 +24,7 @@
 pub mod config;
 pub mod core;
 mod inbound;
+pub mod net;
 pub mod outcome;
 pub mod prack;
 pub mod sdp;
@@ -31,6 +33,7 @@ pub mod subscription;
 
 pub use self::config::{Account, ConfigProblem, LegConfig, Secret};
 pub use self::core::{Action, Dest, LegCore, LegEvent, ReqId, BYE_WAIT, CANCEL_WAIT};
+pub use self::net::NetConfig;
 pub use outcome::{
     destination_uri, disconnect_mode, progress_state, BadDestination, LegFailure, ReferFailure,
 };
@@ -72,6 +75,10 @@ pub struct LegSetup {
     pub prack: bool,
     /// `User-Agent` of our requests (`Server` of our answers); `None`: the endpoint's.
     pub user_agent: Option<String>,
+    /// How long a target may stay completely silent (not even `100 Trying`) before the INVITE
+    /// goes to the next one (RFC 3263 §4.3 failover; `None`: only the transaction's timeout).
+    /// [`Leg::start`] sets the resolver's (`dns.failover_timeout_ms`).
+    pub failover_silence: Option<Duration>,
 }
 
 impl LegSetup {
@@ -107,6 +114,7 @@ impl LegSetup {
             notify_timeout: account.notify_timeout(),
             prack: account.config.prack,
             user_agent: account.config.user_agent.clone(),
+            failover_silence: crate::resolve::DnsSettings::default_failover(),
         }
     }
 

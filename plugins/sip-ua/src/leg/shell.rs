@@ -78,7 +78,7 @@ impl Leg {
     /// The [`LegFailure`] when no INVITE could be sent (no address for the first hop, the
     /// endpoint refused it or has stopped): the call never existed and nothing is held.
     pub async fn start(
-        setup: LegSetup,
+        mut setup: LegSetup,
         endpoint: Endpoint,
         resolver: Arc<Resolver>,
     ) -> Result<Leg, LegFailure> {
@@ -88,6 +88,7 @@ impl Leg {
                 LegFailure::Unreachable(format!("{} is not a SIP URI", setup.request_uri))
             })?,
         };
+        setup.failover_silence = resolver.failover_timeout();
         let (route, inbox) = mpsc::channel(32);
         endpoint
             .route_call(&setup.call_id, route)

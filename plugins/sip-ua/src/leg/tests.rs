@@ -12,6 +12,8 @@ use crate::transaction::TxKey;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod failover;
+
 fn setup() -> LegSetup {
     LegSetup {
         call_id: "c1@pbx".into(),
@@ -31,6 +33,7 @@ fn setup() -> LegSetup {
         notify_timeout: Duration::from_secs(25),
         prack: true,
         user_agent: None,
+        failover_silence: None,
     }
 }
 

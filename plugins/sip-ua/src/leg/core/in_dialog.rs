@@ -280,6 +280,7 @@ impl LegCore {
     /// Runs what is due: the ring timeout (CANCEL), the end of the wait after CANCEL, the
     /// notify timeout of a REFER, the end of the wait for our BYE's answer.
     pub fn on_timer(&mut self, now: Instant) {
+        self.on_failover_deadline(now);
         match self.phase {
             Phase::Inviting {
                 cancelling: None, ..

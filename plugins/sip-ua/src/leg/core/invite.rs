@@ -1,5 +1,7 @@
 //! The leg's INVITE: its answers (provisional with PRACK, 2xx with ACK, challenges, errors),
-//! failover to the next target while nothing answers, CANCEL, and 2xx that come late.
+//! failover to the next target (RFC 3263 §4.3, decided by [`crate::resolve::Failover`]: a
+//! target that is down, stays silent, or answers 503), CANCEL, and 2xx that come late (also
+//! from a target we left: ACKed and ended with BYE).
 
 use super::{
     contact_for, prack, Action, Dest, LegCore, LegEvent, LegFailure, Phase, Purpose, Reliable,
@@ -9,6 +11,7 @@ use crate::dialog::Dialog;
 use crate::digest;
 use crate::endpoint::ClientEvent;
 use crate::message::{Message, Method};
+use crate::resolve::Target;
 use std::time::Instant;
 
 impl LegCore {
@@ -27,6 +30,11 @@ impl LegCore {
             return;
         };
         let stop = cancelling.map(|(s, _)| s);
+        if stop.is_none() && self.attempts < MAX_ATTEMPTS {
+            if let Some(next) = self.failover.on_event(&ev) {
+                return self.next_target(next, now);
+            }
+        }
         let resp = match ev {
             ClientEvent::Response(resp) => resp,
             ClientEvent::TransportError(e) => return self.on_invite_silence(e.to_string(), now),
@@ -102,18 +110,44 @@ impl LegCore {
             return self.cancelled(*s, now);
         }
         if !*any_response && self.attempts < MAX_ATTEMPTS {
-            if let Some((next, local)) = self.alternates.pop_front() {
-                tracing::info!(call_id = %self.setup.call_id, from = %self.target.addr,
-                    to = %next.addr, "no answer from target, trying the next");
-                self.target = next;
-                self.local = local;
-                self.contact = contact_for(&self.setup.contact_user, local, next.transport);
-                self.invite_seq += 1;
-                self.send_invite();
-                return;
+            if let Some(next) = self.failover.on_event(&ClientEvent::Timeout) {
+                return self.next_target(next, now);
             }
         }
         self.fail(LegFailure::Unreachable(detail), now);
+    }
+
+    /// A silent target's time is up ([`crate::resolve::Failover::deadline`]): the INVITE goes
+    /// to the next target; the silent one's transaction is left to end on its own.
+    pub(super) fn on_failover_deadline(&mut self, now: Instant) {
+        let Phase::Inviting {
+            cancelling: None, ..
+        } = &self.phase
+        else {
+            return;
+        };
+        if self.attempts >= MAX_ATTEMPTS {
+            return;
+        }
+        if let Some(next) = self.failover.on_deadline(now) {
+            self.next_target(next, now);
+        }
+    }
+
+    /// The INVITE again, as a new transaction (new branch, CSeq + 1), to `next`.
+    fn next_target(&mut self, next: Target, now: Instant) {
+        tracing::info!(call_id = %self.setup.call_id, from = %self.target,
+            to = %next, "INVITE goes to the next target (RFC 3263)");
+        let local = self
+            .locals
+            .iter()
+            .find(|(t, _)| *t == next)
+            .map_or(self.local, |(_, l)| *l);
+        self.target = next;
+        self.local = local;
+        self.contact = contact_for(&self.setup.contact_user, local, next.transport);
+        self.invite_seq += 1;
+        self.send_invite(now);
     }
 
     pub(super) fn invite_sent(&self) -> Option<&Message> {
@@ -158,7 +192,7 @@ impl LegCore {
             Ok(h) => {
                 self.auth = Some(h);
                 self.invite_seq += 1;
-                self.send_invite();
+                self.send_invite(now);
                 if let Some(r) = self.request_mut(self.invite_id) {
                     r.auth_answers = answers + 1;
                 }
