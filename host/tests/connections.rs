@@ -589,8 +589,22 @@ async fn out_of_descriptors_with_nothing_to_shed_the_accept_loop_waits_instead_o
     assert_eq!(cut, 0, "{cut} busy streams were closed");
     drop(streams);
     drop(waiting);
-    // With the streams gone, the host serves again.
-    answered(&host.api, "/healthz", "200 OK", Duration::from_secs(10));
+    // With the streams gone, the host serves again. Until it has seen the closes it may still
+    // be at its limit and shed the newcomer with 503 `connection_closed` ("connect again"),
+    // which is what a client then does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer = http_get(&host.api, "/healthz", left).unwrap_or_default();
+        if answer.contains("200 OK") {
+            break;
+        }
+        assert!(
+            answer.contains("connection_closed") && Instant::now() < deadline,
+            "/healthz after the streams were gone: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let stderr = host.stop();
     assert!(stderr.starts_with("exit Some(0)"), "{stderr}");
     assert!(stderr.contains("out of file descriptors"), "{stderr}");
