@@ -23,7 +23,7 @@ use tapir_sip_ua::{
 };
 use tapir_test_support::kamailio::tls_config;
 use tapir_test_support::{
-    kamailio, kamailio_tls, sipp, turnserver, Coturn, Kamailio, Pki, Sipp, TcpRelay, UdpNat,
+    kamailio, kamailio_tls, sipp, turnserver, Coturn, Kamailio, Pki, Relay, Sipp, UdpNat,
 };
 use tokio::sync::watch;
 
@@ -259,7 +259,7 @@ async fn keepalive_on_a_stream_flow(tls: bool) {
     };
     let k = builder.args(["-n", "1"]).start();
     let upstream = if tls { k.tls_port() } else { k.port() };
-    let relay = TcpRelay::start(format!("127.0.0.1:{upstream}").parse().expect("addr"));
+    let relay = Relay::start(format!("127.0.0.1:{upstream}").parse().expect("addr"));
     let ep = Endpoint::start(EndpointConfig {
         bind: "127.0.0.1:0".parse().expect("addr"),
         tls: Some(TlsConfig {

@@ -14,10 +14,11 @@
 //! - [`kamailio`]: Kamailio on a [`server::Server`], with TLS when asked.
 //! - [`coturn::Coturn`]: coturn as a STUN server.
 //! - [`pki::Pki`]: a test CA and the certificates it issues, as PEM files.
-//! - [`middlebox`]: a UDP NAT and a TCP relay that can turn into a black hole, on loopback.
+//! - [`middlebox`]: a UDP NAT on loopback.
 //! - [`dns::Dns`]: a DNS server (unbound) serving zones the test writes, on a free port.
 //! - [`nats::Nats`]: nats-server with JetStream, restartable on the same port and store.
-//! - [`relay::Relay`]: a TCP relay a test can cut (a client isolated from its server).
+//! - [`relay::Relay`]: a TCP relay a test can cut (a client isolated from its server) or turn
+//!   into a black hole (a NAT that forgot its binding).
 //! - [`recorder::Recorder`]: an `EventSink` that records what a driver reports, and helpers
 //!   to submit requests to a driver directly.
 //! - [`wait::until`]: polling with a deadline.
@@ -47,7 +48,7 @@ pub use callbacks::PhoneCallbacks;
 pub use coturn::Coturn;
 pub use dns::Dns;
 pub use kamailio::Kamailio;
-pub use middlebox::{TcpRelay, UdpNat};
+pub use middlebox::UdpNat;
 pub use nats::Nats;
 pub use pki::{Identity, Pki};
 pub use ports::{free_port, free_tcp_port, free_udp_port};

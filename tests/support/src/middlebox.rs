@@ -5,16 +5,12 @@
 //!   an endpoint-independent mapping) and passes the answers back. Loopback has no NAT, so
 //!   this is how a test shows that the address a STUN server reports (the outside socket)
 //!   ends up in Via and Contact. It records every datagram it carries out (the "wire").
-//! - [`TcpRelay`]: forwards TCP connections to a server byte for byte, counts them, and can
-//!   turn the connections it carries into black holes (bytes are swallowed, connections stay
-//!   open), as a NAT does when it forgets a binding: the way to show that keep-alives find a
-//!   dead flow. Connections made afterwards pass again, like new NAT bindings.
 //!
-//! Both run on threads of their own and stop when dropped.
+//! It runs on threads of its own and stops when dropped. The TCP middlebox (a relay that can
+//! be cut or turned into a black hole) is [`crate::relay::Relay`].
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -167,138 +163,6 @@ impl Drop for UdpNat {
     }
 }
 
-/// A TCP relay in front of one server that can turn into a black hole.
-#[derive(Debug)]
-pub struct TcpRelay {
-    addr: SocketAddr,
-    /// Connections with a lower number swallow everything.
-    blackhole_below: Arc<AtomicUsize>,
-    accepted: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl TcpRelay {
-    /// Relays connections made to [`Self::addr`] to `server`.
-    ///
-    /// # Panics
-    /// When it cannot listen.
-    pub fn start(server: SocketAddr) -> TcpRelay {
-        let listener = match TcpListener::bind("127.0.0.1:0") {
-            Ok(l) => l,
-            Err(e) => panic!("TcpRelay: cannot listen: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => panic!("TcpRelay: no address: {e}"),
-        };
-        let _ = listener.set_nonblocking(true);
-        let blackhole = Arc::new(AtomicUsize::new(0));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
-        let (bh, acc, st, th) = (
-            blackhole.clone(),
-            accepted.clone(),
-            stop.clone(),
-            threads.clone(),
-        );
-        let main = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let Ok((client, _)) = listener.accept() else {
-                    std::thread::sleep(POLL);
-                    continue;
-                };
-                let Ok(upstream) = TcpStream::connect(server) else {
-                    continue; // the client sees its connection close
-                };
-                let number = acc.fetch_add(1, Ordering::Relaxed);
-                let _ = client.set_nonblocking(false);
-                for (from, to) in [(&client, &upstream), (&upstream, &client)] {
-                    let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
-                        continue;
-                    };
-                    let (bh, st) = (bh.clone(), st.clone());
-                    let pump = std::thread::spawn(move || pump(from, to, number, &bh, &st));
-                    if let Ok(mut t) = th.lock() {
-                        t.push(pump);
-                    }
-                }
-            }
-        });
-        if let Ok(mut t) = threads.lock() {
-            t.push(main);
-        }
-        TcpRelay {
-            addr,
-            blackhole_below: blackhole,
-            accepted,
-            stop,
-            threads,
-        }
-    }
-
-    /// Where clients connect.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// From now on, the connections relayed so far swallow every byte in both directions
-    /// (they stay open); later connections pass.
-    pub fn blackhole_current(&self) {
-        self.blackhole_below
-            .store(self.accepted.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-
-    /// Connections relayed so far.
-    pub fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::Relaxed)
-    }
-}
-
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    number: usize,
-    blackhole_below: &AtomicUsize,
-    stop: &AtomicBool,
-) {
-    let _ = from.set_read_timeout(Some(POLL));
-    let mut buf = vec![0u8; 16_384];
-    while !stop.load(Ordering::Relaxed) {
-        match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let swallowed = number < blackhole_below.load(Ordering::Relaxed);
-                if !swallowed && to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    let _ = to.shutdown(Shutdown::Both);
-}
-
-impl Drop for TcpRelay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let threads = self
-            .threads
-            .lock()
-            .map(|mut t| t.drain(..).collect::<Vec<_>>())
-            .unwrap_or_default();
-        for t in threads {
-            let _ = t.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,33 +186,5 @@ mod tests {
         assert_eq!(&buf[..n], b"back");
         assert_eq!(from, nat.inside(0));
         assert_eq!(nat.count(0, |b| b == b"hello"), 1);
-    }
-
-    #[test]
-    fn the_relay_relays_until_it_becomes_a_black_hole() {
-        let server = TcpListener::bind("127.0.0.1:0").expect("listen");
-        let relay = TcpRelay::start(server.local_addr().expect("addr"));
-        let mut client = TcpStream::connect(relay.addr()).expect("connect");
-        let (mut upstream, _) = server.accept().expect("relayed");
-        client.write_all(b"ping").expect("write");
-        let mut buf = [0u8; 4];
-        upstream.read_exact(&mut buf).expect("relayed bytes");
-        assert_eq!(&buf, b"ping");
-        relay.blackhole_current();
-        client.write_all(b"lost").expect("write");
-        upstream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .expect("timeout");
-        assert!(
-            upstream.read(&mut buf).is_err(),
-            "nothing passes a black hole"
-        );
-        // A new connection passes again.
-        let mut again = TcpStream::connect(relay.addr()).expect("connect");
-        let (mut upstream2, _) = server.accept().expect("relayed");
-        again.write_all(b"next").expect("write");
-        upstream2.read_exact(&mut buf).expect("relayed bytes");
-        assert_eq!(&buf, b"next");
-        assert_eq!(relay.accepted(), 2);
     }
 }

@@ -1,11 +1,14 @@
 //! A TCP relay on 127.0.0.1 that a test can cut: clients connect to the relay, which connects
 //! them to the target. [`Relay::cut`] closes every connection and refuses new ones until
 //! [`Relay::mend`]: a client cut off from its server while the server and everyone else go on
-//! (a node isolated from NATS).
+//! (a node isolated from NATS). [`Relay::blackhole_current`] instead turns the connections it
+//! carries into black holes (bytes swallowed, connections left open), as a NAT does when it
+//! forgets a binding: the way to show that keep-alives find a dead flow; later connections
+//! pass, like new bindings.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +24,10 @@ struct State {
     cut: AtomicBool,
     stop: AtomicBool,
     streams: Mutex<Vec<TcpStream>>,
+    /// Connections relayed so far (each is numbered in this order).
+    accepted: AtomicUsize,
+    /// Connections numbered below this swallow every byte.
+    blackhole_below: AtomicUsize,
 }
 
 impl State {
@@ -68,6 +75,18 @@ impl Relay {
     pub fn mend(&self) {
         self.state.cut.store(false, Ordering::SeqCst);
     }
+
+    /// From now on, the connections relayed so far swallow every byte in both directions
+    /// (they stay open); later connections pass.
+    pub fn blackhole_current(&self) {
+        let relayed = self.state.accepted.load(Ordering::SeqCst);
+        self.state.blackhole_below.store(relayed, Ordering::SeqCst);
+    }
+
+    /// Connections relayed so far.
+    pub fn accepted(&self) -> usize {
+        self.state.accepted.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Relay {
@@ -89,6 +108,7 @@ fn accept(listener: &TcpListener, target: SocketAddr, state: &Arc<State>) {
                 let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
                     continue;
                 };
+                let number = state.accepted.fetch_add(1, Ordering::SeqCst);
                 let pairs = [
                     (client.try_clone(), server.try_clone()),
                     (server.try_clone(), client.try_clone()),
@@ -100,7 +120,8 @@ fn accept(listener: &TcpListener, target: SocketAddr, state: &Arc<State>) {
                 }
                 for pair in pairs {
                     if let (Ok(from), Ok(to)) = pair {
-                        std::thread::spawn(move || pipe(from, to));
+                        let state = Arc::clone(state);
+                        std::thread::spawn(move || pipe(from, to, number, &state));
                     }
                 }
             }
@@ -112,13 +133,14 @@ fn accept(listener: &TcpListener, target: SocketAddr, state: &Arc<State>) {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, number: usize, state: &State) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
+                let swallowed = number < state.blackhole_below.load(Ordering::SeqCst);
+                if !swallowed && to.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
@@ -169,5 +191,33 @@ mod tests {
         d.write_all(b"pong").expect("write");
         d.read_exact(&mut b).expect("echo");
         assert_eq!(&b, b"pong");
+    }
+
+    #[test]
+    fn the_relay_relays_until_it_becomes_a_black_hole() {
+        let server = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let relay = Relay::start(server.local_addr().expect("addr"));
+        let mut client = TcpStream::connect(relay.addr()).expect("connect");
+        let (mut upstream, _) = server.accept().expect("relayed");
+        client.write_all(b"ping").expect("write");
+        let mut buf = [0u8; 4];
+        upstream.read_exact(&mut buf).expect("relayed bytes");
+        assert_eq!(&buf, b"ping");
+        relay.blackhole_current();
+        client.write_all(b"lost").expect("write");
+        upstream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        assert!(
+            upstream.read(&mut buf).is_err(),
+            "nothing passes a black hole"
+        );
+        // A new connection passes again.
+        let mut again = TcpStream::connect(relay.addr()).expect("connect");
+        let (mut upstream2, _) = server.accept().expect("relayed");
+        again.write_all(b"next").expect("write");
+        upstream2.read_exact(&mut buf).expect("relayed bytes");
+        assert_eq!(&buf, b"next");
+        assert_eq!(relay.accepted(), 2);
     }
 }
