@@ -4,8 +4,9 @@
 //!   in progress at once (C = 200 and 1,000; `TAPIR_BENCH_CONCURRENT` to choose others, comma
 //!   separated); 10 × C calls per run. Prints calls/s, CPU per call and the memory per
 //!   concurrent call (RSS in steady state minus RSS before the first call, over C);
-//! - **long run**: `TAPIR_BENCH_BIG` calls (default 100,000) in one run, 8 connections with
-//!   one request at a time, and the CPU per call over the first 10,000 calls against the last
+//! - **long run**: `TAPIR_BENCH_BIG` calls (default 100,000) in one run, paced at
+//!   `TAPIR_BENCH_BIG_RATE` per second (default 1000, below saturation so the run measures
+//!   cost, not overload), and the CPU per call over the first 10,000 calls against the last
 //!   10,000: it must stay flat.
 //!
 //! Run: `cargo bench -p tapir-host --bench scaling`. Needs `sipp`; prints `SKIPPED` without.
@@ -67,12 +68,13 @@ fn main() {
     }
     let window = (big / 10).clamp(1, 10_000);
     let marks = [window, big - window, big];
+    let big_rate = env_num("TAPIR_BENCH_BIG_RATE", 1000) as f64;
     let r = run(
         Side::Tapir,
         big,
         Shape {
             connections: 8,
-            rate: None,
+            rate: Some(big_rate),
         },
         0,
         &marks,

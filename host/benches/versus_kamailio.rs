@@ -13,7 +13,9 @@
 //! sum over all its processes), peak RSS (VmHWM; Kamailio's summed over processes).
 //!
 //! Run: `cargo bench -p tapir-host --bench versus_kamailio` (N = `TAPIR_BENCH_N`, default
-//! 10000). Needs `sipp` and `kamailio`; prints `SKIPPED` without them.
+//! 10000; `TAPIR_BENCH_RATE` paces the requests to that many per second overall, for comparing
+//! CPU per call below saturation; `TAPIR_BENCH_SIDE` and `TAPIR_BENCH_SHAPE` run one side or
+//! one shape; `TAPIR_BENCH_BIN` runs another tapir binary, for A/B of two builds). Needs `sipp` and `kamailio`; prints `SKIPPED` without them.
 
 mod ctd;
 
@@ -58,19 +60,21 @@ fn main() {
     let conns = env_num("TAPIR_BENCH_CONNECTIONS", 4);
     let only = std::env::var("TAPIR_BENCH_SHAPE").unwrap_or_default();
     let sides = std::env::var("TAPIR_BENCH_SIDE").unwrap_or_default();
+    // Paced: at most this many requests per second overall (0: as fast as answers come).
+    let rate = Some(env_num("TAPIR_BENCH_RATE", 0) as f64).filter(|r| *r > 0.0);
     let shapes: Vec<(String, Shape)> = [
         (
             "1x1".to_owned(),
             Shape {
                 connections: 1,
-                rate: None,
+                rate,
             },
         ),
         (
             format!("{conns}x1"),
             Shape {
                 connections: conns,
-                rate: None,
+                rate,
             },
         ),
     ]

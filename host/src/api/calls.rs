@@ -102,16 +102,16 @@ pub async fn submit(
         None => None,
     };
     // With a wait, the request's own completion is registered together with the request, so
-    // it cannot slip past however many events the host publishes meanwhile.
-    let tsp = Arc::clone(&state.host.tsp);
-    let submitted = tokio::task::spawn_blocking(move || match wait {
+    // it cannot slip past however many events the host publishes meanwhile. `submit` only
+    // checks and enqueues (drivers hand the request to their own task), so it runs here on the
+    // handler's thread: no hand-off to the blocking pool and back.
+    let tsp = &state.host.tsp;
+    let submitted = match wait {
         Some(_) => tsp
             .submit_watched(action)
             .map(|(accepted, watch)| (accepted, Some(watch))),
         None => tsp.submit(action).map(|accepted| (accepted, None)),
-    })
-    .await
-    .map_err(|_| ApiError::internal("submitting the request failed"))?;
+    };
     let (accepted, watch) = match submitted {
         Ok(accepted) => {
             count(operation, "accepted");
