@@ -103,26 +103,23 @@ pub async fn submit(
     };
     // With a wait, the request's own completion is registered together with the request, so
     // it cannot slip past however many events the host publishes meanwhile. A cluster node
-    // always watches: it records the request until it completes.
-    let tsp = Arc::clone(&state.host.tsp);
+    // always watches: it records the request until it completes. `submit` only checks and
+    // enqueues (drivers, and the cluster's mirrors, hand the request to their own task), so it
+    // runs here on the handler's thread: no hand-off to the blocking pool and back.
+    let tsp = &state.host.tsp;
     let watched = wait.is_some() || state.cluster.is_some();
     let line = match &state.cluster {
         None => None,
-        Some(_) => action.line().or_else(|| {
-            action
-                .call()
-                .and_then(|c| state.host.tsp.call(c))
-                .map(|c| c.line)
-        }),
+        Some(_) => action
+            .line()
+            .or_else(|| action.call().and_then(|c| tsp.call(c)).map(|c| c.line)),
     };
-    let submitted = tokio::task::spawn_blocking(move || match watched {
+    let submitted = match watched {
         true => tsp
             .submit_watched(action)
             .map(|(accepted, watch)| (accepted, Some(watch))),
         false => tsp.submit(action).map(|accepted| (accepted, None)),
-    })
-    .await
-    .map_err(|_| ApiError::internal("submitting the request failed"))?;
+    };
     let (accepted, mut watch) = match submitted {
         Ok(accepted) => {
             count(operation, "accepted");

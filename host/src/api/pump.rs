@@ -10,13 +10,26 @@
 //! failed-call rule: a call left Disconnected for the linger is dropped (the front end answers
 //! that Drop at once: Idle), and an Idle call is closed after the linger. Nothing accumulates.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
-use tapir_core::{CallState, LineId};
+use std::time::{Duration, Instant};
+use tapir_core::{CallId, CallState, LineId};
 use tapir_tsp::{Action, RequestResult, Tsp, TspEvent};
 
+/// What the linger does to a call once it has passed.
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    /// An Idle call: close it (forget it).
+    Close,
+    /// A Disconnected call: drop it if it is still Disconnected.
+    Drop,
+}
+
 /// Starts the task; it ends when the front end's event stream closes or the runtime stops.
+///
+/// Ended calls wait in one queue in the order they ended: the linger is the same for every
+/// call, so the queue is also in deadline order and one timer (the front's) serves them all,
+/// instead of a task and a timer per call.
 pub fn spawn(tsp: Arc<Tsp>, linger: Duration) -> tokio::task::JoinHandle<()> {
     spawn_for(tsp, linger, Arc::new(|_| true))
 }
@@ -32,36 +45,42 @@ pub fn spawn_for(tsp: Arc<Tsp>, linger: Duration, drops: Dropper) -> tokio::task
     let mut open = HashSet::new();
     open_all(&tsp, &mut open);
     tokio::spawn(async move {
-        while let Some(e) = events.next().await {
+        let mut lingering: VecDeque<(Instant, CallId, Due)> = VecDeque::new();
+        loop {
+            let next_due = lingering.front().map(|(at, _, _)| *at);
+            let event = tokio::select! {
+                e = events.next() => e,
+                () = async {
+                    match next_due {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let now = Instant::now();
+                    while let Some((_, call, due)) =
+                        lingering.front().copied().filter(|(at, _, _)| *at <= now)
+                    {
+                        lingering.pop_front();
+                        expire(&tsp, call, due);
+                    }
+                    continue;
+                }
+            };
+            let Some(e) = event else { break };
             match e.event {
                 TspEvent::LineCreated { line, .. } => open_one(&tsp, &mut open, line),
                 TspEvent::LineRemoved { line } => {
                     open.remove(&line);
                 }
                 TspEvent::CallState { call, state, .. } if state.is_idle() => {
-                    let tsp = Arc::clone(&tsp);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(linger).await;
-                        // Gone already (the line was removed) is fine.
-                        let _ = tsp.close_call(call);
-                    });
+                    lingering.push_back((Instant::now() + linger, call, Due::Close));
                 }
                 TspEvent::CallState {
                     call,
                     line,
                     state: CallState::Disconnected(_),
                 } if drops(line) => {
-                    let tsp = Arc::clone(&tsp);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(linger).await;
-                        // Dropped by a client meanwhile, or gone: nothing to do.
-                        let still = tsp
-                            .call(call)
-                            .is_some_and(|c| matches!(c.state, CallState::Disconnected(_)));
-                        if still {
-                            let _ = tsp.submit(Action::Drop { call });
-                        }
-                    });
+                    lingering.push_back((Instant::now() + linger, call, Due::Drop));
                 }
                 TspEvent::Completed { result, .. } => match result {
                     RequestResult::Ok(_) => {
@@ -79,6 +98,25 @@ pub fn spawn_for(tsp: Arc<Tsp>, linger: Duration, drops: Dropper) -> tokio::task
             }
         }
     })
+}
+
+/// The linger of `call` has passed.
+fn expire(tsp: &Tsp, call: CallId, due: Due) {
+    match due {
+        // Gone already (the line was removed) is fine.
+        Due::Close => {
+            let _ = tsp.close_call(call);
+        }
+        // Dropped by a client meanwhile, or gone: nothing to do.
+        Due::Drop => {
+            let still = tsp
+                .call(call)
+                .is_some_and(|c| matches!(c.state, CallState::Disconnected(_)));
+            if still {
+                let _ = tsp.submit(Action::Drop { call });
+            }
+        }
+    }
 }
 
 fn open_all(tsp: &Tsp, open: &mut HashSet<LineId>) {
