@@ -197,6 +197,29 @@ struct Pending {
     since: Instant,
 }
 
+impl Pending {
+    /// Hands `result` to the request's waiter, if any, and (unless silent) to `out` as its
+    /// completion event.
+    fn deliver(
+        self,
+        request: RequestId,
+        result: RequestResult,
+        outlets: &mut Outlets,
+        out: &mut Vec<TspEvent>,
+    ) {
+        if let Some(waiter) = self.waiter {
+            outlets.complete(waiter, result.clone());
+        }
+        if !self.silent {
+            out.push(TspEvent::Completed {
+                request,
+                line: self.line,
+                result,
+            });
+        }
+    }
+}
+
 struct State {
     drivers: Vec<DriverSlot>,
     lines: BTreeMap<LineId, LineEntry>,
@@ -1243,16 +1266,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                         ErrorKind::Uninitialized,
                         "the host shut down before the request completed",
                     ));
-                    if let Some(waiter) = pending.waiter {
-                        st.outlets.complete(waiter, result.clone());
-                    }
-                    if !pending.silent {
-                        out.push(TspEvent::Completed {
-                            request: id,
-                            line: pending.line,
-                            result,
-                        });
-                    }
+                    pending.deliver(id, result, &mut st.outlets, &mut out);
                 }
                 publish(inner, &mut st, out);
                 st.outlets.close();
@@ -1344,17 +1358,7 @@ fn on_complete(
             }
         }
     }
-    let result: RequestResult = outcome.into();
-    if let Some(waiter) = pending.waiter {
-        st.outlets.complete(waiter, result.clone());
-    }
-    if !pending.silent {
-        out.push(TspEvent::Completed {
-            request,
-            line: pending.line,
-            result,
-        });
-    }
+    pending.deliver(request, outcome.into(), &mut st.outlets, out);
 }
 
 /// The id the shared source ([`LineIds`]) gives a line that has none here yet, asked with the

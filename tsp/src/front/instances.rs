@@ -296,16 +296,7 @@ pub(super) fn retire(st: &mut State, driver: usize, step: Step, out: &mut Vec<Ts
                 ErrorKind::Uninitialized,
                 "the line's driver instance was removed",
             ));
-            if let Some(waiter) = pending.waiter {
-                st.outlets.complete(waiter, result.clone());
-            }
-            if !pending.silent {
-                out.push(TspEvent::Completed {
-                    request: id,
-                    line: pending.line,
-                    result,
-                });
-            }
+            pending.deliver(id, result, &mut st.outlets, out);
         }
     }
     for line in lines {
