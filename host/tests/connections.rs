@@ -1,8 +1,9 @@
 //! Hostile connections against `tapir run`: idle floods larger than the process's descriptor
 //! limit (1,024, set with util-linux's `prlimit`) on the API and the phones listener, over
-//! plain HTTP and HTTPS; slowloris heads, slow bodies, idle keep-alive; a small connection cap.
-//! `/healthz` and a phone callback must still be answered within a few seconds, and the idle
-//! connections must be closed after the header timeout.
+//! plain HTTP and HTTPS; slowloris heads, slow bodies, idle keep-alive; a small connection cap;
+//! and the same idle flood on a SIP driver's TCP port. `/healthz`, a phone callback and SIP
+//! OPTIONS (over UDP and a new TCP connection) must still be answered within a few seconds,
+//! and the idle connections must be closed after the header timeout.
 
 mod support;
 
@@ -608,4 +609,128 @@ async fn out_of_descriptors_with_nothing_to_shed_the_accept_loop_waits_instead_o
     let stderr = host.stop();
     assert!(stderr.starts_with("exit Some(0)"), "{stderr}");
     assert!(stderr.contains("out of file descriptors"), "{stderr}");
+}
+
+/// An OPTIONS to the SIP endpoint at `sip`, over UDP or over a new TCP connection; the status
+/// line of the answer, if one came within `within`.
+fn sip_options(sip: &str, tcp: bool, n: u32, within: Duration) -> Option<String> {
+    let message = |transport: &str, local: std::net::SocketAddr| {
+        format!(
+            "OPTIONS sip:alice@{sip} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} {local};branch=z9hG4bK-probe-{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{n}\r\n\
+             To: <sip:alice@127.0.0.1>\r\nCall-ID: probe-{n}@127.0.0.1\r\n\
+             CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let mut buf = vec![0u8; 4096];
+    let got = if tcp {
+        let addr = sip.parse().ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, within).ok()?;
+        s.set_read_timeout(Some(within)).ok()?;
+        let local = s.local_addr().ok()?;
+        s.write_all(message("TCP", local).as_bytes()).ok()?;
+        s.read(&mut buf).ok()?
+    } else {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+        s.set_read_timeout(Some(within)).ok()?;
+        let local = s.local_addr().ok()?;
+        s.send_to(message("UDP", local).as_bytes(), sip).ok()?;
+        s.recv(&mut buf).ok()?
+    };
+    let text = String::from_utf8_lossy(&buf[..got]).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+#[test]
+fn an_idle_flood_on_the_sip_port_beyond_the_descriptor_limit_does_not_starve_sip() {
+    let _one = ONE_AT_A_TIME.blocking_lock();
+    if !have("prlimit") {
+        println!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    if !room_for_flood() {
+        println!("SKIPPED: this test process may not open {FLOOD} files");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let api = format!("127.0.0.1:{}", free_port());
+    let sip = format!("127.0.0.1:{}", free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[log]\nlevel = \"info\"\n\n[http]\nlisten = \"{api}\"\n\n\
+             [phones]\nlisten = \"127.0.0.1:0\"\n\n\
+             [drivers.pbx]\ndriver = \"sip-refer\"\nbind = \"{sip}\"\n\
+             lines = [ {{ key = \"alice\", domain = \"127.0.0.1:9\", user = \"alice\" }} ]\n"
+        ),
+    );
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=1024:1024")
+        .arg(env!("CARGO_BIN_EXE_tapir"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config);
+    let daemon = Daemon::spawn(&mut cmd);
+    let stop = |d: Daemon| {
+        let (status, stderr) = d.stop("TERM");
+        format!("exit {status:?}\n{stderr}")
+    };
+    if http_get(&api, "/healthz", Duration::from_secs(30)).is_none() {
+        panic!("the host did not come up: {}", stop(daemon));
+    }
+    let up = (0..50).any(|n| {
+        sip_options(&sip, false, n, Duration::from_millis(200)).is_some_and(|l| l.contains("200"))
+    });
+    assert!(up, "the SIP endpoint never answered: {}", stop(daemon));
+
+    // 1,100 connections that never send a byte: more than the host has descriptors. Each
+    // connect is bounded (past the listen queue the kernel would retry the SYN for minutes).
+    let mut flood = Vec::new();
+    let mut refused = 0;
+    let addr: std::net::SocketAddr = sip.parse().expect("addr");
+    while flood.len() < FLOOD && refused < 20 {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => flood.push(s),
+            Err(_) => refused += 1,
+        }
+    }
+    println!(
+        "{} idle SIP connections open, {refused} connects timed out or refused",
+        flood.len()
+    );
+    assert!(flood.len() > 1024, "only {} connections", flood.len());
+
+    // SIP still answers: over UDP, and over a new TCP connection (an idle one makes room).
+    let started = Instant::now();
+    let udp = (100..150).find_map(|n| {
+        sip_options(&sip, false, n, Duration::from_millis(500)).filter(|l| l.contains("200"))
+    });
+    let udp_took = started.elapsed();
+    let started = Instant::now();
+    let tcp = (200..220).find_map(|n| {
+        sip_options(&sip, true, n, Duration::from_secs(1)).filter(|l| l.contains("200"))
+    });
+    let tcp_took = started.elapsed();
+    let health = http_get(&api, "/healthz", Duration::from_secs(10));
+    println!("during the flood: OPTIONS over UDP {udp_took:?}, over TCP {tcp_took:?}");
+    drop(flood);
+    let stderr = stop(daemon);
+    assert!(
+        udp.is_some(),
+        "no answer over UDP during the flood: {stderr}"
+    );
+    assert!(
+        tcp.is_some(),
+        "no answer over TCP during the flood: {stderr}"
+    );
+    assert!(
+        udp_took < Duration::from_secs(5) && tcp_took < Duration::from_secs(10),
+        "UDP {udp_took:?}, TCP {tcp_took:?}"
+    );
+    assert!(
+        health.is_some_and(|h| h.contains("200 OK")),
+        "/healthz during the flood: {stderr}"
+    );
+    assert!(stderr.starts_with("exit Some(0)"), "{stderr}");
 }
