@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tapir_core::{AddressId, CallId, ErrorKind, LineId, Operation, RequestId};
-use tapir_tsp::{Action, CallSnapshot, RequestResult};
+use tapir_tsp::{Action, CallSnapshot, RequestResult, Tsp};
 
 /// `?wait=SECONDS` of every operation.
 #[derive(Debug, Default, Deserialize)]
@@ -103,9 +103,7 @@ pub async fn submit(
     };
     // With a wait, the request's own completion is registered together with the request, so
     // it cannot slip past however many events the host publishes meanwhile. A cluster node
-    // always watches: it records the request until it completes. `submit` only checks and
-    // enqueues (drivers, and the cluster's mirrors, hand the request to their own task), so it
-    // runs here on the handler's thread: no hand-off to the blocking pool and back.
+    // always watches: it records the request until it completes.
     let tsp = &state.host.tsp;
     let watched = wait.is_some() || state.cluster.is_some();
     let line = match &state.cluster {
@@ -114,11 +112,24 @@ pub async fn submit(
             .line()
             .or_else(|| action.call().and_then(|c| tsp.call(c)).map(|c| c.line)),
     };
-    let submitted = match watched {
+    let submit = move |tsp: &Tsp| match watched {
         true => tsp
             .submit_watched(action)
             .map(|(accepted, watch)| (accepted, Some(watch))),
         false => tsp.submit(action).map(|accepted| (accepted, None)),
+    };
+    let submitted = match &state.cluster {
+        // Drivers only check and enqueue in `submit`, so it runs here on the handler's thread:
+        // no hand-off to the blocking pool and back.
+        None => submit(tsp),
+        // A cluster's mirror forwards the request to the node running the line and waits for
+        // its acceptance (a blocking round trip over NATS): not on a runtime worker.
+        Some(_) => {
+            let tsp = Arc::clone(tsp);
+            tokio::task::spawn_blocking(move || submit(&tsp))
+                .await
+                .map_err(|_| ApiError::internal("submitting the request failed"))?
+        }
     };
     let (accepted, mut watch) = match submitted {
         Ok(accepted) => {
