@@ -25,37 +25,9 @@ fn daemon(dir: &std::path::Path, port: u16, config_text: &str) -> Daemon {
     d
 }
 
-/// Collects every event of `/v1/events` (SSE) in the background.
+/// Collects every event of `/v1/events` (SSE) in the background, from now on.
 fn follow_events(base: &str) -> Arc<Mutex<Vec<Value>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let out = seen.clone();
-    let url = format!("{base}/v1/events");
-    tokio::spawn(async move {
-        // No overall timeout: the stream stays open for the whole test.
-        tapir_host::http::install_crypto_provider();
-        let Ok(stream) = reqwest::Client::builder().build() else {
-            return;
-        };
-        let Ok(mut response) = stream.get(&url).send().await else {
-            return;
-        };
-        let mut buffer = String::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let data: String = block
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
-                if let Ok(v) = serde_json::from_str::<Value>(&data) {
-                    out.lock().unwrap_or_else(|p| p.into_inner()).push(v);
-                }
-            }
-        }
-    });
-    seen
+    support::web::collect_events(format!("{base}/v1/events"))
 }
 
 fn events_of(seen: &Mutex<Vec<Value>>, call: &Value) -> Vec<Value> {

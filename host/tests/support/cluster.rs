@@ -282,34 +282,7 @@ where
 
 /// Every event of a node's stream after `after`, read in the background (SSE).
 pub fn follow(base: &str, after: u64) -> std::sync::Arc<std::sync::Mutex<Vec<Value>>> {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let out = seen.clone();
-    let url = format!("{base}/v1/events?after={after}");
-    tokio::spawn(async move {
-        tapir_host::http::install_crypto_provider();
-        let Ok(client) = reqwest::Client::builder().build() else {
-            return;
-        };
-        let Ok(mut response) = client.get(&url).send().await else {
-            return;
-        };
-        let mut buffer = String::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let data: String = block
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
-                if let Ok(v) = serde_json::from_str::<Value>(&data) {
-                    out.lock().unwrap_or_else(|p| p.into_inner()).push(v);
-                }
-            }
-        }
-    });
-    seen
+    super::web::collect_events(format!("{base}/v1/events?after={after}"))
 }
 
 /// A copy of what [`follow`] has collected.

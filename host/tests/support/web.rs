@@ -183,3 +183,35 @@ pub fn simulated_office(phones: u32) -> (Daemon, String, String, tempfile::TempD
         dir,
     )
 }
+
+/// Every event of the stream at `url` (`{base}/v1/events`, with `?after=` to resume), read
+/// in the background (SSE) for as long as the test runs.
+pub fn collect_events(url: String) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        tapir_host::http::install_crypto_provider();
+        let Ok(client) = reqwest::Client::builder().build() else {
+            return;
+        };
+        let Ok(mut response) = client.get(&url).send().await else {
+            return;
+        };
+        let mut buffer = String::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if let Ok(v) = serde_json::from_str(&data) {
+                    out.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+                }
+            }
+        }
+    });
+    seen
+}
