@@ -195,6 +195,9 @@ struct Pending {
     operation: Operation,
     driver: usize,
     since: Instant,
+    /// The call a Drop is for: a Drop the driver fails as an unknown call that it has reported
+    /// Disconnected meanwhile is answered by the front end ([`on_complete`]).
+    drops: Option<CallId>,
 }
 
 impl Pending {
@@ -754,6 +757,7 @@ impl Tsp {
                             operation: op,
                             driver: driver_index,
                             since: Instant::now(),
+                            drops: Some(call),
                         },
                     );
                     let _ = self.inner.tx.send(Input::DropDisconnected(id, call));
@@ -818,6 +822,10 @@ impl Tsp {
                     ),
                 );
             }
+            let drops = match &request {
+                Request::Drop { call } => Some(*call),
+                _ => None,
+            };
             st.pending.insert(
                 id,
                 Pending {
@@ -828,6 +836,7 @@ impl Tsp {
                     operation,
                     driver: driver_index,
                     since: Instant::now(),
+                    drops,
                 },
             );
             let envelope = RequestEnvelope {
@@ -1284,18 +1293,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                 on_complete(inner, &mut st, request, outcome, &mut out)
             }
             Input::DropDisconnected(request, call) => {
-                let line = st.calls.get(&call).map(|c| (c.line, c.state));
-                if let Some((line, CallState::Disconnected(_))) = line {
-                    st.calls.set_state(&call, CallState::Idle);
-                    if st.is_open(line) {
-                        st.calls.announce(&call);
-                        out.push(TspEvent::CallState {
-                            line,
-                            call,
-                            state: CallState::Idle,
-                        });
-                    }
-                }
+                idle_if_disconnected(&mut st, call, &mut out);
                 on_complete(
                     inner,
                     &mut st,
@@ -1331,6 +1329,25 @@ fn publish(inner: &Inner, st: &mut State, out: Vec<TspEvent>) {
     st.outlets.deliver();
 }
 
+/// Moves a call the driver reported Disconnected (and so forgot) to Idle, as a Drop of it
+/// does; false if the call is not Disconnected.
+fn idle_if_disconnected(st: &mut State, call: CallId, out: &mut Vec<TspEvent>) -> bool {
+    let Some((line, CallState::Disconnected(_))) = st.calls.get(&call).map(|c| (c.line, c.state))
+    else {
+        return false;
+    };
+    st.calls.set_state(&call, CallState::Idle);
+    if st.is_open(line) {
+        st.calls.announce(&call);
+        out.push(TspEvent::CallState {
+            line,
+            call,
+            state: CallState::Idle,
+        });
+    }
+    true
+}
+
 fn on_complete(
     _inner: &Inner,
     st: &mut State,
@@ -1341,6 +1358,19 @@ fn on_complete(
     let Some(pending) = st.pending.remove(&request) else {
         tracing::warn!(request = %request, "Driver completed a request that is not pending (twice, or unknown); ignored.");
         return;
+    };
+    let outcome = match (outcome, pending.drops) {
+        (Err(error), Some(call)) if error.kind == ErrorKind::InvalidCallHandle => {
+            // The Drop crossed the driver's own report that the call ended (drivers forget a
+            // call when they report it Disconnected; that report came through before this
+            // completion): the call goes Idle here and the Drop succeeds.
+            if idle_if_disconnected(st, call, out) {
+                Ok(tapir_core::Completion::Done)
+            } else {
+                Err(error)
+            }
+        }
+        (outcome, _) => outcome,
     };
     record_duration(st, &pending, &outcome);
     if outcome.is_err() {

@@ -189,6 +189,38 @@ fn a_drop_crossing_the_drivers_disconnect_report_still_completes_ok() {
 }
 
 #[test]
+fn a_drop_the_driver_fails_later_after_reporting_the_call_ended_completes_ok() {
+    // `tapir call` to a busy number: the application drops on Busy while the driver's worker
+    // thread has already ended the call (Busy, then Disconnected); the driver's completion of
+    // the Drop says "unknown call". The line must still end Idle and the Drop succeed.
+    let (tsp, script, mut rx) = one_call_line();
+    for _ in 0..20 {
+        let a = make_call(&tsp).expect("accepted");
+        let call = a.call.expect("call");
+        script.complete(a.request, Ok(Completion::Done));
+        state(&script, call, CallState::Busy(BusyMode::Station));
+        tsp.sync();
+        drain(&mut rx);
+        script.push_mode(Mode::DisconnectThenFail);
+        let dropped = tsp.submit(Action::Drop { call }).expect("accepted");
+        let mut events = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while completion(&events, dropped.request).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{events:?}");
+            tsp.sync();
+            events.extend(drain(&mut rx));
+        }
+        assert_eq!(
+            completion(&events, dropped.request),
+            vec![RequestResult::Ok(Completion::Done)],
+            "{events:?}"
+        );
+        assert_eq!(tsp.call(call).map(|c| c.state), Some(CallState::Idle));
+        tsp.close_call(call).expect("closes");
+    }
+}
+
+#[test]
 fn a_drop_the_driver_refuses_for_a_live_call_stays_refused() {
     let (tsp, script, mut rx) = one_call_line();
     let a = make_call(&tsp).expect("accepted");

@@ -19,6 +19,10 @@ pub enum Mode {
     /// Report the request's call Disconnected and forget it, then refuse the request as an
     /// unknown call: an application's Drop crossing the driver's report of a failure.
     DisconnectThenRefuse,
+    /// Accept, then (as a driver with its own worker thread does) report the call Disconnected
+    /// and forget it, and only then complete the request with "unknown call": the same crossing
+    /// seen through an asynchronous completion.
+    DisconnectThenFail,
 }
 
 #[derive(Default)]
@@ -126,6 +130,29 @@ impl PhoneDriver for ScriptedDriver {
                     ErrorKind::InvalidCallHandle,
                     format!("no call {call}"),
                 ))
+            }
+            Mode::DisconnectThenFail => {
+                let Some(call) = request.request.target_call() else {
+                    return Err(DriverError::failed("scripted refusal"));
+                };
+                let sink = self.0.sink();
+                let line = request.line.clone();
+                let id = request.id;
+                std::thread::spawn(move || {
+                    sink.event(DriverEvent::CallState {
+                        line,
+                        call,
+                        state: CallState::Disconnected(DisconnectMode::Busy),
+                    });
+                    sink.complete(
+                        id,
+                        Err(DriverError::new(
+                            ErrorKind::InvalidCallHandle,
+                            format!("no call {call}"),
+                        )),
+                    );
+                });
+                Ok(())
             }
         }
     }
