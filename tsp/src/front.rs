@@ -17,7 +17,7 @@ use crate::{Accepted, Action, RequestResult, Sequenced, TspEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -139,6 +139,12 @@ pub struct Tsp {
 struct Inner {
     state: Mutex<State>,
     tx: mpsc::Sender<Input>,
+    /// Inputs sent to the event thread and not yet applied. A driver's report is applied on
+    /// the driver's own thread when this is 0 (checked under the state lock), else queued
+    /// behind them, so every driver's reports keep their order ([`Sink::event`]).
+    queued: AtomicUsize,
+    /// The event thread has stopped: reports are no longer applied.
+    stopped: AtomicBool,
     events: broadcast::Sender<Sequenced>,
     next_call: Arc<AtomicU64>,
     next_request: AtomicU64,
@@ -265,7 +271,8 @@ impl std::fmt::Display for HistoryGap {
 
 struct Sink {
     driver: usize,
-    tx: mpsc::Sender<Input>,
+    /// Weak: the front end owns the drivers, which own their sinks.
+    inner: std::sync::Weak<Inner>,
     next_call: Arc<AtomicU64>,
     callback_url: Option<String>,
     state_dir: Option<std::path::PathBuf>,
@@ -273,12 +280,22 @@ struct Sink {
 
 impl EventSink for Sink {
     fn event(&self, event: DriverEvent) {
-        // A send fails only after shutdown, when reports are no longer wanted.
-        let _ = self.tx.send(Input::Driver(self.driver, Box::new(event)));
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        // A new line may need its shared id first (a cluster asks NATS): the event thread
+        // does that without holding the lock.
+        if matches!(event, DriverEvent::LineCreated { .. }) {
+            inner.send(Input::Driver(self.driver, Box::new(event)));
+            return;
+        }
+        inner.apply_or_queue(Input::Driver(self.driver, Box::new(event)));
     }
 
     fn complete(&self, request: RequestId, outcome: Outcome) {
-        let _ = self.tx.send(Input::Complete(self.driver, request, outcome));
+        if let Some(inner) = self.inner.upgrade() {
+            inner.apply_or_queue(Input::Complete(self.driver, request, outcome));
+        }
     }
 
     fn new_call_id(&self) -> CallId {
@@ -332,6 +349,8 @@ impl Tsp {
                 outlets: Outlets::default(),
             }),
             tx,
+            queued: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
             events,
             next_call: Arc::new(AtomicU64::new(config.id_base + 1)),
             next_request: AtomicU64::new(config.id_base + 1),
@@ -383,7 +402,7 @@ impl Tsp {
         };
         let sink: SharedSink = Arc::new(Sink {
             driver: index,
-            tx: self.inner.tx.clone(),
+            inner: Arc::downgrade(&self.inner),
             next_call: Arc::clone(&self.inner.next_call),
             callback_url: self
                 .inner
@@ -760,7 +779,7 @@ impl Tsp {
                             drops: Some(call),
                         },
                     );
-                    let _ = self.inner.tx.send(Input::DropDisconnected(id, call));
+                    self.inner.send(Input::DropDisconnected(id, call));
                     return Ok(Accepted {
                         request: id,
                         call: None,
@@ -897,7 +916,7 @@ impl Tsp {
             .get(&call)
             .is_some_and(|c| matches!(c.state, CallState::Disconnected(_)));
         if disconnected && st.pending.contains_key(&request) {
-            let _ = self.inner.tx.send(Input::DropDisconnected(request, call));
+            self.inner.send(Input::DropDisconnected(request, call));
             return true;
         }
         false
@@ -947,7 +966,7 @@ impl Tsp {
                 tracing::warn!("A driver panicked while shutting down.");
             }
         }
-        let _ = self.inner.tx.send(Input::Stop);
+        self.inner.send(Input::Stop);
         let worker = self
             .worker
             .lock()
@@ -965,7 +984,7 @@ impl Tsp {
     /// events published. Tests and one-shot tools use it to observe a settled state.
     pub fn sync(&self) {
         let (done, wait) = mpsc::channel();
-        if self.inner.tx.send(Input::Barrier(done)).is_ok() {
+        if self.inner.send(Input::Barrier(done)) {
             let _ = wait.recv_timeout(std::time::Duration::from_secs(10));
         }
     }
@@ -991,6 +1010,48 @@ impl Drop for Tsp {
 }
 
 impl Inner {
+    /// Hands `input` to the event thread; false once it has stopped.
+    fn send(&self, input: Input) -> bool {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(input).is_err() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Applies a driver's report on the calling thread when nothing is queued for the event
+    /// thread, else queues it there. Applying in place saves a wake-up of the event thread
+    /// per report (two thread switches), the largest cost per call the `versus_kamailio`
+    /// bench found after the SIP runtime's own; the lock is the same either way.
+    fn apply_or_queue(&self, input: Input) {
+        let mut st = self.lock();
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            drop(st);
+            self.send(input);
+            return;
+        }
+        if self.stopped.load(Ordering::SeqCst) {
+            // After shutdown, reports are no longer wanted.
+            return;
+        }
+        let mut out = Vec::new();
+        match input {
+            Input::Complete(_driver, request, outcome) => {
+                on_complete(self, &mut st, request, outcome, &mut out)
+            }
+            Input::Driver(driver, event) => {
+                on_driver_event(self, &mut st, driver, *event, None, &mut out)
+            }
+            other => {
+                drop(st);
+                self.send(other);
+                return;
+            }
+        }
+        publish(self, &mut st, out);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while the lock was held leaves tables that are still consistent (every
         // update is a single insert or remove), so the poison is cleared.
@@ -1253,7 +1314,8 @@ impl State {
     }
 }
 
-/// The single consumer of driver reports.
+/// The consumer of what is queued: inputs from the front end itself, new lines, and driver
+/// reports that came while something was queued ([`Inner::apply_or_queue`]).
 fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
     while let Ok(input) = rx.recv() {
         // A new line's shared id is asked for before the lock is taken: the source may wait
@@ -1279,6 +1341,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                 }
                 publish(inner, &mut st, out);
                 st.outlets.close();
+                inner.stopped.store(true, Ordering::SeqCst);
                 return;
             }
             Input::Barrier(done) => {
@@ -1307,6 +1370,8 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
             }
         }
         publish(inner, &mut st, out);
+        // Under the lock: a report applied in place after this sees everything before it done.
+        inner.queued.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

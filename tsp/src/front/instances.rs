@@ -204,12 +204,7 @@ impl Tsp {
 
     fn step(&self, driver: usize, step: Step) {
         let (done, wait) = mpsc::channel();
-        if self
-            .inner
-            .tx
-            .send(Input::Retire(driver, step, done))
-            .is_ok()
-        {
+        if self.inner.send(Input::Retire(driver, step, done)) {
             let _ = wait.recv_timeout(Duration::from_secs(10));
         }
     }
