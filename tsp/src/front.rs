@@ -1,11 +1,12 @@
-//! The front end: the line table, the call table, pending requests, and the one loop that turns
-//! driver reports into application events.
+//! The front end: the line table, the call table, pending requests, and turning driver reports
+//! into application events.
 //!
 //! Application calls ([`Tsp::submit`], [`Tsp::open_line`], ...) are checked and recorded under
-//! one lock, then handed to the driver outside the lock. Everything drivers report goes through
-//! a channel into a single thread (the *event loop*), which updates the tables and publishes
-//! [`Sequenced`] events. That thread is the only sender of events, so subscribers never see two
-//! events at once or out of order.
+//! one lock, then handed to the driver outside the lock. A driver's report is applied under the
+//! same lock, which updates the tables and publishes [`Sequenced`] events: on the reporting
+//! thread when nothing is queued for the *event loop* (one thread), else queued behind what is
+//! (`Inner::apply_or_queue`). Publishing only ever happens under the lock, so subscribers never
+//! see two events at once or out of order, and each driver's reports keep their order.
 //!
 //! Driver instances come and go at run time through [`Tsp::add_driver`] and
 //! [`Tsp::remove_driver`] (in `front/instances.rs`): the one way instances start and stop.

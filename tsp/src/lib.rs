@@ -4,7 +4,8 @@
 //! through this crate:
 //! - [`front`]: the [`Tsp`] itself: numbered lines from a base, open/close, requests with ids
 //!   and exactly-once completions, checks against capabilities and call state before a driver
-//!   sees a request, and one event loop publishing [`Sequenced`] events to every subscriber;
+//!   sees a request, and driver reports applied one at a time, in order, publishing [`Sequenced`]
+//!   events to every subscriber;
 //! - [`action`]: what applications ask ([`Action`]) and what they get back ([`Accepted`]);
 //! - [`delivery`]: what must not be lost: a request's own completion ([`RequestWatch`]) and a
 //!   follower that sees every event ([`Follower`]);

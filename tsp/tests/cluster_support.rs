@@ -183,3 +183,52 @@ fn a_driver_that_fails_to_build_leaves_its_name_free() {
     tsp.add_driver("office", script.build(1))
         .expect("the name is free again");
 }
+
+/// A shared id source that takes its time, as NATS does.
+struct Slow;
+
+impl LineIds for Slow {
+    fn line_id(&self, _driver: &str, _key: &LineKey) -> Option<LineId> {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        None
+    }
+}
+
+#[test]
+fn reports_after_a_new_line_wait_for_it_and_keep_their_order() {
+    // A new line goes through the event loop (its id may come from NATS); the driver's next
+    // report, applied on the driver's own thread when nothing is queued, must not overtake it:
+    // each line is created out of service and then put in service at once; a report that
+    // overtook its line would be dropped (unknown line) and leave the line out of service.
+    let tsp = Tsp::new(TspConfig::default());
+    tsp.set_line_ids(Arc::new(Slow));
+    let script = Script::new();
+    tsp.add_driver("slow", script.build(0)).expect("builds");
+    let sink = script.sink();
+    let reporter = std::thread::spawn(move || {
+        for i in 0..20 {
+            let key = LineKey::new(format!("N{i}"));
+            sink.event(DriverEvent::LineCreated {
+                info: LineInfo {
+                    key: key.clone(),
+                    name: format!("new {i}"),
+                    caps: LineCaps {
+                        operations: OperationSet::all(),
+                        forward_modes: vec![],
+                        max_calls: 1,
+                        addresses: vec![AddressInfo::default()],
+                    },
+                    in_service: false,
+                },
+            });
+            sink.event(DriverEvent::LineInService { line: key });
+        }
+    });
+    reporter.join().expect("reporter");
+    tsp.sync();
+    let lines = tsp.lines();
+    assert_eq!(lines.len(), 20);
+    for line in lines {
+        assert!(line.in_service, "{line:?}");
+    }
+}
