@@ -37,7 +37,7 @@ async fn metrics_after_traffic_have_every_family() {
     let config = write_config(
         dir.path(),
         &format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[phones]\nlisten = \"127.0.0.1:{phones_port}\"\n\n\
+            "[http]\nlisten = \"127.0.0.1:{port}\"\nworkers = 3\n\n[phones]\nlisten = \"127.0.0.1:{phones_port}\"\n\n\
              [[api.tokens]]\nname = \"crm\"\ntoken = \"{CONTROL}\"\naccess = \"control\"\n\n\
              [[api.tokens]]\nname = \"wallboard\"\ntoken = \"{READ}\"\naccess = \"read\"\n\n\
              [drivers.office]\ndriver = \"simulated\"\nphones = 2\ndial_ms = 20\nring_ms = 50\n\n\
@@ -185,6 +185,8 @@ async fn metrics_after_traffic_have_every_family() {
     at_least("tapir_sip_registrations{state=\"failed\"}", 1.0);
     at_least("tapir_lines{state=\"in_service\"}", 2.0);
     at_least("tapir_driver_instances{state=\"running\"}", 2.0);
+    // `[http] workers` sets the host runtime's threads.
+    assert_eq!(sample(&text, "tapir_runtime_workers"), Some(3.0), "{text}");
     assert!(!stderr.contains("secret-for-metrics"), "{stderr}");
     assert!(!text.contains("secret-for-metrics"));
 }

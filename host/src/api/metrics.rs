@@ -54,6 +54,7 @@ pub const FAMILIES: &[&str] = &[
     "tapir_sip_retransmissions_total",
     "tapir_sip_transaction_timeouts_total",
     "tapir_sip_registrations",
+    "tapir_runtime_workers",
 ];
 
 /// The process-wide recorder, installed on first use. When another recorder is installed
@@ -98,6 +99,8 @@ pub async fn render(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         .filter(|c| c.state.is_live())
         .count();
     metrics::gauge!("tapir_active_calls").set(active as f64);
+    metrics::gauge!("tapir_runtime_workers")
+        .set(tokio::runtime::Handle::current().metrics().num_workers() as f64);
     metrics::gauge!("tapir_driver_instances", "state" => "running")
         .set(state.host.tsp.drivers().len() as f64);
     metrics::gauge!("tapir_driver_instances", "state" => "failed")

@@ -47,6 +47,7 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     crate::http::descriptors::raise_limit();
     crate::http::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http.workers_or_default())
         .enable_all()
         .thread_name("tapir-host")
         .build()
