@@ -18,7 +18,7 @@ use crate::{Accepted, Action, RequestResult, Sequenced, TspEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -144,8 +144,6 @@ struct Inner {
     /// the driver's own thread when this is 0 (checked under the state lock), else queued
     /// behind them, so every driver's reports keep their order ([`Sink::event`]).
     queued: AtomicUsize,
-    /// The event thread has stopped: reports are no longer applied.
-    stopped: AtomicBool,
     events: broadcast::Sender<Sequenced>,
     next_call: Arc<AtomicU64>,
     next_request: AtomicU64,
@@ -154,8 +152,7 @@ struct Inner {
 }
 
 enum Input {
-    Driver(usize, Box<DriverEvent>),
-    Complete(usize, RequestId, Outcome),
+    Report(Report),
     /// A Drop of a Disconnected call, answered by the front end itself: the call goes Idle and
     /// the request completes Ok (the driver already holds nothing for the call).
     DropDisconnected(RequestId, CallId),
@@ -163,6 +160,12 @@ enum Input {
     /// A step of removing a driver instance (see `instances`), then a signal when done.
     Retire(usize, instances::Step, mpsc::Sender<()>),
     Stop,
+}
+
+/// What a driver reports through its sink (driver instance index first).
+enum Report {
+    Event(usize, Box<DriverEvent>),
+    Complete(usize, RequestId, Outcome),
 }
 
 struct DriverSlot {
@@ -247,6 +250,8 @@ struct State {
     history: VecDeque<Sequenced>,
     history_cap: usize,
     shut_down: bool,
+    /// The event loop has stopped (after shutdown): reports are no longer applied.
+    stopped: bool,
     /// Followers and watched completions: deliveries that cannot lag.
     outlets: Outlets,
 }
@@ -287,15 +292,15 @@ impl EventSink for Sink {
         // A new line may need its shared id first (a cluster asks NATS): the event thread
         // does that without holding the lock.
         if matches!(event, DriverEvent::LineCreated { .. }) {
-            inner.send(Input::Driver(self.driver, Box::new(event)));
+            inner.send(Input::Report(Report::Event(self.driver, Box::new(event))));
             return;
         }
-        inner.apply_or_queue(Input::Driver(self.driver, Box::new(event)));
+        inner.apply_or_queue(Report::Event(self.driver, Box::new(event)));
     }
 
     fn complete(&self, request: RequestId, outcome: Outcome) {
         if let Some(inner) = self.inner.upgrade() {
-            inner.apply_or_queue(Input::Complete(self.driver, request, outcome));
+            inner.apply_or_queue(Report::Complete(self.driver, request, outcome));
         }
     }
 
@@ -347,11 +352,11 @@ impl Tsp {
                 history: VecDeque::new(),
                 history_cap: config.history,
                 shut_down: false,
+                stopped: false,
                 outlets: Outlets::default(),
             }),
             tx,
             queued: AtomicUsize::new(0),
-            stopped: AtomicBool::new(false),
             events,
             next_call: Arc::new(AtomicU64::new(config.id_base + 1)),
             next_request: AtomicU64::new(config.id_base + 1),
@@ -1025,31 +1030,19 @@ impl Inner {
     /// thread, else queues it there. Applying in place saves a wake-up of the event thread
     /// per report (two thread switches), the largest cost per call the `versus_kamailio`
     /// bench found after the SIP runtime's own; the lock is the same either way.
-    fn apply_or_queue(&self, input: Input) {
+    fn apply_or_queue(&self, report: Report) {
         let mut st = self.lock();
         if self.queued.load(Ordering::SeqCst) != 0 {
             drop(st);
-            self.send(input);
+            self.send(Input::Report(report));
             return;
         }
-        if self.stopped.load(Ordering::SeqCst) {
+        if st.stopped {
             // After shutdown, reports are no longer wanted.
             return;
         }
         let mut out = Vec::new();
-        match input {
-            Input::Complete(_driver, request, outcome) => {
-                on_complete(self, &mut st, request, outcome, &mut out)
-            }
-            Input::Driver(driver, event) => {
-                on_driver_event(self, &mut st, driver, *event, None, &mut out)
-            }
-            other => {
-                drop(st);
-                self.send(other);
-                return;
-            }
-        }
+        apply_report(self, &mut st, report, None, &mut out);
         publish(self, &mut st, out);
     }
 
@@ -1322,7 +1315,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
         // A new line's shared id is asked for before the lock is taken: the source may wait
         // (a cluster asks NATS), and nothing else may wait for the lock meanwhile.
         let shared = match &input {
-            Input::Driver(driver, event) => match &**event {
+            Input::Report(Report::Event(driver, event)) => match &**event {
                 DriverEvent::LineCreated { info } => shared_id(inner, *driver, &info.key),
                 _ => None,
             },
@@ -1342,7 +1335,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                 }
                 publish(inner, &mut st, out);
                 st.outlets.close();
-                inner.stopped.store(true, Ordering::SeqCst);
+                st.stopped = true;
                 return;
             }
             Input::Barrier(done) => {
@@ -1353,9 +1346,7 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                 publish(inner, &mut st, std::mem::take(&mut out));
                 let _ = done.send(());
             }
-            Input::Complete(_driver, request, outcome) => {
-                on_complete(inner, &mut st, request, outcome, &mut out)
-            }
+            Input::Report(report) => apply_report(inner, &mut st, report, shared, &mut out),
             Input::DropDisconnected(request, call) => {
                 idle_if_disconnected(&mut st, call, &mut out);
                 on_complete(
@@ -1366,13 +1357,26 @@ fn event_loop(inner: &Inner, rx: mpsc::Receiver<Input>) {
                     &mut out,
                 );
             }
-            Input::Driver(driver, event) => {
-                on_driver_event(inner, &mut st, driver, *event, shared, &mut out)
-            }
         }
         publish(inner, &mut st, out);
         // Under the lock: a report applied in place after this sees everything before it done.
         inner.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Applies one driver report to the tables; `shared` is a new line's id from the shared source.
+fn apply_report(
+    inner: &Inner,
+    st: &mut State,
+    report: Report,
+    shared: Option<LineId>,
+    out: &mut Vec<TspEvent>,
+) {
+    match report {
+        Report::Event(driver, event) => on_driver_event(inner, st, driver, *event, shared, out),
+        Report::Complete(_driver, request, outcome) => {
+            on_complete(inner, st, request, outcome, out)
+        }
     }
 }
 
