@@ -329,7 +329,8 @@ pub const COMMON_RULES: &[&str] = &[
 /// The checks of the remote phase (host killed and started again).
 pub const REMOTE_RULES: &[&str] = &[
     "remote: host lost -> LINE_LINEDEVSTATE(OUTOFSERVICE)",
-    "remote: the pending lineMakeCall 141 completed with an error",
+    "remote: lineMakeCall 146 without a number on line 11: DIALTONE, completes 0",
+    "remote: the pending lineDial 141 completed with an error",
     "remote: lineMakeCall while the host is away is refused at once",
     "remote: the call keeps its last state (CONNECTED) while the host is away",
     "remote: reconnected without restarting TAPISRV -> LINE_LINEDEVSTATE(INSERVICE)",

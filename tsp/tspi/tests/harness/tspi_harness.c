@@ -782,9 +782,16 @@ int main(int argc, char **argv) {
                   wait_state(htr, LINECALLSTATE_CONNECTED, 8000) >= 0 &&
                   wait_completion(140, 8000, &result) >= 0 && result == 0,
               "remote: a call on line 10 is CONNECTED before the host goes");
+        /* A request that is still pending on the host when it goes: lineDial on a call in
+           dial tone (the host's phone takes dial_ms = 1500 to dial). A lineMakeCall with a
+           number would not do: it completes as soon as dialling has begun. */
+        r = MakeCall(146, hd2, htp, &hdp, NULL, 0, NULL);
+        CHECK(r == 146 && hdp != 0 && wait_state(htp, LINECALLSTATE_DIALTONE, 5000) >= 0 &&
+                  wait_completion(146, 5000, &result) >= 0 && result == 0,
+              "remote: lineMakeCall 146 without a number on line 11: DIALTONE, completes 0");
         to_wide("206", dest);
-        r = MakeCall(141, hd2, htp, &hdp, dest, 0, NULL);
-        CHECK(r == 141 && hdp != 0, "remote: lineMakeCall 141 on line 11 accepted (still dialling)");
+        r = Dial(141, hdp, dest, 0);
+        CHECK(r == 141, "remote: lineDial 141 on it accepted (still dialling)");
         int before_kill = n_events;
         CHECK(host_request("stop"), "remote: the test killed the host");
         int i_oos1 = wait_event(before_kill, 0, LINE_LINEDEVSTATE, LINEDEVSTATE_OUTOFSERVICE, 10000);
@@ -792,7 +799,7 @@ int main(int argc, char **argv) {
                   find_event(before_kill, 0, 0, LINE_LINEDEVSTATE, LINEDEVSTATE_OUTOFSERVICE, 0) >= 0,
               "remote: host lost -> LINE_LINEDEVSTATE(OUTOFSERVICE)");
         CHECK(wait_completion(141, 10000, &result) >= 0 && result < 0,
-              "remote: the pending lineMakeCall 141 completed with an error (0x%x)", (unsigned)result);
+              "remote: the pending lineDial 141 completed with an error (0x%x)", (unsigned)result);
         CHECK(wait_service(hd1, 0) && wait_service(hd2, 0),
               "remote: LINEDEVSTATUS of both lines no longer INSERVICE");
         DWORD_PTR hdx = 0;
