@@ -450,3 +450,80 @@ fn daemon_reload_by_signal(daemon: &Option<Daemon>, path: &Path, text: &str) {
         .expect("kill runs");
     assert!(status.success());
 }
+
+/// Sends SIP OPTIONS over UDP to `port` and says whether a 200 came back within a second.
+fn answers_options(port: u16, n: u32) -> bool {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
+    let own = socket.local_addr().expect("address").port();
+    let msg = format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{own};branch=z9hG4bK-reload-{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{n}\r\nTo: <sip:127.0.0.1:{port}>\r\n\
+         Call-ID: reload-probe-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    if socket.send_to(msg.as_bytes(), ("127.0.0.1", port)).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => buf.get(..n).is_some_and(|b| b.starts_with(b"SIP/2.0 200")),
+        Err(_) => false,
+    }
+}
+
+/// A SIP driver's tasks run on the host's runtime; when a reload restarts its instance, every
+/// one of them ends, so the new instance binds the same port again (and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_sip_instance_restarts_on_its_own_port_every_time() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, phones_port) = (free_port(), free_port());
+    let sip_port = tapir_test_support::ports::free_port();
+    let pbx_port = tapir_test_support::ports::free_port();
+    let path = dir.path().join("tapir.toml");
+    let text = |name: &str| {
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[phones]\nlisten = \"127.0.0.1:{phones_port}\"\n\n\
+             [drivers.sip]\ndriver = \"sip-refer\"\nbind = \"127.0.0.1:{sip_port}\"\n[[drivers.sip.lines]]\n\
+             key = \"alice\"\nname = \"{name}\"\ndomain = \"127.0.0.1:{pbx_port}\"\nuser = \"alice\"\n"
+        )
+    };
+    write(&path, &text("Alice 0"));
+    let daemon = Daemon::spawn(tapir().arg("run").arg("--config").arg(&path));
+    let addr = format!("127.0.0.1:{port}");
+    let base = format!("http://{addr}");
+    assert!(
+        http_get(&addr, "/healthz", Duration::from_secs(30)).is_some(),
+        "the daemon did not come up"
+    );
+    assert!(
+        answers_options(sip_port, 0),
+        "the SIP port answers at start"
+    );
+    let http = client();
+    for round in 1..=3u32 {
+        write(&path, &text(&format!("Alice {round}")));
+        let a = call(&http, "POST", &format!("{base}/v1/reload"), None, None).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(
+            a.body["restarted"],
+            serde_json::json!(["sip"]),
+            "{}",
+            a.text
+        );
+        assert_eq!(a.body["failed"], serde_json::json!([]), "{}", a.text);
+        let drivers = call(&http, "GET", &format!("{base}/v1/drivers"), None, None).await;
+        let sip = drivers
+            .body
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["name"] == "sip"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(sip["state"], "running", "round {round}: {:#}", drivers.body);
+        assert!(
+            answers_options(sip_port, round),
+            "round {round}: the restarted instance answers on its port"
+        );
+    }
+    let (status, stderr) = daemon.stop("TERM");
+    assert_eq!(status, Some(0), "{stderr}");
+}

@@ -502,6 +502,9 @@ pub fn run(side: Side, n: u64, shape: Shape, hold_ms: u64, marks: &[u64]) -> Run
     }
     if stats.failed > 0 {
         show_phone_errors(phone.dir());
+        if let Some(tail) = server.log_tail(30) {
+            eprintln!("    {}'s last log lines:\n{tail}", side.name());
+        }
     }
     let completed = stats.successful;
     let missing = n.saturating_sub(stats.successful + stats.failed);

@@ -88,8 +88,13 @@ impl Server {
         let port = free_port();
         let http = format!("127.0.0.1:{port}");
         let linger = env_num("TAPIR_BENCH_LINGER_S", 10);
+        // The runtime's workers: tapir's default unless set (for A/B).
+        let workers = match env_num("TAPIR_BENCH_WORKERS", 0) {
+            0 => String::new(),
+            n => format!("workers = {n}\n"),
+        };
         let config = format!(
-            "[log]\nlevel = \"warn\"\n\n[http]\nlisten = \"{http}\"\n\n[api]\nidle_call_linger_s = {linger}\n\n\
+            "[log]\nlevel = \"warn\"\n\n[http]\nlisten = \"{http}\"\n{workers}\n[api]\nidle_call_linger_s = {linger}\n\n\
              [phones]\nlisten = \"127.0.0.1:0\"\n\n[drivers.pbx]\ndriver = \"sip-refer\"\n\
              bind = \"127.0.0.1:0\"\nlines = [ {{ key = \"desk\", domain = \"127.0.0.1\", \
              phone_address = \"127.0.0.1:{phone_port}\", \
@@ -143,8 +148,11 @@ impl Server {
         };
         let http_port = free_port();
         let children = env_num("TAPIR_BENCH_KAMAILIO_CHILDREN", 2);
+        // Shared memory: at 256 MiB Kamailio ran out ("short of cell shmem") after about 10,000
+        // click-to-dials at full speed: its transactions wait out their timers in it.
+        let shm_mb = u32::try_from(env_num("TAPIR_BENCH_KAMAILIO_SHM_MB", 2048)).unwrap_or(2048);
         let kamailio = Kamailio::builder(&bin, |sip| kamailio_config(sip, http_port, children))
-            .memory(256, 16)
+            .memory(shm_mb, 16)
             .name("kamailio bench")
             .start();
         let http = format!("127.0.0.1:{http_port}");
@@ -186,7 +194,15 @@ impl Server {
     pub fn dial_request(&self, phone_port: u16, n: u64) -> (String, String) {
         match self {
             Server::Tapir { line, .. } => (
-                format!("/v1/lines/{line}/calls"),
+                // `?wait`: answered once MakeCall completes, when the first INVITE is out, as
+                // Kamailio answers the RPC once its `t_uac` sent the INVITE. Without it tapir
+                // answers 202 on accepting the request and the client can run ahead of the SIP
+                // side (`TAPIR_BENCH_NO_WAIT=1`).
+                if env_num("TAPIR_BENCH_NO_WAIT", 0) == 0 {
+                    format!("/v1/lines/{line}/calls?wait=10")
+                } else {
+                    format!("/v1/lines/{line}/calls")
+                },
                 format!("{{\"destination\":\"2{:05}\"}}", n % 100_000),
             ),
             Server::Kamailio { .. } => (
@@ -206,6 +222,16 @@ impl Server {
             Server::Tapir { .. } => status == 202 || status == 200,
             Server::Kamailio { .. } => status == 200 && !body.contains("\"error\""),
         }
+    }
+
+    /// The last `lines` lines Kamailio logged (tapir's log goes to the bench's stderr).
+    pub fn log_tail(&self, lines: usize) -> Option<String> {
+        let Server::Kamailio { kamailio, .. } = self else {
+            return None;
+        };
+        let log = kamailio.log();
+        let all: Vec<&str> = log.lines().collect();
+        Some(all[all.len().saturating_sub(lines)..].join("\n"))
     }
 
     /// The server's own count of SIP retransmissions (tapir's metric; none for Kamailio).
@@ -229,6 +255,10 @@ impl Server {
 /// TCP `http`; the dialog module's bridge identifies itself with a Contact on the SIP port so
 /// the phone's NOTIFYs come back here, where they are answered 200.
 ///
+/// UDP socket buffers up to 4 MiB, as tapir asks for (Kamailio's auto-probing stops at
+/// 256 KiB by default; bursts then overflowed it, the kernel dropped SIPp's answers and
+/// Kamailio's INVITE retransmissions made SIPp abort calls).
+///
 /// One TCP worker: with two, Kamailio 5.6.3 gave INVITEs from both workers the same Call-IDs
 /// (seen here: SIPp received a new INVITE with the Call-ID of a call in progress), so
 /// concurrent JSON-RPC requests are served by one process; the SIP work (the replies, the
@@ -242,6 +272,7 @@ memdbg=5
 memlog=5
 children={children}
 tcp_children=1
+maxbuffer=4194304
 auto_aliases=no
 listen=udp:127.0.0.1:{sip}
 listen=tcp:127.0.0.1:{http}

@@ -16,15 +16,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tapir_tsp::{Sequenced, Tsp};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 /// `?after=SEQ`.
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +55,13 @@ pub struct GapNotice {
     pub oldest: u64,
 }
 
+/// Events that come faster than this go to a client together: when a stream had to wait for
+/// its next event and its previous wait ended less than this ago, it holds the event until
+/// then, so the ones that follow join it in one write. A stream whose events come further apart
+/// is never held. Measured with the `versus_kamailio` bench (one reader, six events a call):
+/// writes to the reader fell from about 2.4 to 0.5 per call, CPU per call by about 15 %.
+const COALESCE: Duration = Duration::from_millis(5);
+
 struct Cursor {
     tsp: Arc<Tsp>,
     backlog: VecDeque<Sequenced>,
@@ -61,6 +69,8 @@ struct Cursor {
     last: u64,
     stopped: Pin<Box<dyn Future<Output = ()> + Send>>,
     done: bool,
+    /// When the latest wait for an event ended.
+    woke: Option<Instant>,
 }
 
 /// The items of one client's stream.
@@ -127,6 +137,7 @@ fn open_local(
         last,
         stopped: Box::pin(state.stopped()),
         done: false,
+        woke: None,
     };
     Ok(futures_util::stream::unfold(cursor, next))
 }
@@ -143,9 +154,25 @@ async fn next(mut c: Cursor) -> Option<(Item, Cursor)> {
             }
             continue;
         }
-        let received = tokio::select! {
-            _ = &mut c.stopped => return None,
-            r = c.rx.recv() => r,
+        let received = match c.rx.try_recv() {
+            Ok(e) => Ok(e),
+            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            Err(TryRecvError::Empty) => {
+                // Nothing ready: what the client was given so far is written now.
+                let r = tokio::select! {
+                    _ = &mut c.stopped => return None,
+                    r = c.rx.recv() => r,
+                };
+                if let Some(until) = c.woke.map(|w| w + COALESCE) {
+                    tokio::select! {
+                        _ = &mut c.stopped => return None,
+                        () = tokio::time::sleep_until(until.into()) => {}
+                    }
+                }
+                c.woke = Some(Instant::now());
+                r
+            }
         };
         match received {
             Ok(e) if e.seq > c.last => {
@@ -236,7 +263,28 @@ async fn pump(mut socket: WebSocket, stream: impl Stream<Item = Item> + Send + '
         tokio::select! {
             item = stream.next() => match item {
                 Some(item) => {
-                    if socket.send(Message::Text(to_json(&item).into())).await.is_err() {
+                    // What is ready now goes out in one write.
+                    let (mut ready, mut ended) = (vec![item], false);
+                    loop {
+                        match stream.next().now_or_never() {
+                            Some(Some(more)) => ready.push(more),
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    for item in &ready {
+                        if socket.feed(Message::Text(to_json(item).into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    if socket.flush().await.is_err() {
+                        return;
+                    }
+                    if ended {
+                        let _ = socket.send(Message::Close(None)).await;
                         return;
                     }
                 }

@@ -71,6 +71,8 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
             }
         }
     } else {
+        // Built inside the runtime, SIP drivers run their tasks on it (`sip_ua::runtime`).
+        let _in_runtime = runtime.enter();
         (Arc::new(Host::start(&config, &catalog)), None)
     };
     tracing::info!(

@@ -156,7 +156,7 @@ impl Inner {
 /// A running `acd` driver.
 pub struct AcdDriver {
     inner: Arc<Inner>,
-    handle: tokio::runtime::Handle,
+    handle: tapir_sip_ua::runtime::Spawner,
     runtime: DriverRuntime,
 }
 
@@ -366,7 +366,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
                 line.account.credentials.clone(),
             );
             inner.registrations.start(
-                runtime.handle(),
+                runtime.spawner(),
                 shared.endpoint.clone(),
                 shared.resolver.clone(),
                 reg,
@@ -375,7 +375,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             );
         }
     }
-    let handle = runtime.handle().clone();
+    let handle = runtime.spawner().clone();
     Ok(Box::new(AcdDriver {
         inner,
         handle,

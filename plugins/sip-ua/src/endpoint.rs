@@ -399,7 +399,7 @@ impl Endpoint {
             tls,
             nat::NatState::new(config.nat.clone(), public_tx),
         );
-        tokio::spawn(task.run(cmd_rx, in_rx, tcp, tls_listener));
+        crate::runtime::spawn(task.run(cmd_rx, in_rx, tcp, tls_listener));
         let endpoint = Endpoint {
             cmd: cmd_tx,
             local,

@@ -205,7 +205,7 @@ impl Offers {
             by_call_id: HashMap::new(),
             next_id: 1,
         };
-        tokio::spawn(task.run(in_rx, cmd_rx, report));
+        crate::runtime::spawn(task.run(in_rx, cmd_rx, report));
         Ok(Offers { cmd })
     }
 

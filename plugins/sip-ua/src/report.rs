@@ -229,7 +229,7 @@ impl Registrations {
     /// the binding.
     pub fn start(
         &self,
-        rt: &tokio::runtime::Handle,
+        rt: &crate::runtime::Spawner,
         endpoint: Endpoint,
         resolver: Arc<Resolver>,
         reg: Registration,

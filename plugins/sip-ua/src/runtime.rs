@@ -1,63 +1,160 @@
-//! The tokio runtime a SIP driver owns. The `PhoneDriver` contract is synchronous, so a driver
-//! that speaks SIP owns its runtime and only enqueues work in `submit`; every SIP driver builds,
-//! enters and shuts it down the same way, here.
+//! Where a SIP driver's tasks run, and how they all end with the driver. The `PhoneDriver`
+//! contract is synchronous, so a driver that speaks SIP only enqueues work in `submit`; every
+//! SIP driver builds, enters and shuts down its runtime the same way, here.
+//!
+//! A driver built on a thread inside a multi-threaded tokio runtime (the `tapir` host builds
+//! its drivers so) runs its tasks on that runtime: the API request, the call's SIP work and
+//! the events it publishes then pass between tasks of one scheduler, without waking a thread
+//! of another runtime for each hand-off (the `versus_kamailio` bench measured those wake-ups
+//! as the largest cost per call). Built anywhere else (the Windows TSP, tests), it starts a
+//! runtime of its own with one worker.
+//!
+//! Either way every task of the driver is spawned in its scope ([`Spawner::spawn`], or
+//! [`spawn`] from inside one of its tasks) and ends when the driver shuts down or is dropped,
+//! so its sockets close and a reload can bind them again.
 
 use std::future::Future;
 use std::sync::Mutex;
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-/// A driver's own runtime: tokio's multi-threaded scheduler with one worker. The endpoint task
-/// and the call legs hand every message to each other over channels; on one worker such a
-/// hand-off is a task switch on the same thread instead of waking a parked thread (futex,
-/// context switch), which the `versus_kamailio` bench measured as the largest cost per call.
-pub struct DriverRuntime {
-    rt: Mutex<Option<Runtime>>,
+tokio::task_local! {
+    /// The stop signal of the driver whose task is running.
+    static STOP: watch::Receiver<bool>;
+}
+
+/// Runs `fut` in the scope of a driver: until it ends or the driver stops.
+fn scoped<F>(stop: watch::Receiver<bool>, fut: F) -> impl Future<Output = ()> + Send + 'static
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut watch = stop.clone();
+    STOP.scope(stop, async move {
+        tokio::select! {
+            biased;
+            () = fut => {}
+            // Stop asked, or the driver (the sender) is gone.
+            _ = watch.wait_for(|stopped| *stopped) => {}
+        }
+    })
+}
+
+/// Spawns `fut` on the current runtime; from inside a driver's task it belongs to that driver
+/// and ends with it.
+///
+/// # Panics
+/// Outside a tokio runtime (as `tokio::spawn`).
+pub fn spawn<F>(fut: F) -> JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match STOP.try_with(Clone::clone) {
+        Ok(stop) => tokio::spawn(scoped(stop, fut)),
+        Err(_) => tokio::spawn(fut),
+    }
+}
+
+/// Spawns a driver's tasks, from any thread.
+#[derive(Debug, Clone)]
+pub struct Spawner {
     handle: Handle,
+    stop: watch::Receiver<bool>,
+}
+
+impl Spawner {
+    /// Spawns `fut` as a task of the driver: it ends when the driver stops.
+    pub fn spawn<F>(&self, fut: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.handle.spawn(scoped(self.stop.clone(), fut))
+    }
+}
+
+/// The runtime a SIP driver's tasks run on: the host's, or its own.
+pub struct DriverRuntime {
+    /// Its own runtime; `None` when it shares the host's (or after shutdown).
+    rt: Mutex<Option<Runtime>>,
+    spawner: Spawner,
+    stop: watch::Sender<bool>,
+    shared: bool,
 }
 
 impl std::fmt::Debug for DriverRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DriverRuntime")
+        f.debug_struct("DriverRuntime")
+            .field("shared", &self.shared)
+            .finish()
     }
 }
 
 impl DriverRuntime {
-    /// Starts the runtime; its threads are called `thread_name`.
+    /// The runtime of the calling thread when it is a multi-threaded one; otherwise a runtime
+    /// of its own with one worker, whose thread is called `thread_name`.
     ///
     /// # Errors
-    /// The I/O error when the runtime cannot start.
+    /// The I/O error when an own runtime cannot start.
     pub fn new(thread_name: &str) -> std::io::Result<DriverRuntime> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(thread_name)
-            .enable_all()
-            .build()?;
-        let handle = rt.handle().clone();
+        let (stop, stop_rx) = watch::channel(false);
+        let host = Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+        let (rt, handle) = match host {
+            Some(handle) => (None, handle),
+            None => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name(thread_name)
+                    .enable_all()
+                    .build()?;
+                let handle = rt.handle().clone();
+                (Some(rt), handle)
+            }
+        };
         Ok(DriverRuntime {
-            rt: Mutex::new(Some(rt)),
-            handle,
+            shared: rt.is_none(),
+            rt: Mutex::new(rt),
+            spawner: Spawner {
+                handle,
+                stop: stop_rx,
+            },
+            stop,
         })
     }
 
-    /// The runtime's handle, to spawn on.
-    pub fn handle(&self) -> &Handle {
-        &self.handle
+    /// Spawns the driver's tasks.
+    pub fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+
+    /// Whether the tasks run on the runtime of the thread that built the driver.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// Runs `f` to its end on the runtime, from a thread of its own: a driver is built from
     /// whatever thread the host uses, possibly inside another runtime, where blocking on this
-    /// one directly would panic. `None` if that thread panicked.
+    /// one directly would panic. Tasks `f` spawns with [`spawn`] belong to the driver. `None`
+    /// if that thread panicked.
     pub fn block_on<F>(&self, f: F) -> Option<F::Output>
     where
         F: Future + Send,
         F::Output: Send,
     {
-        let handle = &self.handle;
-        std::thread::scope(|s| s.spawn(move || handle.block_on(f)).join().ok())
+        let handle = &self.spawner.handle;
+        let stop = self.spawner.stop.clone();
+        std::thread::scope(|s| {
+            s.spawn(move || handle.block_on(STOP.scope(stop, f)))
+                .join()
+                .ok()
+        })
     }
 
-    /// Stops the runtime without waiting for its tasks (they were told to end before).
+    /// Ends every task of the driver (they were told to end before) and stops its own runtime
+    /// without waiting.
     pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
         if let Ok(mut rt) = self.rt.lock() {
             if let Some(rt) = rt.take() {
                 rt.shutdown_background();
@@ -66,9 +163,18 @@ impl DriverRuntime {
     }
 }
 
+impl Drop for DriverRuntime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
 
     #[test]
     fn blocks_on_from_inside_another_runtime() {
@@ -76,9 +182,98 @@ mod tests {
             .build()
             .expect("outer runtime");
         let ours = DriverRuntime::new("test-rt").expect("runtime");
+        assert!(!ours.is_shared(), "a current-thread runtime is not shared");
         let got = outer.block_on(async { ours.block_on(async { 6 * 7 }) });
         assert_eq!(got, Some(42));
         ours.shutdown();
         ours.shutdown();
+    }
+
+    /// A task that holds a flag until it is dropped, spawned through `how`.
+    fn hold(flag: Arc<AtomicBool>) -> impl Future<Output = ()> + Send + 'static {
+        struct Holder(Arc<AtomicBool>);
+        impl Drop for Holder {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        flag.store(true, Ordering::SeqCst);
+        let holder = Holder(flag);
+        async move {
+            let _holder = holder;
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn wait_false(flag: &AtomicBool) -> bool {
+        for _ in 0..200 {
+            if !flag.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn a_driver_on_the_host_runtime_takes_every_task_down_with_it() {
+        let host = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("host runtime");
+        let driver = {
+            let _in_host = host.enter();
+            DriverRuntime::new("unused").expect("runtime")
+        };
+        assert!(driver.is_shared());
+        let (direct, child, from_block_on) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        // A task of the driver, one it spawns in turn, and one spawned while building.
+        let c = child.clone();
+        driver.spawner().spawn(async move {
+            let _ = spawn(hold(c)).await;
+        });
+        driver.spawner().spawn(hold(direct.clone()));
+        let b = from_block_on.clone();
+        driver.block_on(async move {
+            spawn(hold(b));
+        });
+        // A task of the host, not of the driver.
+        let other = Arc::new(AtomicBool::new(false));
+        host.spawn(hold(other.clone()));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(direct.load(Ordering::SeqCst) && child.load(Ordering::SeqCst));
+        assert!(from_block_on.load(Ordering::SeqCst) && other.load(Ordering::SeqCst));
+        driver.shutdown();
+        assert!(wait_false(&direct), "the driver's own task ended");
+        assert!(wait_false(&child), "a task its task spawned ended");
+        assert!(
+            wait_false(&from_block_on),
+            "a task spawned while building ended"
+        );
+        assert!(other.load(Ordering::SeqCst), "the host's task runs on");
+    }
+
+    #[test]
+    fn dropping_the_driver_ends_its_tasks_too() {
+        let host = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("host runtime");
+        let driver = {
+            let _in_host = host.enter();
+            DriverRuntime::new("unused").expect("runtime")
+        };
+        let flag = Arc::new(AtomicBool::new(false));
+        driver.spawner().spawn(hold(flag.clone()));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(flag.load(Ordering::SeqCst));
+        drop(driver);
+        assert!(wait_false(&flag));
     }
 }

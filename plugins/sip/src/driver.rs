@@ -2,6 +2,7 @@
 //! owned by the driver, one task per call.
 
 use crate::call::{self, Ctl, LineCtx, Mode};
+use crate::calls::Calls;
 use crate::config;
 use crate::outcome::{destination_uri, ClickToDialError};
 use crate::report::{CallShared, Gate, OnEnd, Reporter};
@@ -16,12 +17,11 @@ use tapir_core::{
 };
 use tapir_sip_ua::leg::net::start_error;
 use tapir_sip_ua::report::CallReporter;
-use tapir_sip_ua::runtime::DriverRuntime;
+use tapir_sip_ua::runtime::{DriverRuntime, Spawner};
 use tapir_sip_ua::Endpoint;
 use tokio::sync::mpsc;
 
 struct CallEntry {
-    line: LineKey,
     ctl: mpsc::Sender<Ctl>,
     shared: Arc<CallShared>,
 }
@@ -29,7 +29,7 @@ struct CallEntry {
 struct Inner {
     gate: Arc<Gate>,
     lines: HashMap<LineKey, Arc<LineCtx>>,
-    calls: Mutex<HashMap<CallId, CallEntry>>,
+    calls: Mutex<Calls<CallId, LineKey, CallEntry>>,
     incoming: Option<Arc<crate::incoming::IncomingCalls>>,
     shut: AtomicBool,
 }
@@ -37,7 +37,7 @@ struct Inner {
 /// A running `sip-refer` or `sip-reverse` driver.
 pub struct SipDriver {
     inner: Arc<Inner>,
-    handle: tokio::runtime::Handle,
+    handle: Spawner,
     runtime: DriverRuntime,
 }
 
@@ -144,12 +144,12 @@ pub fn build(
         lines.insert(key, ctx);
     }
     let incoming = crate::incoming::IncomingCalls::start(&runtime, gate.clone(), &ordered)?;
-    let handle = runtime.handle().clone();
+    let handle = runtime.spawner().clone();
     Ok(Box::new(SipDriver {
         inner: Arc::new(Inner {
             gate,
             lines,
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::new(Calls::default()),
             incoming,
             shut: AtomicBool::new(false),
         }),
@@ -185,13 +185,13 @@ impl SipDriver {
             .calls
             .lock()
             .map_err(|_| DriverError::failed("call table poisoned"))?;
-        if calls.contains_key(&call) {
+        if calls.contains(&call) {
             return Err(DriverError::new(
                 ErrorKind::InvalidCallHandle,
                 format!("call {call} exists already"),
             ));
         }
-        let on_line = calls.values().filter(|c| c.line == env.line).count();
+        let on_line = calls.on_line(&env.line);
         if on_line >= ctx.line.account.config.max_calls as usize {
             return Err(DriverError::new(
                 ErrorKind::ResourceUnavailable,
@@ -208,8 +208,8 @@ impl SipDriver {
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
         calls.insert(
             call,
+            env.line.clone(),
             CallEntry {
-                line: env.line.clone(),
                 ctl: ctl_tx,
                 shared: shared.clone(),
             },
@@ -260,7 +260,8 @@ impl SipDriver {
             .map_err(|_| DriverError::failed("call table poisoned"))?;
         let entry = calls
             .get(&call)
-            .filter(|e| e.line == env.line)
+            .filter(|(line, _)| **line == env.line)
+            .map(|(_, e)| e)
             .ok_or_else(|| {
                 DriverError::new(
                     ErrorKind::InvalidCallHandle,

@@ -131,7 +131,7 @@ impl IncomingCalls {
         for (key, ctx) in registering {
             let account = &ctx.line.account;
             this.registrations.start(
-                rt.handle(),
+                rt.spawner(),
                 ctx.endpoint.clone(),
                 ctx.resolver.clone(),
                 account.registration(&key.0, ctx.line.user(), account.credentials()),
@@ -208,7 +208,7 @@ impl IncomingCalls {
     /// Drops (603) or redirects (302 to `to`) an offered call; completes `id`.
     pub fn finish(
         &self,
-        handle: &tokio::runtime::Handle,
+        handle: &tapir_sip_ua::runtime::Spawner,
         call: CallId,
         id: RequestId,
         to: Option<String>,

@@ -18,6 +18,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod call;
+mod calls;
 pub mod config;
 pub mod driver;
 pub mod incoming;

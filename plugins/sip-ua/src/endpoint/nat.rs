@@ -153,7 +153,7 @@ impl Task {
         }
         let v4 = self.local.udp.is_ipv4();
         let inbound = self.inbound_tx.clone();
-        tokio::spawn(async move {
+        crate::runtime::spawn(async move {
             let found = tokio::time::timeout(
                 Duration::from_secs(5),
                 tokio::net::lookup_host((host.as_str(), port)),

@@ -348,8 +348,8 @@ impl Task {
                     accepted: true,
                 };
                 let task = match acceptor {
-                    None => tokio::spawn(connection(stream, link, rx, inbound, limits)),
-                    Some(acceptor) => tokio::spawn(async move {
+                    None => crate::runtime::spawn(connection(stream, link, rx, inbound, limits)),
+                    Some(acceptor) => crate::runtime::spawn(async move {
                         let limit = limits.header_timeout;
                         match super::tls::accept(acceptor, stream, addr, limit).await {
                             Some(tls) => connection(tls, link, rx, inbound, limits).await,
@@ -454,7 +454,7 @@ impl Task {
             id,
             accepted: false,
         };
-        let task = tokio::spawn(async move {
+        let task = crate::runtime::spawn(async move {
             let failed = |error: TransportError| Inbound::ConnectFailed { peer, id, error };
             let stream = match connect_tcp(peer.addr, local_ip).await {
                 Ok(s) => s,

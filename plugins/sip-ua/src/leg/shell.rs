@@ -303,10 +303,10 @@ impl Drop for Leg {
             return;
         }
         // A leg dropped without `close` (a task cancelled): stop routing its Call-ID anyway.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        if tokio::runtime::Handle::try_current().is_ok() {
             let endpoint = self.endpoint.clone();
             let call_id = self.core.call_id().to_owned();
-            rt.spawn(async move {
+            crate::runtime::spawn(async move {
                 let _ = endpoint.unroute_call(&call_id).await;
             });
         }
