@@ -215,10 +215,10 @@ mod tests {
         false
     }
 
-    #[test]
-    fn a_driver_on_the_host_runtime_takes_every_task_down_with_it() {
+    /// A host runtime with `workers`, and a driver built inside it (dropped first).
+    fn host_and_driver(workers: usize) -> (Runtime, DriverRuntime) {
         let host = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers)
             .enable_all()
             .build()
             .expect("host runtime");
@@ -226,6 +226,12 @@ mod tests {
             let _in_host = host.enter();
             DriverRuntime::new("unused").expect("runtime")
         };
+        (host, driver)
+    }
+
+    #[test]
+    fn a_driver_on_the_host_runtime_takes_every_task_down_with_it() {
+        let (host, driver) = host_and_driver(2);
         assert!(driver.is_shared());
         let (direct, child, from_block_on) = (
             Arc::new(AtomicBool::new(false)),
@@ -260,15 +266,7 @@ mod tests {
 
     #[test]
     fn dropping_the_driver_ends_its_tasks_too() {
-        let host = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("host runtime");
-        let driver = {
-            let _in_host = host.enter();
-            DriverRuntime::new("unused").expect("runtime")
-        };
+        let (_host, driver) = host_and_driver(1);
         let flag = Arc::new(AtomicBool::new(false));
         driver.spawner().spawn(hold(flag.clone()));
         std::thread::sleep(Duration::from_millis(50));
