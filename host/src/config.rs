@@ -233,17 +233,17 @@ pub struct HttpConfig {
     /// How many connections it holds and how long each may take (`[http.connections]`).
     #[serde(default)]
     pub connections: ConnectionLimits,
-    /// Worker threads of the host's runtime (HTTP, API, event streams, page, phone callbacks).
-    /// Unset: [`HttpConfig::workers_or_default`].
+    /// Worker threads of the host's runtime (HTTP, API, event streams, page, phone callbacks,
+    /// and the built-in SIP drivers' tasks). Unset: [`HttpConfig::workers_or_default`].
     #[serde(default)]
     pub workers: Option<NonZeroUsize>,
 }
 
 impl HttpConfig {
-    /// `workers`, else one fewer than the machine's cores, at least one: each SIP driver
-    /// instance runs its own one-thread runtime, and a host worker per remaining core keeps
-    /// threads from waking each other for nothing (the `versus_kamailio` bench on 2 cores:
-    /// 867 → 762 µs of CPU per call with one host worker instead of two, same calls/s).
+    /// `workers`, else one fewer than the machine's cores, at least one: fewer workers wake
+    /// each other less for every message passed between tasks (the `versus_kamailio` bench on
+    /// 2 cores: one worker instead of two, 867 → 762 µs of CPU per call when SIP drivers had
+    /// their own runtimes, about 700 → 500 µs now that they run on this one).
     pub fn workers_or_default(&self) -> usize {
         self.workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
