@@ -37,6 +37,11 @@ pub enum Server {
         guard: Guard,
         http: String,
         line: u32,
+        /// `?wait=10`: answered once MakeCall completes, when the first INVITE is out, as
+        /// Kamailio answers the RPC once its `t_uac` sent the INVITE. Empty with
+        /// `TAPIR_BENCH_NO_WAIT=1`: tapir answers 202 on accepting the request and the client
+        /// can run ahead of the SIP side.
+        query: &'static str,
         _dir: tempfile::TempDir,
     },
     /// Kamailio.
@@ -138,6 +143,11 @@ impl Server {
             guard,
             http,
             line,
+            query: if env_num("TAPIR_BENCH_NO_WAIT", 0) == 0 {
+                "?wait=10"
+            } else {
+                ""
+            },
             _dir: dir,
         }
     }
@@ -193,16 +203,8 @@ impl Server {
     /// The request path and body that start one click-to-dial to the phone.
     pub fn dial_request(&self, phone_port: u16, n: u64) -> (String, String) {
         match self {
-            Server::Tapir { line, .. } => (
-                // `?wait`: answered once MakeCall completes, when the first INVITE is out, as
-                // Kamailio answers the RPC once its `t_uac` sent the INVITE. Without it tapir
-                // answers 202 on accepting the request and the client can run ahead of the SIP
-                // side (`TAPIR_BENCH_NO_WAIT=1`).
-                if env_num("TAPIR_BENCH_NO_WAIT", 0) == 0 {
-                    format!("/v1/lines/{line}/calls?wait=10")
-                } else {
-                    format!("/v1/lines/{line}/calls")
-                },
+            Server::Tapir { line, query, .. } => (
+                format!("/v1/lines/{line}/calls{query}"),
                 format!("{{\"destination\":\"2{:05}\"}}", n % 100_000),
             ),
             Server::Kamailio { .. } => (

@@ -164,7 +164,8 @@ async fn next(mut c: Cursor) -> Option<(Item, Cursor)> {
                     _ = &mut c.stopped => return None,
                     r = c.rx.recv() => r,
                 };
-                if let Some(until) = c.woke.map(|w| w + COALESCE) {
+                let hold = c.woke.map(|w| w + COALESCE).filter(|u| *u > Instant::now());
+                if let Some(until) = hold {
                     tokio::select! {
                         _ = &mut c.stopped => return None,
                         () = tokio::time::sleep_until(until.into()) => {}

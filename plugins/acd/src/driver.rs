@@ -156,7 +156,6 @@ impl Inner {
 /// A running `acd` driver.
 pub struct AcdDriver {
     inner: Arc<Inner>,
-    handle: tapir_sip_ua::runtime::Spawner,
     runtime: DriverRuntime,
 }
 
@@ -375,12 +374,7 @@ pub fn build(config_json: &str, sink: SharedSink) -> Result<Box<dyn PhoneDriver>
             );
         }
     }
-    let handle = runtime.spawner().clone();
-    Ok(Box::new(AcdDriver {
-        inner,
-        handle,
-        runtime,
-    }))
+    Ok(Box::new(AcdDriver { inner, runtime }))
 }
 
 fn no_call(call: CallId, line: &LineKey) -> DriverError {
@@ -454,7 +448,7 @@ impl AcdDriver {
         let id = env.id;
         let dialled = destination.to_owned();
         let suffix = line.enum_suffix.clone();
-        self.handle.spawn(async move {
+        self.runtime.spawner().spawn(async move {
             // ENUM (RFC 6116): a +E.164 number with a SIP URI in DNS is called there; without
             // one it is dialled as usual.
             let resolver = &inner.shared.resolver;
@@ -503,7 +497,7 @@ impl AcdDriver {
                 let gate = self.inner.gate.clone();
                 match ctl {
                     Ctl::Drop(id) => {
-                        self.handle.spawn(async move {
+                        self.runtime.spawner().spawn(async move {
                             // 603 Decline: the application rejected the offered call.
                             let r = offers.reject(offer, 603).await;
                             let outcome = match r {
@@ -515,7 +509,7 @@ impl AcdDriver {
                         Ok(())
                     }
                     Ctl::Transfer { id, to } => {
-                        self.handle.spawn(async move {
+                        self.runtime.spawner().spawn(async move {
                             let outcome = match offers.redirect(offer, to).await {
                                 Ok(()) => Ok(Completion::Done),
                                 Err(e) => Err(DriverError::new(

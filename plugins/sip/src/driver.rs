@@ -17,7 +17,7 @@ use tapir_core::{
 };
 use tapir_sip_ua::leg::net::start_error;
 use tapir_sip_ua::report::CallReporter;
-use tapir_sip_ua::runtime::{DriverRuntime, Spawner};
+use tapir_sip_ua::runtime::DriverRuntime;
 use tapir_sip_ua::Endpoint;
 use tokio::sync::mpsc;
 
@@ -37,7 +37,6 @@ struct Inner {
 /// A running `sip-refer` or `sip-reverse` driver.
 pub struct SipDriver {
     inner: Arc<Inner>,
-    handle: Spawner,
     runtime: DriverRuntime,
 }
 
@@ -144,7 +143,6 @@ pub fn build(
         lines.insert(key, ctx);
     }
     let incoming = crate::incoming::IncomingCalls::start(&runtime, gate.clone(), &ordered)?;
-    let handle = runtime.spawner().clone();
     Ok(Box::new(SipDriver {
         inner: Arc::new(Inner {
             gate,
@@ -153,7 +151,6 @@ pub fn build(
             incoming,
             shut: AtomicBool::new(false),
         }),
-        handle,
         runtime,
     }))
 }
@@ -238,7 +235,7 @@ impl SipDriver {
         );
         let inner = self.inner.clone();
         let dialled = destination.to_owned();
-        self.handle.spawn(async move {
+        self.runtime.spawner().spawn(async move {
             // ENUM (RFC 6116): a +E.164 number with a SIP URI in DNS is called there (the REFER
             // target in sip-refer, the first INVITE in sip-reverse); without one it is dialled
             // as usual.
@@ -313,7 +310,7 @@ impl PhoneDriver for SipDriver {
                     }
                     _ => None,
                 };
-                return inc.finish(&self.handle, *call, env.id, to);
+                return inc.finish(self.runtime.spawner(), *call, env.id, to);
             }
         }
         match &env.request {
