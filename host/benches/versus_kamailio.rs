@@ -10,7 +10,10 @@
 //! `TAPIR_BENCH_CONNECTIONS` connections (default 4) each with one request at a time. Runs
 //! alternate tapir, Kamailio, tapir, ... `TAPIR_BENCH_ROUNDS` times (default 3); the table
 //! shows medians. Counted for the server only: CPU (utime+stime from /proc, for Kamailio the
-//! sum over all its processes), peak RSS (VmHWM; Kamailio's summed over processes).
+//! sum over all its processes), peak RSS (VmHWM; Kamailio's summed over processes). Counted
+//! apart: what the SIPp phone and the bench client spend per call ("phone+client"), and from
+//! it the machine's ceiling: how much CPU per call a server could spend at twice Kamailio's
+//! calls per second, when the phone and the client share the machine's cores with it.
 //!
 //! Run: `cargo bench -p tapir-host --bench versus_kamailio` (N = `TAPIR_BENCH_N`, default
 //! 10000; `TAPIR_BENCH_RATE` paces the requests to that many per second overall, for comparing
@@ -21,16 +24,17 @@ mod ctd;
 
 use ctd::{env_num, load, median, run, RunResult, Shape, Side};
 
-fn row(side: Side, shape: &str, runs: &[RunResult]) -> (f64, f64) {
+fn row(side: Side, shape: &str, runs: &[RunResult]) -> (f64, f64, f64) {
     let rate = median(runs.iter().map(RunResult::rate).collect());
     let cpu = median(runs.iter().map(RunResult::cpu_us_per_call).collect());
+    let others = median(runs.iter().map(RunResult::load_us_per_call).collect());
     let rss = median(runs.iter().map(|r| r.peak_rss_mib).collect());
     let fails: u64 = runs.iter().map(|r| r.failures).sum();
     let retrans: u64 = runs.iter().map(|r| r.retransmissions).sum();
     let completed: Vec<String> = runs.iter().map(|r| r.completed.to_string()).collect();
     let rates: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate())).collect();
     println!(
-        "| {:<8} | {:<5} | {:>9.0} | {:>12.1} | {:>13.1} | {:>8} | {:>7} | {} | {} |",
+        "| {:<8} | {:<5} | {:>9.0} | {:>12.1} | {:>13.1} | {:>8} | {:>7} | {:>13.1} | {} | {} |",
         side.name(),
         shape,
         rate,
@@ -38,10 +42,11 @@ fn row(side: Side, shape: &str, runs: &[RunResult]) -> (f64, f64) {
         rss,
         fails,
         retrans,
+        others,
         rates.join(" "),
         completed.join(" ")
     );
-    (rate, cpu)
+    (rate, cpu, others)
 }
 
 fn main() {
@@ -96,7 +101,8 @@ fn main() {
                 let r = run(side, n, *shape, 0, &[]);
                 eprintln!(
                     "  {name} round {} {:<8}: {:>6.0} calls/s, {:>6.1} us CPU/call, {:>6.1} MiB, \
-                     {} failures, {} retransmissions, {} events, load {}",
+                     {} failures, {} retransmissions, {} events, phone+client {:.1} us/call, \
+                     load {}",
                     round + 1,
                     side.name(),
                     r.rate(),
@@ -105,6 +111,7 @@ fn main() {
                     r.failures,
                     r.retransmissions,
                     r.events,
+                    r.load_us_per_call(),
                     load()
                 );
                 match side {
@@ -117,24 +124,38 @@ fn main() {
     }
     println!();
     println!(
-        "| server   | shape | calls/s   | CPU us/call  | peak RSS MiB  | failures | retrans | calls/s per run | completed per run |"
+        "| server   | shape | calls/s   | CPU us/call  | peak RSS MiB  | failures | retrans | phone+client us/call | calls/s per run | completed per run |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---|---|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|---|");
     let mut ratios = Vec::new();
     for (name, t, k) in &results {
-        let (tr, tc) = row(Side::Tapir, name, t);
-        let (kr, kc) = row(Side::Kamailio, name, k);
+        let (tr, tc, others) = row(Side::Tapir, name, t);
+        let (kr, kc, _) = row(Side::Kamailio, name, k);
         ratios.push((
             name.clone(),
             tr / kr.max(f64::MIN_POSITIVE),
             tc / kc.max(f64::MIN_POSITIVE),
+            kr,
+            others,
         ));
     }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     println!();
-    println!("| shape | tapir/kamailio calls/s | tapir/kamailio CPU per call |");
-    println!("|---|---:|---:|");
-    for (name, r, c) in ratios {
-        println!("| {name} | {r:.2}x | {c:.2}x |");
+    println!(
+        "| shape | tapir/kamailio calls/s | tapir/kamailio CPU per call | at 2x kamailio's calls/s: phone+client use (of {cores:.0} cores) | server CPU per call left |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (name, r, c, kr, others) in ratios {
+        // At twice Kamailio's rate the phone and the client alone take `used` cores; what the
+        // machine has left, spread over the calls, is the most a server may spend per call.
+        let target = 2.0 * kr;
+        let used = target * others / 1e6;
+        let left = if target > 0.0 {
+            ((cores - used) * 1e6 / target).max(0.0)
+        } else {
+            0.0
+        };
+        println!("| {name} | {r:.2}x | {c:.2}x | {used:.2} | {left:.0} us |");
     }
     println!("\nload after: {}", load());
 }

@@ -74,6 +74,13 @@ fn proc_stat(pid: u32) -> Option<(f64, u32)> {
     Some((ticks, pgrp))
 }
 
+/// The state letter of a process (`Z` once it exited and waits to be reaped; its CPU times
+/// are still readable then).
+fn proc_state(pid: u32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text.get(text.rfind(')')? + 2..)?.chars().next()
+}
+
 /// `VmHWM` (peak resident set) of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM:")
@@ -332,6 +339,11 @@ pub struct RunResult {
     pub marks: Vec<(u64, f64, f64)>,
     /// Server RSS MiB just before the first request.
     pub idle_rss_mib: f64,
+    /// The SIPp phone's CPU seconds over the run (the same job on both sides).
+    pub phone_cpu_s: f64,
+    /// The bench client's CPU seconds over the run (HTTP requests, and for tapir the event
+    /// reader).
+    pub client_cpu_s: f64,
 }
 
 impl RunResult {
@@ -345,8 +357,16 @@ impl RunResult {
     }
     /// Server CPU per completed call, microseconds.
     pub fn cpu_us_per_call(&self) -> f64 {
+        self.per_call(self.cpu_s)
+    }
+    /// The phone's and the client's CPU per completed call, microseconds: what the machine
+    /// spends on the job besides the server.
+    pub fn load_us_per_call(&self) -> f64 {
+        self.per_call(self.phone_cpu_s + self.client_cpu_s)
+    }
+    fn per_call(&self, seconds: f64) -> f64 {
         if self.completed > 0 {
-            self.cpu_s * 1e6 / self.completed as f64
+            seconds * 1e6 / self.completed as f64
         } else {
             0.0
         }
@@ -410,6 +430,9 @@ pub fn run(side: Side, n: u64, shape: Shape, hold_ms: u64, marks: &[u64]) -> Run
     let procs = server.procs();
     std::thread::sleep(Duration::from_millis(300));
     let cpu0 = procs.cpu_s();
+    let phone_procs = Procs::One(phone.pid());
+    let client_procs = Procs::One(std::process::id());
+    let (phone0, client0) = (phone_procs.cpu_s(), client_procs.cpu_s());
     let idle_rss_mib = procs.rss_mib();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -483,8 +506,19 @@ pub fn run(side: Side, n: u64, shape: Shape, hold_ms: u64, marks: &[u64]) -> Run
             std::thread::sleep(Duration::from_millis(5));
         }
     });
+    // The phone's CPU is read until it exits (an exited, unreaped process still shows it).
+    let mut phone_cpu_s = phone_procs.cpu_s() - phone0;
+    let phone_deadline = Instant::now() + limit;
+    while proc_state(phone.pid()).is_some_and(|s| s != 'Z') && Instant::now() < phone_deadline {
+        phone_cpu_s = phone_procs.cpu_s() - phone0;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if proc_state(phone.pid()) == Some('Z') {
+        phone_cpu_s = phone_procs.cpu_s() - phone0;
+    }
     let status = phone.wait_exit(limit);
     let seconds = start.elapsed().as_secs_f64();
+    let client_cpu_s = client_procs.cpu_s() - client0;
     let cpu_s = procs.cpu_s() - cpu0;
     let peak = procs.peak_rss_mib();
     // Marks not reached while requests went out are taken at the end of the run.
@@ -518,5 +552,7 @@ pub fn run(side: Side, n: u64, shape: Shape, hold_ms: u64, marks: &[u64]) -> Run
         events: events.load(Ordering::Relaxed),
         marks: mark_samples,
         idle_rss_mib,
+        phone_cpu_s,
+        client_cpu_s,
     }
 }

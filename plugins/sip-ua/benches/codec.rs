@@ -79,7 +79,7 @@ fn main() {
                 "Via",
                 format!("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{branch}{i:016x};rport"),
             );
-            if let Ok(key) = layer.send_request(req.clone(), 1, false, now) {
+            if let Ok(key) = layer.send_request(&req, 1, false, now) {
                 let _ = key;
                 layer.on_message(
                     Message::response_to(&req, 200, "OK", Some("rt")),
@@ -149,7 +149,7 @@ fn main() {
             "Via",
             format!("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{i:016x};rport"),
         );
-        let _ = layer.send_request(template.clone(), 1, false, now);
+        let _ = layer.send_request(&template, 1, false, now);
         while layer.pop_event().is_some() {}
     }
     let after_tx = rss_kib();

@@ -45,6 +45,7 @@
 //! Contact then carry that address ([`Endpoint::local_addr_for`]). Registered flows get
 //! keep-alives ([`Endpoint::watch_flow`], [`crate::nat`]).
 
+mod client;
 mod local;
 mod nat;
 mod stats;
@@ -235,13 +236,31 @@ pub enum Incoming {
     Ack(Message),
     /// A response no transaction wanted (a late 2xx retransmission: ACK it again).
     StrayResponse(Message),
+    /// An event of a client transaction started with [`Endpoint::request_routed`], under the
+    /// caller's `id`; `None` once the transaction ended (nothing more comes for it).
+    Client {
+        /// The caller's id for the transaction.
+        id: u64,
+        /// The event, or `None` for the end.
+        event: Option<ClientEvent>,
+    },
+}
+
+/// A client transaction the endpoint task started: its key, the request as sent, and its
+/// own channel unless its events go to a route.
+struct Started {
+    key: TxKey,
+    request: Message,
+    events: Option<mpsc::Receiver<ClientEvent>>,
 }
 
 enum Cmd {
     Request {
         msg: Message,
         target: Target,
-        reply: oneshot::Sender<Result<ClientTx, EndpointError>>,
+        /// Deliver the events to this route under this id instead of a channel of their own.
+        route: Option<(mpsc::Sender<Incoming>, u64)>,
+        reply: oneshot::Sender<Result<Started, EndpointError>>,
     },
     Stateless {
         msg: Message,
@@ -473,9 +492,44 @@ impl Endpoint {
     /// # Errors
     /// [`EndpointError`] when the endpoint stopped or the layer refused the request.
     pub async fn request(&self, msg: Message, target: Target) -> Result<ClientTx, EndpointError> {
+        let started = self.begin(msg, target, None).await?;
+        Ok(ClientTx {
+            key: started.key,
+            request: started.request,
+            events: started.events.ok_or(EndpointError::Stopped)?,
+        })
+    }
+
+    /// Sends a request in a new client transaction whose events go to `route` (the sink of
+    /// the call's [`Self::route_call`]) as [`Incoming::Client`] under `id`, ending with an
+    /// event of `None`. Returns the request as sent (with its Via).
+    ///
+    /// # Errors
+    /// [`EndpointError`] when the endpoint stopped or the layer refused the request.
+    pub async fn request_routed(
+        &self,
+        msg: Message,
+        target: Target,
+        route: mpsc::Sender<Incoming>,
+        id: u64,
+    ) -> Result<Message, EndpointError> {
+        Ok(self.begin(msg, target, Some((route, id))).await?.request)
+    }
+
+    async fn begin(
+        &self,
+        msg: Message,
+        target: Target,
+        route: Option<(mpsc::Sender<Incoming>, u64)>,
+    ) -> Result<Started, EndpointError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Request { msg, target, reply })
+            .send(Cmd::Request {
+                msg,
+                target,
+                route,
+                reply,
+            })
             .await
             .map_err(|_| EndpointError::Stopped)?;
         rx.await.map_err(|_| EndpointError::Stopped)?

@@ -38,35 +38,16 @@ impl Params {
     /// EQUAL allowing whitespace around them. `None` for an empty parameter (`;;`), a name that
     /// is not a token, or a value that is neither a token, a host nor a closed quoted string.
     pub fn parse_header(text: &str) -> Option<Params> {
-        let parts = split_unquoted(text, ';');
-        let (first, rest) = parts.split_first()?;
-        if !trim_ws(first).is_empty() {
-            return None;
-        }
-        let mut out = Vec::with_capacity(rest.len());
-        for part in rest {
-            let (name, value) = match part.split_once('=') {
-                Some((n, v)) => (trim_ws(n), Some(trim_ws(v))),
-                None => (trim_ws(part), None),
-            };
-            if !is_token(name) {
-                return None;
-            }
-            if let Some(v) = value {
-                let ok = if v.starts_with('"') {
-                    quoted_len(v) == Some(v.len())
-                } else {
-                    !v.is_empty()
-                        && v.bytes()
-                            .all(|b| is_token_byte(b) || b == b':' || b == b'[' || b == b']')
-                };
-                if !ok {
-                    return None;
-                }
-            }
+        let mut out = Vec::new();
+        walk_header_params(text, |name, value| {
             out.push((name.to_owned(), value.map(str::to_owned)));
-        }
-        Some(Params(out))
+        })
+        .then_some(Params(out))
+    }
+
+    /// True when [`Self::parse_header`] would read `text`; allocates nothing.
+    pub fn valid_header(text: &str) -> bool {
+        walk_header_params(text, |_, _| {})
     }
 
     /// The value of a parameter: `Some("")` for a flag without value.
@@ -107,6 +88,38 @@ impl fmt::Display for Params {
         }
         Ok(())
     }
+}
+
+/// Walks header parameters (see [`Params::parse_header`]), handing each name and value to
+/// `each` as borrowed text; false (after handing some) when the list is malformed.
+fn walk_header_params<'a>(text: &'a str, mut each: impl FnMut(&'a str, Option<&'a str>)) -> bool {
+    let mut parts = split_unquoted(text, ';');
+    if !parts.next().is_some_and(|first| trim_ws(first).is_empty()) {
+        return false;
+    }
+    for part in parts {
+        let (name, value) = match part.split_once('=') {
+            Some((n, v)) => (trim_ws(n), Some(trim_ws(v))),
+            None => (trim_ws(part), None),
+        };
+        if !is_token(name) {
+            return false;
+        }
+        if let Some(v) = value {
+            let ok = if v.starts_with('"') {
+                quoted_len(v) == Some(v.len())
+            } else {
+                !v.is_empty()
+                    && v.bytes()
+                        .all(|b| is_token_byte(b) || b == b':' || b == b'[' || b == b']')
+            };
+            if !ok {
+                return false;
+            }
+        }
+        each(name, value);
+    }
+    true
 }
 
 /// A byte RFC 3261 allows (unescaped) in the user or password part of a SIP URI.
@@ -200,6 +213,11 @@ impl Uri {
 /// Splits `host[:port]`, keeping IPv6 brackets on the host. `None` unless the host is a name,
 /// an IPv4 address or a bracketed IPv6 reference, and the port is 1–5 digits up to 65535.
 pub fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
+    split_host_port_ref(text).map(|(host, port)| (host.to_owned(), port))
+}
+
+/// [`split_host_port`] without copying the host.
+pub fn split_host_port_ref(text: &str) -> Option<(&str, Option<u16>)> {
     let text = trim_ws(text);
     let (host, port) = if text.starts_with('[') {
         let close = text.find(']')?;
@@ -215,7 +233,7 @@ pub fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
             None => (text, None),
         }
     };
-    is_host(host).then(|| (host.to_owned(), port))
+    is_host(host).then_some((host, port))
 }
 
 impl fmt::Display for Uri {
@@ -259,12 +277,22 @@ fn plausible_uri(uri: &str) -> bool {
         })
 }
 
-impl NameAddr {
-    /// Parses a name-addr or addr-spec (RFC 3261 §20.10, §25.1). `None` if there is no URI,
-    /// a quote never closes, an unquoted display name holds non-token characters, the URI in
-    /// angle brackets has whitespace, an addr-spec holds `?` or `,` (it must then be in angle
-    /// brackets), or a header parameter is malformed.
-    pub fn parse(text: &str) -> Option<NameAddr> {
+/// A name-addr's display name as written.
+enum Display<'a> {
+    None,
+    Quoted(&'a str),
+    Token(&'a str),
+}
+
+/// A name-addr cut into its parts, nothing copied; the parameters are not checked yet.
+struct NameAddrParts<'a> {
+    display: Display<'a>,
+    uri: &'a str,
+    params: &'a str,
+}
+
+impl<'a> NameAddrParts<'a> {
+    fn split(text: &'a str) -> Option<NameAddrParts<'a>> {
         let text = trim_ws(text);
         let (display, rest) = if text.starts_with('"') {
             let len = quoted_len(text)?;
@@ -272,25 +300,30 @@ impl NameAddr {
             if !rest.starts_with('<') {
                 return None;
             }
-            (Some(unquote(&text[..len])), rest)
+            (Display::Quoted(&text[..len]), rest)
         } else if let Some(open) = find_unquoted(text, '<') {
             let name = trim_ws(&text[..open]);
             if !name.split(is_ws).all(|w| w.is_empty() || is_token(w)) {
                 return None;
             }
-            ((!name.is_empty()).then(|| name.to_owned()), &text[open..])
+            let display = if name.is_empty() {
+                Display::None
+            } else {
+                Display::Token(name)
+            };
+            (display, &text[open..])
         } else {
             // addr-spec: parameters after the URI belong to the header (RFC 3261 §20).
             let (uri, params) = match text.find(';') {
-                Some(i) => (trim_ws(&text[..i]), Params::parse_header(&text[i..])?),
-                None => (text, Params::default()),
+                Some(i) => (trim_ws(&text[..i]), &text[i..]),
+                None => (text, ""),
             };
             if !plausible_uri(uri) || uri.contains(['?', ',']) {
                 return None;
             }
-            return Some(NameAddr {
-                display: None,
-                uri: uri.to_owned(),
+            return Some(NameAddrParts {
+                display: Display::None,
+                uri,
                 params,
             });
         };
@@ -300,12 +333,36 @@ impl NameAddr {
         if !plausible_uri(uri) {
             return None;
         }
-        let params = Params::parse_header(&inner[close + 1..])?;
+        Some(NameAddrParts {
+            display,
+            uri,
+            params: &inner[close + 1..],
+        })
+    }
+}
+
+impl NameAddr {
+    /// Parses a name-addr or addr-spec (RFC 3261 §20.10, §25.1). `None` if there is no URI,
+    /// a quote never closes, an unquoted display name holds non-token characters, the URI in
+    /// angle brackets has whitespace, an addr-spec holds `?` or `,` (it must then be in angle
+    /// brackets), or a header parameter is malformed.
+    pub fn parse(text: &str) -> Option<NameAddr> {
+        let parts = NameAddrParts::split(text)?;
+        let display = match parts.display {
+            Display::None => None,
+            Display::Quoted(q) => Some(unquote(q)),
+            Display::Token(t) => Some(t.to_owned()),
+        };
         Some(NameAddr {
             display: display.filter(|d| !d.is_empty()),
-            uri: uri.to_owned(),
-            params,
+            uri: parts.uri.to_owned(),
+            params: Params::parse_header(parts.params)?,
         })
+    }
+
+    /// True when [`Self::parse`] would read `text`; allocates nothing.
+    pub fn valid(text: &str) -> bool {
+        NameAddrParts::split(text).is_some_and(|p| Params::valid_header(p.params))
     }
 
     /// A name-addr around a URI.
@@ -354,6 +411,38 @@ impl Via {
     /// Parses one Via value: `SIP / 2.0 / UDP host[:port] *(; param)`, whitespace allowed
     /// around each `/`, `;` and `=` (RFC 3261 §25.1 SLASH, SEMI, EQUAL). Only SIP/2.0 is read.
     pub fn parse(text: &str) -> Option<Via> {
+        let via = ViaRef::parse(text)?;
+        Some(Via {
+            transport: via.transport.to_ascii_uppercase(),
+            host: via.host.to_owned(),
+            port: via.port,
+            params: Params::parse_header(via.params)?,
+        })
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.params.get("branch").filter(|b| !b.is_empty())
+    }
+}
+
+/// One Via value read in place, nothing copied: what the transaction layer needs of every
+/// message it sees (the branch and the sent-by) without building a [`Via`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaRef<'a> {
+    /// Transport token as written.
+    pub transport: &'a str,
+    /// sent-by host.
+    pub host: &'a str,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// The parameters as written (`;branch=...;rport`), checked well formed.
+    pub params: &'a str,
+}
+
+impl<'a> ViaRef<'a> {
+    /// Reads what [`Via::parse`] reads; `None` for the same input.
+    pub fn parse(text: &'a str) -> Option<ViaRef<'a>> {
         let (name, rest) = take_token(trim_ws(text))?;
         let rest = rest.trim_start_matches(is_ws).strip_prefix('/')?;
         let (version, rest) = take_token(rest.trim_start_matches(is_ws))?;
@@ -364,21 +453,35 @@ impl Via {
         }
         let rest = rest.trim_start_matches(is_ws);
         let (sent_by, params) = match rest.find(';') {
-            Some(i) => (&rest[..i], Params::parse_header(&rest[i..])?),
-            None => (rest, Params::default()),
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
         };
-        let (host, port) = split_host_port(sent_by)?;
-        Some(Via {
-            transport: transport.to_ascii_uppercase(),
+        if !Params::valid_header(params) {
+            return None;
+        }
+        let (host, port) = split_host_port_ref(sent_by)?;
+        Some(ViaRef {
+            transport,
             host,
             port,
             params,
         })
     }
 
+    /// A parameter (`Some("")` for a flag), names compared case-insensitively.
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        let mut found = None;
+        walk_header_params(self.params, |n, v| {
+            if found.is_none() && n.eq_ignore_ascii_case(name) {
+                found = Some(v.unwrap_or(""));
+            }
+        });
+        found
+    }
+
     /// The branch parameter.
-    pub fn branch(&self) -> Option<&str> {
-        self.params.get("branch").filter(|b| !b.is_empty())
+    pub fn branch(&self) -> Option<&'a str> {
+        self.param("branch").filter(|b| !b.is_empty())
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod parse;
 
-use crate::header::{CSeq, NameAddr, Via};
+use crate::header::{CSeq, NameAddr, Via, ViaRef};
 use std::fmt::{self, Write as _};
 use thiserror::Error;
 
@@ -177,9 +177,10 @@ pub struct Message {
     pub body: Vec<u8>,
 }
 
-/// Expands a compact header name and gives well-known names their canonical spelling.
+/// Expands a compact header name and gives well-known names their canonical spelling; other
+/// names are title-cased (`content-type` → `Content-Type`). One allocation, for the result.
 pub fn canonical_name(name: &str) -> String {
-    const KNOWN: &[(&str, &str)] = &[
+    const COMPACT: &[(&str, &str)] = &[
         ("i", "Call-ID"),
         ("m", "Contact"),
         ("f", "From"),
@@ -195,60 +196,75 @@ pub fn canonical_name(name: &str) -> String {
         ("o", "Event"),
         ("u", "Allow-Events"),
         ("x", "Session-Expires"),
-        ("call-id", "Call-ID"),
-        ("cseq", "CSeq"),
-        ("www-authenticate", "WWW-Authenticate"),
-        ("proxy-authenticate", "Proxy-Authenticate"),
-        ("max-forwards", "Max-Forwards"),
-        ("record-route", "Record-Route"),
-        ("refer-sub", "Refer-Sub"),
-        ("subscription-state", "Subscription-State"),
     ];
-    let lower = name.to_ascii_lowercase();
-    for (k, v) in KNOWN {
-        if *k == lower {
-            return (*v).to_owned();
+    // Names whose canonical spelling is not plain title case.
+    const SPELLED: &[&str] = &["Call-ID", "CSeq", "WWW-Authenticate", "Proxy-Authenticate"];
+    if name.len() == 1 {
+        if let Some((_, long)) = COMPACT.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            return (*long).to_owned();
         }
     }
-    // Title-case each dash-separated word (Content-Type, Refer-To, ...).
+    if let Some(known) = SPELLED.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        return (*known).to_owned();
+    }
+    // Title-case each dash-separated word (Content-Type, Refer-To, ...); names are tokens, so
+    // ASCII case mapping is the whole job.
     let mut out = String::with_capacity(name.len());
     let mut upper = true;
-    for ch in lower.chars() {
+    for ch in name.chars() {
         if upper {
-            out.extend(ch.to_uppercase());
+            out.push(ch.to_ascii_uppercase());
         } else {
-            out.push(ch);
+            out.push(ch.to_ascii_lowercase());
         }
         upper = ch == '-';
     }
     out
 }
 
-/// Splits a header value at top-level commas (not inside quotes or `<...>`).
-pub fn split_commas(value: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
+/// The values of a header line: split at top-level commas (not inside quotes or `<...>`),
+/// trimmed, empty ones skipped. Nothing is allocated.
+pub fn commas(value: &str) -> impl Iterator<Item = &str> {
     let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    let mut chars = value.char_indices();
     let mut start = 0;
-    for (i, ch) in value.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
+    let mut done = false;
+    std::iter::from_fn(move || loop {
+        if done {
+            return None;
         }
-        match ch {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                parts.push(value[start..i].trim());
-                start = i + 1;
+        let part = loop {
+            let Some((i, ch)) = chars.next() else {
+                done = true;
+                break value.get(start..).unwrap_or("");
+            };
+            if escaped {
+                escaped = false;
+                continue;
             }
-            _ => {}
+            match ch {
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '<' if !quoted => angle = true,
+                '>' if !quoted => angle = false,
+                ',' if !quoted && !angle => {
+                    let part = value.get(start..i).unwrap_or("");
+                    start = i + 1;
+                    break part;
+                }
+                _ => {}
+            }
+        };
+        let part = part.trim();
+        if !part.is_empty() {
+            return Some(part);
         }
-    }
-    parts.push(value[start..].trim());
-    parts.retain(|p| !p.is_empty());
-    parts
+    })
+}
+
+/// [`commas`], collected.
+pub fn split_commas(value: &str) -> Vec<&str> {
+    commas(value).collect()
 }
 
 impl Message {
@@ -344,7 +360,7 @@ impl Message {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| split_commas(v))
+            .flat_map(|(_, v)| commas(v))
     }
 
     /// Every value of a header, one per header line, not split at commas (for headers whose
@@ -387,6 +403,11 @@ impl Message {
     /// The topmost Via.
     pub fn top_via(&self) -> Option<Via> {
         self.header_values("Via").next().and_then(Via::parse)
+    }
+
+    /// The top Via read in place (see [`ViaRef`]).
+    pub fn top_via_ref(&self) -> Option<ViaRef<'_>> {
+        self.header_values("Via").next().and_then(ViaRef::parse)
     }
 
     /// The Call-ID.
@@ -526,5 +547,30 @@ l: 4\r\n\r\nv=0\r\n";
             split_commas("\"a, b\" <sip:x>, <sip:y;p=1,2>, sip:z"),
             vec!["\"a, b\" <sip:x>", "<sip:y;p=1,2>", "sip:z"]
         );
+        // Escaped quotes stay inside the quoted string; empty values are skipped.
+        assert_eq!(
+            split_commas(r#" , "x\", y" <sip:a>,, sip:b , "#),
+            vec![r#""x\", y" <sip:a>"#, "sip:b"]
+        );
+        assert!(split_commas(" , ").is_empty());
+        assert_eq!(commas("a,b").nth(1), Some("b"));
+    }
+
+    #[test]
+    fn header_names_get_their_canonical_spelling() {
+        for (written, canonical) in [
+            ("i", "Call-ID"),
+            ("V", "Via"),
+            ("call-id", "Call-ID"),
+            ("CALL-ID", "Call-ID"),
+            ("cseq", "CSeq"),
+            ("www-authenticate", "WWW-Authenticate"),
+            ("content-TYPE", "Content-Type"),
+            ("X-custom-header", "X-Custom-Header"),
+            ("subscription-state", "Subscription-State"),
+            ("Via", "Via"),
+        ] {
+            assert_eq!(canonical_name(written), canonical, "{written}");
+        }
     }
 }

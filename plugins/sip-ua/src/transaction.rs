@@ -58,7 +58,7 @@ pub struct TxKey {
 
 impl TxKey {
     fn of(msg: &Message, client: bool) -> Option<TxKey> {
-        let via = msg.top_via()?;
+        let via = msg.top_via_ref()?;
         let cseq = msg.cseq()?;
         let mut method = match &msg.start {
             StartLine::Request { method, .. } => method.clone(),
@@ -83,7 +83,7 @@ impl TxKey {
                 msg.from()
                     .and_then(|f| f.tag().map(str::to_owned))
                     .unwrap_or_default(),
-                via
+                msg.top_via()?
             ),
         };
         Some(TxKey {
@@ -389,18 +389,19 @@ impl<P: Clone> TransactionLayer<P> {
     }
 
     /// Starts a client transaction for `request` (which carries its Via with a fresh branch)
-    /// towards `peer`.
+    /// towards `peer`. The layer keeps the bytes it sends, and a copy of an INVITE (for the
+    /// ACK of a non-2xx answer); the caller keeps the request.
     ///
     /// # Errors
     /// [`TxError`] if the request is unusable, a duplicate, or the layer is full.
     pub fn send_request(
         &mut self,
-        request: Message,
+        request: &Message,
         peer: P,
         reliable: bool,
         now: Instant,
     ) -> Result<TxKey, TxError> {
-        let key = TxKey::of(&request, true).ok_or(TxError::Malformed)?;
+        let key = TxKey::of(request, true).ok_or(TxError::Malformed)?;
         if key.method == Method::Ack {
             return Err(TxError::Malformed);
         }
@@ -427,7 +428,7 @@ impl<P: Clone> TransactionLayer<P> {
             },
             reliable,
             wire: wire.clone(),
-            request: invite.then_some(request),
+            request: invite.then(|| request.clone()),
             ack: None,
             interval: t.t1,
             retransmit_at: (!reliable).then(|| now + t.t1),

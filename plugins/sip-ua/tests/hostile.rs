@@ -40,7 +40,7 @@ fn exercise(bytes: &[u8], layer: &mut TransactionLayer<u8>, now: Instant) {
         let _ = Dialog::from_uac(&msg, &msg);
         layer.on_message(msg.clone(), 1, false, now);
         if msg.is_request() {
-            let _ = layer.send_request(msg, 2, false, now);
+            let _ = layer.send_request(&msg, 2, false, now);
         }
     }
     while layer.pop_event().is_some() {}

@@ -200,6 +200,11 @@ impl Sipp {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Its PID (for process accounting).
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
     /// The folder with its logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()

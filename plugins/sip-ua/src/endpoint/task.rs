@@ -1,11 +1,12 @@
 //! The endpoint task: owns the transaction layer, the sockets and the routes, and moves
 //! messages between them, the connection tasks and the users.
 
+use super::client::{ClientSink, Ended};
 use super::local::Local;
 use super::nat::NatState;
 use super::tcp::TcpLimits;
 use super::{
-    ClientEvent, ClientTx, Cmd, EndpointError, EndpointStats, Inbound, Incoming, Peer,
+    ClientEvent, Cmd, EndpointError, EndpointStats, Inbound, Incoming, Peer, Started,
     TransportError, MALFORMED, RETRANSMISSIONS, TIMEOUTS, TRANSACTIONS,
 };
 use crate::header::Via;
@@ -54,7 +55,9 @@ pub(super) struct Task {
     pub(super) tls: Option<TlsContext>,
     pub(super) nat: NatState,
     pub(super) conns: HashMap<Peer, Conn>,
-    pub(super) clients: HashMap<TxKey, (mpsc::Sender<ClientEvent>, Peer)>,
+    pub(super) clients: HashMap<TxKey, (ClientSink, Peer)>,
+    /// Ends of routed transactions whose route was full, offered again on each flush.
+    pub(super) ends: Vec<Ended>,
     pub(super) routes: HashMap<String, mpsc::Sender<Incoming>>,
     pub(super) new_calls: Option<mpsc::Sender<Incoming>>,
     pub(super) inbound_tx: mpsc::Sender<Inbound>,
@@ -94,6 +97,7 @@ impl Task {
             nat,
             conns: HashMap::new(),
             clients: HashMap::new(),
+            ends: Vec::new(),
             routes: HashMap::new(),
             new_calls: None,
             inbound_tx,
@@ -181,24 +185,30 @@ impl Task {
             Cmd::Request {
                 mut msg,
                 target,
+                route,
                 reply,
             } => {
                 self.add_via(&mut msg, &target);
-                let request = msg.clone();
                 let peer = Peer {
                     transport: target.transport,
                     addr: target.addr,
                 };
                 let result = self
                     .layer
-                    .send_request(msg, peer, target.transport.reliable(), now)
+                    .send_request(&msg, peer, target.transport.reliable(), now)
                     .map(|key| {
-                        let (tx, rx) = mpsc::channel(8);
-                        self.clients.insert(key.clone(), (tx, peer));
-                        ClientTx {
+                        let (sink, events) = match route {
+                            Some((sink, id)) => (ClientSink::Routed { sink, id }, None),
+                            None => {
+                                let (tx, rx) = mpsc::channel(8);
+                                (ClientSink::Own(tx), Some(rx))
+                            }
+                        };
+                        self.clients.insert(key.clone(), (sink, peer));
+                        Started {
                             key,
-                            request,
-                            events: rx,
+                            request: msg,
+                            events,
                         }
                     })
                     .map_err(EndpointError::from);
@@ -324,8 +334,9 @@ impl Task {
     /// `error` (ICMP unreachable, a connection or TLS handshake that failed).
     pub(super) fn fail_peer(&mut self, peer: Peer, error: &TransportError) {
         for key in self.layer.transport_failed(&peer) {
-            if let Some((tx, _)) = self.clients.remove(&key) {
-                let _ = tx.try_send(ClientEvent::TransportError(error.clone()));
+            if let Some((sink, _)) = self.clients.remove(&key) {
+                sink.send(ClientEvent::TransportError(error.clone()));
+                self.ended(sink);
             }
         }
     }
@@ -378,17 +389,20 @@ impl Task {
                 LayerEvent::Response { key, msg } => {
                     let final_ = msg.code().is_some_and(|c| c >= 200);
                     let invite = key.method == Method::Invite;
-                    if let Some((tx, _)) = self.clients.get(&key) {
-                        let _ = tx.try_send(ClientEvent::Response(msg));
+                    if let Some((sink, _)) = self.clients.get(&key) {
+                        sink.send(ClientEvent::Response(msg));
                     }
                     // Non-INVITE and failed INVITE: nothing more for the user.
                     if final_ && !invite {
-                        self.clients.remove(&key);
+                        if let Some((sink, _)) = self.clients.remove(&key) {
+                            self.ended(sink);
+                        }
                     }
                 }
                 LayerEvent::Timeout { key } => {
-                    if let Some((tx, peer)) = self.clients.remove(&key) {
-                        let _ = tx.try_send(ClientEvent::Timeout);
+                    if let Some((sink, peer)) = self.clients.remove(&key) {
+                        sink.send(ClientEvent::Timeout);
+                        self.ended(sink);
                         // No answer over a reliable transport: the connection is likely dead;
                         // the next request opens a new one instead of writing into it.
                         if peer.transport.reliable() && self.conns.contains_key(&peer) {
@@ -420,8 +434,23 @@ impl Task {
             self.take_icmp_errors();
             self.sweep_flows();
             let layer = &self.layer;
-            self.clients
-                .retain(|k, (tx, _)| !tx.is_closed() && layer.state(k).is_some());
+            let gone: Vec<TxKey> = self
+                .clients
+                .iter()
+                .filter(|(k, (sink, _))| sink.is_closed() || layer.state(k).is_none())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in gone {
+                if let Some((sink, _)) = self.clients.remove(&key) {
+                    self.ended(sink);
+                }
+            }
+        }
+        if !self.ends.is_empty() {
+            self.ends = std::mem::take(&mut self.ends)
+                .into_iter()
+                .filter_map(Ended::retry)
+                .collect();
         }
         // Respond-ins from dispatch may have queued more transmissions.
         while let Some(LayerEvent::Transmit { peer, bytes, .. }) = self.layer.pop_event() {
@@ -430,13 +459,25 @@ impl Task {
         self.send_queued().await;
     }
 
+    /// A client transaction's receiver learns that it ended.
+    fn ended(&mut self, sink: ClientSink) {
+        if let Some(later) = sink.end() {
+            self.ends.push(later);
+        }
+    }
+
     fn publish_stats(&mut self) {
         let now = self.layer.stats();
         let last = self.published;
-        metrics::counter!("tapir_sip_retransmissions_total")
-            .increment(now.retransmissions.saturating_sub(last.retransmissions));
-        metrics::counter!("tapir_sip_transaction_timeouts_total")
-            .increment(now.timeouts.saturating_sub(last.timeouts));
+        // Looked up by name only when there is something to add (a lookup allocates its key).
+        let retransmitted = now.retransmissions.saturating_sub(last.retransmissions);
+        if retransmitted > 0 {
+            metrics::counter!("tapir_sip_retransmissions_total").increment(retransmitted);
+        }
+        let timed_out = now.timeouts.saturating_sub(last.timeouts);
+        if timed_out > 0 {
+            metrics::counter!("tapir_sip_transaction_timeouts_total").increment(timed_out);
+        }
         RETRANSMISSIONS.fetch_add(
             now.retransmissions.saturating_sub(last.retransmissions),
             Ordering::Relaxed,
@@ -462,17 +503,17 @@ impl Task {
         }
         let routed = msg.call_id().and_then(|c| self.routes.get(c)).cloned();
         if let Some(sink) = routed {
-            match sink.try_send(Incoming::Request {
+            // A full or closed route hands the request back, to be answered 503 here.
+            if let Err(refused) = sink.try_send(Incoming::Request {
                 key: key.clone(),
-                msg: msg.clone(),
+                msg,
             }) {
-                Ok(()) => return,
-                Err(_) => {
+                if let Incoming::Request { msg, .. } = refused.into_inner() {
                     let busy = Message::response_to(&msg, 503, "Service Unavailable", None);
                     let _ = self.layer.respond(&key, busy, now);
-                    return;
                 }
             }
+            return;
         }
         let has_to_tag = msg.to().is_some_and(|t| t.tag().is_some());
         let method = msg.method().unwrap_or(Method::Other(String::new()));

@@ -108,16 +108,23 @@ pub fn find_unquoted(text: &str, needle: char) -> Option<usize> {
     None
 }
 
-/// Splits at every `sep` outside quoted strings.
-pub fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    while let Some(i) = find_unquoted(rest, sep) {
-        parts.push(&rest[..i]);
-        rest = &rest[i + sep.len_utf8()..];
-    }
-    parts.push(rest);
-    parts
+/// Splits at every `sep` outside quoted strings (always at least one part; nothing is
+/// allocated).
+pub fn split_unquoted(text: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match find_unquoted(r, sep) {
+            Some(i) => {
+                rest = r.get(i + sep.len_utf8()..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 /// A port: 1 to 5 decimal digits (no sign) up to 65535.
@@ -166,7 +173,7 @@ mod tests {
         assert_eq!(unquote(&quote(r#"a"b\c"#)), r#"a"b\c"#);
         assert_eq!(find_unquoted(r#""a;\";b";c"#, ';'), Some(8));
         assert_eq!(
-            split_unquoted(r#"a;"b;c";d"#, ';'),
+            split_unquoted(r#"a;"b;c";d"#, ';').collect::<Vec<_>>(),
             vec!["a", r#""b;c""#, "d"]
         );
     }

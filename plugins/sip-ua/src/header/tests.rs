@@ -126,3 +126,57 @@ fn malformed_name_addrs_are_refused() {
     assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_none());
     assert!(NameAddr::parse("sip:user@example.com <sip:user@example.com>").is_none());
 }
+
+/// Values the readers must agree on: well formed, tortuous and malformed ones.
+const SAMPLES: &[&str] = &[
+    "\"A; b\" <sip:a@b;lr>;tag=99",
+    "sip:a@b;tag=1",
+    "sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+    r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#,
+    "caller<sip:caller@example.com>;tag=323",
+    "\"Mr. J. User <sip:j.user@example.com>",
+    "\"Watson, Thomas\" < sip:t.watson@example.org >",
+    "Watson, Thomas <sip:t.watson@example.org>",
+    "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+    "\"Joe\" <sip:joe@example.org>;;;;",
+    "sip:user@example.com <sip:user@example.com>",
+    "<sip:x@y>;a=\"open",
+    "<sip:x@y>;a=b c",
+    "SIP/2.0/udp 1.2.3.4:5060;branch=z9hG4bKx;rport",
+    "SIP/3.0/UDP h",
+    "SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw",
+    "SIP  / 2.0  / TCP     spindle.example.com   ; branch  =   z9hG4bK9ikj8",
+    "SIP/2.0/UDP 192.0.2.15;;",
+    "SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bKv6;received=\"x\"",
+    "SIP/2.0/UDP host:99999;branch=z9hG4bKp",
+    "SIP/2.0/UDP host;branch",
+    "",
+    ";",
+];
+
+#[test]
+fn the_borrowed_readers_agree_with_the_parsers() {
+    for s in SAMPLES {
+        assert_eq!(
+            NameAddr::valid(s),
+            NameAddr::parse(s).is_some(),
+            "name-addr {s:?}"
+        );
+        let (owned, borrowed) = (Via::parse(s), ViaRef::parse(s));
+        assert_eq!(owned.is_some(), borrowed.is_some(), "via {s:?}");
+        if let (Some(o), Some(b)) = (owned, borrowed) {
+            assert_eq!(o.transport, b.transport.to_ascii_uppercase(), "{s:?}");
+            assert_eq!((o.host.as_str(), o.port), (b.host, b.port), "{s:?}");
+            assert_eq!(o.branch(), b.branch(), "{s:?}");
+            for name in ["branch", "BRANCH", "rport", "received", "ttl"] {
+                assert_eq!(o.params.get(name), b.param(name), "{s:?} {name}");
+            }
+        }
+        let params = s.find(';').map_or("", |i| &s[i..]);
+        assert_eq!(
+            Params::valid_header(params),
+            Params::parse_header(params).is_some(),
+            "params {params:?}"
+        );
+    }
+}

@@ -435,12 +435,12 @@ impl LegCore {
     }
 
     /// The transport sent request `id` as `sent` (with its Via).
-    pub fn on_sent(&mut self, id: ReqId, sent: &Message) {
+    pub fn on_sent(&mut self, id: ReqId, sent: Message) {
         if id == self.invite_id {
             self.placed = true;
         }
         if let Some(r) = self.request_mut(id) {
-            r.sent = sent.clone();
+            r.sent = sent;
         }
     }
 

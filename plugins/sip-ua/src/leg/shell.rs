@@ -5,12 +5,10 @@
 use super::core::{Action, Dest, LegCore, LegEvent, ReqId};
 use super::outcome::LegFailure;
 use super::LegSetup;
-use crate::endpoint::{ClientEvent, Endpoint, Incoming};
+use crate::endpoint::{Endpoint, Incoming};
 use crate::header::Uri;
 use crate::resolve::{Resolver, Target};
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
@@ -26,7 +24,6 @@ pub enum Next<C> {
 
 enum Input {
     Incoming(Option<Incoming>),
-    Client(ReqId, Option<ClientEvent>),
     Timer,
 }
 
@@ -36,8 +33,12 @@ pub struct Leg {
     endpoint: Endpoint,
     resolver: Arc<Resolver>,
     inbox: mpsc::Receiver<Incoming>,
+    /// The inbox's own sender, weak so that the inbox still closes when the endpoint stops:
+    /// the leg's client transactions report into it ([`Endpoint::request_routed`]).
+    route: mpsc::WeakSender<Incoming>,
     inbox_open: bool,
-    txs: Vec<(ReqId, mpsc::Receiver<ClientEvent>)>,
+    /// The leg's client transactions that have not ended yet.
+    txs: Vec<ReqId>,
     hops: Vec<(String, Target)>,
     closed: bool,
 }
@@ -48,20 +49,6 @@ impl std::fmt::Debug for Leg {
             .field("call_id", &self.core.call_id())
             .finish()
     }
-}
-
-/// The next event of any of the transactions.
-fn any_tx(
-    txs: &mut [(ReqId, mpsc::Receiver<ClientEvent>)],
-) -> impl Future<Output = (ReqId, Option<ClientEvent>)> + '_ {
-    std::future::poll_fn(move |cx| {
-        for (id, rx) in txs.iter_mut() {
-            if let Poll::Ready(ev) = rx.poll_recv(cx) {
-                return Poll::Ready((*id, ev));
-            }
-        }
-        Poll::Pending
-    })
 }
 
 async fn until(deadline: Option<Instant>) {
@@ -90,6 +77,7 @@ impl Leg {
         };
         setup.failover_silence = resolver.failover_timeout();
         let (route, inbox) = mpsc::channel(32);
+        let weak = route.downgrade();
         endpoint
             .route_call(&setup.call_id, route)
             .await
@@ -115,6 +103,7 @@ impl Leg {
             endpoint,
             resolver,
             inbox,
+            route: weak,
             inbox_open: true,
             txs: Vec::new(),
             hops: Vec::new(),
@@ -229,20 +218,26 @@ impl Leg {
                     }
                 }, if watch_ctl => return Next::Ctl(c),
                 inc = self.inbox.recv(), if self.inbox_open => Input::Incoming(inc),
-                (id, ev) = any_tx(&mut self.txs) => Input::Client(id, ev),
                 () = until(deadline) => Input::Timer,
             };
             let now = Instant::now();
             match input {
+                Input::Incoming(Some(Incoming::Client {
+                    id,
+                    event: Some(ev),
+                })) => self.core.on_client(ReqId(id), ev, now),
+                Input::Incoming(Some(Incoming::Client { id, event: None })) => {
+                    self.txs.retain(|i| i.0 != id);
+                    self.core.on_tx_closed(ReqId(id), now);
+                }
                 Input::Incoming(Some(inc)) => self.core.on_incoming(inc, now),
                 Input::Incoming(None) => {
                     self.inbox_open = false;
+                    // The endpoint stopped: no transaction of the leg reports any more.
+                    for id in std::mem::take(&mut self.txs) {
+                        self.core.on_tx_closed(id, now);
+                    }
                     self.core.on_endpoint_gone();
-                }
-                Input::Client(id, Some(ev)) => self.core.on_client(id, ev, now),
-                Input::Client(id, None) => {
-                    self.txs.retain(|(i, _)| *i != id);
-                    self.core.on_tx_closed(id, now);
                 }
                 Input::Timer => self.core.on_timer(now),
             }
@@ -255,10 +250,14 @@ impl Leg {
             match action {
                 Action::Send { id, msg, dest } => {
                     let target = self.target(&dest).await;
-                    match self.endpoint.request(msg, target).await {
-                        Ok(tx) => {
-                            self.core.on_sent(id, &tx.request);
-                            self.txs.push((id, tx.events));
+                    let sent = match self.route.upgrade() {
+                        Some(route) => self.endpoint.request_routed(msg, target, route, id.0).await,
+                        None => Err(crate::endpoint::EndpointError::Stopped),
+                    };
+                    match sent {
+                        Ok(request) => {
+                            self.core.on_sent(id, request);
+                            self.txs.push(id);
                         }
                         Err(e) => self.core.on_send_failed(id, e.to_string(), Instant::now()),
                     }

@@ -88,7 +88,7 @@ impl Bench {
                     ),
                 );
             }
-            self.core.on_sent(id, &sent);
+            self.core.on_sent(id, sent.clone());
             return Some(Action::Send {
                 id,
                 msg: sent,

@@ -7,10 +7,10 @@
 //! (strict), [`Message::frame`] (how many bytes of a stream the next message takes), and
 //! [`Message::salvage_request`] (enough of a malformed request to answer it).
 
-use super::{canonical_name, split_commas, Message, Method, ParseError, StartLine};
+use super::{canonical_name, commas, Message, Method, ParseError, StartLine};
 use super::{MAX_HEADERS, MAX_MESSAGE};
 use crate::header::lex::{is_token, is_ws, parse_digits, trim_ws};
-use crate::header::{NameAddr, Uri, Via};
+use crate::header::{NameAddr, Uri, ViaRef};
 
 /// Headers that may appear once, with one value (RFC 3261 §7.3.1, §20).
 const SINGLE: &[&str] = &[
@@ -311,7 +311,7 @@ impl Message {
             }
             // Several values in one line: From/To split at commas; a Call-ID holds none.
             let several = match (*name, first) {
-                ("From" | "To", Some((_, v))) => split_commas(v).len() > 1,
+                ("From" | "To", Some((_, v))) => commas(v).nth(1).is_some(),
                 ("Call-ID", Some((_, v))) => v.contains(',') || v.contains(is_ws),
                 _ => false,
             };
@@ -321,16 +321,16 @@ impl Message {
         }
         let mut vias = 0;
         for value in self.header_values("Via") {
-            Via::parse(value).ok_or(ParseError::Mandatory("Via"))?;
+            ViaRef::parse(value).ok_or(ParseError::Mandatory("Via"))?;
             vias += 1;
         }
         if vias == 0 {
             return Err(ParseError::Mandatory("Via"));
         }
-        if self.from().is_none() {
+        if !self.header("From").is_some_and(NameAddr::valid) {
             return Err(ParseError::Mandatory("From"));
         }
-        if self.to().is_none() {
+        if !self.header("To").is_some_and(NameAddr::valid) {
             return Err(ParseError::Mandatory("To"));
         }
         if self.call_id().is_none_or(str::is_empty) {
@@ -340,7 +340,7 @@ impl Message {
             return Err(ParseError::Mandatory("CSeq"));
         };
         for value in self.header_values("Contact") {
-            if value != "*" && NameAddr::parse(value).is_none() {
+            if value != "*" && !NameAddr::valid(value) {
                 return Err(ParseError::Header("Contact"));
             }
         }

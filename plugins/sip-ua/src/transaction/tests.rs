@@ -27,7 +27,7 @@ fn invite_client_timer_a_doubles_and_b_times_out() {
     let mut layer = TransactionLayer::new(t, 10);
     let t0 = Instant::now();
     layer
-        .send_request(req("INVITE", "z9hG4bKa"), 1, false, t0)
+        .send_request(&req("INVITE", "z9hG4bKa"), 1, false, t0)
         .expect("starts");
     assert_eq!(transmits(&drain(&mut layer)), 1);
     // Retransmissions at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s; Timer B at 32 s.
@@ -53,9 +53,7 @@ fn invite_client_acks_error_and_absorbs_retransmission() {
     let mut layer = TransactionLayer::new(Timers::default(), 10);
     let t0 = Instant::now();
     let invite = req("INVITE", "z9hG4bKb");
-    layer
-        .send_request(invite.clone(), 1, false, t0)
-        .expect("starts");
+    layer.send_request(&invite, 1, false, t0).expect("starts");
     drain(&mut layer);
     let busy = Message::response_to(&invite, 486, "Busy Here", Some("tt"));
     layer.on_message(busy.clone(), 1, false, t0);
@@ -91,9 +89,7 @@ fn non_invite_client_e_caps_at_t2_and_k_ends() {
     let mut layer = TransactionLayer::new(t, 10);
     let t0 = Instant::now();
     let bye = req("BYE", "z9hG4bKc");
-    layer
-        .send_request(bye.clone(), 1, false, t0)
-        .expect("starts");
+    layer.send_request(&bye, 1, false, t0).expect("starts");
     drain(&mut layer);
     let mut sends = 0;
     for ms in (0..=10_000).step_by(50) {
@@ -121,7 +117,7 @@ fn non_invite_client_timer_f() {
     let mut layer = TransactionLayer::new(Timers::default(), 10);
     let t0 = Instant::now();
     layer
-        .send_request(req("REFER", "z9hG4bKd"), 1, true, t0)
+        .send_request(&req("REFER", "z9hG4bKd"), 1, true, t0)
         .expect("starts");
     drain(&mut layer);
     layer.on_timer(t0 + Duration::from_secs(31));
@@ -233,9 +229,7 @@ fn accepted_invite_passes_2xx_retransmissions_on_and_ends_with_timer_m() {
     let mut layer = TransactionLayer::new(Timers::default(), 10);
     let t0 = Instant::now();
     let invite = req("INVITE", "z9hG4bKm");
-    layer
-        .send_request(invite.clone(), 1, false, t0)
-        .expect("starts");
+    layer.send_request(&invite, 1, false, t0).expect("starts");
     drain(&mut layer);
     let ok = Message::response_to(&invite, 200, "OK", Some("tt"));
     layer.on_message(ok.clone(), 1, false, t0);
@@ -260,9 +254,7 @@ fn completed_client_absorbs_late_responses() {
     let mut layer = TransactionLayer::new(Timers::default(), 10);
     let t0 = Instant::now();
     let refer = req("REFER", "z9hG4bKn");
-    layer
-        .send_request(refer.clone(), 1, false, t0)
-        .expect("starts");
+    layer.send_request(&refer, 1, false, t0).expect("starts");
     drain(&mut layer);
     let accepted = Message::response_to(&refer, 202, "Accepted", Some("x"));
     layer.on_message(accepted.clone(), 1, false, t0);
@@ -308,7 +300,7 @@ fn server_bound_answers_503_with_retry_after_and_creates_nothing() {
     assert!(busy.iter().all(|m| m.header("Retry-After") == Some("5")));
     // Our own requests still go out while the server side is full.
     assert!(layer
-        .send_request(req("OPTIONS", "z9hG4bKown"), 1, false, t0)
+        .send_request(&req("OPTIONS", "z9hG4bKown"), 1, false, t0)
         .is_ok());
 }
 
@@ -347,10 +339,10 @@ fn transport_failure_ends_unanswered_client_transactions_to_that_peer_only() {
     let mut layer = TransactionLayer::new(Timers::default(), 10);
     let t0 = Instant::now();
     let a = layer
-        .send_request(req("INVITE", "z9hG4bKu1"), 7, false, t0)
+        .send_request(&req("INVITE", "z9hG4bKu1"), 7, false, t0)
         .expect("starts");
     let _b = layer
-        .send_request(req("OPTIONS", "z9hG4bKu2"), 8, false, t0)
+        .send_request(&req("OPTIONS", "z9hG4bKu2"), 8, false, t0)
         .expect("starts");
     drain(&mut layer);
     assert_eq!(layer.transport_failed(&7), vec![a]);

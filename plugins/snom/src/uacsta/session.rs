@@ -498,7 +498,7 @@ impl Task {
                 }
                 return None;
             }
-            Incoming::Ack(_) => return None,
+            Incoming::Ack(_) | Incoming::Client { .. } => return None,
         };
         let in_dialog = self.dialog.as_ref().is_some_and(|d| d.matches(&msg));
         if !in_dialog {

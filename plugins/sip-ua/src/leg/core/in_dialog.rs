@@ -266,7 +266,8 @@ impl LegCore {
                     Effect::HungUp | Effect::None => {}
                 }
             }
-            Incoming::Ack(_) => {}
+            // The shell hands client transaction events to `on_client`.
+            Incoming::Ack(_) | Incoming::Client { .. } => {}
             Incoming::StrayResponse(resp) => {
                 let invite_2xx = resp.cseq().is_some_and(|c| c.method == Method::Invite)
                     && resp.code().is_some_and(|c| (200..300).contains(&c));
