@@ -2,6 +2,8 @@
 //! progress on an instance that did not change survives a reload that removes one instance,
 //! changes another and adds three (a simulated one, a snom phone, a SIP line); the removed and changed instances' calls end Disconnected
 //! then Idle; line ids stay; number rules and tokens apply at once; a bad file changes nothing.
+//! A restarted SIP instance binds its port again every time, also with calls in flight against
+//! a real phone (SIPp), whose calls end and whose line runs the next calls.
 
 mod support;
 
@@ -526,4 +528,161 @@ async fn a_changed_sip_instance_restarts_on_its_own_port_every_time() {
     }
     let (status, stderr) = daemon.stop("TERM");
     assert_eq!(status, Some(0), "{stderr}");
+}
+
+/// Calls in flight on a SIP instance that a reload restarts, against a real phone (SIPp that
+/// accepts the REFER and keeps the dialled party ringing): each call ends Disconnected then
+/// Idle, the restarted instance answers on its port again, and the next calls on the same
+/// line run against the same phone, round after round (the call left ringing in the first
+/// round is among those the second restart ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_on_a_restarted_sip_instance_end_and_the_next_ones_run() {
+    let Some(sipp_bin) = sipp() else { return };
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/refer_ringing.xml");
+    let phone = Sipp::builder(&sipp_bin, &scenario)
+        .calls(20)
+        .timeout(Duration::from_secs(180))
+        .trace_msg(false)
+        .start();
+    let phone_port = phone.port();
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, phones_port) = (free_port(), free_port());
+    let sip_port = tapir_test_support::ports::free_port();
+    let path = dir.path().join("tapir.toml");
+    let text = |name: &str| {
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[phones]\nlisten = \"127.0.0.1:{phones_port}\"\n\n\
+             [[api.tokens]]\nname = \"crm\"\ntoken = \"{CONTROL}\"\naccess = \"control\"\n\n\
+             [drivers.sip]\ndriver = \"sip-refer\"\nbind = \"127.0.0.1:{sip_port}\"\n[[drivers.sip.lines]]\n\
+             key = \"alice\"\nname = \"{name}\"\ndomain = \"127.0.0.1:{phone_port}\"\nuser = \"alice\"\n\
+             phone_user = \"201\"\nmax_calls = 4\nnotify_timeout_secs = 60\n"
+        )
+    };
+    write(&path, &text("Alice 0"));
+    let daemon = Daemon::spawn(tapir().arg("run").arg("--config").arg(&path));
+    let addr = format!("127.0.0.1:{port}");
+    let base = format!("http://{addr}");
+    assert!(
+        http_get(&addr, "/healthz", Duration::from_secs(30)).is_some(),
+        "the daemon did not come up"
+    );
+    let http = client();
+    let line = line_ids(&http, &base, CONTROL).await;
+    assert_eq!(line, vec![("alice".into(), 0, "sip".into())]);
+    for round in 1..=2u32 {
+        let seq = call(
+            &http,
+            "GET",
+            &format!("{base}/v1/calls"),
+            Some(CONTROL),
+            None,
+        )
+        .await
+        .headers["x-tapir-seq"]
+            .to_str()
+            .expect("seq")
+            .parse::<u64>()
+            .expect("number");
+        // Three calls on the line, one after the other, each ringing at the far end.
+        let mut calls = Vec::new();
+        for i in 0..3 {
+            calls.push(dial(&http, &base, CONTROL, 0, &format!("20{i}")).await);
+        }
+        let ringing = events_after(&http, &base, CONTROL, seq, Duration::from_secs(20), |e| {
+            calls
+                .iter()
+                .all(|c| states(e, *c).contains(&"ringback".to_owned()))
+        })
+        .await;
+        for c in &calls {
+            assert!(
+                states(&ringing, *c).contains(&"ringback".to_owned()),
+                "round {round}: call {c} never rang: {:?}",
+                states(&ringing, *c)
+            );
+        }
+
+        // The instance changes: the reload restarts it with its calls in progress.
+        write(&path, &text(&format!("Alice {round}")));
+        let a = call(
+            &http,
+            "POST",
+            &format!("{base}/v1/reload"),
+            Some(CONTROL),
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(
+            a.body["restarted"],
+            serde_json::json!(["sip"]),
+            "{}",
+            a.text
+        );
+        let ended = events_after(&http, &base, CONTROL, seq, Duration::from_secs(20), |e| {
+            calls
+                .iter()
+                .all(|c| states(e, *c).last().map(String::as_str) == Some("idle"))
+        })
+        .await;
+        for c in &calls {
+            let seen = states(&ended, *c);
+            // The state without its mode (`disconnected(unavailable)`).
+            let tail: Vec<&str> = seen
+                .iter()
+                .rev()
+                .take(2)
+                .rev()
+                .map(|s| s.split('(').next().unwrap_or_default())
+                .collect();
+            assert_eq!(
+                tail,
+                ["disconnected", "idle"],
+                "round {round}: call {c} did not end with the restart: {seen:?}"
+            );
+        }
+        assert_eq!(a.body["failed"], serde_json::json!([]), "{}", a.text);
+        if !answers_options(sip_port, 100 + round) {
+            let drivers = call(
+                &http,
+                "GET",
+                &format!("{base}/v1/drivers"),
+                Some(CONTROL),
+                None,
+            )
+            .await;
+            let (_, stderr) = daemon.stop("TERM");
+            panic!(
+                "round {round}: the restarted instance does not answer on its port: {:#}\n{stderr}",
+                drivers.body
+            );
+        }
+        // Its line runs the next call against the same phone.
+        let seq = call(
+            &http,
+            "GET",
+            &format!("{base}/v1/calls"),
+            Some(CONTROL),
+            None,
+        )
+        .await
+        .headers["x-tapir-seq"]
+            .to_str()
+            .expect("seq")
+            .parse::<u64>()
+            .expect("number");
+        let next = dial(&http, &base, CONTROL, 0, "210").await;
+        let rang = events_after(&http, &base, CONTROL, seq, Duration::from_secs(20), |e| {
+            states(e, next).contains(&"ringback".to_owned())
+        })
+        .await;
+        assert!(
+            states(&rang, next).contains(&"ringback".to_owned()),
+            "round {round}: the call after the restart did not ring: {:?}",
+            states(&rang, next)
+        );
+    }
+    let (status, stderr) = daemon.stop("TERM");
+    assert_eq!(status, Some(0), "{stderr}");
+    drop(phone);
 }

@@ -10,27 +10,59 @@
 //! runtime of its own with one worker.
 //!
 //! Either way every task of the driver is spawned in its scope ([`Spawner::spawn`], or
-//! [`spawn`] from inside one of its tasks) and ends when the driver shuts down or is dropped,
-//! so its sockets close and a reload can bind them again.
+//! [`spawn`] from inside one of its tasks) and has ended when the driver's shutdown returns
+//! (or its drop), so its sockets are closed and a reload binds them again at once, also with
+//! calls in flight.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// How long a shutdown waits for the driver's tasks to end (each ends at its next poll once
+/// told to; only a task stuck in a blocking call takes longer).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// A driver's scope: its stop signal and the count of its tasks still alive.
+#[derive(Debug, Clone)]
+struct Scope {
+    stop: watch::Receiver<bool>,
+    live: Arc<AtomicUsize>,
+}
+
 tokio::task_local! {
-    /// The stop signal of the driver whose task is running.
-    static STOP: watch::Receiver<bool>;
+    /// The scope of the driver whose task is running.
+    static SCOPE: Scope;
+}
+
+/// Counts one live task of a driver until dropped (with the task's future, however it ends).
+struct Alive(Arc<AtomicUsize>);
+
+impl Alive {
+    fn new(live: &Arc<AtomicUsize>) -> Alive {
+        live.fetch_add(1, Ordering::SeqCst);
+        Alive(live.clone())
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Runs `fut` in the scope of a driver: until it ends or the driver stops.
-fn scoped<F>(stop: watch::Receiver<bool>, fut: F) -> impl Future<Output = ()> + Send + 'static
+fn scoped<F>(scope: Scope, fut: F) -> impl Future<Output = ()> + Send + 'static
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let mut watch = stop.clone();
-    STOP.scope(stop, async move {
+    let alive = Alive::new(&scope.live);
+    let mut watch = scope.stop.clone();
+    SCOPE.scope(scope, async move {
+        let _alive = alive;
         tokio::select! {
             biased;
             () = fut => {}
@@ -49,8 +81,8 @@ pub fn spawn<F>(fut: F) -> JoinHandle<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    match STOP.try_with(Clone::clone) {
-        Ok(stop) => tokio::spawn(scoped(stop, fut)),
+    match SCOPE.try_with(Clone::clone) {
+        Ok(scope) => tokio::spawn(scoped(scope, fut)),
         Err(_) => tokio::spawn(fut),
     }
 }
@@ -59,7 +91,7 @@ where
 #[derive(Debug, Clone)]
 pub struct Spawner {
     handle: Handle,
-    stop: watch::Receiver<bool>,
+    scope: Scope,
 }
 
 impl Spawner {
@@ -68,7 +100,7 @@ impl Spawner {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.handle.spawn(scoped(self.stop.clone(), fut))
+        self.handle.spawn(scoped(self.scope.clone(), fut))
     }
 }
 
@@ -117,7 +149,10 @@ impl DriverRuntime {
             rt: Mutex::new(rt),
             spawner: Spawner {
                 handle,
-                stop: stop_rx,
+                scope: Scope {
+                    stop: stop_rx,
+                    live: Arc::new(AtomicUsize::new(0)),
+                },
             },
             stop,
         })
@@ -143,18 +178,39 @@ impl DriverRuntime {
         F::Output: Send,
     {
         let handle = &self.spawner.handle;
-        let stop = self.spawner.stop.clone();
+        let scope = self.spawner.scope.clone();
         std::thread::scope(|s| {
-            s.spawn(move || handle.block_on(STOP.scope(stop, f)))
+            s.spawn(move || handle.block_on(SCOPE.scope(scope, f)))
                 .join()
                 .ok()
         })
     }
 
-    /// Ends every task of the driver (they were told to end before) and stops its own runtime
-    /// without waiting.
+    /// Ends every task of the driver and returns once they have ended (at most
+    /// [`SHUTDOWN_WAIT`]), then stops its own runtime. On a worker thread of the host's
+    /// runtime the wait lets that worker's other tasks (the driver's among them) run elsewhere.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
+        let live = &self.spawner.scope.live;
+        let wait = || {
+            let until = Instant::now() + SHUTDOWN_WAIT;
+            while live.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        if live.load(Ordering::SeqCst) > 0 {
+            let on_worker = Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+            if on_worker {
+                tokio::task::block_in_place(wait);
+            } else {
+                wait();
+            }
+        }
+        let left = live.load(Ordering::SeqCst);
+        if left > 0 {
+            tracing::warn!(tasks = left, "a SIP driver's tasks did not end in time");
+        }
         if let Ok(mut rt) = self.rt.lock() {
             if let Some(rt) = rt.take() {
                 rt.shutdown_background();
@@ -262,6 +318,61 @@ mod tests {
             "a task spawned while building ended"
         );
         assert!(other.load(Ordering::SeqCst), "the host's task runs on");
+    }
+
+    /// A driver task holding a bound UDP socket; the port.
+    fn bind_in_task(driver: &DriverRuntime) -> u16 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        driver.spawner().spawn(async move {
+            let Ok(socket) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else {
+                return;
+            };
+            let _ = tx.send(socket.local_addr().map(|a| a.port()).unwrap_or(0));
+            std::future::pending::<()>().await;
+        });
+        rx.recv_timeout(Duration::from_secs(5)).expect("bound")
+    }
+
+    #[test]
+    fn shutdown_returns_once_the_tasks_ended_even_with_the_worker_busy() {
+        for shared in [true, false] {
+            let (host, driver) = host_and_driver(1);
+            let driver = if shared {
+                driver
+            } else {
+                drop(driver);
+                DriverRuntime::new("own-rt").expect("runtime")
+            };
+            assert_eq!(driver.is_shared(), shared);
+            let port = bind_in_task(&driver);
+            // The worker that must drop the task is busy when the stop comes.
+            let busy = if shared {
+                host.spawn(async { std::thread::sleep(Duration::from_millis(200)) })
+            } else {
+                driver
+                    .spawner()
+                    .spawn(async { std::thread::sleep(Duration::from_millis(200)) })
+            };
+            std::thread::sleep(Duration::from_millis(20));
+            driver.shutdown();
+            // At once: the socket is closed and its port binds again (as a reload does).
+            let again = std::net::UdpSocket::bind(("127.0.0.1", port));
+            assert!(again.is_ok(), "shared {shared}: port {port} still bound");
+            drop(busy);
+        }
+    }
+
+    #[test]
+    fn shutdown_from_a_worker_of_the_host_runtime_does_not_stall_it() {
+        let (host, driver) = host_and_driver(1);
+        let port = bind_in_task(&driver);
+        let started = std::time::Instant::now();
+        // Dropped inside a task of the only worker, which must still run the driver's task.
+        host.block_on(async move {
+            let _ = tokio::spawn(async move { drop(driver) }).await;
+        });
+        assert!(started.elapsed() < SHUTDOWN_WAIT, "waited out the limit");
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
     }
 
     #[test]

@@ -136,8 +136,9 @@ enum Purpose {
 struct Request {
     id: ReqId,
     purpose: Purpose,
-    /// As built, then as sent (with the transport's Via).
-    sent: Message,
+    /// As sent (with the transport's Via); `None` until the transport took it (the one copy
+    /// built travels in [`Action::Send`] and comes back through [`LegCore::on_sent`]).
+    sent: Option<Message>,
     auth_answers: u32,
     finished: bool,
     /// Sent once more (a PRACK whose reliable response came again).
@@ -358,7 +359,7 @@ impl LegCore {
         self.requests.push(Request {
             id,
             purpose,
-            sent: msg.clone(),
+            sent: None,
             auth_answers: 0,
             finished: false,
             resent: false,
@@ -440,7 +441,7 @@ impl LegCore {
             self.placed = true;
         }
         if let Some(r) = self.request_mut(id) {
-            r.sent = sent;
+            r.sent = Some(sent);
         }
     }
 

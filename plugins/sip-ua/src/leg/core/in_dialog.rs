@@ -181,10 +181,15 @@ impl LegCore {
         purpose: &Purpose,
         resp: &Message,
     ) -> Result<(), String> {
-        let Some(r) = self.requests.iter().find(|r| r.id == id) else {
+        let Some((r, sent)) = self
+            .requests
+            .iter()
+            .find(|r| r.id == id)
+            .and_then(|r| Some((r, r.sent.as_ref()?)))
+        else {
             return Err("unknown request".into());
         };
-        let method = r.sent.method().unwrap_or(Method::Bye);
+        let method = sent.method().unwrap_or(Method::Bye);
         if r.auth_answers >= MAX_AUTH_ANSWERS || (r.auth_answers > 0 && !digest::is_stale(resp)) {
             return Err(format!(
                 "{method} challenged again ({})",
@@ -192,7 +197,7 @@ impl LegCore {
             ));
         }
         let answers = r.auth_answers + 1;
-        let sent = r.sent.clone();
+        let sent = sent.clone();
         let (name, value) = digest::answer_challenge(&sent, resp, &self.setup.credentials)
             .map_err(|e| format!("cannot answer the challenge: {e}"))?;
         let dialog = match purpose {

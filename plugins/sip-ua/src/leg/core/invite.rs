@@ -154,7 +154,7 @@ impl LegCore {
         self.requests
             .iter()
             .find(|r| r.id == self.invite_id)
-            .map(|r| &r.sent)
+            .and_then(|r| r.sent.as_ref())
     }
 
     pub(super) fn on_invite_challenge(&mut self, resp: &Message, now: Instant) {
@@ -232,10 +232,11 @@ impl LegCore {
                     !r.finished && !r.resent && r.purpose == Purpose::Prack { tag: tag.clone() }
                 });
                 if let (Some(r), Some(early)) = (again, early) {
-                    r.resent = true;
-                    let msg = r.sent.clone();
-                    let dest = self.hop(&early);
-                    self.actions.push_back(Action::Resend { msg, dest });
+                    if let Some(msg) = r.sent.clone() {
+                        r.resent = true;
+                        let dest = self.hop(&early);
+                        self.actions.push_back(Action::Resend { msg, dest });
+                    }
                 }
                 false
             }
