@@ -73,6 +73,41 @@ async fn connected(http: &reqwest::Client, base: &str, token: &str, call: u64) -
     .await
 }
 
+/// `tapir run` on the configuration at `path`, up and healthy on `port`; its base URL.
+fn start(path: &Path, port: u16) -> (Daemon, String) {
+    let daemon = Daemon::spawn(tapir().arg("run").arg("--config").arg(path));
+    let addr = format!("127.0.0.1:{port}");
+    assert!(
+        http_get(&addr, "/healthz", Duration::from_secs(30)).is_some(),
+        "the daemon did not come up"
+    );
+    (daemon, format!("http://{addr}"))
+}
+
+/// `POST /v1/reload`, answered 200.
+async fn reload(http: &reqwest::Client, base: &str, token: Option<&str>) -> support::web::Answer {
+    let a = call(http, "POST", &format!("{base}/v1/reload"), token, None).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a
+}
+
+/// The event stream's position now (`x-tapir-seq` of the call list).
+async fn seq_now(http: &reqwest::Client, base: &str) -> u64 {
+    call(
+        http,
+        "GET",
+        &format!("{base}/v1/calls"),
+        Some(CONTROL),
+        None,
+    )
+    .await
+    .headers["x-tapir-seq"]
+        .to_str()
+        .expect("seq")
+        .parse::<u64>()
+        .expect("number")
+}
+
 /// Line ids by key.
 async fn line_ids(http: &reqwest::Client, base: &str, token: &str) -> Vec<(String, u64, String)> {
     let a = call(http, "GET", &format!("{base}/v1/lines"), Some(token), None).await;
@@ -194,19 +229,7 @@ async fn a_call_on_an_unchanged_instance_survives_reloads_that_add_remove_and_ch
     }
     let kept_before = connected(&http, &base, CONTROL, kept).await;
     assert_eq!(kept_before["info"]["called"]["raw_number"], "200");
-    let seq = call(
-        &http,
-        "GET",
-        &format!("{base}/v1/calls"),
-        Some(CONTROL),
-        None,
-    )
-    .await
-    .headers["x-tapir-seq"]
-        .to_str()
-        .expect("seq")
-        .parse::<u64>()
-        .expect("number");
+    let seq = seq_now(&http, &base).await;
 
     // Reload 1, by SIGHUP: `old` goes, `changing` changes, `added` comes, the dial rule and
     // the tokens change.
@@ -409,15 +432,7 @@ async fn a_call_on_an_unchanged_instance_survives_reloads_that_add_remove_and_ch
         })
         .collect();
     assert_eq!(old_ids, vec![("200".into(), 3), ("201".into(), 4)]);
-    let a = call(
-        &http,
-        "POST",
-        &format!("{base}/v1/reload"),
-        Some(CONTROL),
-        None,
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.text);
+    let a = reload(&http, &base, Some(CONTROL)).await;
     assert_eq!(
         a.body["unchanged"].as_array().map(Vec::len),
         Some(3),
@@ -490,13 +505,7 @@ async fn a_changed_sip_instance_restarts_on_its_own_port_every_time() {
         )
     };
     write(&path, &text("Alice 0"));
-    let daemon = Daemon::spawn(tapir().arg("run").arg("--config").arg(&path));
-    let addr = format!("127.0.0.1:{port}");
-    let base = format!("http://{addr}");
-    assert!(
-        http_get(&addr, "/healthz", Duration::from_secs(30)).is_some(),
-        "the daemon did not come up"
-    );
+    let (daemon, base) = start(&path, port);
     assert!(
         answers_options(sip_port, 0),
         "the SIP port answers at start"
@@ -504,8 +513,7 @@ async fn a_changed_sip_instance_restarts_on_its_own_port_every_time() {
     let http = client();
     for round in 1..=3u32 {
         write(&path, &text(&format!("Alice {round}")));
-        let a = call(&http, "POST", &format!("{base}/v1/reload"), None, None).await;
-        assert_eq!(a.status, 200, "{}", a.text);
+        let a = reload(&http, &base, None).await;
         assert_eq!(
             a.body["restarted"],
             serde_json::json!(["sip"]),
@@ -559,30 +567,12 @@ async fn calls_in_flight_on_a_restarted_sip_instance_end_and_the_next_ones_run()
         )
     };
     write(&path, &text("Alice 0"));
-    let daemon = Daemon::spawn(tapir().arg("run").arg("--config").arg(&path));
-    let addr = format!("127.0.0.1:{port}");
-    let base = format!("http://{addr}");
-    assert!(
-        http_get(&addr, "/healthz", Duration::from_secs(30)).is_some(),
-        "the daemon did not come up"
-    );
+    let (daemon, base) = start(&path, port);
     let http = client();
     let line = line_ids(&http, &base, CONTROL).await;
     assert_eq!(line, vec![("alice".into(), 0, "sip".into())]);
     for round in 1..=2u32 {
-        let seq = call(
-            &http,
-            "GET",
-            &format!("{base}/v1/calls"),
-            Some(CONTROL),
-            None,
-        )
-        .await
-        .headers["x-tapir-seq"]
-            .to_str()
-            .expect("seq")
-            .parse::<u64>()
-            .expect("number");
+        let seq = seq_now(&http, &base).await;
         // Three calls on the line, one after the other, each ringing at the far end.
         let mut calls = Vec::new();
         for i in 0..3 {
@@ -604,15 +594,7 @@ async fn calls_in_flight_on_a_restarted_sip_instance_end_and_the_next_ones_run()
 
         // The instance changes: the reload restarts it with its calls in progress.
         write(&path, &text(&format!("Alice {round}")));
-        let a = call(
-            &http,
-            "POST",
-            &format!("{base}/v1/reload"),
-            Some(CONTROL),
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 200, "{}", a.text);
+        let a = reload(&http, &base, Some(CONTROL)).await;
         assert_eq!(
             a.body["restarted"],
             serde_json::json!(["sip"]),
@@ -658,19 +640,7 @@ async fn calls_in_flight_on_a_restarted_sip_instance_end_and_the_next_ones_run()
             );
         }
         // Its line runs the next call against the same phone.
-        let seq = call(
-            &http,
-            "GET",
-            &format!("{base}/v1/calls"),
-            Some(CONTROL),
-            None,
-        )
-        .await
-        .headers["x-tapir-seq"]
-            .to_str()
-            .expect("seq")
-            .parse::<u64>()
-            .expect("number");
+        let seq = seq_now(&http, &base).await;
         let next = dial(&http, &base, CONTROL, 0, "210").await;
         let rang = events_after(&http, &base, CONTROL, seq, Duration::from_secs(20), |e| {
             states(e, next).contains(&"ringback".to_owned())
