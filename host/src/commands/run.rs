@@ -278,7 +278,8 @@ fn listen_deep(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// What a signal asks of the daemon.
 enum Signal {
-    /// SIGHUP: read the configuration again.
+    /// SIGHUP: read the configuration again (Unix only; elsewhere `POST /v1/reload`).
+    #[cfg_attr(not(unix), allow(dead_code))]
     Reload,
     /// SIGINT, SIGTERM: stop.
     Stop(&'static str),
