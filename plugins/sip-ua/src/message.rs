@@ -222,44 +222,40 @@ pub fn canonical_name(name: &str) -> String {
     out
 }
 
+/// The first comma of `value` outside quoted strings and `<...>`.
+fn top_level_comma(value: &str) -> Option<usize> {
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    for (i, ch) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match ch {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The values of a header line: split at top-level commas (not inside quotes or `<...>`),
 /// trimmed, empty ones skipped. Nothing is allocated.
 pub fn commas(value: &str) -> impl Iterator<Item = &str> {
-    let (mut quoted, mut angle, mut escaped) = (false, false, false);
-    let mut chars = value.char_indices();
-    let mut start = 0;
-    let mut done = false;
-    std::iter::from_fn(move || loop {
-        if done {
-            return None;
-        }
-        let part = loop {
-            let Some((i, ch)) = chars.next() else {
-                done = true;
-                break value.get(start..).unwrap_or("");
-            };
-            if escaped {
-                escaped = false;
-                continue;
-            }
-            match ch {
-                '\\' if quoted => escaped = true,
-                '"' => quoted = !quoted,
-                '<' if !quoted => angle = true,
-                '>' if !quoted => angle = false,
-                ',' if !quoted && !angle => {
-                    let part = value.get(start..i).unwrap_or("");
-                    start = i + 1;
-                    break part;
-                }
-                _ => {}
-            }
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let (part, after) = match top_level_comma(r) {
+            Some(i) => (&r[..i], r.get(i + 1..)),
+            None => (r, None),
         };
-        let part = part.trim();
-        if !part.is_empty() {
-            return Some(part);
-        }
+        rest = after;
+        Some(part.trim())
     })
+    .filter(|part| !part.is_empty())
 }
 
 /// [`commas`], collected.

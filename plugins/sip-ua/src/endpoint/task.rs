@@ -478,15 +478,9 @@ impl Task {
         if timed_out > 0 {
             metrics::counter!("tapir_sip_transaction_timeouts_total").increment(timed_out);
         }
-        RETRANSMISSIONS.fetch_add(
-            now.retransmissions.saturating_sub(last.retransmissions),
-            Ordering::Relaxed,
-        );
+        RETRANSMISSIONS.fetch_add(retransmitted, Ordering::Relaxed);
         TRANSACTIONS.fetch_add(now.created.saturating_sub(last.created), Ordering::Relaxed);
-        TIMEOUTS.fetch_add(
-            now.timeouts.saturating_sub(last.timeouts),
-            Ordering::Relaxed,
-        );
+        TIMEOUTS.fetch_add(timed_out, Ordering::Relaxed);
         MALFORMED.fetch_add(
             self.malformed.saturating_sub(self.published_malformed),
             Ordering::Relaxed,
